@@ -1,0 +1,42 @@
+"""Where the project reads model files from and where it caches what it generates.
+
+Model folder (`IVLM_MODELS_DIR`, default `~/ivlm-models`), laid out as:
+
+    body_models/smplx/SMPLX_NEUTRAL.npz   (or .pkl)   SMPL-X, from https://smpl-x.is.tue.mpg.de
+    body_models/smplh/SMPLH_NEUTRAL.npz   (or .pkl)   SMPL-H, from https://mano.is.tue.mpg.de
+    interactvlm/data/...                              InteractVLM's data.zip, unzipped here
+    interactvlm/trained_models/<release>/             InteractVLM release zips, unzipped here
+
+Cache folder (`IVLM_CACHE_DIR`, default `$XDG_CACHE_HOME/ivlm` or `~/.cache/ivlm`): generated demo
+assets and regenerated render maps. It can be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def models_dir() -> Path:
+    """The folder holding the user's model files."""
+    return Path(os.environ.get("IVLM_MODELS_DIR", Path.home() / "ivlm-models")).expanduser()
+
+
+def cache_dir() -> Path:
+    """The folder for generated, reproducible files (created on demand)."""
+    env = os.environ.get("IVLM_CACHE_DIR")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser()
+        path = base / "ivlm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def body_models_dir(root: Path | None = None) -> Path:
+    return (root or models_dir()) / "body_models"
+
+
+def interactvlm_data_dir(root: Path | None = None) -> Path:
+    return (root or models_dir()) / "interactvlm" / "data"

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds the project's virtual environments on a fresh machine, or reuses them when the lock
+# files have not changed. Sourced by run.sh and test.sh, so each of the README's two commands
+# does its own set-up.
+#
+#   .venv          the pipeline / server stack (numpy 2, CPU torch from requirements/ci-lock.txt)
+#   .venv-blender  bpy==5.0.1 (Blender as a module; pins numpy<2) for running the add-on in tests
+set -euo pipefail
+
+IVLM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+UV_VERSION="0.13.9"
+
+_ivlm_log() { printf '[ivlm setup] %s\n' "$*" >&2; }
+
+_ivlm_hash() { cat "$@" | sha256sum | cut -c1-16; }
+
+# The local CPU torch wheel lives in pip's find-links folder on these machines; uv does not
+# read pip.conf, so we pass it on. Elsewhere we fall back to PyTorch's CPU index, so a CPU
+# machine never pulls the multi-GB CUDA build.
+_ivlm_torch_sources() {
+    local fl="${PIP_FIND_LINKS:-}"
+    if [ -z "$fl" ]; then fl="$(python3 -m pip config get global.find-links 2>/dev/null || true)"; fi
+    if [ -n "$fl" ] && [ -d "$fl" ]; then
+        echo "--find-links $fl"
+    else
+        echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"
+    fi
+}
+
+_ivlm_installer() {
+    # Prints the command used to install into a venv: uv when it can be had, else pip.
+    if python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==${UV_VERSION}" >/dev/null 2>&1; then
+        echo "python3 -m uv pip install --python"
+    else
+        echo "pip"
+    fi
+}
+
+_ivlm_install() {  # venv_dir, then install arguments
+    local venv="$1"; shift
+    local inst; inst="$(_ivlm_installer)"
+    if [ "$inst" = "pip" ]; then
+        "$venv/bin/python" -m pip install -q "$@"
+    else
+        $inst "$venv/bin/python" -q "$@"
+    fi
+}
+
+ivlm_ensure_main_env() {
+    local venv="$IVLM_ROOT/.venv"
+    local key; key="$(_ivlm_hash "$IVLM_ROOT/requirements/ci-lock.txt" "$IVLM_ROOT/pyproject.toml")"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    _ivlm_log "building $venv (pipeline stack, CPU torch)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2046
+    _ivlm_install "$venv" $(_ivlm_torch_sources) -r "$IVLM_ROOT/requirements/ci-lock.txt"
+    _ivlm_install "$venv" --no-deps -e "$IVLM_ROOT"
+    "$venv/bin/python" - <<'PY'
+import sys, torch
+if not torch.__version__.endswith("+cpu"):
+    sys.exit(f"expected the CPU build of torch in .venv, got {torch.__version__}")
+PY
+    echo "$key" > "$venv/.ivlm-env-key"
+}
+
+ivlm_ensure_blender_env() {
+    local venv="$IVLM_ROOT/.venv-blender"
+    local key; key="$(_ivlm_hash "$IVLM_ROOT/requirements/blender-lock.txt")"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    _ivlm_log "building $venv (bpy==5.0.1)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    _ivlm_install "$venv" -r "$IVLM_ROOT/requirements/blender-lock.txt"
+    echo "$key" > "$venv/.ivlm-env-key"
+}
