@@ -1,0 +1,1 @@
+"""Render: cameras, canonical views, rasterisation and shading in pure PyTorch."""

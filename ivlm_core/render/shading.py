@@ -1,0 +1,82 @@
+"""Vertex attributes, PyTorch3D-style Phong shading and the colour schemes InteractVLM renders with.
+
+The canonical renders are what SAM sees, so the shading follows PyTorch3D's `HardPhongShader` with
+`PointLights` (spec §3.1): per-pixel normals interpolated from area-weighted vertex normals,
+colour = (ambient + diffuse * max(n.l, 0)) * albedo + specular * max(r.v, 0)^64 (specular only where n.l > 0),
+every light and material colour white, and a white background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ivlm_core.render.rasterize import Fragments
+
+# Overlay colours (flat albedo, shaded like everything else). InteractVLM's "grey" object colour is
+# (1.0, 0.9, 0.3) * 0.8 + 0.1 (spec §3.3); the blue body matches its optimiser's overlay colour.
+BODY_OVERLAY_BLUE = (0.05, 0.66, 0.96)
+OBJECT_OVERLAY_YELLOW = (0.9, 0.82, 0.34)
+
+
+@dataclass(frozen=True)
+class PhongLighting:
+    """Light intensities of InteractVLM's renders (PyTorch3D PointLights / Materials defaults)."""
+
+    ambient: float = 0.5
+    diffuse: float = 0.3
+    specular: float = 0.2
+    shininess: float = 64.0
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals, [N, 3] (or [B, N, 3] for batched vertices), as PyTorch3D computes them."""
+    v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
+    face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)  # length = twice the face area
+    normals = torch.zeros_like(vertices)
+    for k in range(3):
+        normals.index_add_(-2, faces[:, k], face_normals)
+    return torch.nn.functional.normalize(normals, dim=-1, eps=1e-6)
+
+
+def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    """Interpolates per-vertex attributes [N, C] or [B, N, C] to pixels: [B, H, W, C], 0 on background."""
+    covered = fragments.covered()
+    return covered.to_image(covered.interpolate(faces, attributes))
+
+
+def phong(
+    points: torch.Tensor,
+    normals: torch.Tensor,
+    albedo: torch.Tensor,
+    light_positions: torch.Tensor,
+    camera_centers: torch.Tensor,
+    lighting: PhongLighting = PhongLighting(),
+) -> torch.Tensor:
+    """PyTorch3D's phong_shading with one point light. All inputs world space, broadcastable [..., 3]."""
+    normals = torch.nn.functional.normalize(normals, dim=-1, eps=1e-6)
+    to_light = torch.nn.functional.normalize(light_positions - points, dim=-1, eps=1e-6)
+    to_camera = torch.nn.functional.normalize(camera_centers - points, dim=-1, eps=1e-6)
+    cos_light = (normals * to_light).sum(-1, keepdim=True)
+    reflected = -to_light + 2.0 * cos_light * normals
+    spec_angle = torch.relu((to_camera * reflected).sum(-1, keepdim=True)) * (cos_light > 0)
+    diffuse = lighting.diffuse * torch.relu(cos_light)
+    specular = lighting.specular * spec_angle.pow(lighting.shininess)
+    return (lighting.ambient + diffuse) * albedo + specular
+
+
+def normal_colors(normals: torch.Tensor) -> torch.Tensor:
+    """InteractVLM's body texture: (normal + 1) / 2."""
+    return (normals + 1.0) / 2.0
+
+
+def position_colors(vertices: torch.Tensor) -> torch.Tensor:
+    """InteractVLM's object texture: per-axis min-max normalised position * 0.8 + 0.1 (a NOCS-like map)."""
+    low = vertices.amin(dim=-2, keepdim=True)
+    span = (vertices.amax(dim=-2, keepdim=True) - low).clamp(min=1e-12)
+    return (vertices - low) / span * 0.8 + 0.1
+
+
+def flat_colors(n_vertices: int, color: tuple[float, float, float], like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(color, dtype=like.dtype, device=like.device).expand(n_vertices, 3)
