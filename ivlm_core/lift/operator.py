@@ -1,0 +1,84 @@
+"""Lift: per-view 2D mask logits -> per-vertex contact, each variant one sparse product.
+
+Both of InteractVLM's lifters (spec §4.2, §4.4) are barycentric-weighted means of pixel probabilities,
+so for a fixed view set they are linear in the pixels once the pixel selection is known:
+
+* human (soft, post-FIX): p = sigmoid(clamp(logit, -20, 20)) over every pixel showing the body;
+  per view, s_v[i] = sum(w p) / sum(w) over the (pixel, corner) pairs whose corner is vertex i;
+  c[i] = mean of s_v[i] over the views where vertex i is visible (sum(w) > 0); 0 if never visible.
+  Everything but p is constant, so c = L p with one precomputed sparse L [N, V*H*W].
+* object (thresholded): only pixels with sigmoid(logit) > 0.3 count, in numerator and denominator;
+  c[i] = mean over the views where vertex i received selected weight. One sparse product of the
+  block matrix W [V*N, V*H*W] with the two columns (p * selected, selected) gives both sums.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ivlm_core.lift.pixel_maps import PixelMaps
+
+HUMAN_LOGIT_CLAMP = 20.0
+OBJECT_PIXEL_THRESHOLD = 0.3  # on probabilities, as upstream's object lifter (spec §4.4)
+
+
+class LiftOperator:
+    """Precomputed sparse lifting for one mesh and view set (build once, lift many masks)."""
+
+    def __init__(self, maps: PixelMaps, device: torch.device | str = "cpu") -> None:
+        self.view_names = maps.view_names
+        self.num_vertices = n = maps.num_vertices
+        self.num_views = v = len(maps.view_names)
+        self.image_size = maps.image_size
+        pixels = self.image_size[0] * self.image_size[1]
+        valid = maps.valid().reshape(v, pixels)
+        view_idx, pixel_idx = np.nonzero(valid)
+        ids = maps.vertex_ids.reshape(v, pixels, 3)[view_idx, pixel_idx]  # [K, 3]
+        weights = maps.bary.reshape(v, pixels, 3)[view_idx, pixel_idx]
+        rows = (view_idx[:, None] * n + ids).reshape(-1)
+        cols = np.repeat(view_idx * pixels + pixel_idx, 3)
+        vals = weights.reshape(-1).astype(np.float64)
+        # Per (view, vertex) weight sums: the human lifter's denominators and the visibility test.
+        den = np.bincount(rows, weights=vals, minlength=v * n).reshape(v, n)
+        self.visible_views = torch.from_numpy((den > 0).sum(0))
+        per_view_block = torch.sparse_coo_tensor(
+            np.stack([rows, cols]), vals.astype(np.float32), (v * n, v * pixels)
+        ).coalesce()
+        self._blocks = per_view_block.to_sparse_csr().to(device)
+        count = np.maximum((den > 0).sum(0), 1)
+        scale = 1.0 / np.where(den > 0, den, 1.0) / count[None, :]  # [V, N]
+        human_vals = vals * scale.reshape(-1)[rows]
+        human = torch.sparse_coo_tensor(
+            np.stack([rows % n, cols]), human_vals.astype(np.float32), (n, v * pixels)
+        ).coalesce()
+        self._human = human.to_sparse_csr().to(device)
+        self.device = torch.device(device)
+
+    def _flatten(self, logits: torch.Tensor) -> torch.Tensor:
+        expected = (self.num_views, *self.image_size)
+        if tuple(logits.shape) != expected:
+            raise ValueError(f"expected logits of shape {expected} (views, height, width), got {tuple(logits.shape)}")
+        return logits.to(device=self.device, dtype=torch.float32).reshape(-1)
+
+    def visible(self) -> torch.Tensor:
+        """Vertices seen in at least one view, [N] bool."""
+        return self.visible_views > 0
+
+    def human(self, logits: torch.Tensor) -> torch.Tensor:
+        """InteractVLM's soft human lifter: logits [V, H, W] -> contact [N] in [0, 1]."""
+        prob = torch.sigmoid(self._flatten(logits).clamp(-HUMAN_LOGIT_CLAMP, HUMAN_LOGIT_CLAMP))
+        return (self._human @ prob[:, None])[:, 0].clamp(0.0, 1.0)
+
+    def object(self, logits: torch.Tensor, threshold: float = OBJECT_PIXEL_THRESHOLD) -> torch.Tensor:
+        """InteractVLM's object-mesh lifter: logits [V, H, W] -> contact [N], 0 or in (threshold, 1]."""
+        prob = torch.sigmoid(self._flatten(logits))
+        selected = (prob > threshold).to(prob.dtype)
+        sums = (self._blocks @ torch.stack([prob * selected, selected], dim=1)).reshape(
+            self.num_views, self.num_vertices, 2
+        )
+        num, den = sums[..., 0], sums[..., 1]
+        hit = den > 0
+        per_view = torch.where(hit, num / torch.where(hit, den, torch.ones_like(den)), torch.zeros_like(num))
+        views_hit = hit.sum(0)
+        return torch.where(views_hit > 0, per_view.sum(0) / views_hit.clamp(min=1), torch.zeros_like(num[0]))
