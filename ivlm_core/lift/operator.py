@@ -14,6 +14,8 @@ so for a fixed view set they are linear in the pixels once the pixel selection i
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -21,6 +23,16 @@ from ivlm_core.lift.pixel_maps import PixelMaps
 
 HUMAN_LOGIT_CLAMP = 20.0
 OBJECT_PIXEL_THRESHOLD = 0.3  # on probabilities, as upstream's object lifter (spec §4.4)
+
+
+def _csr(indices: np.ndarray, values: np.ndarray, shape: tuple[int, int], device) -> torch.Tensor:
+    """A float32 CSR matrix; duplicate entries (degenerate faces repeat a vertex) are summed."""
+    coo = torch.sparse_coo_tensor(
+        torch.from_numpy(indices), torch.from_numpy(values.astype(np.float32)), shape, check_invariants=False
+    ).coalesce()
+    with warnings.catch_warnings():  # torch flags CSR as beta; the product we use is long-standing
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.to_sparse_csr().to(device)
 
 
 class LiftOperator:
@@ -42,17 +54,11 @@ class LiftOperator:
         # Per (view, vertex) weight sums: the human lifter's denominators and the visibility test.
         den = np.bincount(rows, weights=vals, minlength=v * n).reshape(v, n)
         self.visible_views = torch.from_numpy((den > 0).sum(0))
-        per_view_block = torch.sparse_coo_tensor(
-            np.stack([rows, cols]), vals.astype(np.float32), (v * n, v * pixels)
-        ).coalesce()
-        self._blocks = per_view_block.to_sparse_csr().to(device)
+        self._blocks = _csr(np.stack([rows, cols]), vals, (v * n, v * pixels), device)
         count = np.maximum((den > 0).sum(0), 1)
         scale = 1.0 / np.where(den > 0, den, 1.0) / count[None, :]  # [V, N]
         human_vals = vals * scale.reshape(-1)[rows]
-        human = torch.sparse_coo_tensor(
-            np.stack([rows % n, cols]), human_vals.astype(np.float32), (n, v * pixels)
-        ).coalesce()
-        self._human = human.to_sparse_csr().to(device)
+        self._human = _csr(np.stack([rows % n, cols]), human_vals, (n, v * pixels), device)
         self.device = torch.device(device)
 
     def _flatten(self, logits: torch.Tensor) -> torch.Tensor:
