@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ivlm_core.errors import MeshError
 from ivlm_core.render.cameras import PinholeCameras, look_at_view_transform
 
 CANONICAL_IMAGE_SIZE = 1024
@@ -107,5 +108,5 @@ def normalize_object_vertices(vertices: np.ndarray) -> tuple[np.ndarray, np.ndar
     mean = vertices.mean(axis=0)
     extent = float((vertices.max(axis=0) - vertices.min(axis=0)).max())
     if not extent > 0:
-        raise ValueError("cannot normalise a mesh whose vertices all coincide")
+        raise MeshError("cannot normalise a mesh whose vertices all coincide.", "Send a mesh with some extent.")
     return (vertices - mean) / extent, mean, extent

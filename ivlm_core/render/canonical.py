@@ -1,0 +1,83 @@
+"""InteractVLM's 4-view renders of a surface: the images SAM sees, flat overlays, and the fragments to lift with.
+
+Human (spec §3.2): the canonical Vitruvian SMPL-H body, coloured by (normal + 1) / 2, Phong-shaded.
+Object (spec §3.3): the user's mesh normalised (vertex mean, longest side 1), coloured by position.
+Both use the view sets of `views.py` at 1024 x 1024 on a white background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ivlm_core.mesh import TriangleMesh
+from ivlm_core.render.rasterize import Fragments
+from ivlm_core.render.renderer import rasterize_mesh, shade, to_uint8
+from ivlm_core.render.shading import (
+    BODY_OVERLAY_BLUE,
+    OBJECT_OVERLAY_YELLOW,
+    flat_colors,
+    normal_colors,
+    position_colors,
+    vertex_normals,
+)
+from ivlm_core.render.views import CANONICAL_IMAGE_SIZE, HUMAN_VIEWS, OBJECT_VIEWS, ViewSet, normalize_object_vertices
+
+
+@dataclass
+class ViewRenders:
+    """One surface in one view set. Images are uint8 [V, S, S, 3] in view order."""
+
+    view_set: ViewSet
+    sam_images: np.ndarray  # what SAM is shown
+    overlay_images: np.ndarray  # a flat-coloured version, to draw predicted masks on
+    fragments: Fragments
+    faces: torch.Tensor
+    num_vertices: int
+
+
+@dataclass
+class ObjectViewRenders(ViewRenders):
+    """Object renders plus the normalisation that was applied: original = normalised * scale + center."""
+
+    center: np.ndarray
+    scale: float
+
+
+def _render_two_ways(
+    vertices: torch.Tensor, faces: torch.Tensor, view_set: ViewSet, sam_colors: torch.Tensor, overlay: tuple, size: int
+) -> tuple[np.ndarray, np.ndarray, Fragments]:
+    cameras = view_set.cameras(size, dtype=vertices.dtype)
+    lights = view_set.light_positions(dtype=vertices.dtype)
+    fragments = rasterize_mesh(vertices, faces, cameras)
+    sam = shade(fragments, vertices, faces, cameras, sam_colors, lights)
+    flat = shade(fragments, vertices, faces, cameras, flat_colors(len(vertices), overlay, vertices), lights)
+    return to_uint8(sam.rgb), to_uint8(flat.rgb), fragments
+
+
+def render_body_views(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    image_size: int = CANONICAL_IMAGE_SIZE,
+    device: torch.device | str = "cpu",
+) -> ViewRenders:
+    """Renders the canonical body (vertices [N, 3] in the BODY frame, metres) from the 4 human views."""
+    v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
+    f = torch.as_tensor(faces, dtype=torch.int64, device=device)
+    sam, overlay, fragments = _render_two_ways(
+        v, f, HUMAN_VIEWS, normal_colors(vertex_normals(v, f)), BODY_OVERLAY_BLUE, image_size
+    )
+    return ViewRenders(HUMAN_VIEWS, sam, overlay, fragments, f, len(vertices))
+
+
+def render_object_views(
+    mesh: TriangleMesh, image_size: int = CANONICAL_IMAGE_SIZE, device: torch.device | str = "cpu"
+) -> ObjectViewRenders:
+    """Normalises an object mesh as InteractVLM does and renders it from the 4 object views."""
+    normalised, center, scale = normalize_object_vertices(mesh.vertices)
+    v = torch.as_tensor(normalised, dtype=torch.float32, device=device)
+    f = torch.as_tensor(mesh.faces, dtype=torch.int64, device=device)
+    sam, overlay, fragments = _render_two_ways(v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size)
+    return ObjectViewRenders(OBJECT_VIEWS, sam, overlay, fragments, f, mesh.num_vertices, center, scale)
