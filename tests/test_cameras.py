@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ivlm_core import frames
-from ivlm_core.render.cameras import PinholeCameras, fov_focal_length, look_at_view_transform
+from ivlm_core.render.cameras import PinholeCameras, cv_look_at, fov_focal_length, look_at_view_transform
 from ivlm_core.render.views import HUMAN_VIEWS, OBJECT_VIEWS, normalize_object_vertices
 
 
@@ -74,6 +74,20 @@ def test_straight_up_or_down_view_is_a_rotation(elev):
     rotation, _ = look_at_view_transform(2.0, elev, 0.0)
     assert torch.isfinite(rotation).all()
     assert torch.allclose(rotation[0].T @ rotation[0], torch.eye(3, dtype=torch.float64), atol=1e-6)
+
+
+def test_cv_look_at_on_known_points():
+    # Camera 3 m in front of the origin (+Z) looking back at it: world +X is image right, +Y image up.
+    transform = cv_look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0))
+    points = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    camera = frames.transform_points(transform, points)
+    assert camera.tolist() == pytest.approx([[0, 0, 3], [1, 0, 3], [0, -1, 3]])
+    k = torch.tensor([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]], dtype=torch.float64)
+    cams = PinholeCameras(transform[None], k[None], (480, 640))
+    uvz = cams.project(cams.world_to_camera(points))[0]
+    assert uvz[1].tolist() == pytest.approx([320 + 500 / 3, 240, 3])  # right of centre
+    assert uvz[2].tolist() == pytest.approx([320, 240 - 500 / 3, 3])  # above centre
+    assert cams.camera_centers()[0].tolist() == pytest.approx([0, 0, 3])
 
 
 def test_object_normalisation():

@@ -67,6 +67,21 @@ def look_at_view_transform(
     return rotation, translation
 
 
+def cv_look_at(
+    eye: torch.Tensor | tuple[float, float, float],
+    target: torch.Tensor | tuple[float, float, float],
+    up: tuple[float, float, float] = (0.0, 1.0, 0.0),
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """World -> CV_CAMERA transform [4, 4] of a camera at `eye` looking at `target`, `up` appearing upwards."""
+    eye_t = torch.as_tensor(eye, dtype=dtype)
+    forward = torch.nn.functional.normalize(torch.as_tensor(target, dtype=dtype) - eye_t, dim=0)
+    right = torch.nn.functional.normalize(torch.cross(forward, torch.as_tensor(up, dtype=dtype), dim=0), dim=0)
+    down = torch.cross(forward, right, dim=0)
+    rotation = torch.stack([right, down, forward])
+    return make_transform(rotation, -(rotation @ eye_t))
+
+
 def fov_focal_length(image_size: int, fov_degrees: float = 60.0) -> float:
     """Focal length in pixels of PyTorch3D's FoVPerspectiveCameras on a square image."""
     return image_size / (2.0 * math.tan(math.radians(fov_degrees) / 2.0))
