@@ -149,13 +149,13 @@ EXPRESSION_FIELDS: list[tuple[str, Field]] = [
         "pucker",
         lambda p, n: (_face(p) * _gauss(p, (0.0, 0.332, 0.09), 0.015))[:, None] * _vec(-0.3 * p[:, 0], 0.0, 0.008),
     ),
-    ("squint", lambda p, n: _vec(y=0.003 * _face(p) * _mirror_gauss(p, (0.033, 0.392, 0.085), 0.008))),
+    ("squint", lambda p, n: _vec(y=0.004 * _face(p) * _mirror_gauss(p, (0.033, 0.392, 0.09), 0.012))),
     ("nose_wrinkle", lambda p, n: _vec(y=0.003 * _face(p) * _gauss(p, (0.0, 0.385, 0.105), 0.015))),
     ("mouth_left", lambda p, n: _vec(0.006 * _face(p) * _gauss(p, (0.0, 0.332, 0.09), 0.02))),
     (
         "lips_press",
         lambda p, n: _vec(
-            y=0.002 * _face(p) * (_gauss(p, (0.0, 0.326, 0.09), 0.008) - _gauss(p, (0.0, 0.339, 0.09), 0.008))
+            y=0.003 * _face(p) * (_gauss(p, (0.0, 0.326, 0.095), 0.012) - _gauss(p, (0.0, 0.339, 0.095), 0.012))
         ),
     ),
 ]

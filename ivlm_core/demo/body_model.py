@@ -49,7 +49,7 @@ from ivlm_core.demo.skeleton import (
 from ivlm_core.demo.uv import body_uv
 from ivlm_core.fileio import save_npz_atomic
 
-GENERATOR_VERSION = "ivlm-synthetic-body 1"
+GENERATOR_VERSION = "ivlm-synthetic-body 2"
 MARKER_KEY = "ivlm_synthetic_demo"
 SMPLX_SHAPE_SPACE, SMPLX_EXPRESSION_SPACE = 300, 100  # smplx wants >= 400 components for no warning
 SMPLH_SHAPE_SPACE = 16  # as in the "Extended SMPL+H" files
