@@ -1,0 +1,18 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synthetic_body_files(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (SyntheticBodyFiles)
+    """The synthetic demo bodies (SMPL-X, SMPL-H, SMPL->SMPL-X mapping), generated once per session
+    into the cache (IVLM_CACHE_DIR; a temp dir when the runner did not set one)."""
+    if not os.environ.get("IVLM_CACHE_DIR"):
+        os.environ["IVLM_CACHE_DIR"] = str(tmp_path_factory.mktemp("ivlm-cache"))
+    from ivlm_core.demo import ensure_synthetic_body_models
+
+    return ensure_synthetic_body_models()
