@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,3 +30,12 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compressed: bool 
     """np.savez(_compressed) into `path` atomically (the temp name keeps the .npz suffix numpy wants)."""
     with atomic_path(path) as tmp:
         (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (model files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
