@@ -1,0 +1,311 @@
+"""Synthetic photos of the demo body using a demo object, with exact ground truth. DEMO data.
+
+A scene poses the SMPL-X demo body (sitting on a chair, holding a mug, a foot on a ball), places the
+object so that it just touches the body (3 mm gap at the closest point), and renders a photo with an
+OpenCV camera. Saved with it: both visible masks, the object pose, the camera, the body parameters and
+per-vertex contacts on body and object (vertices within CONTACT_DISTANCE of the other surface).
+
+World frame: the BODY frame of the posed SMPL-X output (Y up, metres). Seeds vary body shape, pose
+and camera, so many distinct scenes come from one kind (later benchmarks use 50+).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+from PIL import Image
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from ivlm_core import paths
+from ivlm_core.body import LoadedBodyModel, load_body_model
+from ivlm_core.demo.body_model import ensure_synthetic_body_models
+from ivlm_core.demo.objects import DEMO_OBJECTS, DemoObject
+from ivlm_core.fileio import atomic_path, save_npz_atomic
+from ivlm_core.frames import invert_rigid, make_transform, transform_points
+from ivlm_core.mesh import TriangleMesh
+from ivlm_core.render.cameras import PinholeCameras, cv_look_at
+from ivlm_core.render.renderer import rasterize_mesh, shade
+from ivlm_core.render.shading import PhongLighting
+
+SCENE_KINDS = ("sit_chair", "hold_mug", "foot_on_ball")
+SCENE_OBJECT = {"sit_chair": "chair", "hold_mug": "mug", "foot_on_ball": "ball"}
+CONTACT_DISTANCE = 0.015  # metres: a vertex closer than this to the other surface is in contact
+TOUCH_GAP = 0.003  # metres between the surfaces at their closest point
+IMAGE_SIZE = (640, 480)  # (height, width): portrait, people are tall
+FOCAL_PX = 600.0
+FILL = 0.85  # the scene spans this share of the image along its tighter axis
+SKIN = (0.86, 0.68, 0.56)
+OBJECT_COLOR = {"chair": (0.55, 0.36, 0.22), "mug": (0.92, 0.92, 0.96), "ball": (0.95, 0.95, 0.92)}
+GENERATOR_VERSION = "ivlm-synthetic-scene-1"
+
+# SMPL-X body_pose joint slots (joint index - 1).
+L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE = 0, 1, 2, 3, 4
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, R_WRIST = 15, 16, 17, 18, 20
+R_WRIST_JOINT, R_ANKLE_JOINT, R_FOOT_JOINT = 21, 8, 11
+
+
+@dataclass
+class SyntheticScene:
+    """A rendered photo and its ground truth. Arrays in the world frame unless they say otherwise."""
+
+    kind: str
+    seed: int
+    label: str
+    image: np.ndarray  # [H, W, 3] uint8
+    person_mask: np.ndarray  # [H, W] bool, visible person pixels
+    object_mask: np.ndarray  # [H, W] bool, visible object pixels
+    intrinsics: np.ndarray  # [3, 3] OpenCV K (pixel centres at integers)
+    cv_camera_from_world: np.ndarray  # [4, 4]
+    body_params: dict[str, np.ndarray]  # betas [10], global_orient [3], body_pose [63], transl [3] (axis-angle)
+    body_vertices: np.ndarray  # [10475, 3]
+    body_faces: np.ndarray  # [20908, 3]
+    object_mesh: TriangleMesh  # in the object's own local frame (as a client would send it)
+    world_from_object: np.ndarray  # [4, 4]
+    body_contact: np.ndarray  # [10475] float, 1 where in contact
+    object_contact: np.ndarray  # [N_object] float, 1 where in contact
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}__demo_{self.kind}_{self.seed:03d}"
+
+    def object_vertices_world(self) -> np.ndarray:
+        return transform_points(self.world_from_object, self.object_mesh.vertices)
+
+
+def _aim(rest: np.ndarray, target: np.ndarray) -> Rotation:
+    """The smallest rotation turning direction `rest` into direction `target`."""
+    rest, target = rest / np.linalg.norm(rest), target / np.linalg.norm(target)
+    axis = np.cross(rest, target)
+    angle = np.arctan2(np.linalg.norm(axis), np.dot(rest, target))
+    return Rotation.from_rotvec(axis / max(np.linalg.norm(axis), 1e-12) * angle)
+
+
+def _pose(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Body pose [21, 3] axis-angle for a scene kind, with a little seeded variation."""
+    pose = np.zeros((21, 3))
+    jitter = lambda scale=0.08: rng.normal(0.0, scale, 3)  # noqa: E731
+    down = np.array([0.0, -1.0, 0.0])
+    # Arms: T-pose rest directions are +X (left) and -X (right); hang them down by default.
+    pose[L_SHOULDER] = _aim(np.array([1.0, 0, 0]), down + [0.35, 0, 0.05]).as_rotvec() + jitter()
+    pose[R_SHOULDER] = _aim(np.array([-1.0, 0, 0]), down + [-0.35, 0, 0.05]).as_rotvec() + jitter()
+    pose[SPINE1] = jitter(0.05)
+    if kind == "sit_chair":
+        for hip, knee in ((L_HIP, L_KNEE), (R_HIP, R_KNEE)):
+            pose[hip] = [-np.pi / 2 + rng.normal(0, 0.08), rng.normal(0, 0.05), rng.normal(0, 0.05)]
+            pose[knee] = [np.pi / 2 + rng.normal(0, 0.1), 0.0, 0.0]
+        pose[L_ELBOW] = [0.0, -0.4, 0.0] + jitter()
+        pose[R_ELBOW] = [0.0, 0.4, 0.0] + jitter()
+    elif kind == "hold_mug":
+        upper = _aim(np.array([-1.0, 0, 0]), np.array([-0.25, -0.8, 0.45]) + rng.normal(0, 0.05, 3))
+        fore = _aim(np.array([-1.0, 0, 0]), np.array([0.3, 0.15, 0.95]) + rng.normal(0, 0.05, 3))
+        pose[R_SHOULDER] = upper.as_rotvec()
+        pose[R_ELBOW] = (upper.inv() * fore).as_rotvec()
+        # Turn the palm (rest normal -Y) to face the body's left (+X), as when gripping a mug's side.
+        direction = fore.apply([-1.0, 0, 0])
+        palm = fore.apply([0.0, -1.0, 0])
+        wanted = np.array([1.0, 0, 0]) - direction[0] * direction
+        twist = np.arctan2(np.dot(np.cross(palm, wanted), direction), np.dot(palm, wanted))
+        pose[R_WRIST] = (fore.inv() * Rotation.from_rotvec(direction * twist) * fore).as_rotvec()
+    elif kind == "foot_on_ball":
+        pose[R_HIP] = [-0.55 + rng.normal(0, 0.06), 0.0, -0.1]
+        pose[R_KNEE] = [0.45 + rng.normal(0, 0.06), 0.0, 0.0]
+    else:
+        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
+    return pose
+
+
+def _surface_tree(vertices: np.ndarray, faces: np.ndarray, seed: int, count: int = 120_000) -> cKDTree:
+    """A KD-tree over dense surface samples (plus the vertices), for point-to-surface distances."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    samples, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return cKDTree(np.concatenate([samples, vertices]))
+
+
+def _touch(moving: np.ndarray, fixed_tree: cKDTree, direction: np.ndarray) -> np.ndarray:
+    """Translation along `direction` (towards the fixed surface) leaving a TOUCH_GAP at the closest point."""
+    direction = direction / np.linalg.norm(direction)
+    shift = np.zeros(3)
+    for _ in range(8):  # closest-point distance shrinks monotonically along a good direction
+        gap = fixed_tree.query(moving + shift)[0].min()
+        if abs(gap - TOUCH_GAP) < 2e-4:
+            break
+        shift = shift + (gap - TOUCH_GAP) * direction
+    return shift
+
+
+def _joint_region(body: LoadedBodyModel, joints: tuple[int, ...], threshold: float = 0.5) -> np.ndarray:
+    """Vertices mostly skinned to the given joints."""
+    weights = body.model.lbs_weights.detach().numpy()
+    return np.flatnonzero(weights[:, list(joints)].sum(1) > threshold)
+
+
+def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: np.ndarray, joints: np.ndarray, seed: int):
+    """World-from-object transform putting the object against the body for this scene kind."""
+    body_tree = _surface_tree(vertices, np.asarray(body.model.faces, np.int64), seed)
+    local = obj.mesh.vertices
+    if kind == "sit_chair":
+        pelvis = joints[0]
+        # Seat centred under the thighs, its front edge near the knees; backrest behind the person.
+        transform = make_transform(np.eye(3), np.array([pelvis[0], 0.0, pelvis[2] + 0.12]))
+        approach = np.array([0.0, 1.0, 0.0])  # raise the chair until the seat meets the buttocks
+        transform[1, 3] = vertices[:, 1].min() - 0.3
+    elif kind == "hold_mug":
+        hand = vertices[_joint_region(body, (R_WRIST_JOINT, *range(40, 55)))]
+        centre = hand.mean(axis=0)
+        toward_left = np.array([1.0, 0.0, 0.0])
+        rotation = Rotation.from_rotvec([0.0, -np.pi / 2, 0.0]).as_matrix()  # handle (+X) turned to face +Z
+        offset = centre + toward_left * 0.09 - np.array([0.0, 0.05, 0.0])
+        transform = make_transform(rotation, offset)
+        approach = -toward_left  # slide the mug towards the palm
+    else:  # foot_on_ball
+        foot = vertices[_joint_region(body, (R_ANKLE_JOINT, R_FOOT_JOINT))]
+        sole = foot[foot[:, 1] < foot[:, 1].min() + 0.02].mean(axis=0)
+        transform = make_transform(np.eye(3), sole - np.array([0.0, 0.16, 0.0]))
+        approach = np.array([0.0, 1.0, 0.0])  # raise the ball until it meets the sole
+    world = transform_points(transform, local)
+    transform[:3, 3] += _touch(world, body_tree, approach)
+    return transform, body_tree
+
+
+def make_scene(kind: str, seed: int = 0, body: LoadedBodyModel | None = None) -> SyntheticScene:
+    """Builds one synthetic scene (deterministic for a given kind and seed)."""
+    rng = np.random.default_rng(seed * 7919 + SCENE_KINDS.index(kind))
+    if body is None:
+        body = load_body_model("smplx", folder=paths.body_models_dir(ensure_synthetic_body_models().root), num_betas=10)
+    betas = np.clip(rng.normal(0.0, 0.6, 10), -1.5, 1.5)
+    pose = _pose(kind, rng)
+    global_orient = np.zeros(3)
+    with torch.no_grad():
+        out = body.model(
+            betas=torch.tensor(betas[None], dtype=torch.float32),
+            body_pose=torch.tensor(pose.reshape(1, -1), dtype=torch.float32),
+            global_orient=torch.tensor(global_orient[None], dtype=torch.float32),
+            transl=torch.zeros(1, 3),
+        )
+    vertices = out.vertices[0].numpy().astype(np.float64)
+    joints = out.joints[0].numpy().astype(np.float64)
+    faces = np.asarray(body.model.faces, np.int64)
+    obj = DEMO_OBJECTS[SCENE_OBJECT[kind]]()
+    world_from_object, body_tree = _place_object(kind, obj, body, vertices, joints, seed)
+    object_world = transform_points(world_from_object, obj.mesh.vertices)
+    object_tree = _surface_tree(object_world, obj.mesh.faces, seed + 1)
+    body_contact = (object_tree.query(vertices)[0] < CONTACT_DISTANCE).astype(np.float32)
+    object_contact = (body_tree.query(object_world)[0] < CONTACT_DISTANCE).astype(np.float32)
+
+    cam_from_world, k = _camera(kind, rng, np.concatenate([vertices, object_world]))
+    color = OBJECT_COLOR[SCENE_OBJECT[kind]]
+    image, person, obj_mask = _render_photo(vertices, faces, object_world, obj.mesh.faces, color, cam_from_world, k)
+    return SyntheticScene(
+        kind=kind,
+        seed=seed,
+        label=obj.label,
+        image=image,
+        person_mask=person,
+        object_mask=obj_mask,
+        intrinsics=k,
+        cv_camera_from_world=cam_from_world,
+        body_params={"betas": betas, "global_orient": global_orient, "body_pose": pose.reshape(-1), "transl": np.zeros(3)},
+        body_vertices=vertices,
+        body_faces=faces,
+        object_mesh=obj.mesh,
+        world_from_object=world_from_object,
+        body_contact=body_contact,
+        object_contact=object_contact,
+    )
+
+
+def _camera(kind: str, rng: np.random.Generator, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A camera in front of the scene, seeded azimuth/elevation, framing every point."""
+    base_azimuth = {"sit_chair": 25.0, "hold_mug": 30.0, "foot_on_ball": 15.0}[kind]
+    azimuth = np.radians(base_azimuth + rng.uniform(-15.0, 15.0))
+    elevation = np.radians(rng.uniform(5.0, 20.0))
+    centre = (points.min(0) + points.max(0)) / 2
+    direction = np.array([np.sin(azimuth) * np.cos(elevation), np.sin(elevation), np.cos(azimuth) * np.cos(elevation)])
+    height, width = IMAGE_SIZE
+    k = np.array([[FOCAL_PX, 0.0, (width - 1) / 2], [0.0, FOCAL_PX, (height - 1) / 2], [0.0, 0.0, 1.0]])
+    distance = 4.0
+    for _ in range(3):  # scale the distance until the projected scene fills FILL of the image
+        cam_from_world = cv_look_at(tuple(centre + distance * direction), tuple(centre)).numpy()
+        p = transform_points(cam_from_world, points)
+        spread = max(
+            np.abs(p[:, 0] / p[:, 2]).max() * FOCAL_PX / (width / 2),
+            np.abs(p[:, 1] / p[:, 2]).max() * FOCAL_PX / (height / 2),
+        )
+        distance *= spread / FILL
+    cam_from_world = cv_look_at(tuple(centre + distance * direction), tuple(centre)).numpy()
+    return cam_from_world, k
+
+
+def _render_photo(body_vertices, body_faces, object_vertices, object_faces, color, cam_from_world, k):
+    """Shaded photo of body and object together, a soft grey backdrop, and each one's visible mask."""
+    vertices = torch.tensor(np.concatenate([body_vertices, object_vertices]), dtype=torch.float32)
+    faces = torch.tensor(np.concatenate([body_faces, object_faces + len(body_vertices)]))
+    colors = torch.cat(
+        [
+            torch.tensor(SKIN).expand(len(body_vertices), 3),
+            torch.tensor(color).expand(len(object_vertices), 3),
+        ]
+    )
+    cameras = PinholeCameras(torch.tensor(cam_from_world)[None], torch.tensor(k)[None], IMAGE_SIZE)
+    fragments = rasterize_mesh(vertices, faces, cameras)
+    eye = cameras.camera_centers()[0].float()
+    light = (eye + torch.tensor([0.8, 1.5, 0.3]))[None]
+    rendering = shade(
+        fragments, vertices, faces, cameras, colors, light, lighting=PhongLighting(0.35, 0.65, 0.12, 32.0)
+    )
+    height, width = IMAGE_SIZE
+    backdrop = torch.linspace(0.82, 0.58, height)[:, None, None].expand(height, width, 3)
+    rgb = torch.where(rendering.mask[0][..., None], rendering.rgb[0].float(), backdrop)
+    image = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    face = fragments.pix_to_face[0].numpy()
+    return image, (face >= 0) & (face < len(body_faces)), face >= len(body_faces)
+
+
+def save_scene(scene: SyntheticScene, out_dir: Path) -> Path:
+    """Writes the scene to out_dir/<name>/ (photo named like InteractVLM's samples: <label>__<id>.png)."""
+    folder = Path(out_dir) / scene.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (
+        (f"{scene.name}.png", scene.image),
+        ("person_mask.png", scene.person_mask.astype(np.uint8) * 255),
+        ("object_mask.png", scene.object_mask.astype(np.uint8) * 255),
+    ):
+        with atomic_path(folder / name) as tmp:
+            Image.fromarray(array).save(tmp, format="PNG")
+    with atomic_path(folder / "object_mesh.obj") as tmp:
+        trimesh.Trimesh(scene.object_mesh.vertices, scene.object_mesh.faces, process=False).export(tmp, file_type="obj")
+    save_npz_atomic(
+        folder / "ground_truth.npz",
+        {
+            "body_contact_smplx": scene.body_contact,
+            "object_contact": scene.object_contact,
+            "body_vertices": scene.body_vertices.astype(np.float32),
+            **{f"body_{k}": v for k, v in scene.body_params.items()},
+        },
+    )
+    meta = {
+        "demo": True,
+        "note": "Synthetic DEMO scene generated by the project; not a real photo.",
+        "generator": GENERATOR_VERSION,
+        "kind": scene.kind,
+        "seed": scene.seed,
+        "label": scene.label,
+        "image_size_hw": list(IMAGE_SIZE),
+        "world_frame": "BODY frame of the posed SMPL-X output: Y up, metres",
+        "intrinsics": scene.intrinsics.tolist(),
+        "cv_camera_from_world": scene.cv_camera_from_world.tolist(),
+        "world_from_object": scene.world_from_object.tolist(),
+        "world_from_cv_camera": invert_rigid(scene.cv_camera_from_world).tolist(),
+        "contact_distance_m": CONTACT_DISTANCE,
+        "body_contact_vertices": int(scene.body_contact.sum()),
+        "object_contact_vertices": int(scene.object_contact.sum()),
+    }
+    with atomic_path(folder / "scene.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+    return folder
