@@ -16,7 +16,6 @@ import numpy as np
 import trimesh
 
 from ivlm_core.demo.geometry import closest_points_on_mesh, ray_hits
-from ivlm_core.demo.topology import edges_of
 
 HOLE_EDGES = 17  # boundary edges of each eye opening
 
@@ -34,14 +33,6 @@ def cut_eye_openings(v: np.ndarray, f: np.ndarray, centres: np.ndarray, radius: 
     for c in centres:
         inside |= np.linalg.norm(centroids - c, axis=1) < radius
     return f[~inside]
-
-
-def boundary_loops_near(v: np.ndarray, f: np.ndarray, centre: np.ndarray, radius: float) -> int:
-    """Number of boundary edges within `radius` of `centre` (the length of that eye's opening)."""
-    e = edges_of(f)
-    boundary = e.vertices[e.half[:, 1] < 0]
-    mid = v[boundary].mean(axis=1)
-    return int((np.linalg.norm(mid - centre, axis=1) < radius).sum())
 
 
 # ---- static landmarks: (x, y) on the front of the face, in smplx's order ---------------------------

@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import splu
-from scipy.spatial import cKDTree
 
 from ivlm_core.demo.geometry import cotangent_laplacian, point_segment_distance
 from ivlm_core.demo.skeleton import Bone
@@ -140,7 +139,3 @@ def pose_correctives(
         for diag in (0, 4, 8):
             posedirs[:, :, 9 * (j - 1) + diag] = push
     return posedirs
-
-
-def nearest_vertices(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return cKDTree(vertices).query(points)[1]

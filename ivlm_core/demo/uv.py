@@ -83,6 +83,6 @@ def body_uv(
         w[sel] = v0 + (v1 - v0) * np.clip(h, 0.0, 1.0)
     # one texture coordinate per distinct (vertex, chart, wrapped) triple
     key = np.stack([corner_vertex, corner_chart, wrapped.astype(np.int64)], axis=1)
-    uniq, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     vt = np.stack([u[first], w[first]], axis=1)
     return vt, inverse.reshape(-1, 3).astype(np.int64)
