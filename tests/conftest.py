@@ -16,3 +16,13 @@ def synthetic_body_files(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN
     from ivlm_core.demo import ensure_synthetic_body_models
 
     return ensure_synthetic_body_models()
+
+
+@pytest.fixture(scope="session")
+def canonical_views(synthetic_body_files):  # noqa: ANN201 (CanonicalBodyViews)
+    """The canonical body views regenerated from the synthetic SMPL-H (cached for the session)."""
+    from ivlm_core import paths
+    from ivlm_core.lift.canonical_body import load_canonical_body_views
+
+    root = synthetic_body_files.root
+    return load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root))
