@@ -98,7 +98,8 @@ def _pose(kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "sit_chair":
         for hip, knee in ((L_HIP, L_KNEE), (R_HIP, R_KNEE)):
             pose[hip] = [-np.pi / 2 + rng.normal(0, 0.08), rng.normal(0, 0.05), rng.normal(0, 0.05)]
-            pose[knee] = [np.pi / 2 + rng.normal(0, 0.1), 0.0, 0.0]
+            # Knees a little open (75 deg) so the shins slope forward, clear of the seat's front edge.
+            pose[knee] = [np.radians(75.0) + rng.normal(0, 0.06), 0.0, 0.0]
         pose[L_ELBOW] = [0.0, -0.4, 0.0] + jitter()
         pose[R_ELBOW] = [0.0, 0.4, 0.0] + jitter()
     elif kind == "hold_mug":
@@ -127,16 +128,20 @@ def _surface_tree(vertices: np.ndarray, faces: np.ndarray, seed: int, count: int
     return cKDTree(np.concatenate([samples, vertices]))
 
 
-def _touch(moving: np.ndarray, fixed_tree: cKDTree, direction: np.ndarray) -> np.ndarray:
-    """Translation along `direction` (towards the fixed surface) leaving a TOUCH_GAP at the closest point."""
+def _touch(moving: np.ndarray, fixed_tree: cKDTree, direction: np.ndarray, max_travel: float = 1.0) -> np.ndarray:
+    """Translation along `direction` that brings `moving` to TOUCH_GAP from the fixed surface.
+
+    Sphere tracing: each step advances by the current clearance, which can never pass through the
+    surface; a 1 mm floor on the step keeps grazing approaches from stalling.
+    """
     direction = direction / np.linalg.norm(direction)
-    shift = np.zeros(3)
-    for _ in range(8):  # closest-point distance shrinks monotonically along a good direction
-        gap = fixed_tree.query(moving + shift)[0].min()
-        if abs(gap - TOUCH_GAP) < 2e-4:
+    travel = 0.0
+    for _ in range(400):
+        gap = fixed_tree.query(moving + travel * direction)[0].min()
+        if gap - TOUCH_GAP < 2e-4 or travel > max_travel:
             break
-        shift = shift + (gap - TOUCH_GAP) * direction
-    return shift
+        travel += max(gap - TOUCH_GAP, 1e-3)
+    return travel * direction
 
 
 def _joint_region(body: LoadedBodyModel, joints: tuple[int, ...], threshold: float = 0.5) -> np.ndarray:
@@ -151,10 +156,14 @@ def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: n
     local = obj.mesh.vertices
     if kind == "sit_chair":
         pelvis = joints[0]
-        # Seat centred under the thighs, its front edge near the knees; backrest behind the person.
-        transform = make_transform(np.eye(3), np.array([pelvis[0], 0.0, pelvis[2] + 0.12]))
-        approach = np.array([0.0, 1.0, 0.0])  # raise the chair until the seat meets the buttocks
-        transform[1, 3] = vertices[:, 1].min() - 0.3
+        # The backrest's front face (local z = -0.19) goes just behind the hips and lower back; the seat
+        # top (local y = 0.45, 0.46 m square) goes just under the lowest body point above its footprint.
+        hips = vertices[(np.abs(vertices[:, 0] - pelvis[0]) < 0.25) & (np.abs(vertices[:, 1] - pelvis[1] - 0.05) < 0.25)]
+        centre_z = hips[:, 2].min() - 0.02 + 0.19
+        above_seat = (np.abs(vertices[:, 0] - pelvis[0]) < 0.23) & (np.abs(vertices[:, 2] - centre_z) < 0.23)
+        seat_y = vertices[above_seat, 1].min() - TOUCH_GAP
+        transform = make_transform(np.eye(3), np.array([pelvis[0], seat_y - 0.45, centre_z]))
+        return transform, body_tree
     elif kind == "hold_mug":
         hand = vertices[_joint_region(body, (R_WRIST_JOINT, *range(40, 55)))]
         centre = hand.mean(axis=0)
