@@ -74,7 +74,7 @@ def test_two_million_faces_render_in_bounded_memory():
     # A 2M-triangle grid renders in 4 views within a fixed memory budget. Measured on this machine: the
     # process peaks at about 0.77 GB with the default chunking, and at 2.3 GB with 16x larger chunks.
     script = textwrap.dedent(
-        """
+        r"""
         import re
         import numpy as np, torch
         from ivlm_core.mesh import validate_mesh
