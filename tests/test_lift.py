@@ -123,3 +123,23 @@ def test_object_lifter_finds_the_region_and_dilates_it_by_at_most_one_ring():
     touching = seat_top[faces].any(axis=1)
     neighbours[faces[touching].ravel()] = True
     assert not np.any(predicted & ~neighbours)  # every false positive shares a face with the patch
+
+
+def test_smpl_to_smplx_conversion_by_hand():
+    import scipy.sparse as sp
+
+    from ivlm_core.lift.smplx_conversion import smpl_to_smplx, smplx_to_smpl
+
+    # 3 SMPL-X vertices drawn from 2 SMPL vertices: the first two copy, the third mixes them 50/50.
+    mapping = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32))
+    assert smpl_to_smplx(np.array([1.0, 0.2]), mapping).tolist() == pytest.approx([1.0, 0.2, 0.6])
+    # Back: SMPL vertex 0 gets (1*1 + 0.5*0.6) / 1.5 from contacts [1, 0.2, 0.6].
+    assert smplx_to_smpl(np.array([1.0, 0.2, 0.6]), mapping).tolist() == pytest.approx([1.3 / 1.5, 0.5 / 1.5])
+
+
+def test_smpl_to_smplx_with_the_demo_mapping(synthetic_body_files):
+    from ivlm_core.lift.smplx_conversion import load_mapping, smpl_to_smplx
+
+    mapping = load_mapping(synthetic_body_files.smpl_to_smplx.parent)
+    out = smpl_to_smplx(np.ones(6890), mapping)
+    assert out.shape == (10475,) and np.allclose(out, 1.0, atol=1e-5)  # rows are partitions of unity

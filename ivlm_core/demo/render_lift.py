@@ -15,19 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import trimesh
 from PIL import Image
 
 from ivlm_core import paths
-from ivlm_core.body import load_smpl_to_smplx
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
 from ivlm_core.demo.scenes import make_scene, save_scene
 from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.lift.canonical_body import load_canonical_body_views
 from ivlm_core.lift.operator import LiftOperator
 from ivlm_core.lift.pixel_maps import PixelMaps
+from ivlm_core.lift.smplx_conversion import load_mapping, smpl_to_smplx, smplx_to_smpl
 from ivlm_core.render.canonical import render_object_views
 
 MASK_COLOR = np.array([255, 38, 26], dtype=np.float32)  # InteractVLM's overlay red (1.0, 0.15, 0.10)
@@ -55,13 +54,6 @@ def f1_score(predicted: np.ndarray, truth: np.ndarray, where: np.ndarray | None 
     p, t = predicted[where], truth[where]
     denominator = p.sum() + t.sum()
     return float(2 * np.sum(p & t) / denominator) if denominator else 1.0
-
-
-def smplx_to_smpl(mapping: sp.csr_matrix, contact_smplx: np.ndarray) -> np.ndarray:
-    """Ground truth moved onto SMPL-H: each SMPL vertex takes the weighted mean of the SMPL-X vertices
-    that the SMPL->SMPL-X matrix draws from it (the transpose, normalised). Used for the demo only."""
-    weight = np.asarray(mapping.sum(axis=0)).ravel()
-    return np.asarray(mapping.T @ contact_smplx).ravel() / np.maximum(weight, 1e-12)
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -115,8 +107,8 @@ def run_render_lift_demo(
     )
     stage("render: object views", start)
 
-    mapping = load_smpl_to_smplx(models.smpl_to_smplx)
-    truth_smplh = smplx_to_smpl(mapping, scene.body_contact) > 0.5
+    mapping = load_mapping(models.smpl_to_smplx.parent)
+    truth_smplh = smplx_to_smpl(scene.body_contact, mapping) > 0.5
     truth_object = scene.object_contact > 0.5
     body_logits = ground_truth_logits(body_views.maps, truth_smplh.astype(np.float32))
     object_logits = ground_truth_logits(object_maps, truth_object.astype(np.float32))
@@ -124,7 +116,7 @@ def run_render_lift_demo(
     start = time.perf_counter()
     body_lift = body_views.lift_operator(device)
     contact_smplh = body_lift.human(body_logits).cpu().numpy()
-    contact_smplx = np.asarray(mapping @ contact_smplh).ravel().clip(0, 1)
+    contact_smplx = smpl_to_smplx(contact_smplh, mapping)
     object_lift = LiftOperator(object_maps, device)
     contact_object = object_lift.object(object_logits).cpu().numpy()
     stage("lift: body and object", start)

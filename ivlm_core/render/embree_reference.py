@@ -31,21 +31,29 @@ class EmbreeCaster:
         self.mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False)
         self.intersector = RayMeshIntersector(self.mesh)
 
-    def cast(self, cameras: PinholeCameras, view: int) -> RayHits:
+    @staticmethod
+    def pixel_rays(cameras: PinholeCameras, view: int) -> tuple[np.ndarray, np.ndarray]:
+        """World-space origins and directions [H*W, 3] of the rays through every pixel centre."""
         height, width = cameras.image_size
         cols, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
         pixels = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=-1)
         k = cameras.intrinsics[view].double().cpu().numpy()
         extrinsics = cameras.cv_camera_from_world[view].double().cpu().numpy()
-        directions_cam = pixels @ np.linalg.inv(k).T  # z = 1 in the camera frame
-        directions = directions_cam @ extrinsics[:3, :3]  # rotate back to world (R^T d)
+        directions = (pixels @ np.linalg.inv(k).T) @ extrinsics[:3, :3]  # camera z = 1, rotated to world
         origin = cameras.camera_centers()[view].double().cpu().numpy()
-        origins = np.broadcast_to(origin, directions.shape)
-        face, ray_ids, locations = self.intersector.intersects_id(
-            origins, directions, multiple_hits=False, return_locations=True
-        )
+        return np.broadcast_to(origin, directions.shape), directions
+
+    def intersect(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Embree's first hits: (face ids, ray ids, hit points) for the rays that hit."""
+        return self.intersector.intersects_id(origins, directions, multiple_hits=False, return_locations=True)
+
+    def cast(self, cameras: PinholeCameras, view: int) -> RayHits:
+        height, width = cameras.image_size
+        origins, directions = self.pixel_rays(cameras, view)
+        face, ray_ids, locations = self.intersect(origins, directions)
         face_img = np.full(height * width, -1, dtype=np.int64)
         depth_img = np.full(height * width, np.inf)
         face_img[ray_ids] = face
-        depth_img[ray_ids] = (locations - origin) @ extrinsics[2, :3]
+        forward = cameras.cv_camera_from_world[view, 2, :3].double().cpu().numpy()
+        depth_img[ray_ids] = (locations - origins[0]) @ forward
         return RayHits(face_img.reshape(height, width), depth_img.reshape(height, width))
