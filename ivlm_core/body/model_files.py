@@ -8,7 +8,6 @@ numeric-only npz from the cache (keyed by the source file's hash), never the use
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 import zlib
@@ -22,7 +21,7 @@ import scipy.sparse as sp
 from ivlm_core import paths
 from ivlm_core.body.safe_pickle import ChumpyStandIn, JoblibPickleError, UnsafePickleError, safe_load, safe_loads
 from ivlm_core.errors import ModelFileError, ModelFilesMissingError
-from ivlm_core.fileio import save_npz_atomic
+from ivlm_core.fileio import file_sha256, save_npz_atomic
 
 SYNTHETIC_MARKER_KEY = "ivlm_synthetic_demo"  # written by ivlm_core.demo into generated bodies
 _SANITISER_VERSION = "1"
@@ -302,11 +301,7 @@ def sanitise_model_file(source: Path, model_type: str, cache: Path | None = None
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as exc:
         raise ModelFileError(f"{path} cannot be read: {_describe(exc)}.", "Check the file's permissions.") from exc
-    return digest.hexdigest()
