@@ -113,11 +113,9 @@ def _pose(kind: str, rng: np.random.Generator) -> np.ndarray:
         wanted = np.array([1.0, 0, 0]) - direction[0] * direction
         twist = np.arctan2(np.dot(np.cross(palm, wanted), direction), np.dot(palm, wanted))
         pose[R_WRIST] = (fore.inv() * Rotation.from_rotvec(direction * twist) * fore).as_rotvec()
-    elif kind == "foot_on_ball":
+    else:  # foot_on_ball
         pose[R_HIP] = [-0.55 + rng.normal(0, 0.06), 0.0, -0.1]
         pose[R_KNEE] = [0.45 + rng.normal(0, 0.06), 0.0, 0.0]
-    else:
-        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
     return pose
 
 
@@ -164,7 +162,7 @@ def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: n
         seat_y = vertices[above_seat, 1].min() - TOUCH_GAP
         transform = make_transform(np.eye(3), np.array([pelvis[0], seat_y - 0.45, centre_z]))
         return transform, body_tree
-    elif kind == "hold_mug":
+    if kind == "hold_mug":
         hand = vertices[_joint_region(body, (R_WRIST_JOINT, *range(40, 55)))]
         centre = hand.mean(axis=0)
         toward_left = np.array([1.0, 0.0, 0.0])
@@ -184,6 +182,8 @@ def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: n
 
 def make_scene(kind: str, seed: int = 0, body: LoadedBodyModel | None = None) -> SyntheticScene:
     """Builds one synthetic scene (deterministic for a given kind and seed)."""
+    if kind not in SCENE_KINDS:
+        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(SCENE_KINDS)}")
     rng = np.random.default_rng(seed * 7919 + SCENE_KINDS.index(kind))
     if body is None:
         body = load_body_model("smplx", folder=paths.body_models_dir(ensure_synthetic_body_models().root), num_betas=10)
