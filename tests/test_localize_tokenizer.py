@@ -256,7 +256,7 @@ def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  #
 
     # Config and files disagree: the error names the file and the config field.
     folder = _broken(tmp_path, folders, "mismatch")
-    with pytest.raises(ModelFileError, match=r"seg_token_idx is 401.*added_tokens\.json.*\[SEG\]=400"):
+    with pytest.raises(ModelFileError, match=rf"seg_token_idx is {VOCAB_SIZE + 1}.*added_tokens\.json.*\[SEG\]={VOCAB_SIZE}"):
         ReleaseTokenizer.from_folder(folder, **{**ok, "seg_token_idx": VOCAB_SIZE + 1})
     with pytest.raises(ModelFileError, match=r"oseg_token_idx.*added_tokens\.json"):
         ReleaseTokenizer.from_folder(folder, **{**ok, "oseg_token_idx": VOCAB_SIZE + 3})

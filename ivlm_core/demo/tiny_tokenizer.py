@@ -19,7 +19,7 @@ from pathlib import Path
 from ivlm_core.fileio import atomic_path
 from ivlm_core.localize import prompts as P
 
-VOCAB_SIZE = 400  # 3 control pieces + 256 byte pieces + 141 learned merges/characters
+VOCAB_SIZE = 700  # 3 control + 256 byte pieces + learned merges: enough that template words are whole pieces
 TOKEN_TYPES = ("Gen", "Gen-Hu-Obj")
 
 OBJECT_LABELS = (

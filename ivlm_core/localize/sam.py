@@ -470,13 +470,16 @@ def _check_decode_inputs(sam: SamModel, image_embeddings: Tensor, sparse_tokens:
         raise ValueError(f"sparse tokens must be [T>=1, {channels}], got {list(sparse_tokens.shape)}")
 
 
-def decode_views(sam: SamModel, image_embeddings: Tensor, sparse_tokens: Tensor) -> Tensor:
+def decode_views(
+    sam: SamModel, image_embeddings: Tensor, sparse_tokens: Tensor, mask_decoder: torch.nn.Module | None = None
+) -> Tensor:
     """Low-res mask logits [V, 1, 4h, 4w]: every view decoded with the same T sparse tokens.
 
     InteractVLM's tokens are the V camera-gated copies of one [SEG] embedding, and upstream relies on
     broadcasting a [1, T] token batch against V image embeddings (spec §2.6). Here the T tokens are expanded
     to one set per view, [V, T, C], which gives the same result without relying on broadcasting. No point,
     box or mask prompts: dense = `no_mask_embed`, and only mask token 0 (multimask_output=False).
+    `mask_decoder` replaces SAM's own (the separate human/object decoders of "-DifDe" releases).
     """
     _check_decode_inputs(sam, image_embeddings, sparse_tokens)
     reference = _model_tensor(sam)
@@ -484,7 +487,7 @@ def decode_views(sam: SamModel, image_embeddings: Tensor, sparse_tokens: Tensor)
     tokens = sparse_tokens.to(reference).unsqueeze(0).expand(views, -1, -1)  # [V, T, C]: one copy per view
     _, dense = sam.prompt_encoder(input_points=None, input_labels=None, input_boxes=None, input_masks=None)
     positional = sam.get_image_wide_positional_embeddings()
-    masks, _ = sam.mask_decoder(
+    masks, _ = (mask_decoder or sam.mask_decoder)(
         image_embeddings=image_embeddings.to(reference),
         image_positional_embeddings=positional.expand(views, -1, -1, -1),
         sparse_prompt_embeddings=tokens.unsqueeze(1),  # [V, 1 prompt set, T, C]
