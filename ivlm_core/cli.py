@@ -6,8 +6,10 @@
         Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
     ivlm render-object MESH [--out DIR] [--size 1024]
         InteractVLM's 4 object views of a mesh (what SAM sees), flat overlays and pixel maps.
-    ivlm canonical-views [--out DIR]
+    ivlm canonical-views
         The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
+    ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
+        One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
 """
 
 from __future__ import annotations
@@ -76,6 +78,15 @@ def _cmd_canonical_views(args: argparse.Namespace) -> None:
     print(f"canonical body views: {views.origin}{flag}, folder {views.folder}")
 
 
+def _cmd_convert_release(args: argparse.Namespace) -> None:
+    import torch
+
+    from ivlm_core.localize.checkpoint import convert_release
+
+    out = convert_release(Path(args.release), Path(args.out), dtype=getattr(torch, args.dtype))
+    print(f"converted {args.release} -> {out} ({args.dtype}); load it like the release folder.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivlm", description="InteractVLM for Blender: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     canonical = sub.add_parser("canonical-views", help="locate or regenerate the canonical body views")
     canonical.add_argument("--device", default="cpu")
     canonical.set_defaults(func=_cmd_canonical_views)
+
+    convert = sub.add_parser("convert-release", help="convert an InteractVLM release to safetensors for fast starts")
+    convert.add_argument("release", help="the unzipped release folder (config.json, pytorch_model-*.bin, tokenizer)")
+    convert.add_argument("out", help="output folder")
+    convert.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    convert.set_defaults(func=_cmd_convert_release)
     return parser
 
 

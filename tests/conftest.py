@@ -26,3 +26,11 @@ def canonical_views(synthetic_body_files):  # noqa: ANN201 (CanonicalBodyViews)
 
     root = synthetic_body_files.root
     return load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(synthetic_body_files):  # noqa: ANN201 (TinyModels); depends on the cache set-up above
+    """Tiny release-format InteractVLM folders for every model-zoo variant, plus a tiny CLIP folder."""
+    from ivlm_core.demo.tiny_release import ensure_tiny_models
+
+    return ensure_tiny_models()
