@@ -1,7 +1,7 @@
 """`ivlm`: the pipeline from the command line.
 
     ivlm demo [--out DIR] [--scene sit_chair|hold_mug|foot_on_ball] [--seed N]
-        Render -> Lift on generated demo assets (what ./run.sh runs until the server exists).
+        Render -> Localize -> Lift on generated demo assets (what ./run.sh runs until the server exists).
     ivlm assets [--out DIR] [--scenes N]
         Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
     ivlm render-object MESH [--out DIR] [--size 1024]
@@ -23,10 +23,10 @@ from ivlm_core.errors import IVLMError
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from ivlm_core.demo.render_lift import run_render_lift_demo
+    from ivlm_core.demo.contact_demo import run_contact_demo
 
-    summary = run_render_lift_demo(Path(args.out), args.scene, args.seed, args.device)
-    print(json.dumps({k: summary[k] for k in ("scene", "contact_vertices", "f1_vs_ground_truth")}, indent=2))
+    summary = run_contact_demo(Path(args.out), args.scene, args.seed, args.device)
+    print(json.dumps({k: summary[k] for k in ("scene", "demo_model", "f1_vs_ground_truth")}, indent=2))
     print(f"DEMO outputs written to {Path(args.out).resolve()} (see summary.json and renders/).")
 
 
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivlm", description="InteractVLM for Blender: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="Render -> Lift on generated demo assets")
+    demo = sub.add_parser("demo", help="Render -> Localize -> Lift on generated demo assets")
     demo.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--scene", default="sit_chair", choices=("sit_chair", "hold_mug", "foot_on_ball"))
     demo.add_argument("--seed", type=int, default=0)

@@ -7,7 +7,7 @@ import pytest
 
 from ivlm_core import paths
 from ivlm_core.body import load_body_model
-from ivlm_core.demo.render_lift import ground_truth_logits
+from ivlm_core.demo.contact_demo import ground_truth_logits
 from ivlm_core.errors import ModelFilesMissingError
 from ivlm_core.lift.canonical_body import SOURCE_FILE, load_canonical_body_views
 from ivlm_core.render.views import HUMAN_VIEWS

@@ -11,12 +11,15 @@ def test_demo_command_writes_flagged_outputs(tmp_path, synthetic_body_files, cap
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--scene", "foot_on_ball"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["demo"] is True and "ground-truth" in summary["note"]
+    assert summary["demo"] is True and "ground-truth" in summary["note"] and "random weights" in summary["note"]
+    assert summary["demo_model"]["human_body_parts"] == ["left hand"]  # the tiny release's scripted answer
+    assert summary["demo_model"]["object_affordance"] == "grasp"
     assert summary["f1_vs_ground_truth"]["smplh_visible_vertices"] >= 0.95
     assert summary["f1_vs_ground_truth"]["smplx"] >= 0.9
     contacts = np.load(out / "contacts.npz")
-    assert contacts["contact_smplh"].shape == (6890,) and contacts["contact_smplx"].shape == (10475,)
-    for name in ("human_views_with_masks.png", "object_views_with_masks.png", "human_topfront.png"):
+    assert contacts["ground_truth_masks_smplh"].shape == (6890,) and contacts["demo_model_smplx"].shape == (10475,)
+    assert contacts["demo_model_object"].shape == contacts["ground_truth_masks_object"].shape
+    for name in ("human_views_ground_truth_masks.png", "human_views_demo_model_masks.png", "object_views_demo_model_masks.png", "human_topfront.png"):
         assert (out / "renders" / name).is_file()
     assert (out / "body_smplx_contact.ply").is_file() and (out / "object_contact.ply").is_file()
     assert "DEMO" in capsys.readouterr().out

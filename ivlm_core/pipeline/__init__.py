@@ -1,0 +1,1 @@
+"""Pipeline: the stages composed (Perceive -> Render -> Localize -> Lift -> Fit)."""
