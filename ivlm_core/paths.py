@@ -6,6 +6,7 @@ Model folder (`IVLM_MODELS_DIR`, default `~/ivlm-models`), laid out as:
     body_models/smplh/SMPLH_NEUTRAL.npz   (or .pkl)   SMPL-H, from https://mano.is.tue.mpg.de
     interactvlm/data/...                              InteractVLM's data.zip, unzipped here
     interactvlm/trained_models/<release>/             InteractVLM release zips, unzipped here
+    clip-vit-large-patch14/                           openai/clip-vit-large-patch14 from the Hugging Face hub
 
 Cache folder (`IVLM_CACHE_DIR`, default `$XDG_CACHE_HOME/ivlm` or `~/.cache/ivlm`): generated demo
 assets and regenerated render maps. It can be deleted at any time.
@@ -40,3 +41,13 @@ def body_models_dir(root: Path | None = None) -> Path:
 
 def interactvlm_data_dir(root: Path | None = None) -> Path:
     return (root or models_dir()) / "interactvlm" / "data"
+
+
+def interactvlm_release_dir(name: str, root: Path | None = None) -> Path:
+    """Where an unzipped release lives, e.g. interactvlm-3d-hcontact-damon-fix."""
+    return (root or models_dir()) / "interactvlm" / "trained_models" / name
+
+
+def clip_dir(root: Path | None = None) -> Path:
+    """The CLIP ViT-L/14 folder (releases do not contain the vision tower)."""
+    return (root or models_dir()) / "clip-vit-large-patch14"

@@ -539,3 +539,13 @@ def test_half_precision_gives_float32_logits(dtype: torch.dtype, original: Origi
     logits = postprocess_masks(low_res, input_size, (480, 640))
     assert logits.dtype == torch.float32 and logits.shape == (1, 480, 640)
     assert torch.isfinite(logits).all()
+
+
+def test_explicit_vit_h_config_equals_the_one_inferred_from_release_shapes() -> None:
+    from ivlm_core.localize.sam import vit_h_sam_config
+
+    inferred, explicit = sam_config_from_state_dict(_vit_h_meta_state_dict()), vit_h_sam_config()
+    for part in ("vision_config", "prompt_encoder_config", "mask_decoder_config"):
+        a, b = getattr(inferred, part).to_dict(), getattr(explicit, part).to_dict()
+        differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "transformers_version"}
+        assert not differing, (part, {k: (a.get(k), b.get(k)) for k in differing})

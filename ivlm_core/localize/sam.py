@@ -517,6 +517,35 @@ def postprocess_masks(
 
 
 # ---------------------------------------------------------------------------------------------------------
+def vit_h_sam_config() -> SamConfig:
+    """The released models' SAM ViT-H (spec §1.4), for building it with random weights (benchmarks)."""
+    vision = SamVisionConfig(
+        hidden_size=1280,
+        output_channels=256,
+        num_hidden_layers=32,
+        num_attention_heads=16,
+        image_size=SAM_IMAGE_SIZE,
+        patch_size=16,
+        layer_norm_eps=SAM_VIT_LAYER_NORM_EPS,
+        window_size=14,
+        global_attn_indexes=[7, 15, 23, 31],
+        num_pos_feats=128,
+        mlp_dim=5120,
+    )
+    prompt = SamPromptEncoderConfig(
+        hidden_size=256, image_size=SAM_IMAGE_SIZE, patch_size=16, mask_input_channels=16, layer_norm_eps=SAM_VIT_LAYER_NORM_EPS
+    )
+    decoder = SamMaskDecoderConfig(
+        hidden_size=256,
+        mlp_dim=2048,
+        num_hidden_layers=2,
+        num_attention_heads=SAM_DECODER_HEADS,
+        iou_head_hidden_dim=256,
+        layer_norm_eps=SAM_DECODER_LAYER_NORM_EPS,
+    )
+    return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
+
+
 # Tiny random SAM (tests, demo mode)
 # ---------------------------------------------------------------------------------------------------------
 
