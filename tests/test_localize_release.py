@@ -276,3 +276,26 @@ def test_bad_requests(tiny_models, body_views, photo):
         localizer.localize(photo.astype(np.float32), "chair", "hcontact", views=body_views.sam_images)
     with pytest.raises(BadInputError, match="unknown contact mode"):
         localizer.localize(photo, "chair", "hcontactt", views=body_views.sam_images)
+
+
+def test_separate_decoder_checkpoints_with_duplicated_keys_load(copy_release, tiny_models, body_views, photo):
+    """P26: "-DifDe" releases alias human/object decoders to SAM's at init, so their keys appear twice."""
+    folder = copy_release()
+    _edit_config(folder, token_type="Gen-DifDe")
+    shard = folder / "pytorch_model-00001-of-00002.bin"
+    state = torch.load(shard, weights_only=True)
+    other = torch.load(folder / "pytorch_model-00002-of-00002.bin", weights_only=True)
+    decoder = {k: v for k, v in {**state, **other}.items() if k.startswith("model.visual_model.mask_decoder.")}
+    for branch in ("human", "object"):
+        state.update({k.replace("mask_decoder.", f"{branch}_mask_decoder.", 1): v.clone() for k, v in decoder.items()})
+    torch.save(state, shard)
+    index = json.loads((folder / "pytorch_model.bin.index.json").read_text())
+    index["weight_map"].update({k: shard.name for k in state})
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    localizer = Localizer.from_folders(folder, tiny_models.clip, dtype=torch.float32)
+    assert localizer.network.config.separate_decoders
+    assert localizer.network.mask_decoder_for("human") is localizer.network.human_mask_decoder
+    result = localizer.localize(photo, "chair", "hcontact", views=body_views.sam_images)
+    plain = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    reference = plain.localize(photo, "chair", "hcontact", views=body_views.sam_images)
+    assert torch.allclose(result.logits, reference.logits, atol=1e-6)  # same weights in the human decoder
