@@ -7,6 +7,9 @@ Model folder (`IVLM_MODELS_DIR`, default `~/ivlm-models`), laid out as:
     interactvlm/data/...                              InteractVLM's data.zip, unzipped here
     interactvlm/trained_models/<release>/             InteractVLM release zips, unzipped here
     clip-vit-large-patch14/                           openai/clip-vit-large-patch14 from the Hugging Face hub
+    perception/grounding-dino/                        IDEA-Research/grounding-dino-tiny (or -base) from the hub
+    perception/sam/                                   facebook/sam-vit-base (or -large, -huge) from the hub
+    perception/vitpose/                               usyd-community/vitpose-base-simple from the hub
 
 Cache folder (`IVLM_CACHE_DIR`, default `$XDG_CACHE_HOME/ivlm` or `~/.cache/ivlm`): generated demo
 assets and regenerated render maps. It can be deleted at any time.
@@ -51,3 +54,13 @@ def interactvlm_release_dir(name: str, root: Path | None = None) -> Path:
 def clip_dir(root: Path | None = None) -> Path:
     """The CLIP ViT-L/14 folder (releases do not contain the vision tower)."""
     return (root or models_dir()) / "clip-vit-large-patch14"
+
+
+PERCEPTION_MODEL_NAMES = ("grounding-dino", "sam", "vitpose")
+
+
+def perception_dir(name: str, root: Path | None = None) -> Path:
+    """A Perceive-stage model folder (detector, segmenter, keypoints), in the hub's `save_pretrained` layout."""
+    if name not in PERCEPTION_MODEL_NAMES:
+        raise ValueError(f"unknown perception model {name!r}; choose one of {', '.join(PERCEPTION_MODEL_NAMES)}")
+    return (root or models_dir()) / "perception" / name

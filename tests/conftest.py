@@ -34,3 +34,12 @@ def tiny_models(synthetic_body_files):  # noqa: ANN201 (TinyModels); depends on 
     from ivlm_core.demo.tiny_release import ensure_tiny_models
 
     return ensure_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def tiny_perception(tmp_path_factory: pytest.TempPathFactory):  # returns dict[str, Path]
+    """Tiny random-weight Grounding DINO, SAM and ViTPose folders (DEMO models), keyed by name; they sit at
+    `<root>/perception/<name>`, so `Perceiver.from_models_dir(root)` loads them."""
+    from ivlm_core.demo.tiny_perception import ensure_tiny_perception
+
+    return ensure_tiny_perception(tmp_path_factory.mktemp("tiny-perception"))

@@ -1,0 +1,190 @@
+"""The Perceive stage: from a photo and object labels to the person's box, mask and keypoints and the objects'.
+
+One detector pass finds "person" and every label; SAM segments all chosen boxes in one pass; ViTPose reads
+the chosen person's keypoints. Nothing found is not an error: the entry is None and `notes` says why, so
+the caller can tell the user (and continue with what there is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivlm_core.errors import BadInputError
+from ivlm_core.perceive import folders
+from ivlm_core.perceive.detect import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Detection, ObjectDetector
+from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_labels, prompt_phrase
+from ivlm_core.perceive.keypoints import KeypointEstimator
+from ivlm_core.perceive.segment import BoxSegmenter
+
+PERSON_LABEL = "person"
+
+
+@dataclass
+class PersonDetection:
+    """The chosen person. Pixel frame of the photo: x right, y down, origin at the top-left corner."""
+
+    box: np.ndarray  # float32 [4] (x0, y0, x1, y1)
+    score: float  # detector box confidence
+    mask: np.ndarray  # bool [H, W]
+    mask_score: float  # SAM's predicted IoU of the mask
+    keypoints: np.ndarray  # float32 [17, 3] (x, y, confidence in [0, 1]), order `COCO_KEYPOINTS`
+
+
+@dataclass
+class ObjectDetection:
+    """The chosen box of one object label, in the photo's pixel frame (as PersonDetection)."""
+
+    label: str
+    box: np.ndarray  # float32 [4] (x0, y0, x1, y1)
+    score: float
+    mask: np.ndarray  # bool [H, W]
+    mask_score: float
+
+
+@dataclass
+class Perception:
+    """What the photo shows. `people_count` counts person boxes above the threshold (after duplicate removal),
+    so callers can warn when several people are in view; `person` is the highest-scoring one."""
+
+    image_size: tuple[int, int]  # (H, W)
+    person: PersonDetection | None
+    people_count: int
+    objects: dict[str, ObjectDetection | None]
+    notes: list[str] = field(default_factory=list)
+    demo: bool = False  # True when any model is one of the project's tiny random-weight DEMO models
+
+
+class Perceiver:
+    """Holds the detector, segmenter and keypoint estimator; `perceive` runs them on one photo."""
+
+    def __init__(
+        self,
+        detector: ObjectDetector,
+        segmenter: BoxSegmenter,
+        keypoints: KeypointEstimator,
+        *,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
+    ) -> None:
+        self.detector = detector
+        self.segmenter = segmenter
+        self.keypoints = keypoints
+        self.box_threshold = detector.box_threshold if box_threshold is None else box_threshold
+        self.text_threshold = detector.text_threshold if text_threshold is None else text_threshold
+
+    @property
+    def demo(self) -> bool:
+        return self.detector.demo or self.segmenter.demo or self.keypoints.demo
+
+    @classmethod
+    def from_folders(
+        cls,
+        *,
+        detector: Path | str,
+        segmenter: Path | str,
+        keypoints: Path | str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+    ) -> Perceiver:
+        """Loads the three models from explicit folders (never the hub)."""
+        return cls(
+            ObjectDetector.from_folder(detector, device, dtype),
+            BoxSegmenter.from_folder(segmenter, device, dtype),
+            KeypointEstimator.from_folder(keypoints, device, dtype),
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+        )
+
+    @classmethod
+    def from_models_dir(
+        cls,
+        root: Path | str | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        box_threshold: float = DEFAULT_BOX_THRESHOLD,
+        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+    ) -> Perceiver:
+        """Loads `<root>/perception/{grounding-dino,sam,vitpose}` (root: IVLM_MODELS_DIR by default).
+
+        All three folders are checked first, so one error lists everything that is missing."""
+        found = folders.check_folders(Path(root) if root is not None else None)
+        return cls.from_folders(
+            detector=found["grounding-dino"],
+            segmenter=found["sam"],
+            keypoints=found["vitpose"],
+            device=device,
+            dtype=dtype,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+        )
+
+    def perceive(self, image: ImageLike, labels: Sequence[str]) -> Perception:
+        """Person and objects in `image` (PIL RGB or uint8 [H, W, 3]) for each label (e.g. ["mug"])."""
+        array = as_rgb_array(image)
+        labels = list(dict.fromkeys(check_labels(labels)))
+        if not labels:
+            raise BadInputError("No object label given.", "Name the object the person uses, e.g. ['chair'].")
+        height, width = array.shape[:2]
+        notes: list[str] = []
+        if self.demo:
+            notes.append("DEMO perception models (random weights): boxes, masks and keypoints are meaningless.")
+
+        found = self.detector(
+            array, [PERSON_LABEL, *labels], box_threshold=self.box_threshold, text_threshold=self.text_threshold
+        )
+        people = found[PERSON_LABEL]
+        person = self._choose_person(people, notes)
+        chosen: dict[str, Detection | None] = {}
+        for label in labels:
+            candidates = found[label]
+            chosen[label] = candidates[0] if candidates else None
+            if not candidates:
+                notes.append(
+                    f"label {label!r} not found in the photo (box threshold {self.box_threshold:g}, "
+                    f"text threshold {self.text_threshold:g})"
+                )
+            elif prompt_phrase(label) == PERSON_LABEL:
+                notes.append(f"label {label!r} is the person prompt; its object box is the chosen person's box")
+            elif len(candidates) > 1:
+                notes.append(f"{len(candidates)} boxes found for {label!r}; using the one with the highest score")
+
+        boxes = [d.box for d in [person, *chosen.values()] if d is not None]
+        masks, mask_scores = self.segmenter.segment(array, np.stack(boxes)) if boxes else (None, None)
+        index = 0
+        person_result = None
+        if person is not None:
+            person_result = PersonDetection(
+                box=person.box,
+                score=person.score,
+                mask=masks[0],
+                mask_score=float(mask_scores[0]),
+                keypoints=self.keypoints(array, person.box),
+            )
+            index = 1
+        objects: dict[str, ObjectDetection | None] = {}
+        for label, det in chosen.items():
+            if det is None:
+                objects[label] = None
+                continue
+            objects[label] = ObjectDetection(label, det.box, det.score, masks[index], float(mask_scores[index]))
+            index += 1
+        return Perception((height, width), person_result, len(people), objects, notes, self.demo)
+
+    def _choose_person(self, people: list[Detection], notes: list[str]) -> Detection | None:
+        """The highest-scoring person box. Score, not area x score: in interaction photos the subject is
+        usually the clearest detection, and area would favour a large partly-visible bystander."""
+        if not people:
+            notes.append(
+                f"no person found above box threshold {self.box_threshold:g} (text threshold {self.text_threshold:g})"
+            )
+            return None
+        if len(people) > 1:
+            notes.append(f"{len(people)} people detected; using the one with the highest score")
+        return people[0]
