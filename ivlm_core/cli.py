@@ -10,6 +10,8 @@
         The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
     ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
         One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
+    ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
+        Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
 """
 
 from __future__ import annotations
@@ -87,6 +89,79 @@ def _cmd_convert_release(args: argparse.Namespace) -> None:
     print(f"converted {args.release} -> {out} ({args.dtype}); load it like the release folder.")
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _parse_object(spec: str):  # noqa: ANN202 (ObjectInput)
+    from ivlm_core.mesh import load_mesh
+    from ivlm_core.pipeline.reconstruct import ObjectInput
+
+    path, sep, label = spec.rpartition(":")
+    if not sep or not path or not label.strip():
+        from ivlm_core.errors import BadInputError
+
+        raise BadInputError(f"--object {spec!r} is not MESH:LABEL", "Write e.g. --object chair.obj:chair")
+    return ObjectInput(label.strip(), load_mesh(Path(path)))
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from ivlm_core.errors import BadInputError
+    from ivlm_core.frames import transform_points
+    from ivlm_core.pipeline.outputs import save_result
+    from ivlm_core.pipeline.reconstruct import ContactPipeline, ObjectInput, RunOptions
+
+    jobs: list[tuple[str, np.ndarray, Image.Image | None, RunOptions, list]] = []
+    objects = [_parse_object(spec) for spec in args.object]
+    base = RunOptions(focal_px=args.focal)
+    if args.demo_scene:
+        from ivlm_core.demo.scenes import make_scene
+
+        scene = make_scene(args.demo_scene, args.seed)
+        options = base
+        if args.scene_body:  # the tiny demo perception cannot fit a body; the scene's own body stands in
+            options = RunOptions(
+                focal_px=float(scene.intrinsics[0, 0]),
+                body_vertices=transform_points(scene.cv_camera_from_world, scene.body_vertices),
+            )
+        jobs.append((scene.name, scene.image, None, options, objects or [ObjectInput(scene.label, scene.object_mesh)]))
+    else:
+        files = [Path(args.image)] if args.image else sorted(
+            p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not files:
+            raise BadInputError(f"no images found in {args.images}", f"Put {', '.join(IMAGE_SUFFIXES)} files there.")
+        if not objects:
+            raise BadInputError("no --object given", "Add --object MESH:LABEL for each object in the photo.")
+        for path in files:
+            try:
+                pil = Image.open(path)
+                pil.load()
+            except (OSError, ValueError) as exc:
+                raise BadInputError(f"cannot read image {path}: {exc}", "Use a PNG or JPEG file.") from exc
+            jobs.append((path.stem, np.asarray(pil.convert("RGB")), pil, base, objects))
+
+    if args.demo or args.demo_scene:
+        pipeline = ContactPipeline.demo_pipeline(args.device)
+    else:
+        pipeline = ContactPipeline.from_models_dir(Path(args.models) if args.models else None, device=args.device)
+    for name, image, pil, options, objs in jobs:
+        print(f"{name}:")
+        result = pipeline.run(
+            image, objs, options, pil_image=pil, progress=lambda stage, f, msg: print(f"  [{f:4.0%}] {stage}: {msg}")
+        )
+        out = save_result(
+            result, Path(args.out) / name, {o.label: o.mesh for o in objs}, np.asarray(pipeline.body.model.faces)
+        )
+        for note in result.notes:
+            print(f"  note: {note}")
+        for o in result.objects:
+            print(f"  {o.label}: {o.placement.status} ({o.placement.reason})")
+        print(f"  wrote {out}" + ("  [DEMO]" if result.demo else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivlm", description="InteractVLM for Blender: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("out", help="output folder")
     convert.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     convert.set_defaults(func=_cmd_convert_release)
+
+    rec = sub.add_parser("reconstruct", help="photo + object meshes -> body, placed objects and contacts")
+    source = rec.add_mutually_exclusive_group(required=True)
+    source.add_argument("image", nargs="?", help="a photo")
+    source.add_argument("--images", help="a folder of photos (each gets its own output folder)")
+    source.add_argument("--demo-scene", choices=("sit_chair", "hold_mug", "foot_on_ball"), help="a generated DEMO scene")
+    rec.add_argument("--object", action="append", default=[], metavar="MESH:LABEL", help="object mesh file and label")
+    rec.add_argument("--out", default="reconstruct_output")
+    rec.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else a 55 degree view)")
+    rec.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    rec.add_argument("--demo", action="store_true", help="use the generated DEMO models instead of real ones")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the demo scene")
+    rec.add_argument(
+        "--scene-body", action="store_true", help="demo scene: supply its true body instead of fitting one"
+    )
+    rec.add_argument("--device", default="cpu")
+    rec.set_defaults(func=_cmd_reconstruct)
     return parser
 
 

@@ -1,0 +1,337 @@
+"""The whole pipeline: Perceive -> Render -> Localize -> Lift -> Fit, from a photo, object meshes and labels.
+
+`ContactPipeline.run` returns a body, per-object contacts (on the body and on the object) and placements,
+with per-stage timings and plain-language notes. It reports progress and can be cancelled between stages.
+`ContactPipeline.refit` is the fit-only entry: user-edited contacts in, new placements out, no language model.
+
+Frames and units of every result: the photo's CV_CAMERA frame (x right, y down, z forward, metres, camera at
+the origin; see `ivlm_core.frames`); `camera_from_object` maps the object's own local vertices into it.
+Nothing the user could cause crashes the run: a missing person, a label not in the photo, a degenerate mesh
+or empty contacts each leave a reason in `notes` / the object's outcome, and the rest is still returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivlm_core import paths
+from ivlm_core.body import LoadedBodyModel, load_body_model
+from ivlm_core.errors import BadInputError, IVLMError, MeshError
+from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
+from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
+from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
+from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
+from ivlm_core.lift.smplx_conversion import load_mapping
+from ivlm_core.localize.localizer import Localizer
+from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.perceive.perceiver import Perception, Perceiver
+from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
+
+log = logging.getLogger(__name__)
+
+STAGES = ("perceive", "body", "contact", "fit")  # contact = Render -> Localize -> Lift for body and objects
+HUMAN_RELEASE = "interactvlm-3d-hcontact-damon-fix"
+OBJECT_RELEASE = "interactvlm-3d-oafford-lemon-piad"
+ProgressCallback = Callable[[str, float, str], None]  # (stage, fraction 0-1 of the whole run, message)
+
+
+class CancelledError(IVLMError):
+    """The caller asked to stop; raised between stages, nothing half-written."""
+
+    code = "CANCELLED"
+
+
+@dataclass
+class ObjectInput:
+    """A user's object: its mesh in its own local frame (metres), its label, and optionally edited contacts."""
+
+    label: str
+    mesh: TriangleMesh
+    object_contact: np.ndarray | None = None  # [N] user-edited contact (fit-only)
+    body_contact: np.ndarray | None = None  # [10475] user-edited body contact for this object (fit-only)
+
+
+@dataclass
+class ObjectOutcome:
+    label: str
+    placement: ObjectPlacement
+    object_contact: np.ndarray | None  # [N] per vertex of the user's mesh
+    body_contact: np.ndarray | None  # [10475] SMPL-X body contact with this object
+    detection_box: list[float] | None = None  # xyxy pixels
+    detection_score: float | None = None
+    notes: list[str] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=dict)  # the language model's generated text per mode
+
+
+@dataclass
+class ReconstructResult:
+    demo: bool
+    camera: CameraIntrinsics
+    body: BodyFit | None
+    objects: list[ObjectOutcome]
+    notes: list[str]
+    timings_s: dict[str, float]
+    people_count: int = 0
+    frame: str = "CV_CAMERA: x right, y down, z forward; metres; camera at the origin"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    focal_px: float | None = None
+    body_vertices: np.ndarray | None = None  # a client body, used as is (camera frame)
+    body_params: dict[str, np.ndarray] | None = None
+    body_fit: BodyFitOptions = BodyFitOptions()
+    placement: PlacementOptions = PlacementOptions()
+
+
+def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | None]]:
+    """Each object with None, or the reason it cannot be used (its mesh is unusable)."""
+    if not objects:
+        raise BadInputError("no objects were given", "Send at least one object mesh with its label.")
+    checked = []
+    for obj in objects:
+        if not obj.label or not obj.label.strip():
+            raise BadInputError("an object has an empty label", "Name every object (e.g. 'chair', 'cup').")
+        try:
+            mesh = validate_mesh(obj.mesh.vertices, obj.mesh.faces, name=f"object '{obj.label}'")
+            extent = float(np.ptp(mesh.vertices, axis=0).max())
+            if extent < 1e-4:
+                raise MeshError(
+                    f"object '{obj.label}': all vertices lie within {extent:.1e} m (a point, not a shape)",
+                    "Apply the object's scale in Blender (Ctrl+A) and send it in metres.",
+                )
+            checked.append((ObjectInput(obj.label, mesh, obj.object_contact, obj.body_contact), None))
+        except MeshError as exc:
+            checked.append((obj, str(exc)))
+    return checked
+
+
+class ContactPipeline:
+    """Models loaded once; `run` and `refit` many times."""
+
+    def __init__(
+        self,
+        perceiver: Perceiver,
+        body: LoadedBodyModel,
+        human_localizer: Localizer,
+        object_localizer: Localizer,
+        body_views: CanonicalBodyViews,
+        mapping,  # noqa: ANN001 (scipy.sparse matrix SMPL-H -> SMPL-X)
+        *,
+        device: str = "cpu",
+        demo: bool = False,
+    ) -> None:
+        self.perceiver = perceiver
+        self.body = body
+        self.human_localizer = human_localizer
+        self.object_localizer = object_localizer
+        self.body_views = body_views
+        self.mapping = mapping
+        self.device = device
+        self.demo = demo or body.is_synthetic or perceiver_is_demo(perceiver)
+
+    @classmethod
+    def from_models_dir(
+        cls,
+        root: Path | None = None,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        human_release: str = HUMAN_RELEASE,
+        object_release: str = OBJECT_RELEASE,
+    ) -> ContactPipeline:
+        """The user's model files (see `ivlm_core.paths` for the layout)."""
+        dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
+        body = load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
+        return cls(
+            Perceiver.from_models_dir(root, device=device),
+            body,
+            Localizer.from_folders(paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype),
+            Localizer.from_folders(paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype),
+            load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
+            load_mapping(paths.interactvlm_data_dir(root)),
+            device=device,
+        )
+
+    @classmethod
+    def demo_pipeline(cls, device: str = "cpu") -> ContactPipeline:
+        """Generated DEMO assets only: synthetic body, tiny random-weight perception and InteractVLM releases."""
+        from ivlm_core.demo.body_model import ensure_synthetic_body_models
+        from ivlm_core.demo.tiny_perception import ensure_tiny_perception
+        from ivlm_core.demo.tiny_release import ensure_tiny_models
+
+        models = ensure_synthetic_body_models()
+        tiny = ensure_tiny_models()
+        perception_root = ensure_tiny_perception()
+        return cls(
+            Perceiver.from_models_dir(next(iter(perception_root.values())).parent.parent, device=device),
+            load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
+            Localizer.from_folders(tiny.releases[HUMAN_RELEASE], tiny.clip, device=device, dtype=torch.float32),
+            Localizer.from_folders(tiny.releases[OBJECT_RELEASE], tiny.clip, device=device, dtype=torch.float32),
+            load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device),
+            load_mapping(models.smpl_to_smplx.parent),
+            device=device,
+            demo=True,
+        )
+
+    # -- the full run ---------------------------------------------------------------------------------
+
+    def run(
+        self,
+        image: np.ndarray,
+        objects: list[ObjectInput],
+        options: RunOptions = RunOptions(),
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: Callable[[], bool] | None = None,
+        pil_image=None,  # noqa: ANN001 (PIL.Image, for EXIF focal length)
+    ) -> ReconstructResult:
+        image = _check_photo(image)
+        checked = _check_objects(objects)
+        timings: dict[str, float] = {}
+        notes: list[str] = ["DEMO: generated assets and random-weight models; results are not meaningful"] if self.demo else []
+
+        def stage(name: str, fraction: float, message: str) -> float:
+            if cancel is not None and cancel():
+                raise CancelledError(f"cancelled before the {name} stage", "Submit the job again to run it.")
+            if progress is not None:
+                progress(name, fraction, message)
+            return time.perf_counter()
+
+        height, width = image.shape[:2]
+        camera = camera_for_image((height, width), options.focal_px, pil_image)
+        usable = [obj for obj, reason in checked if reason is None]
+
+        t = stage("perceive", 0.0, "finding the person and the objects")
+        perception = self.perceiver.perceive(image, [obj.label for obj in usable]) if usable else None
+        timings["perceive"] = time.perf_counter() - t
+        if perception is not None:
+            notes += perception.notes
+
+        t = stage("body", 0.2, "fitting the SMPL-X body")
+        body = self._body(perception, camera, options, notes)
+        timings["body"] = time.perf_counter() - t
+
+        outcomes: list[ObjectOutcome] = []
+        t = stage("contact", 0.4, "rendering, localizing and lifting contact")
+        contacts = {}
+        for obj in usable:
+            contacts[obj.label] = self._contact(image, obj)
+        timings["contact"] = time.perf_counter() - t
+
+        t = stage("fit", 0.8, "placing the objects")
+        for obj, reason in checked:
+            if reason is not None:
+                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+                continue
+            body_contact, object_contact, answers, contact_notes = contacts[obj.label]
+            detection = perception.objects.get(obj.label) if perception is not None else None
+            outcome = ObjectOutcome(obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers)
+            outcome.notes += contact_notes
+            if detection is not None:
+                outcome.detection_box = [float(v) for v in detection.box]
+                outcome.detection_score = float(detection.score)
+            outcome.placement = self._place(
+                body, obj, body_contact, object_contact, camera, detection.mask if detection else None,
+                perception.person.mask if perception is not None and perception.person is not None else None, options,
+            )
+            outcomes.append(outcome)
+        timings["fit"] = time.perf_counter() - t
+        if progress is not None:
+            progress("done", 1.0, "finished")
+        return ReconstructResult(
+            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0
+        )
+
+    def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
+        if options.body_vertices is not None or options.body_params is not None:
+            notes.append("body supplied by the client, used as is")
+            return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
+        if perception is None or perception.person is None:
+            notes.append("no person found in the photo: no body was fitted, so no object could be placed")
+            return None
+        fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
+        try:
+            return fit_body(
+                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
+            )
+        except BadInputError as exc:
+            notes.append(f"body not fitted: {exc.message}")
+            return None
+
+    def _batched_body(self, batch: int) -> LoadedBodyModel:
+        cached = getattr(self, "_fit_model", None)
+        if cached is None or cached.model.batch_size != batch:
+            self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
+        return self._fit_model
+
+    def _contact(self, image: np.ndarray, obj: ObjectInput):  # noqa: ANN202
+        notes: list[str] = []
+        human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
+        if human.smplx is None:
+            notes.append(f"body contact with '{obj.label}': {human.reason}")
+        target = estimate_object_contact(self.object_localizer, image, obj.label, obj.mesh, device=self.device)
+        if target.vertices is None:
+            notes.append(f"object contact on '{obj.label}': {target.reason}")
+        answers = {"human": human.localize.text, "object": target.localize.text}
+        return human.smplx, target.vertices, answers, notes
+
+    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:  # noqa: ANN001
+        if body is None:
+            return ObjectPlacement("skipped", "no body to place the object against")
+        if body_contact is None or object_contact is None:
+            return ObjectPlacement("skipped", "no contact was predicted, so nothing says where the object touches the body")
+        inputs = PlacementInputs(
+            body.vertices, np.asarray(self.body.model.faces, np.int64), body_contact, obj.mesh, object_contact,
+            camera.matrix, camera.image_size, object_mask, person_mask,
+        )
+        placement = place_object(inputs, options.placement)
+        if placement.placed and object_mask is None:
+            placement.reason += f"; '{obj.label}' was not found in the photo, so no silhouette constrained it"
+        return placement
+
+    # -- fit only ---------------------------------------------------------------------------------------
+
+    def refit(
+        self,
+        body: BodyFit,
+        camera: CameraIntrinsics,
+        objects: list[ObjectInput],
+        *,
+        object_masks: dict[str, np.ndarray] | None = None,
+        person_mask: np.ndarray | None = None,
+        options: RunOptions = RunOptions(),
+    ) -> list[ObjectOutcome]:
+        """Re-places objects from contacts the user edited; no perception or language model runs."""
+        outcomes = []
+        for obj, reason in _check_objects(objects):
+            if reason is None and (obj.object_contact is None or obj.body_contact is None):
+                reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
+            if reason is not None:
+                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+                continue
+            mask = (object_masks or {}).get(obj.label)
+            placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)
+            outcomes.append(ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact))
+        return outcomes
+
+
+def perceiver_is_demo(perceiver: Perceiver) -> bool:
+    return bool(getattr(perceiver, "demo", False))
+
+
+def _check_photo(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 16:
+        raise BadInputError(
+            f"the photo is {image.dtype} {image.shape}; expected an RGB uint8 image at least 16x16 pixels",
+            "Send the reference photo as an 8-bit RGB image (PNG or JPEG).",
+        )
+    return image

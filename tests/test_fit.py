@@ -1,0 +1,165 @@
+"""Fit: rotations, Procrustes/ICP, camera, soft silhouette, object placement, the upstream baseline, body fitting."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from ivlm_core.demo.fit_cases import make_fit_case, placement_error
+from ivlm_core.errors import BadInputError
+from ivlm_core.fit.camera import EXIF_FOCAL_35MM, EXIF_IFD, FULL_FRAME_DIAGONAL_MM, camera_for_image, default_focal
+from ivlm_core.fit.image_terms import project, soft_silhouette
+from ivlm_core.fit.place_object import PlacementOptions, place_object
+from ivlm_core.fit.procrustes import contact_icp, weighted_procrustes
+from ivlm_core.fit.rotations import cube_rotations, matrix_to_rotation_6d, rotation_6d_to_matrix
+from ivlm_core.fit.upstream_schedule import upstream_place_object
+
+
+def test_rotation_6d_round_trip_and_cube_group():
+    mats = torch.tensor(Rotation.random(50, random_state=0).as_matrix(), dtype=torch.float64)
+    assert torch.allclose(rotation_6d_to_matrix(matrix_to_rotation_6d(mats)), mats, atol=1e-12)
+    cube = cube_rotations()
+    assert cube.shape == (24, 3, 3) and np.allclose(np.linalg.det(cube), 1.0)
+    # Any rotation is within 62.8 degrees of one of the 24 starts.
+    for m in Rotation.random(200, random_state=1).as_matrix():
+        angles = [np.degrees(np.arccos(np.clip((np.trace(c.T @ m) - 1) / 2, -1, 1))) for c in cube]
+        assert min(angles) <= 62.81
+
+
+def test_weighted_procrustes_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = torch.tensor(rng.normal(size=(1, 40, 3)))
+    rot = torch.tensor(Rotation.from_rotvec([0.3, -1.0, 0.5]).as_matrix())
+    t = torch.tensor([0.5, -0.2, 2.0], dtype=torch.float64)
+    dst = src @ rot.T + t
+    dst[0, :5] += 10.0  # outliers with zero weight must not matter
+    w = torch.ones(1, 40, dtype=torch.float64)
+    w[0, :5] = 0
+    r_est, t_est = weighted_procrustes(src, dst, w)
+    assert torch.allclose(r_est[0], rot, atol=1e-9) and torch.allclose(t_est[0], t, atol=1e-9)
+
+
+def test_icp_refinds_correspondences():
+    """Unordered point sets and a 25 degree start: fixed correspondences (one Procrustes step) cannot get there."""
+    rng = np.random.default_rng(1)
+    patch = torch.tensor(rng.normal(size=(300, 3)) * [0.1, 0.05, 0.02])
+    rot = torch.tensor(Rotation.from_rotvec([0.0, 0.0, 0.25]).as_matrix())
+    target = (patch @ rot.T + torch.tensor([0.3, 0.1, 1.0]))[torch.randperm(300)]
+    ones = torch.ones(300, dtype=torch.float64)
+    start_r = torch.eye(3, dtype=torch.float64)[None]
+    start_t = (target.mean(0) - patch.mean(0))[None]
+    result = contact_icp(patch, ones, target, ones, start_r, start_t, iterations=60)
+    assert result.iterations > 1
+    assert float(result.rms[0]) < 1e-3
+    assert torch.allclose(result.rotation[0], rot, atol=1e-3)
+
+
+def _jpeg_with_focal(focal_35mm: int, size=(400, 300)) -> Image.Image:
+    image = Image.new("RGB", size)
+    exif = Image.Exif()
+    exif.get_ifd(EXIF_IFD)[EXIF_FOCAL_35MM] = focal_35mm
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_camera_focal_from_client_exif_or_default():
+    pil = _jpeg_with_focal(26)
+    cam = camera_for_image((300, 400), pil_image=pil)
+    assert cam.source == "exif"
+    assert cam.focal_px == pytest.approx(26 / FULL_FRAME_DIAGONAL_MM * 500.0)
+    assert camera_for_image((300, 400), 800.0, pil).source == "client"
+    default = camera_for_image((300, 400), pil_image=Image.new("RGB", (400, 300)))
+    assert default.source == "default" and default.focal_px == pytest.approx(default_focal((300, 400)))
+    assert np.allclose(default.matrix[:2, 2], [199.5, 149.5])
+    with pytest.raises(BadInputError, match="focal length"):
+        camera_for_image((300, 400), -5.0)
+
+
+def test_projection_and_soft_silhouette():
+    k = torch.tensor([[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]])
+    uv, z = project(torch.tensor([[0.0, 0.0, 2.0], [0.2, -0.1, 2.0]]), k)
+    assert torch.allclose(uv, torch.tensor([[31.5, 31.5], [41.5, 26.5]])) and torch.allclose(z, torch.tensor([2.0, 2.0]))
+    square = torch.tensor([[[20.0, 20.0], [44.0, 20.0], [44.0, 44.0], [20.0, 44.0]]], requires_grad=True)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    sil = soft_silhouette(square, faces, (64, 64), sigma=1e-4)
+    values = sil.detach()
+    assert sil.shape == (1, 64, 64)
+    assert float(values[0, 28, 36]) > 0.99 and float(values[0, 5, 5]) < 1e-3 and float(values[0, 32, 60]) < 1e-3
+    assert 0.2 < float(values[0, 32, 44]) < 0.8  # a pixel on the edge is half covered
+    sil.sum().backward()
+    assert square.grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def chair_case(synthetic_body_files):
+    return make_fit_case("sit_chair", 0)
+
+
+def test_place_object_recovers_a_perturbed_chair(chair_case):
+    assert chair_case.perturbation_deg > 5
+    result = place_object(chair_case.inputs)
+    error = placement_error(chair_case, result.camera_from_object)
+    assert result.placed, result.reason
+    assert error.success, error
+    assert set(result.losses) >= {"contact", "silhouette", "penetration", "depth", "total"}
+    assert np.allclose(result.camera_from_object[3], [0, 0, 0, 1])
+
+
+def test_place_object_skips_without_contacts_and_rejects_bad_arrays(chair_case):
+    from dataclasses import replace
+
+    zero = replace(chair_case.inputs, body_contact=np.zeros_like(chair_case.inputs.body_contact))
+    result = place_object(zero)
+    assert result.status == "skipped" and "no body vertex has contact" in result.reason
+    assert result.camera_from_object is None
+    with pytest.raises(BadInputError, match="object_contact has shape"):
+        place_object(replace(chair_case.inputs, object_contact=np.ones(5)))
+    with pytest.raises(BadInputError, match="NaN"):
+        place_object(replace(chair_case.inputs, body_contact=np.full_like(chair_case.inputs.body_contact, np.nan)))
+    with pytest.raises(BadInputError, match="object_mask is"):
+        place_object(replace(chair_case.inputs, object_mask=np.ones((10, 10), bool)))
+
+
+def test_upstream_schedule_runs_on_a_case(synthetic_body_files):
+    case = make_fit_case("foot_on_ball", 0)
+    result = upstream_place_object(case.inputs, steps=2)
+    assert result.placed and set(result.losses) == {"mask", "centroid", "contact"}
+    assert all(math.isfinite(v) for v in result.losses.values())
+
+
+def test_body_fit_to_projected_keypoints(synthetic_body_files):
+    from ivlm_core import paths
+    from ivlm_core.body import load_body_model
+    from ivlm_core.demo.scenes import make_scene
+    from ivlm_core.fit.body_fit import COCO_TO_SMPLX, BodyFitOptions, body_from_client, fit_body
+    from ivlm_core.frames import transform_points
+
+    folder = paths.body_models_dir(synthetic_body_files.root)
+    single = load_body_model("smplx", folder=folder, num_betas=10)
+    scene = make_scene("foot_on_ball", 1, body=single)
+    truth = body_from_client(single, params=scene.body_params)
+    joints_cam = transform_points(scene.cv_camera_from_world, truth.joints)
+    uv, _ = project(torch.tensor(joints_cam[COCO_TO_SMPLX.numpy()]), torch.tensor(scene.intrinsics))
+    keypoints = np.concatenate([uv.numpy(), np.ones((17, 1))], 1)
+    options = BodyFitOptions(yaw_starts_deg=(0.0, 180.0))
+    batched = load_body_model("smplx", folder=folder, num_betas=10, batch_size=2)
+    fit = fit_body(batched, keypoints, scene.intrinsics, scene.image.shape[:2], scene.person_mask, options)
+    truth_cam = transform_points(scene.cv_camera_from_world, scene.body_vertices)
+    centred = np.linalg.norm((fit.vertices - fit.vertices.mean(0)) - (truth_cam - truth_cam.mean(0)), axis=1).mean()
+    assert fit.losses["keypoint_rms_px"] < 5.0
+    assert centred < 0.06, centred
+    assert fit.vertices.shape == (10475, 3) and set(fit.params) == {"betas", "global_orient", "body_pose", "transl"}
+    bad = keypoints.copy()
+    bad[:, 2] = 0.0
+    with pytest.raises(BadInputError, match="keypoints are confident"):
+        fit_body(batched, bad, scene.intrinsics, scene.image.shape[:2], options=options)
+    with pytest.raises(BadInputError, match="expected \\(10475, 3\\)"):
+        body_from_client(single, vertices=np.zeros((100, 3)))
+    client = body_from_client(single, vertices=truth_cam)
+    assert client.source == "client" and np.allclose(client.vertices, truth_cam)
