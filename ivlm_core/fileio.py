@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,3 +40,25 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def ensure_folder_once(root: Path, version: str, write: Callable[[Path], None]) -> bool:
+    """Writes a generated folder at `root` once per `version`, atomically; returns True when it (re)wrote it.
+
+    `write` fills a temporary folder beside `root`; a VERSION stamp is added and the folder swapped into place
+    in one rename, so readers never see half a folder and a new version replaces the old.
+    """
+    stamp = root / "VERSION"
+    if stamp.is_file() and stamp.read_text().strip() == version:
+        return False
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        write(tmp)
+        (tmp / "VERSION").write_text(version + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True

@@ -20,9 +20,6 @@ What random weights produce (seeded, so always the same for one image):
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -44,6 +41,7 @@ from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPi
 from transformers.models.vitpose.image_processing_pil_vitpose import VitPoseImageProcessorPil
 
 from ivlm_core import paths
+from ivlm_core.fileio import ensure_folder_once
 from ivlm_core.localize.sam import tiny_sam_config, tiny_sam_state_dict, upstream_to_hf_state_dict
 from ivlm_core.perceive.coco import COCO_KEYPOINTS
 from ivlm_core.perceive.folders import DEMO_MARKER_KEY
@@ -160,19 +158,11 @@ def ensure_tiny_perception(root: Path | None = None) -> dict[str, Path]:
     atomically. `root` works as a models dir: `Perceiver.from_models_dir(root)` loads them."""
     root = Path(root) if root is not None else paths.cache_dir() / "demo" / "tiny_perception"
     folders = {name: paths.perception_dir(name, root) for name in WRITERS}
-    stamp = root / "VERSION"
-    if stamp.is_file() and stamp.read_text().strip() == TINY_PERCEPTION_VERSION:
-        return folders
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         for name, writer in WRITERS.items():
             writer(paths.perception_dir(name, tmp))
         (tmp / "README.txt").write_text(README.format(version=TINY_PERCEPTION_VERSION, hub="the Perceive models"))
-        (tmp / "VERSION").write_text(TINY_PERCEPTION_VERSION + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    ensure_folder_once(root, TINY_PERCEPTION_VERSION, write)
     return folders

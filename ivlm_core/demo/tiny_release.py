@@ -15,9 +15,6 @@ decided by the weights, not by any special case in the code. Masks from random S
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaFo
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ivlm_core import paths
+from ivlm_core.fileio import ensure_folder_once
 from ivlm_core.demo.tiny_tokenizer import write_tiny_tokenizer
 from ivlm_core.localize.heads import AttentionSplitter, camera_encoder, text_hidden_fcs
 from ivlm_core.localize.sam import UPSTREAM_SAM_PREFIX, tiny_sam_state_dict
@@ -248,19 +246,11 @@ def ensure_tiny_models(root: Path | None = None) -> TinyModels:
     """All tiny releases under `root` (default <cache>/demo/tiny_models), written once, atomically."""
     root = Path(root) if root is not None else paths.cache_dir() / "demo" / "tiny_models"
     models = TinyModels(root, root / "clip", {name: root / name for name in VARIANTS})
-    stamp = root / "VERSION"
-    if stamp.is_file() and stamp.read_text().strip() == TINY_VERSION:
-        return models
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         write_tiny_clip(tmp / "clip")
         for name in VARIANTS:
             write_tiny_release(tmp / name, name, root / "clip")
-        (tmp / "VERSION").write_text(TINY_VERSION + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    ensure_folder_once(root, TINY_VERSION, write)
     return models
