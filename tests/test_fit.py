@@ -13,9 +13,10 @@ from ivlm_core.demo.fit_cases import make_fit_case, placement_error
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.camera import EXIF_FOCAL_35MM, EXIF_IFD, FULL_FRAME_DIAGONAL_MM, camera_for_image, default_focal
 from ivlm_core.fit.image_terms import project, soft_silhouette
-from ivlm_core.fit.place_object import PlacementOptions, place_object
+from ivlm_core.fit.place_object import place_object
 from ivlm_core.fit.procrustes import contact_icp, weighted_procrustes
 from ivlm_core.fit.rotations import cube_rotations, matrix_to_rotation_6d, rotation_6d_to_matrix
+from ivlm_core.fit.soft_silhouette_kernel import kernel_available, soft_silhouette_fast
 from ivlm_core.fit.upstream_schedule import upstream_place_object
 
 
@@ -94,6 +95,35 @@ def test_projection_and_soft_silhouette():
     assert 0.2 < float(values[0, 32, 44]) < 0.8  # a pixel on the edge is half covered
     sil.sum().backward()
     assert square.grad.abs().sum() > 0
+
+
+def test_compiled_soft_silhouette_equals_the_pytorch_one():
+    """Values and gradients of the compiled loop against image_terms.soft_silhouette, with faces cut by the border."""
+    import trimesh
+
+    if not kernel_available():
+        pytest.skip("no C compiler: soft_silhouette_fast falls back to the PyTorch version")
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    vertices = torch.tensor(sphere.vertices, dtype=torch.float32)
+    faces = torch.tensor(sphere.faces)
+    k = torch.tensor([[120.0, 0, 10.0], [0, 120.0, 24.0], [0, 0, 1]])
+    size = (48, 40)  # the sphere's left part falls outside the image
+    uv = torch.stack([project(vertices + torch.tensor([dx, 0.01, 1.0]), k)[0] for dx in (0.0, 0.12)]).requires_grad_(True)
+    mask = torch.zeros(size)
+    mask[10:30, 5:25] = 1.0
+    results = []
+    for function in (soft_silhouette, soft_silhouette_fast):
+        uv.grad = None
+        sil = function(uv, faces, size, 1e-4)
+        loss = (1.0 - (sil * mask).sum((1, 2)) / (sil + mask).sum((1, 2))).sum() + (sil * torch.arange(40.0)).mean()
+        loss.backward()
+        results.append((sil.detach(), float(loss), uv.grad.clone()))
+    (sil_ref, loss_ref, grad_ref), (sil_fast, loss_fast, grad_fast) = results
+    assert 0.05 < float(sil_ref.mean()) < 0.9
+    assert torch.allclose(sil_fast, sil_ref, atol=1e-5)
+    assert loss_fast == pytest.approx(loss_ref, abs=1e-5)
+    assert float(grad_ref.abs().max()) > 1e-3
+    assert torch.allclose(grad_fast, grad_ref, atol=1e-5 * float(grad_ref.abs().max()))
 
 
 @pytest.fixture(scope="module")

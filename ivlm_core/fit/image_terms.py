@@ -53,6 +53,11 @@ def _point_segment_sq(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
     return ((a + t[..., None] * ab - p) ** 2).sum(-1)
 
 
+def _edge(p0: torch.Tensor, p1: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Which side of the line p0 -> p1 each point p lies on (the sign of the 2D cross product)."""
+    return (p1[:, 0] - p0[:, 0]) * (p[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p[:, 0] - p0[:, 0])
+
+
 def soft_silhouette(
     uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4
 ) -> torch.Tensor:
@@ -88,10 +93,7 @@ def soft_silhouette(
         a, bb, c = tri[face_id, 0], tri[face_id, 1], tri[face_id, 2]
         d2 = torch.minimum(torch.minimum(_point_segment_sq(p, a, bb), _point_segment_sq(p, bb, c)), _point_segment_sq(p, c, a))
 
-        def edge(p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
-            return (p1[:, 0] - p0[:, 0]) * (p[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p[:, 0] - p0[:, 0])
-
-        e0, e1, e2 = edge(a, bb), edge(bb, c), edge(c, a)
+        e0, e1, e2 = _edge(a, bb, p), _edge(bb, c, p), _edge(c, a, p)
         inside = ((e0 >= 0) & (e1 >= 0) & (e2 >= 0)) | ((e0 <= 0) & (e1 <= 0) & (e2 <= 0))
         signed = torch.where(inside, -d2, d2) * ndc_per_px**2
         prob = torch.sigmoid(-signed / sigma)
