@@ -37,6 +37,10 @@ from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_c
 log = logging.getLogger(__name__)
 
 STAGES = ("perceive", "body", "contact", "fit")  # contact = Render -> Localize -> Lift for body and objects
+OPTIONAL_STAGES = ("body", "fit")  # a caller may leave these out; perceive and contact always run
+DEMO_BODY_NOTE = (
+    "DEMO: the random-weight keypoint model cannot fit a body, so a standing SMPL-X body was put in front of the camera"
+)
 HUMAN_RELEASE = "interactvlm-3d-hcontact-damon-fix"
 OBJECT_RELEASE = "interactvlm-3d-oafford-lemon-piad"
 ProgressCallback = Callable[[str, float, str], None]  # (stage, fraction 0-1 of the whole run, message)
@@ -66,6 +70,7 @@ class ObjectOutcome:
     body_contact: np.ndarray | None  # [10475] SMPL-X body contact with this object
     detection_box: list[float] | None = None  # xyxy pixels
     detection_score: float | None = None
+    detection_mask: np.ndarray | None = None  # [H, W] bool, kept so a later refit can use the silhouette
     notes: list[str] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)  # the language model's generated text per mode
 
@@ -79,6 +84,7 @@ class ReconstructResult:
     notes: list[str]
     timings_s: dict[str, float]
     people_count: int = 0
+    person_mask: np.ndarray | None = None  # [H, W] bool
     frame: str = "CV_CAMERA: x right, y down, z forward; metres; camera at the origin"
 
 
@@ -89,6 +95,14 @@ class RunOptions:
     body_params: dict[str, np.ndarray] | None = None
     body_fit: BodyFitOptions = BodyFitOptions()
     placement: PlacementOptions = PlacementOptions()
+    stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
+
+    def __post_init__(self) -> None:
+        unknown = set(self.stages) - set(OPTIONAL_STAGES)
+        if unknown:
+            raise BadInputError(
+                f"unknown stage(s) {sorted(unknown)}", f"Optional stages are {', '.join(OPTIONAL_STAGES)}."
+            )
 
 
 def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | None]]:
@@ -238,6 +252,11 @@ class ContactPipeline:
             if detection is not None:
                 outcome.detection_box = [float(v) for v in detection.box]
                 outcome.detection_score = float(detection.score)
+                outcome.detection_mask = detection.mask
+            if "fit" not in options.stages:
+                outcome.placement = ObjectPlacement("skipped", "the fit stage was not requested")
+                outcomes.append(outcome)
+                continue
             outcome.placement = self._place(
                 body, obj, body_contact, object_contact, camera, detection.mask if detection else None,
                 perception.person.mask if perception is not None and perception.person is not None else None, options,
@@ -246,14 +265,19 @@ class ContactPipeline:
         timings["fit"] = time.perf_counter() - t
         if progress is not None:
             progress("done", 1.0, "finished")
+        person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0
+            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
+            person.mask if person is not None else None,
         )
 
     def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
+        if "body" not in options.stages:
+            notes.append("the body stage was not requested: no body, so no object was placed")
+            return None
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
@@ -263,6 +287,9 @@ class ContactPipeline:
                 fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
             )
         except BadInputError as exc:
+            if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
+                notes.append(DEMO_BODY_NOTE)
+                return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
 
@@ -321,6 +348,26 @@ class ContactPipeline:
             placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)
             outcomes.append(ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact))
         return outcomes
+
+
+def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fraction: float = 0.8) -> BodyFit:
+    """The mean-shape SMPL-X body standing upright, facing the camera, centred, filling `height_fraction` of the
+    photo's height. Used only by DEMO runs, whose random keypoints cannot be fitted."""
+    with torch.no_grad():
+        out = body.model(global_orient=torch.tensor([[np.pi, 0.0, 0.0]]))  # 180 deg about x: SMPL-X y-up -> CV y-down
+    vertices = out.vertices[0].numpy().astype(np.float64)
+    joints = out.joints[0].numpy().astype(np.float64)
+    height_m = float(np.ptp(vertices[:, 1]))
+    depth = camera.focal_px * height_m / (height_fraction * camera.image_size[0])
+    centre = (vertices.max(0) + vertices.min(0)) / 2
+    offset = np.array([0.0, 0.0, depth]) - centre  # bounding-box centre on the optical axis
+    params = {
+        "betas": np.zeros(10, np.float32),
+        "global_orient": np.array([np.pi, 0.0, 0.0], np.float32),
+        "body_pose": np.zeros(63, np.float32),
+        "transl": offset.astype(np.float32),  # smplx adds transl after rotating, so this is exact
+    }
+    return BodyFit(vertices + offset, joints + offset, params, "demo", notes=[DEMO_BODY_NOTE])
 
 
 def perceiver_is_demo(perceiver: Perceiver) -> bool:
