@@ -59,7 +59,7 @@ class CanonicalBodyViews:
         return self._lifters[key]
 
 
-def _has_views(folder: Path) -> bool:
+def has_canonical_views(folder: Path) -> bool:
     size = CANONICAL_IMAGE_SIZE
     files = [vertex_map_filename(size), bary_map_filename(size)] + [SAM_RENDER.format(n) for n in HUMAN_VIEWS.names]
     return all((folder / name).is_file() for name in files)
@@ -134,7 +134,7 @@ def load_canonical_body_views(
     """
     data_dir = Path(data_dir) if data_dir is not None else paths.interactvlm_data_dir()
     for name in BODY_DATA_FOLDERS:
-        if _has_views(data_dir / name):
+        if has_canonical_views(data_dir / name):
             return _read_folder(data_dir / name, "interactvlm-data")
     try:
         smplh = find_model_file("smplh", "neutral", body_models)
@@ -146,7 +146,7 @@ def load_canonical_body_views(
         ) from exc
     digest = file_sha256(smplh)[:24]
     folder = (cache or paths.cache_dir()) / "canonical_body" / f"v{RENDER_VERSION}-{digest}" / BODY_DATA_FOLDERS[0]
-    if (folder / SOURCE_FILE).is_file() and _has_views(folder):
+    if (folder / SOURCE_FILE).is_file() and has_canonical_views(folder):
         return _read_folder(folder, "regenerated")
     views = regenerate_canonical_body_views(smplh_path=smplh, device=device)
     source = {

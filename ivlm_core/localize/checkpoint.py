@@ -82,7 +82,7 @@ def _sam_key(key: str) -> str:
 # ---- reading release shards ------------------------------------------------------------------------------
 
 
-def _shard_files(folder: Path) -> list[Path]:
+def release_shard_files(folder: Path) -> list[Path]:
     index = folder / SHARD_INDEX
     if index.is_file():
         try:
@@ -122,7 +122,7 @@ def _load_shard(path: Path) -> dict[str, torch.Tensor]:
 
 def iter_release_tensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """(upstream key, tensor) for every tensor of every shard."""
-    for shard in _shard_files(folder):
+    for shard in release_shard_files(folder):
         state = _load_shard(shard)
         if not isinstance(state, dict):
             raise ModelFileError(f"{shard} does not hold a state dict.", "Re-extract the release zip.")
