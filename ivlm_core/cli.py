@@ -12,6 +12,12 @@
         One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
     ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
         Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
+    ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
+        The local inference server the Blender add-on talks to (what ./run.sh starts).
+    ivlm doctor [--models DIR]
+        Which model files are present and missing, where to get each and where to put it.
+    ivlm fetch-public-models [--models DIR]
+        Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
 """
 
 from __future__ import annotations
@@ -162,6 +168,46 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         print(f"  wrote {out}" + ("  [DEMO]" if result.demo else ""))
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from server.main import serve
+    from server.settings import MIB, ServerSettings, default_data_dir
+
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        models_dir=Path(args.models) if args.models else None,
+        data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(),
+        device=args.device,
+        demo=args.demo,
+        queue_capacity=args.queue_capacity,
+        max_request_bytes=int(args.max_request_mb * MIB),
+        max_image_pixels=args.max_image_pixels,
+        job_ttl_s=args.job_ttl_hours * 3600.0,
+    )
+    if args.token:
+        settings.token = args.token
+    serve(settings)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> None:
+    from ivlm_core import paths
+    from ivlm_core.doctor import check_model_files, format_report
+
+    root = Path(args.models) if args.models else paths.models_dir()
+    statuses = check_model_files(root)
+    if args.json:
+        print(json.dumps({"models_dir": str(root), "items": [s.to_dict() for s in statuses]}, indent=2))
+    else:
+        print(format_report(statuses, root))
+
+
+def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
+    from ivlm_core.doctor import fetch_public_models
+
+    for folder in fetch_public_models(Path(args.models) if args.models else None):
+        print(f"  wrote {folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivlm", description="InteractVLM for Blender: pipeline commands.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +257,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--device", default="cpu")
     rec.set_defaults(func=_cmd_reconstruct)
+
+    srv = sub.add_parser("serve", help="run the local inference server for the Blender add-on")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs a token)")
+    srv.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; the banner says which)")
+    srv.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    srv.add_argument("--data-dir", help="where jobs are kept (default: $IVLM_DATA_DIR or ~/.local/share/ivlm/server)")
+    srv.add_argument("--token", help="bearer token clients must send (default: $IVLM_SERVER_TOKEN)")
+    srv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    mode = srv.add_mutually_exclusive_group()
+    mode.add_argument("--demo", dest="demo", action="store_true", default=None, help="always use generated DEMO models")
+    mode.add_argument("--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files")
+    srv.add_argument("--queue-capacity", type=int, default=16, help="jobs that may wait; more get SERVER_BUSY")
+    srv.add_argument("--max-request-mb", type=float, default=256.0)
+    srv.add_argument("--max-image-pixels", type=int, default=50_000_000)
+    srv.add_argument("--job-ttl-hours", type=float, default=168.0, help="finished jobs older than this are deleted")
+    srv.set_defaults(func=_cmd_serve)
+
+    doc = sub.add_parser("doctor", help="which model files are present or missing, and where to get them")
+    doc.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    doc.add_argument("--json", action="store_true", help="machine-readable output")
+    doc.set_defaults(func=_cmd_doctor)
+
+    fetch = sub.add_parser("fetch-public-models", help="download the public models from the Hugging Face hub")
+    fetch.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    fetch.set_defaults(func=_cmd_fetch_public_models)
     return parser
 
 

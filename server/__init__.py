@@ -1,0 +1,3 @@
+"""The local inference server: a FastAPI `/v1` job API in front of one worker that owns the models."""
+
+SERVER_VERSION = "0.1.0"

@@ -1,0 +1,165 @@
+"""The FastAPI application: `/v1` routes, error answers, and the request guard.
+
+Handlers that touch files or decode uploads are plain `def` (FastAPI runs them in its thread pool); status and
+health are `async` and only read memory, so they answer at once even while the worker runs a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import torch
+from fastapi import FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ivlm_core.errors import IVLMError
+from ivlm_core.pipeline.outputs import RESULT_SCHEMA
+from server import SERVER_VERSION
+from server.errors import http_status
+from server.jobs import JobService
+from server.schemas import (
+    API_SCHEMA_VERSION,
+    JOB_ID_PATTERN,
+    ErrorBody,
+    EstimateRequest,
+    FitRequest,
+    GpuInfo,
+    Health,
+    JobResult,
+    JobStatus,
+    MissingModelFile,
+    QueueInfo,
+)
+from server.security import RequestGuard
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429, 500, 503)}
+JobId = Path(pattern=JOB_ID_PATTERN, description="a job id (32 lowercase hex digits)")
+
+
+def _error_response(error: IVLMError, status: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if error.code == "SERVER_BUSY" else None
+    return JSONResponse(error.to_dict(), status_code=status or http_status(error), headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _gpu_info(device: str) -> GpuInfo | None:
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return GpuInfo(name=torch.cuda.get_device_name(), free_bytes=int(free), total_bytes=int(total))
+
+
+def create_app(service: JobService) -> FastAPI:
+    settings = service.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+
+        async def clean_periodically() -> None:
+            while True:
+                await asyncio.sleep(settings.cleanup_interval_s)
+                await run_in_threadpool(service.cleanup)
+
+        cleaner = asyncio.create_task(clean_periodically())
+        try:
+            yield
+        finally:
+            cleaner.cancel()
+            await run_in_threadpool(service.stop)
+
+    app = FastAPI(
+        title="InteractVLM for Blender: local inference server",
+        version=SERVER_VERSION,
+        summary=f"API schema {API_SCHEMA_VERSION}. Photo + object meshes in; SMPL-X body, placements and contacts out.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_request_bytes, token=settings.token, allowed_hosts=settings.allowed_hosts()
+    )
+
+    @app.exception_handler(IVLMError)
+    async def on_ivlm_error(request: Request, exc: IVLMError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"code": "BAD_INPUT", "message": _validation_message(exc), "hint": "Check the request against /openapi.json."},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status_code, "BAD_INPUT")
+        hint = "See /openapi.json for the routes." if exc.status_code in (404, 405) else "Send JSON (application/json)."
+        return JSONResponse({"code": code, "message": str(exc.detail), "hint": hint}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500)
+
+    @app.get("/v1/health", response_model=Health, responses=_ERRORS, tags=["server"])
+    async def health() -> Health:
+        """Server and schema versions, device, models, missing files, demo flag and queue."""
+        waiting, running = service.queue_info()
+        return Health(
+            status=service.state,
+            server_version=SERVER_VERSION,
+            api_schema_version=API_SCHEMA_VERSION,
+            result_schema=RESULT_SCHEMA,
+            device=service.device,
+            gpu=_gpu_info(service.device),
+            demo=service.demo,
+            demo_reason=service.demo_reason,
+            models_loaded=service.loaded_models(),
+            missing_model_files=[
+                MissingModelFile(name=m.name, path=m.path, problem=m.problem, source=m.source, hint=m.hint)
+                for m in service.missing
+            ],
+            load_error=None if service.load_error is None else ErrorBody(**service.load_error.to_dict()),
+            queue=QueueInfo(length=waiting, capacity=settings.queue_capacity, running=running),
+        )
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
+    def submit_estimate(request: EstimateRequest) -> JobStatus:
+        """Estimate Contact: perceive, fit the body, localize and lift contact, place the objects. Returns at once."""
+        return service.submit_estimate(request)
+
+    @app.post("/v1/fit-jobs", status_code=202, response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
+    def submit_fit(request: FitRequest) -> JobStatus:
+        """Refit: re-place the objects of a finished estimate job from edited contacts (no language model)."""
+        return service.submit_fit(request)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
+    async def job_status(job_id: str = JobId) -> JobStatus:
+        return service.status(job_id)
+
+    @app.get("/v1/jobs/{job_id}/result", response_model=JobResult, responses=_ERRORS, tags=["jobs"])
+    def job_result(job_id: str = JobId) -> FileResponse:
+        """The result of a done job (written to disk before the job was reported done)."""
+        return FileResponse(service.result_path(job_id), media_type="application/json")
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
+    async def cancel_job(job_id: str = JobId) -> JobStatus:
+        """Cancels a queued job at once, a running one at its next stage boundary."""
+        return await run_in_threadpool(service.cancel, job_id)
+
+    return app

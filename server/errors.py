@@ -1,0 +1,44 @@
+"""The server's error codes and their HTTP statuses: the one table clients can rely on.
+
+Every error answer is `{code, message, hint}` (`schemas.ErrorBody`); codes never change meaning.
+"""
+
+from __future__ import annotations
+
+from ivlm_core.errors import IVLMError
+
+HTTP_STATUS = {
+    "BAD_INPUT": 400,
+    "SCHEMA_MISMATCH": 400,
+    "BAD_HOST": 400,
+    "UNAUTHORIZED": 401,
+    "NOT_FOUND": 404,
+    "JOB_NOT_FINISHED": 409,
+    "JOB_FINISHED": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "SERVER_BUSY": 429,
+    "INTERNAL": 500,
+    "MODEL_FILES_MISSING": 503,
+    "MODEL_FILE_INVALID": 503,
+    # codes a job can fail with (seen in its status / result, never as an answer to the submit itself):
+    "GPU_OOM": 507,
+    "CANCELLED": 409,
+    "INTERRUPTED": 409,
+}
+
+
+class ServerError(IVLMError):
+    """An error with any of the codes above."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+
+def http_status(error: IVLMError) -> int:
+    return HTTP_STATUS.get(error.code, 500)

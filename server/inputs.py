@@ -1,0 +1,121 @@
+"""Turning API requests into pipeline inputs, with every limit and check applied before a job is queued."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ivlm_core.errors import BadInputError
+from ivlm_core.fit.place_object import PlacementOptions
+from ivlm_core.mesh import TriangleMesh, validate_mesh
+from server import arrays
+from server.errors import ServerError
+from server.schemas import API_SCHEMA_VERSION, ArrayData, EstimateOptions, ObjectMeshIn
+from server.settings import ServerSettings
+
+PHOTO_FORMATS = ("PNG", "JPEG")
+SMPLX_VERTICES = 10475
+
+
+def check_schema_version(version: str) -> None:
+    if version != API_SCHEMA_VERSION:
+        raise ServerError(
+            "SCHEMA_MISMATCH",
+            f"the request uses API schema '{version}', this server speaks '{API_SCHEMA_VERSION}'",
+            "Update the Blender add-on and the server to the same release.",
+        )
+
+
+def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]:
+    """The photo file's bytes and its RGB uint8 pixels; the pixel count is checked before any decoding."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadInputError(f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64.") from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(raw))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_many_pixels(str(exc), settings) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise BadInputError(
+                f"image is not a readable PNG or JPEG file ({exc})", "Save the reference photo as PNG or JPEG."
+            ) from exc
+        if image.format not in PHOTO_FORMATS:
+            raise BadInputError(f"image is a {image.format} file; PNG or JPEG expected", "Save the photo as PNG or JPEG.")
+        width, height = image.size
+        if width * height > settings.max_image_pixels:
+            raise _too_many_pixels(f"the image claims {width}x{height} pixels", settings)
+        if min(width, height) < 16:
+            raise BadInputError(f"the image is only {width}x{height} pixels", "Use a photo at least 16 pixels on each side.")
+        try:
+            image.load()
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise BadInputError(
+                f"the {image.format} image is truncated or damaged ({exc})", "Re-save the photo and send the whole file."
+            ) from exc
+    return raw, pixels
+
+
+def _too_many_pixels(what: str, settings: ServerSettings) -> ServerError:
+    return ServerError(
+        "PAYLOAD_TOO_LARGE",
+        f"{what}; the limit is {settings.max_image_pixels:,} pixels",
+        "Downscale the photo (contact estimation works at 1024 px), or raise the server's --max-image-pixels.",
+    )
+
+
+def decode_mesh(obj: ObjectMeshIn, index: int, settings: ServerSettings) -> TriangleMesh:
+    where = f"objects[{index}] ('{obj.label}')"
+    n_vertices = obj.vertices.shape[0] if obj.vertices.shape else 0
+    n_faces = obj.faces.shape[0] if obj.faces.shape else 0
+    if n_vertices > settings.max_mesh_vertices or n_faces > settings.max_mesh_faces:
+        raise ServerError(
+            "PAYLOAD_TOO_LARGE",
+            f"{where} has {n_vertices:,} vertices and {n_faces:,} faces; the limits are "
+            f"{settings.max_mesh_vertices:,} and {settings.max_mesh_faces:,}",
+            "Decimate the object in Blender (Decimate modifier) before sending it; contact needs no more detail.",
+        )
+    vertices = arrays.decode(obj.vertices, f"{where}.vertices", dtype="float32", shape=(None, 3), finite=False)
+    faces = arrays.decode(obj.faces, f"{where}.faces", dtype="int32", shape=(None, 3))
+    return validate_mesh(vertices.astype(np.float64), faces.astype(np.int64), name=where)
+
+
+def check_labels(labels: list[str]) -> None:
+    stripped = [label.strip() for label in labels]
+    if any(not label for label in stripped):
+        raise BadInputError("an object label is blank", "Name every object, e.g. 'chair' or 'cup'.")
+    if len(set(stripped)) != len(stripped):
+        raise BadInputError(
+            f"object labels repeat: {labels}", "Give each object its own label (e.g. 'chair' and 'chair 2')."
+        )
+
+
+def placement_options(threshold_body: float, threshold_object: float, optimise_scale: bool) -> PlacementOptions:
+    return PlacementOptions(body_threshold=threshold_body, object_threshold=threshold_object, optimise_scale=optimise_scale)
+
+
+def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """The client's body as vertices or parameters (checked further by the pipeline), or (None, None)."""
+    if options.body is None:
+        return None, None
+    if options.body.vertices is not None:
+        vertices = arrays.decode(options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3))
+        return vertices.astype(np.float64), None
+    if options.body.params is not None:
+        return None, {k: np.asarray(v, np.float32) for k, v in options.body.params.items()}
+    raise BadInputError("options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters.")
+
+
+def decode_contact(payload: ArrayData, what: str, length: int) -> np.ndarray:
+    values = arrays.decode(payload, what, dtype="float32", shape=(length,))
+    if values.min(initial=0.0) < 0.0 or values.max(initial=0.0) > 1.0:
+        raise BadInputError(f"{what} has values outside 0-1", "Send contact weights between 0 and 1.")
+    return values

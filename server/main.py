@@ -1,0 +1,87 @@
+"""Starting the server: choose the device, real or DEMO models, build the app and run uvicorn.
+
+`ivlm serve` calls `serve`. The listening socket is bound here (port 0 picks a free one) so the real address can
+be printed before uvicorn starts; tests and scripts read it from the line starting with `IVLM server listening`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import torch
+import uvicorn
+
+from ivlm_core import paths
+from ivlm_core.doctor import check_model_files
+from ivlm_core.pipeline.reconstruct import ContactPipeline
+from server import SERVER_VERSION
+from server.app import create_app
+from server.jobs import JobService
+from server.settings import ServerSettings
+
+log = logging.getLogger("ivlm.server")
+LISTENING = "IVLM server listening on"
+
+
+def choose_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {requested}: this PyTorch build sees no CUDA GPU. Install a CUDA build (README: GPU setup).")
+    return requested
+
+
+def build_service(settings: ServerSettings) -> JobService:
+    """The job service with real models when all files are present, else (or when asked) DEMO assets."""
+    settings.check()
+    device = choose_device(settings.device)
+    root = Path(settings.models_dir) if settings.models_dir else paths.models_dir()
+    statuses = check_model_files(root)
+    missing = [s for s in statuses if not s.present]
+    if settings.demo is False and missing:
+        names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
+        raise SystemExit(f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them.")
+    demo = bool(settings.demo) or bool(missing)
+    if settings.demo:
+        reason = "started with --demo"
+    elif missing:
+        reason = f"{len(missing)} model file item(s) missing under {root} (run `ivlm doctor`)"
+    else:
+        reason = ""
+
+    def load() -> ContactPipeline:
+        if demo:
+            return ContactPipeline.demo_pipeline(device)
+        return ContactPipeline.from_models_dir(root, device=device)
+
+    return JobService(settings, load, device=device, demo=demo, demo_reason=reason, missing=missing)
+
+
+def serve(settings: ServerSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = build_service(settings)
+    app = create_app(service)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    banner = [
+        f"{LISTENING} http://{shown}:{port}  (server {SERVER_VERSION}, device {service.device})",
+        f"  data folder: {settings.data_dir}",
+    ]
+    if service.demo:
+        banner.append(f"  DEMO MODE: {service.demo_reason}. Results come from generated assets and random-weight")
+        banner.append("  models and are NOT meaningful. Put the model files in place (`ivlm doctor`) for real results.")
+    if settings.token:
+        banner.append("  bearer token required")
+    print("\n".join(banner), flush=True)
+    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown; that is a clean stop
+        pass
+    print("IVLM server stopped", flush=True)

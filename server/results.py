@@ -1,0 +1,105 @@
+"""Building a job's result (`schemas.JobResult`) and the state a later fit-only job needs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ivlm_core.fit.body_fit import BodyFit
+from ivlm_core.fit.camera import CameraIntrinsics
+from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
+from ivlm_core.pipeline.reconstruct import ReconstructResult
+from server import arrays
+from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut
+
+
+def job_result(
+    result: ReconstructResult,
+    *,
+    job_id: str,
+    kind: str,
+    body_faces: np.ndarray,
+    server_version: str,
+    models: dict[str, str],
+    thresholds: dict[str, float],
+    source_job_id: str | None = None,
+) -> JobResult:
+    """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
+    plain = result_to_dict(result)
+    body = None
+    if result.body is not None:
+        body = BodyOut(
+            source=result.body.source,
+            vertices=arrays.encode(result.body.vertices),
+            faces=arrays.encode(body_faces, "int32"),
+            joints=arrays.encode(result.body.joints),
+            params={k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in result.body.params.items()},
+            losses=result.body.losses,
+        )
+    objects = []
+    for outcome, fields in zip(result.objects, plain["objects"], strict=True):
+        objects.append(
+            ObjectOut(
+                label=fields["label"],
+                status=fields["status"],
+                reason=fields["reason"],
+                camera_from_object=fields["camera_from_object"],
+                scale=fields["scale"],
+                object_contact=None if outcome.object_contact is None else arrays.encode(outcome.object_contact),
+                body_contact=None if outcome.body_contact is None else arrays.encode(outcome.body_contact),
+                losses=fields["losses"],
+                detection_box_xyxy=fields["detection_box_xyxy"],
+                detection_score=fields["detection_score"],
+                notes=fields["notes"],
+            )
+        )
+    return JobResult(
+        schema_version=API_SCHEMA_VERSION,
+        result_schema=RESULT_SCHEMA,
+        job_id=job_id,
+        kind=kind,
+        source_job_id=source_job_id,
+        demo=result.demo,
+        server_version=server_version,
+        models=models,
+        thresholds=thresholds,
+        frame=plain["frame"],
+        camera=CameraOut(**plain["camera"]),
+        body=body,
+        objects=objects,
+        people_count=plain["people_count"],
+        notes=plain["notes"],
+        timings_s=plain["timings_s"],
+    )
+
+
+def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
+    """What a fit-only job reuses from an estimate job: the body, the camera and the masks."""
+    state: dict[str, np.ndarray] = {
+        "camera_focal_px": np.array(result.camera.focal_px),
+        "camera_image_size": np.array(result.camera.image_size),
+        "camera_source": np.array(result.camera.source),
+    }
+    if result.body is not None:
+        state["body_vertices"] = result.body.vertices
+        state["body_joints"] = result.body.joints
+        state["body_source"] = np.array(result.body.source)
+        for name, value in result.body.params.items():
+            state[f"body_param__{name}"] = np.asarray(value)
+    if result.person_mask is not None:
+        state["person_mask"] = result.person_mask.astype(bool)
+    for index, outcome in enumerate(result.objects):
+        if outcome.detection_mask is not None:
+            state[f"object_mask__{index}"] = outcome.detection_mask.astype(bool)
+    return state
+
+
+def camera_from_state(state: dict[str, np.ndarray]) -> CameraIntrinsics:
+    height, width = (int(v) for v in state["camera_image_size"])
+    return CameraIntrinsics(float(state["camera_focal_px"]), (height, width), str(state["camera_source"]))
+
+
+def body_from_state(state: dict[str, np.ndarray]) -> BodyFit | None:
+    if "body_vertices" not in state:
+        return None
+    params = {k.split("__", 1)[1]: v for k, v in state.items() if k.startswith("body_param__")}
+    return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]))

@@ -1,0 +1,285 @@
+"""The server against a real uvicorn process on 127.0.0.1 (random port), on DEMO assets."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from server.client import ApiError, array_payload, array_value, estimate_request, fit_request
+from server.schemas import API_SCHEMA_VERSION
+
+pytestmark = pytest.mark.slow
+NO_OPTIONAL_STAGES = {"stages": []}  # perceive + contact only: the quickest real job
+
+
+def _submit(client, scene, label=None, **options):  # noqa: ANN001, ANN202
+    return client.submit(estimate_request(scene.png, [(label or scene.label, scene.vertices, scene.faces)], **options))
+
+
+def _error(call) -> ApiError:  # noqa: ANN001
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value
+
+
+def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.status(job_id)
+        if status["state"] in states:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {states}; last {status}")
+
+
+@pytest.fixture(scope="module")
+def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
+    """One full estimate job, watched while it runs: (job id, result, statuses seen, health answers while running)."""
+    client = server.client()
+    job = _submit(client, demo_scene)
+    seen, healths = [job], []
+    while seen[-1]["state"] not in ("done", "failed", "cancelled"):
+        seen.append(client.status(job["job_id"]))
+        if seen[-1]["state"] == "running":
+            healths.append(client.health())
+        time.sleep(0.05)
+    assert seen[-1]["state"] == "done", seen[-1]
+    return job["job_id"], client.result(job["job_id"]), seen, healths
+
+
+def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:  # noqa: ANN001
+    health = server.client().health()
+    assert health["status"] == "ok"
+    assert health["api_schema_version"] == API_SCHEMA_VERSION
+    assert health["demo"] is True and "missing" in health["demo_reason"]
+    assert health["device"] == "cpu" and health["gpu"] is None
+    names = " ".join(m["name"] for m in health["missing_model_files"])
+    assert "SMPL-X" in names and "interactvlm-3d-hcontact-damon-fix" in names
+    assert all(m["hint"] and m["source"] for m in health["missing_model_files"])
+    assert health["models_loaded"] and all(name.startswith("DEMO") for name in health["models_loaded"])
+    assert "DEMO MODE" in "".join(server.log)  # said at start too
+
+
+def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+    job_id, result, _, _ = finished_job
+    assert result["job_id"] == job_id and result["kind"] == "estimate"
+    assert result["demo"] is True and any(note.startswith("DEMO") for note in result["notes"])
+    assert all(value.startswith("DEMO") for value in result["models"].values())
+    assert result["thresholds"] == {"body_contact": 0.5, "object_contact": 0.5}
+    body = result["body"]
+    assert array_value(body["vertices"]).shape == (10475, 3)
+    assert array_value(body["faces"]).shape == (20908, 3)
+    assert np.isfinite(array_value(body["vertices"])).all()
+    camera = result["camera"]
+    assert camera["image_size_hw"] == [640, 480]
+    assert np.allclose(np.array(camera["intrinsics"])[2], [0, 0, 1])
+    (obj,) = result["objects"]
+    assert obj["label"] == demo_scene.label
+    assert obj["status"] in ("placed", "skipped") and obj["reason"]
+    if obj["object_contact"] is not None:
+        assert array_value(obj["object_contact"]).shape == (len(demo_scene.vertices),)
+    if obj["status"] == "placed":
+        transform = np.array(obj["camera_from_object"])
+        assert transform.shape == (4, 4) and np.allclose(transform[3], [0, 0, 0, 1])
+        assert np.allclose(transform[:3, :3] @ transform[:3, :3].T, np.eye(3), atol=1e-4)
+    assert set(result["timings_s"]) == {"perceive", "body", "contact", "fit"}
+    assert (server.data_dir / "jobs" / job_id / "result.json").is_file()  # on disk before it was reported done
+
+
+def test_progress_is_reported_stage_by_stage(finished_job) -> None:  # noqa: ANN001
+    _, _, seen, _ = finished_job
+    order = ["queued", "starting", "perceive", "body", "contact", "fit", "done"]
+    stages = [s["stage"] for s in seen]
+    assert [order.index(s) for s in stages] == sorted(order.index(s) for s in stages)
+    progress = [s["progress"] for s in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    assert {"contact", "done"} <= set(stages)
+
+
+def test_health_answers_while_a_job_runs(finished_job) -> None:  # noqa: ANN001
+    job_id, _, _, healths = finished_job
+    assert healths, "the job finished before health could be asked"
+    assert all(h["status"] == "ok" for h in healths)
+    assert any(h["queue"]["running"] == job_id for h in healths)
+
+
+def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+    job_id, result, _, _ = finished_job
+    client = server.client()
+    vertices = demo_scene.vertices
+    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)  # the user painted a cap
+    body = array_value(result["body"]["vertices"])
+    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)  # ...and the feet (y down)
+    fit = client.submit_fit(fit_request(job_id, {demo_scene.label: (object_contact, body_contact)}))
+    assert fit["kind"] == "fit"
+    refit = client.wait(fit["job_id"])
+    assert refit["kind"] == "fit" and refit["source_job_id"] == job_id and refit["demo"] is True
+    assert set(refit["timings_s"]) == {"fit"}  # no perception, no language model
+    (obj,) = refit["objects"]
+    assert obj["status"] == "placed", obj["reason"]
+    assert np.array_equal(array_value(obj["object_contact"]), object_contact)
+    placed = np.array(obj["camera_from_object"])
+    moved = vertices @ placed[:3, :3].T + placed[:3, 3]
+    touching = moved[object_contact > 0.5]
+    feet = body[body_contact > 0.5]
+    gap = np.linalg.norm(touching[:, None] - feet[None], axis=2).min()
+    assert gap < 0.05, f"the painted cap ends {gap:.3f} m from the painted feet"
+
+
+def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+    job_id, _, _, _ = finished_job
+    client = server.client()
+    n = len(demo_scene.vertices)
+    ok_object, ok_body = np.zeros(n, np.float32), np.zeros(10475, np.float32)
+    cases = [
+        (fit_request(job_id, {"table": (ok_object, ok_body)}), 400, "BAD_INPUT", "not an object of job"),
+        (fit_request(job_id, {demo_scene.label: (ok_object[:-1], ok_body)}), 400, "BAD_INPUT", "shape"),
+        (fit_request(job_id, {demo_scene.label: (ok_object + 2, ok_body)}), 400, "BAD_INPUT", "outside 0-1"),
+        (fit_request("0" * 32, {demo_scene.label: (ok_object, ok_body)}), 404, "NOT_FOUND", "no job"),
+    ]
+    for body, status, code, words in cases:
+        error = _error(lambda b=body: client.submit_fit(b))
+        assert (error.status, error.code) == (status, code) and words in error.body["message"], error.body
+        assert error.body["hint"]
+
+
+def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: ANN001
+    client = server.client()
+    running = _submit(client, demo_scene)
+    _wait_state(client, running["job_id"], ("running",))
+    queued = _submit(client, demo_scene)
+    assert client.status(queued["job_id"])["state"] == "queued"
+    assert client.cancel(queued["job_id"])["state"] == "cancelled"  # at once: it never started
+    client.cancel(running["job_id"])
+    status = _wait_state(client, running["job_id"], ("done", "failed", "cancelled"))
+    assert status["state"] == "cancelled" and status["error"]["code"] == "CANCELLED"
+    error = _error(lambda: client.result(running["job_id"]))
+    assert (error.status, error.code) == (409, "CANCELLED")
+    error = _error(lambda: client.cancel(running["job_id"]))
+    assert (error.status, error.code) == (409, "JOB_FINISHED")
+    assert client.health()["queue"]["length"] == 0
+
+
+def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_scene, oom_label) -> None:  # noqa: ANN001
+    client = server.client()
+    job = _submit(client, demo_scene, label=oom_label, **NO_OPTIONAL_STAGES)
+    status = client.wait_finished(job["job_id"])
+    assert status["state"] == "failed" and status["error"]["code"] == "GPU_OOM"
+    assert "keeps serving" in status["error"]["hint"]
+    error = _error(lambda: client.result(job["job_id"]))
+    assert error.code == "GPU_OOM"
+    after = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
+    assert client.wait_finished(after["job_id"])["state"] == "done"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels (valid signature, IHDR and CRC; no pixel data)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def _bad_requests(scene) -> list:  # noqa: ANN001
+    good = estimate_request(scene.png, [(scene.label, scene.vertices, scene.faces)])
+    nan_vertices = scene.vertices.copy()
+    nan_vertices[7] = np.nan
+    many_faces = np.zeros((3_000_000, 3), np.int32)
+    out_of_range = scene.faces.copy()
+    out_of_range[0, 0] = len(scene.vertices) + 5
+    return [
+        ("truncated PNG", {**good, "image": base64.b64encode(scene.png[: len(scene.png) // 2]).decode()}, 400, "BAD_INPUT"),
+        ("PNG claiming 50000x50000", {**good, "image": base64.b64encode(_png_header(50000, 50000)).decode()}, 413,
+         "PAYLOAD_TOO_LARGE"),
+        ("not an image", {**good, "image": base64.b64encode(b"hello").decode()}, 400, "BAD_INPUT"),
+        ("wrong schema version", {**good, "schema_version": "ivlm-api-0"}, 400, "SCHEMA_MISMATCH"),
+        ("NaN vertices", estimate_request(scene.png, [(scene.label, nan_vertices, scene.faces)]), 400, "BAD_INPUT"),
+        ("3 million faces", estimate_request(scene.png, [(scene.label, scene.vertices, many_faces)]), 413,
+         "PAYLOAD_TOO_LARGE"),
+        ("face index out of range", estimate_request(scene.png, [(scene.label, scene.vertices, out_of_range)]), 400,
+         "BAD_INPUT"),
+        ("missing objects", {k: v for k, v in good.items() if k != "objects"}, 422, "BAD_INPUT"),
+        ("vertices not base64", {**good, "objects": [{**good["objects"][0], "vertices": {**array_payload(scene.vertices),
+         "data": "***"}}]}, 400, "BAD_INPUT"),
+        ("repeated labels", {**good, "objects": good["objects"] * 2}, 400, "BAD_INPUT"),
+    ]  # fmt: skip
+
+
+def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:  # noqa: ANN001
+    client = server.client()
+    for name, body, status, code in _bad_requests(demo_scene):
+        error = _error(lambda b=body: client.submit(b))
+        assert (error.status, error.code) == (status, code), (name, error.body)
+        assert error.body["message"] and error.body["hint"], name
+    assert client.health()["status"] == "ok" and client.health()["queue"]["length"] == 0
+
+
+def test_bad_requests_outside_the_schema(server) -> None:  # noqa: ANN001
+    client = server.client()
+    cases = [
+        (lambda: client.request("GET", "/v1/jobs/not-a-job-id"), 422, "BAD_INPUT"),
+        (lambda: client.request("GET", "/v1/jobs/../../etc/passwd"), 404, "NOT_FOUND"),
+        (lambda: client.status("f" * 32), 404, "NOT_FOUND"),
+        (lambda: client.request("GET", "/v1/nothing"), 404, "NOT_FOUND"),
+        (lambda: client.request("POST", "/v1/jobs", b"{not json"), 422, "BAD_INPUT"),
+        (lambda: client.request("POST", "/v1/jobs", b"{}", {"Content-Type": "text/plain"}), 422, "BAD_INPUT"),
+        (lambda: client.request("GET", "/v1/health", None, {"Host": "evil.example"}), 400, "BAD_HOST"),
+    ]
+    for call, status, code in cases:
+        error = _error(call)
+        assert (error.status, error.code) == (status, code), error.body
+    assert client.health()["status"] == "ok"
+
+
+def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa: ANN001
+    token = "a-long-random-test-token-0123456789"
+    server = start_server("--queue-capacity", "1", "--max-request-mb", "1", token=token)
+    anonymous, wrong, client = server.client(), server.client("x" * 40), server.client(token)
+    for other in (anonymous, wrong):
+        error = _error(other.health)
+        assert (error.status, error.code) == (401, "UNAUTHORIZED")
+    assert client.health()["status"] == "ok"
+
+    error = _error(lambda: client.request("POST", "/v1/jobs", b"{" + b" " * (2 * 1024 * 1024) + b"}"))
+    assert (error.status, error.code) == (413, "PAYLOAD_TOO_LARGE")
+
+    accepted, busy = [], []
+    for _ in range(4):
+        try:
+            accepted.append(_submit(client, demo_scene, **NO_OPTIONAL_STAGES))
+        except ApiError as exc:
+            busy.append(exc)
+    assert busy and all((e.status, e.code) == (429, "SERVER_BUSY") for e in busy)
+    assert all(e.headers.get("retry-after") or e.headers.get("Retry-After") for e in busy)
+    assert 1 <= len(accepted) <= 2  # one running, at most one waiting
+    assert client.health()["status"] == "ok"
+    for job in accepted:
+        try:
+            client.cancel(job["job_id"])
+        except ApiError as exc:
+            assert exc.code == "JOB_FINISHED"
+
+
+def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+    first = start_server(data_dir=tmp_path)
+    client = first.client()
+    done = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
+    result = client.wait(done["job_id"])
+    unfinished = [_submit(client, demo_scene, **NO_OPTIONAL_STAGES) for _ in range(2)]
+    assert first.stop() == 0
+
+    second = start_server(data_dir=tmp_path)
+    client = second.client()
+    assert client.status(done["job_id"])["state"] == "done"
+    assert client.result(done["job_id"]) == result
+    for job in unfinished:
+        status = client.status(job["job_id"])
+        assert status["state"] in ("cancelled", "failed", "done"), status
+        if status["state"] == "failed":
+            assert status["error"]["code"] == "INTERRUPTED"
