@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.image_terms import distance_field, project, sample_image
 from ivlm_core.fit.procrustes import contact_icp
-from ivlm_core.fit.rotations import cube_rotations, matrix_to_rotation_6d, rotation_6d_to_matrix
+from ivlm_core.fit.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix, start_rotations
 from ivlm_core.mesh import TriangleMesh, validate_mesh
 from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.renderer import rasterize_mesh
@@ -55,6 +55,7 @@ class PlacementOptions:
     max_contact_points: int = 600
     max_mask_pixels: int = 400
     keep_hypotheses: int = 8  # after ICP, the best this many are optimised
+    dense_starts: bool = True  # 83 starting rotations (cube + icosahedral groups) instead of 24
     contact_tolerance_m: float = 0.015  # contact labels mark a shell about a centimetre thick, not touching points
     w_contact: float = 1.0
     w_silhouette: float = 1.0
@@ -196,7 +197,7 @@ def place_object(
     body_w = torch.tensor(body_weights, dtype=dtype)
 
     # ICP from every cube rotation, each starting with the contact centroids on top of each other.
-    rotations = torch.tensor(cube_rotations(), dtype=dtype)
+    rotations = torch.tensor(start_rotations(options.dense_starts), dtype=dtype)
     mu_o = (obj_w[:, None] * obj_c).sum(0) / obj_w.sum()
     mu_h = (body_w[:, None] * body_c).sum(0) / body_w.sum()
     translations = mu_h[None] - (rotations @ mu_o)
@@ -294,7 +295,11 @@ def place_object(
 
     # Every start is scored on the full loss after ICP; the best few are optimised together.
     with torch.no_grad():
-        first = total_of(losses(matrix_to_rotation_6d(icp.rotation), icp.translation, icp.rms.new_zeros(len(icp.rms))))
+        all_d6 = matrix_to_rotation_6d(icp.rotation)
+        first = torch.cat([  # in chunks: the coverage term compares every mask pixel with every object point
+            total_of(losses(all_d6[i : i + 16], icp.translation[i : i + 16], icp.rms.new_zeros(len(all_d6[i : i + 16]))))
+            for i in range(0, len(all_d6), 16)
+        ])
     keep = torch.argsort(first)[: options.keep_hypotheses]
     if initial is not None and 0 not in keep.tolist():
         keep = torch.cat([keep.new_zeros(1), keep[:-1]])
@@ -310,13 +315,27 @@ def place_object(
         groups.append({"params": [log_scale], "lr": options.lr_scale})
     optimiser = torch.optim.Adam(groups)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(options.steps, 1), eta_min=0.0)
+    # Each hypothesis keeps the lowest-loss state it passed through: Adam's last steps on a flat valley (a mug's
+    # spin when its handle is hidden) can end higher than where it has been.
+    best_total = torch.full((len(keep),), float("inf"), dtype=dtype)
+    best_d6, best_trans, best_scale = d6.detach().clone(), trans.detach().clone(), log_scale.detach().clone()
+
+    def remember(total: torch.Tensor) -> None:
+        better = total.detach() < best_total
+        best_total[better] = total.detach()[better]
+        best_d6[better], best_trans[better] = d6.detach()[better], trans.detach()[better]
+        best_scale[better] = log_scale.detach()[better]
+
     for _ in range(options.steps):
         optimiser.zero_grad()
         total = total_of(losses(d6, trans, log_scale))
+        remember(total)
         total.sum().backward()
         optimiser.step()
         schedule.step()
     with torch.no_grad():
+        remember(total_of(losses(d6, trans, log_scale)))
+        d6, trans, log_scale = best_d6, best_trans, best_scale
         terms = losses(d6, trans, log_scale)
         total = total_of(terms)
     best = int(total.argmin())

@@ -40,6 +40,19 @@ def cube_rotations() -> np.ndarray:
     return Rotation.create_group("O").as_matrix()
 
 
+def start_rotations(dense: bool) -> np.ndarray:
+    """Starting rotations: the cube group [24], or with `dense` also the icosahedral group [24 + 59] (their shared identity once).
+
+    Why both: the two groups interleave, so any orientation is within about 44 degrees of one of the 83 rather
+    than 63 of the 24; an object whose contact patch fits the body in several tilted ways (a mug's wall against
+    a palm) then has a start inside the right basin.
+    """
+    cube = cube_rotations()
+    if not dense:
+        return cube
+    return np.concatenate([cube, Rotation.create_group("I").as_matrix()[1:]])  # identity is already in the cube
+
+
 def random_rotations(count: int, max_angle_deg: float, rng: np.random.Generator) -> np.ndarray:
     """`count` rotations about uniformly random axes with angles uniform in [0, max_angle_deg]."""
     axes = rng.normal(size=(count, 3))
