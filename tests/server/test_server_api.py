@@ -72,6 +72,7 @@ def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # n
     assert all(value.startswith("DEMO") for value in result["models"].values())
     assert result["thresholds"] == {"body_contact": 0.5, "object_contact": 0.5}
     body = result["body"]
+    assert body["source"] == "demo" and any("standing SMPL-X body" in note for note in result["notes"])
     assert array_value(body["vertices"]).shape == (10475, 3)
     assert array_value(body["faces"]).shape == (20908, 3)
     assert np.isfinite(array_value(body["vertices"])).all()
@@ -271,6 +272,7 @@ def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None: 
     client = first.client()
     done = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
     result = client.wait(done["job_id"])
+    assert result["body"] is None and result["objects"][0]["reason"] == "the fit stage was not requested"
     unfinished = [_submit(client, demo_scene, **NO_OPTIONAL_STAGES) for _ in range(2)]
     assert first.stop() == 0
 

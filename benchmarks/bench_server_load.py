@@ -1,0 +1,168 @@
+"""Load benchmark of the server on DEMO models: many clients, each submitting jobs and fetching results, while a
+prober measures health latency.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_server_load.py [--clients 50] [--jobs-per-client 4]
+
+Every client sends one of a few distinct inputs (demo scenes with their objects). Each input is first run alone
+to get its reference result; under load every result must match its reference (same body, contacts and
+placements), which also shows that jobs never see each other's data. A client that gets SERVER_BUSY waits for
+Retry-After (capped by --busy-wait) and tries again, as the add-on does. Prints the figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
+
+from ivlm_core.demo.scenes import make_scene
+from server.client import ApiError, array_value, estimate_request
+from server.process import launch
+
+INPUTS = (("foot_on_ball", 0), ("foot_on_ball", 1), ("hold_mug", 0), ("hold_mug", 2))
+
+
+def _request(kind: str, seed: int, stages: list[str]) -> dict:
+    scene = make_scene(kind, seed)
+    buffer = io.BytesIO()
+    Image.fromarray(scene.image).save(buffer, "PNG")
+    return estimate_request(buffer.getvalue(), [(scene.label, scene.object_mesh.vertices, scene.object_mesh.faces)],
+                            stages=stages)  # fmt: skip
+
+
+def _same(result: dict, reference: dict) -> bool:
+    """Same body, contacts and placements (to float32 rounding); job ids and timings differ by design."""
+    if (result["body"] is None) != (reference["body"] is None) or len(result["objects"]) != len(reference["objects"]):
+        return False
+    if result["body"] is not None and not np.allclose(
+        array_value(result["body"]["vertices"]), array_value(reference["body"]["vertices"]), atol=1e-5
+    ):
+        return False
+    for got, want in zip(result["objects"], reference["objects"], strict=True):
+        if (got["label"], got["status"]) != (want["label"], want["status"]):
+            return False
+        for key in ("object_contact", "body_contact"):
+            if (got[key] is None) != (want[key] is None):
+                return False
+            if got[key] is not None and not np.allclose(array_value(got[key]), array_value(want[key]), atol=1e-5):
+                return False
+        if want["camera_from_object"] is not None and not np.allclose(
+            got["camera_from_object"], want["camera_from_object"], atol=1e-4
+        ):
+            return False
+    return True
+
+
+def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threading.Lock) -> dict:  # noqa: ANN001
+    while True:
+        try:
+            job = client.submit(body)
+            break
+        except ApiError as exc:
+            if exc.code != "SERVER_BUSY":
+                raise
+            with lock:
+                counters["busy"] += 1
+            time.sleep(min(float(exc.headers.get("retry-after", exc.headers.get("Retry-After", 1))), busy_wait))
+    status = client.wait_finished(job["job_id"], timeout=3600, poll=0.25)
+    if status["state"] != "done":
+        raise RuntimeError(f"job {job['job_id']} ended {status['state']}: {status['error']}")
+    return client.result(job["job_id"])
+
+
+def _probe_health(url: str, stop: threading.Event, latencies: list[float], interval: float) -> None:
+    """GET /v1/health on one kept-alive connection, as the add-on's status line would."""
+    parts = urlparse(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    while not stop.is_set():
+        start = time.perf_counter()
+        connection.request("GET", "/v1/health")
+        answer = connection.getresponse()
+        answer.read()
+        latencies.append(time.perf_counter() - start)
+        if answer.status != 200:
+            raise RuntimeError(f"health answered {answer.status}")
+        stop.wait(interval)
+    connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--jobs-per-client", type=int, default=4)
+    parser.add_argument("--stages", default="body", help="optional stages, comma-separated: body,fit ('' = none)")
+    parser.add_argument("--queue-capacity", type=int, default=16)
+    parser.add_argument("--busy-wait", type=float, default=1.0, help="longest wait after SERVER_BUSY (s)")
+    parser.add_argument("--health-interval", type=float, default=0.05)
+    args = parser.parse_args()
+    stages = [s for s in args.stages.split(",") if s]
+
+    requests = [_request(kind, seed, stages) for kind, seed in INPUTS]
+    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as no_models:
+        server = launch(Path(data), ["--queue-capacity", str(args.queue_capacity)], {"IVLM_MODELS_DIR": no_models})
+        try:
+            client = server.client(timeout=120)
+            health = client.health()
+            print(f"server {health['server_version']} on {health['device']}, demo={health['demo']}, "
+                  f"queue capacity {args.queue_capacity}, stages {stages or 'none'}")  # fmt: skip
+            counters, lock = {"busy": 0}, threading.Lock()
+            start = time.perf_counter()
+            references = [_run_job(client, body, args.busy_wait, counters, lock) for body in requests]
+            alone_s = (time.perf_counter() - start) / len(requests)
+            print(f"reference results: {len(references)} inputs, {alone_s:.2f} s per job run alone")
+
+            outcomes: list[tuple[int, dict | Exception]] = []
+
+            def client_loop(index: int) -> None:
+                own = server.client(timeout=120)
+                for j in range(args.jobs_per_client):
+                    which = (index + j) % len(requests)
+                    try:
+                        result = _run_job(own, requests[which], args.busy_wait, counters, lock)
+                    except Exception as exc:  # noqa: BLE001 (counted and reported)
+                        result = exc
+                    with lock:
+                        outcomes.append((which, result))
+
+            latencies: list[float] = []
+            stop = threading.Event()
+            prober = threading.Thread(target=_probe_health, args=(server.url, stop, latencies, args.health_interval))
+            threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+            start = time.perf_counter()
+            prober.start()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - start
+            stop.set()
+            prober.join()
+        finally:
+            server.stop()
+
+    total = args.clients * args.jobs_per_client
+    errors = [r for _, r in outcomes if isinstance(r, Exception)]
+    correct = sum(1 for which, r in outcomes if not isinstance(r, Exception) and _same(r, references[which]))
+    ms = sorted(1000 * x for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    print(f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
+          f"{correct} correct (equal to their reference), {len(errors)} failed")  # fmt: skip
+    for exc in errors[:3]:
+        print(f"  failure: {exc}")
+    print(f"SERVER_BUSY answers (then retried): {counters['busy']}")
+    print(f"throughput: {total / wall:.3f} jobs/s ({wall:.1f} s wall; {alone_s:.2f} s per job alone)")
+    print(f"health latency during load: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, "
+          f"max {ms[-1]:.1f} ms over {len(ms)} probes")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Server parts that need no running server: settings, token check, arrays, job store clean-up, doctor."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+import pytest
+
+from ivlm_core.errors import BadInputError
+from server import arrays
+from server.schemas import ArrayData, JobStatus
+from server.security import token_matches
+from server.settings import ServerSettings, is_loopback
+from server.store import JobStore
+
+
+def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:  # noqa: ANN001
+    ServerSettings(host="127.0.0.1", data_dir=tmp_path, token=None).check()
+    with pytest.raises(BadInputError, match="without a token"):
+        ServerSettings(host="0.0.0.0", data_dir=tmp_path, token=None).check()
+    with pytest.raises(BadInputError, match="shorter than 16"):
+        ServerSettings(host="0.0.0.0", data_dir=tmp_path, token="short").check()
+    ServerSettings(host="0.0.0.0", data_dir=tmp_path, token="x" * 32).check()
+    assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("192.168.1.4")
+
+
+def test_token_check() -> None:
+    token = "s3cret-token-0123456789"
+    assert token_matches(f"Bearer {token}", token) and token_matches(f"bearer {token}", token)
+    assert not token_matches(None, token) and not token_matches(token, token)
+    assert not token_matches(f"Bearer {token}x", token) and not token_matches(f"Basic {token}", token)
+
+
+def test_arrays_round_trip_and_reject_bad_payloads() -> None:
+    values = np.arange(12, dtype=np.float32).reshape(4, 3)
+    payload = arrays.encode(values)
+    assert np.array_equal(arrays.decode(payload, "v", dtype="float32", shape=(None, 3)), values)
+    with pytest.raises(BadInputError, match=r"shape \[4, 3\]; expected \[N, 2\]"):
+        arrays.decode(payload, "v", dtype="float32", shape=(None, 2))
+    with pytest.raises(BadInputError, match="dtype float32; expected int32"):
+        arrays.decode(payload, "v", dtype="int32", shape=(None, 3))
+    short = ArrayData(dtype="float32", shape=[4, 3], data=base64.b64encode(b"\0" * 8).decode())
+    with pytest.raises(BadInputError, match="holds 8 bytes"):
+        arrays.decode(short, "v", dtype="float32", shape=(None, 3))
+    bad = values.copy()
+    bad[1, 1] = np.inf
+    with pytest.raises(BadInputError, match="1 NaN or infinite"):
+        arrays.decode(arrays.encode(bad), "v", dtype="float32", shape=(None, 3))
+
+
+def _status(job_id: str, state: str, age_s: float) -> JobStatus:
+    then = time.time() - age_s
+    return JobStatus(job_id=job_id, kind="estimate", state=state, stage=state, progress=0.0, message="",
+                     demo=True, created_at=then, updated_at=then)  # fmt: skip
+
+
+def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
+    store = JobStore(tmp_path)
+    jobs = [_status("a" * 32, "done", 100), _status("b" * 32, "failed", 100), _status("c" * 32, "done", 1),
+            _status("d" * 32, "queued", 100)]  # fmt: skip
+    for status in jobs:
+        store.create(status, {"kind": "estimate"}, {"x": np.zeros(2)}, b"photo")
+    assert {s.job_id for s in store.load_all()} == {s.job_id for s in jobs}
+    expired = store.expired(store.load_all(), ttl_s=50)
+    assert sorted(expired) == ["a" * 32, "b" * 32]
+    for job_id in expired:
+        store.delete(job_id)
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["c" * 32, "d" * 32]
+    with pytest.raises(ValueError, match="not a job id"):
+        store.folder("../escape")
+
+
+def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:  # noqa: ANN001
+    from ivlm_core.cli import main
+    from ivlm_core.doctor import check_model_files
+
+    statuses = check_model_files(tmp_path)
+    assert len(statuses) == 9 and not any(s.present for s in statuses)
+    assert all(s.problem and s.source and str(tmp_path) in s.path for s in statuses)
+    assert main(["doctor", "--models", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("[MISSING]") == 9
+    assert "https://smpl-x.is.tue.mpg.de" in text and "IDEA-Research/grounding-dino-tiny" in text
+    assert "DEMO mode" in text
+
+
+def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tiny_perception) -> None:  # noqa: ANN001
+    import shutil
+
+    from ivlm_core import paths
+    from ivlm_core.doctor import check_model_files
+
+    shutil.copytree(paths.body_models_dir(synthetic_body_files.root), paths.body_models_dir(tmp_path))
+    for name, folder in tiny_perception.items():
+        shutil.copytree(folder, paths.perception_dir(name, tmp_path))
+    present = {s.name for s in check_model_files(tmp_path) if s.present}
+    assert "SMPL-X body model" in present
+    assert any("canonical body views" in name for name in present)  # regenerable from the SMPL-H file
+    assert sum("grounding-dino" in n or "(sam)" in n or "vitpose" in n for n in present) == 3
