@@ -226,6 +226,7 @@ def place_object(
         mask_rows, mask_cols = np.nonzero(inputs.object_mask)
         pick = _subsample(np.arange(len(mask_rows)), options.max_mask_pixels, rng)
         mask_uv = torch.tensor(np.stack([mask_cols[pick], mask_rows[pick]], -1), dtype=dtype)
+        mask_uv_np = mask_uv.numpy()
         focal = float(inputs.intrinsics[0, 0] + inputs.intrinsics[1, 1]) / 2
         body_depth = _body_depth(inputs)
         body_there = torch.isfinite(body_depth)
@@ -265,7 +266,13 @@ def place_object(
             # Pixel errors become metres at the object's depth, comparable with the 3D terms.
             metres_per_px = (z.detach().mean(-1, keepdim=True) / focal).clamp_min(1e-4)
             outside = sample_image(allowed_field, uv) * metres_per_px
-            coverage = torch.cdist(mask_uv[None].expand(d6.shape[0], -1, -1), uv).min(-1).values * metres_per_px
+            # Each mask pixel to its nearest projected point: the match is found without gradient (cdist's
+            # backward over every pixel-point pair cost more than the rest of the step), the distance keeps it.
+            nearest_px = torch.from_numpy(np.stack([
+                cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()
+            ]))
+            matched_uv = torch.gather(uv, 1, nearest_px[..., None].expand(-1, -1, 2))
+            coverage = (mask_uv[None] - matched_uv).norm(dim=-1) * metres_per_px
             out["silhouette"] = outside.mean(-1) + coverage.mean(-1)
             # Depth order on front-facing points (facing the camera at the origin).
             normals = pts_n @ rot.transpose(-1, -2)
