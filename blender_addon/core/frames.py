@@ -1,0 +1,65 @@
+"""Frames between the server's results and Blender's scene (metres everywhere).
+
+The server answers in the photo's OpenCV camera frame (x right, y down, z forward, camera at the origin). In the
+scene that camera sits at the world origin looking along +Y with +Z up, so
+    Blender world (x, y, z) = (x_cv, z_cv, -y_cv).
+The same matrices are defined in ivlm_core/frames.py (server side); a test checks the two agree.
+4x4 matrices are row-major nested tuples, column-vector convention (p' = M p).
+"""
+
+from __future__ import annotations
+
+Matrix4 = tuple[tuple[float, float, float, float], ...]
+
+WORLD_FROM_CV_CAMERA: Matrix4 = (
+    (1.0, 0.0, 0.0, 0.0),
+    (0.0, 0.0, 1.0, 0.0),
+    (0.0, -1.0, 0.0, 0.0),
+    (0.0, 0.0, 0.0, 1.0),
+)
+# OpenGL/Blender camera (x right, y up, looking along -z) -> OpenCV camera: flip y and z.
+CV_CAMERA_FROM_GL_CAMERA: Matrix4 = (
+    (1.0, 0.0, 0.0, 0.0),
+    (0.0, -1.0, 0.0, 0.0),
+    (0.0, 0.0, -1.0, 0.0),
+    (0.0, 0.0, 0.0, 1.0),
+)
+
+
+def matmul(a: Matrix4, b: Matrix4) -> Matrix4:
+    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(4)) for j in range(4)) for i in range(4))
+
+
+# Where the Blender camera object sits: its matrix_world (a +90 degree turn about X, at the origin).
+WORLD_FROM_GL_CAMERA: Matrix4 = matmul(WORLD_FROM_CV_CAMERA, CV_CAMERA_FROM_GL_CAMERA)
+
+
+def world_from_object(camera_from_object: list[list[float]]) -> Matrix4:
+    """An object's matrix_world from the server's `camera_from_object`."""
+    return matmul(WORLD_FROM_CV_CAMERA, tuple(tuple(float(v) for v in row) for row in camera_from_object))
+
+
+def cv_points_to_world(flat_xyz) -> list[float]:  # noqa: ANN001 (any flat float sequence)
+    """Flat [x0, y0, z0, x1, ...] in the camera frame -> flat world coordinates (x, z, -y)."""
+    out = [0.0] * len(flat_xyz)
+    out[0::3] = flat_xyz[0::3]
+    out[1::3] = flat_xyz[2::3]
+    out[2::3] = [-v for v in flat_xyz[1::3]]
+    return out
+
+
+def camera_settings(intrinsics: list[list[float]], image_size_hw: list[int], sensor_mm: float = 36.0) -> dict:
+    """Blender camera data and render size that reproduce pinhole intrinsics K for an image of (h, w) pixels."""
+    height, width = int(image_size_hw[0]), int(image_size_hw[1])
+    fx, cx, cy = float(intrinsics[0][0]), float(intrinsics[0][2]), float(intrinsics[1][2])
+    longest = max(width, height)
+    return {
+        "sensor_fit": "HORIZONTAL" if width >= height else "VERTICAL",
+        "sensor_width": sensor_mm,
+        "sensor_height": sensor_mm,
+        "lens": fx * sensor_mm / longest,
+        "shift_x": (width / 2.0 - cx) / longest,
+        "shift_y": (cy - height / 2.0) / longest,
+        "resolution_x": width,
+        "resolution_y": height,
+    }

@@ -1,0 +1,126 @@
+"""The job state machine: one short network call per `step()`, so a modal operator's timer tick never blocks.
+
+    submit -> poll (until the server says done/failed/cancelled) -> fetch -> done
+                                                  \\-> failed | cancelled
+A busy server (SERVER_BUSY) is retried until `busy_give_up_s`; any other error ends the job as failed with a
+`ServerError` the UI can show.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .client import ServerClient
+from .protocol import ServerError
+
+
+class JobRunner:
+    def __init__(
+        self,
+        client: ServerClient,
+        body: dict,
+        *,
+        fit_only: bool = False,
+        poll_interval_s: float = 0.25,
+        busy_give_up_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.body = body
+        self.fit_only = fit_only
+        self.poll_interval_s = poll_interval_s
+        self.busy_give_up_s = busy_give_up_s
+        self.clock = clock
+        self.state = "submit"
+        self.job_id: str | None = None
+        self.stage = "submitting"
+        self.progress = 0.0
+        self.message = "sending the inputs"
+        self.result: dict | None = None
+        self.error: ServerError | None = None
+        self.demo = False
+        self._started = clock()
+        self._not_before = 0.0
+        self._cancel_requested = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    def step(self) -> str:
+        """Does at most one request if one is due; returns the state."""
+        if self.finished or self.clock() < self._not_before:
+            return self.state
+        try:
+            if self.state == "submit":
+                self._submit()
+            elif self.state == "poll":
+                self._poll()
+            elif self.state == "fetch":
+                self.result = self.client.result(self.job_id)
+                self.demo = bool(self.result.get("demo"))
+                self.state, self.progress, self.message = "done", 1.0, "finished"
+        except ServerError as exc:
+            self.error = exc
+            self.state = "cancelled" if exc.code == "CANCELLED" else "failed"
+            self.message = exc.user_text()
+        return self.state
+
+    def _submit(self) -> None:
+        if self._cancel_requested:
+            self.state, self.message = "cancelled", "cancelled before it was sent"
+            return
+        try:
+            answer = self.client.submit_fit(self.body) if self.fit_only else self.client.submit(self.body)
+        except ServerError as exc:
+            if exc.code == "SERVER_BUSY" and self.clock() - self._started < self.busy_give_up_s:
+                self.message = "the server is busy; waiting for a free slot"
+                self._not_before = self.clock() + 2.0
+                return
+            raise
+        self.job_id = answer["job_id"]
+        self.demo = bool(answer.get("demo"))
+        self.state = "poll"
+        self._apply(answer)
+
+    def _poll(self) -> None:
+        status = self.client.status(self.job_id)
+        self._apply(status)
+        if status["state"] == "done":
+            self.state = "fetch"
+        elif status["state"] in ("failed", "cancelled"):
+            error = status.get("error") or {}
+            raise ServerError(error.get("code", "INTERNAL"), error.get("message", status["message"]), error.get("hint", ""))
+        else:
+            self._not_before = self.clock() + self.poll_interval_s
+
+    def _apply(self, status: dict) -> None:
+        self.stage = status.get("stage", self.stage)
+        self.progress = float(status.get("progress", self.progress))
+        self.message = status.get("message", self.message)
+
+    def cancel(self) -> None:
+        """Asks the server to stop the job (at its next stage boundary); polling continues until it has."""
+        self._cancel_requested = True
+        if self.job_id is not None and not self.finished:
+            try:
+                self.client.cancel(self.job_id)
+                self.message = "cancelling"
+            except ServerError as exc:
+                if exc.code != "JOB_FINISHED":
+                    self.error, self.state, self.message = exc, "failed", exc.user_text()
+
+    def run_blocking(self, timeout_s: float = 600.0, sleep: Callable[[float], None] = time.sleep) -> str:
+        """The synchronous path for scripts and tests: steps until finished or the deadline."""
+        deadline = self.clock() + timeout_s
+        while not self.finished:
+            if self.clock() > deadline:
+                self.cancel()
+                self.error = ServerError("TIMEOUT", f"the job did not finish within {timeout_s:.0f} s", "Try again.")
+                self.state, self.message = "failed", self.error.user_text()
+                break
+            self.step()
+            if not self.finished:
+                sleep(max(0.0, min(self.poll_interval_s, self._not_before - self.clock())))
+        return self.state

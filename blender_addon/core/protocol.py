@@ -1,0 +1,45 @@
+"""What the add-on and the server agree on: the API schema version and what each error code means to a user."""
+
+from __future__ import annotations
+
+API_SCHEMA_VERSION = "ivlm-api-1"
+SMPLX_VERTEX_COUNT = 10475
+FINISHED_STATES = ("done", "failed", "cancelled")
+
+# One fixed sentence per error code, shown before the server's own message and hint.
+USER_MESSAGES = {
+    "CONNECTION_REFUSED": "The InteractVLM server is not running at this address.",
+    "TIMEOUT": "The InteractVLM server did not answer in time.",
+    "BAD_RESPONSE": "The server's answer could not be read (is this an InteractVLM server?).",
+    "BAD_INPUT": "The server could not use the inputs.",
+    "SCHEMA_MISMATCH": "The add-on and the server are different versions.",
+    "UNAUTHORIZED": "The server needs a token: set it in the add-on preferences.",
+    "SERVER_BUSY": "The server is busy with other jobs.",
+    "GPU_OOM": "The GPU ran out of memory.",
+    "MODEL_FILES_MISSING": "Model files are missing on the server.",
+    "MODEL_FILE_INVALID": "A model file on the server is damaged.",
+    "PAYLOAD_TOO_LARGE": "The photo or a mesh is too large for the server.",
+    "CANCELLED": "The job was cancelled.",
+    "INTERRUPTED": "The server stopped before the job finished.",
+    "NOT_FOUND": "The server no longer has this job.",
+    "INTERNAL": "The server hit an internal error.",
+}
+
+
+class ServerError(Exception):
+    """An error answer or a failed connection, with a stable code, the server's message and a hint."""
+
+    def __init__(self, code: str, message: str, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.status = status
+
+    def user_text(self) -> str:
+        """One line for the UI: the fixed sentence for the code, then the server's details."""
+        lead = USER_MESSAGES.get(self.code, f"Server error {self.code}.")
+        parts = [lead, self.message]
+        if self.hint:
+            parts.append(self.hint)
+        return " ".join(p.rstrip(".") + "." for p in parts if p)
