@@ -16,13 +16,12 @@ import uvicorn
 from ivlm_core import paths
 from ivlm_core.doctor import check_model_files
 from ivlm_core.pipeline.reconstruct import ContactPipeline
-from server import SERVER_VERSION
+from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
 from server.settings import ServerSettings
 
 log = logging.getLogger("ivlm.server")
-LISTENING = "IVLM server listening on"
 
 
 def choose_device(requested: str) -> str:

@@ -1,4 +1,7 @@
-"""Running the server as a child process on a free loopback port, for tests, benchmarks and scripts."""
+"""Running the server as a child process on a free loopback port, for tests, benchmarks and scripts.
+
+Standard library only, so the Blender tests (whose environment has no torch) can start a server too.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.client import ApiError, ServerClient
-from server.main import LISTENING
+import json
+import urllib.request
+
+from server import LISTENING
 
 
 @dataclass
@@ -23,7 +28,9 @@ class ServerProcess:
     token: str | None = None
     log: list[str] = field(default_factory=list)
 
-    def client(self, token: str | None = None, timeout: float = 60.0) -> ServerClient:
+    def client(self, token: str | None = None, timeout: float = 60.0):  # noqa: ANN201 (server.client.ServerClient)
+        from server.client import ServerClient
+
         return ServerClient(self.url, token=token, timeout=timeout)
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -38,13 +45,22 @@ class ServerProcess:
         return self.process.returncode
 
 
+def _health_state(url: str, token: str | None) -> str | None:
+    request = urllib.request.Request(url + "/v1/health", headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return json.loads(answer.read())["status"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def launch(
     data_dir: Path, args: list[str] = (), env: dict[str, str] | None = None, token: str | None = None,
-    timeout: float = 180.0,
+    timeout: float = 180.0, python: str = sys.executable,
 ) -> ServerProcess:  # fmt: skip
     """`ivlm serve --port 0` in a child process; returns once health says the models are loaded (or failed)."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    command = [sys.executable, "-m", "ivlm_core.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
+    command = [python, "-m", "ivlm_core.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
     if token:
         command += ["--token", token]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
@@ -64,13 +80,9 @@ def launch(
         raise RuntimeError("the server did not start:\n" + "".join(log))
     server = ServerProcess(process, url, Path(data_dir), token, log)
     threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()  # keep the pipe drained
-    client = server.client(token)
     while time.monotonic() < deadline:
-        try:
-            if client.health()["status"] != "loading":
-                return server
-        except (OSError, ApiError):
-            pass
+        if _health_state(url, token) not in (None, "loading"):
+            return server
         time.sleep(0.2)
     server.stop()
     raise RuntimeError("the server did not load its models in time:\n" + "".join(log))

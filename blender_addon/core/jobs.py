@@ -124,3 +124,43 @@ class JobRunner:
             if not self.finished:
                 sleep(max(0.0, min(self.poll_interval_s, self._not_before - self.clock())))
         return self.state
+
+
+class BackgroundJob:
+    """Runs a JobRunner on a worker thread that only does socket I/O (never bpy); the UI's timer tick reads
+    `state`, `stage`, `progress` and `message`, and applies `result` on the main thread when `finished`."""
+
+    def __init__(self, runner: JobRunner, timeout_s: float = 3600.0) -> None:
+        import threading
+
+        self.runner = runner
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(timeout_s,), name="ivlm-job", daemon=True)
+        self._thread.start()
+
+    def _loop(self, timeout_s: float) -> None:
+        runner = self.runner
+        deadline = runner.clock() + timeout_s
+        cancel_sent = False
+        while not runner.finished:
+            if self._cancel.is_set() and not cancel_sent:
+                runner.cancel()
+                cancel_sent = True
+            if runner.clock() > deadline:
+                runner.cancel()
+                runner.error = ServerError("TIMEOUT", f"the job did not finish within {timeout_s:.0f} s", "Try again.")
+                runner.state, runner.message = "failed", runner.error.user_text()
+                return
+            runner.step()
+            if not runner.finished:
+                self._cancel.wait(max(0.02, min(runner.poll_interval_s, runner._not_before - runner.clock())))
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def finished(self) -> bool:
+        return self.runner.finished and not self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

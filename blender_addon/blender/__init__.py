@@ -1,0 +1,37 @@
+"""The Blender layer: everything that touches bpy. Registered from the add-on's __init__."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import operators, prefs, props, ui
+
+_CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *ui.CLASSES)
+
+
+@persistent
+def _cancel_on_load(*_args) -> None:  # noqa: ANN002 (modal handlers die when a file loads)
+    operators.cancel_all()
+
+
+def register() -> None:
+    unregister(quiet=True)  # idempotent: a re-register after a failed unregister must not raise
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    props.register()
+    bpy.app.handlers.load_pre.append(_cancel_on_load)
+
+
+def unregister(quiet: bool = False) -> None:
+    operators.cancel_all()
+    if _cancel_on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_cancel_on_load)
+    try:
+        props.unregister()
+    except AttributeError:
+        if not quiet:
+            raise
+    for cls in reversed(_CLASSES):
+        if getattr(cls, "is_registered", False):
+            bpy.utils.unregister_class(cls)

@@ -1,0 +1,80 @@
+"""Export a run for animation: contacts baked into attributes every format keeps, plus a sidecar JSON.
+
+FBX and glTF drop non-bone vertex groups (see the README's table), so before export each mesh gets a colour
+attribute (`ivlm_contact_color`) and a `_contact` float attribute (glTF keeps `_`-prefixed ones), and
+`<file>.ivlm.json` records per group the vertex indices and weights, the object transforms and provenance.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from ..core import contact
+from . import build
+
+PRESETS = {
+    "fbx": {"ext": ".fbx"},
+    "gltf": {"ext": ".glb"},
+    "usd": {"ext": ".usdc"},
+}
+CONTACT_ATTRIBUTE = "_contact"
+
+
+def bake(obj: bpy.types.Object) -> None:
+    mesh = obj.data
+    strength = build.contact_strength(obj)
+    if CONTACT_ATTRIBUTE not in mesh.attributes:
+        mesh.attributes.new(CONTACT_ATTRIBUTE, "FLOAT", "POINT")
+    mesh.attributes[CONTACT_ATTRIBUTE].data.foreach_set("value", strength)
+    build.paint_contact_colors(obj)
+
+
+def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -> dict:
+    groups, objects = {}, {}
+    for obj in meshes:
+        groups[obj.name] = {}
+        for group in build.contact_groups(obj):
+            weights = build.group_weights(obj, group)
+            indices = [i for i, w in enumerate(weights) if w > 0.0]
+            groups[obj.name][group] = {"indices": indices, "weights": [round(float(weights[i]), 6) for i in indices]}
+        objects[obj.name] = {
+            "role": obj.get("ivlm_role"),
+            "label": obj.get("ivlm_label"),
+            "vertex_count": len(obj.data.vertices),
+            "matrix_world": [list(row) for row in obj.matrix_world],
+        }
+    keys = ("ivlm_job_id", "ivlm_refit_job_id", "ivlm_schema", "ivlm_result_schema", "ivlm_server_version",
+            "ivlm_demo", "ivlm_models", "ivlm_thresholds", "ivlm_source_image", "ivlm_frame")  # fmt: skip
+    provenance = {k: collection[k] for k in keys if k in collection}
+    provenance["blender_version"] = bpy.app.version_string
+    return contact.sidecar(groups, objects, provenance)
+
+
+def export_run(context: bpy.types.Context, collection: bpy.types.Collection, filepath: str, preset: str) -> tuple[str, str]:
+    """Writes the run's meshes (and camera) to `filepath` in the preset's format, and the sidecar beside it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    filepath = bpy.path.ensure_ext(filepath, PRESETS[preset]["ext"])
+    folder = os.path.dirname(os.path.abspath(filepath))
+    if not os.path.isdir(folder):
+        raise OSError(f"the folder {folder} does not exist")
+    meshes = [o for o in collection.objects if o.type == "MESH"]
+    for obj in meshes:
+        bake(obj)
+    if context.object is not None and context.object.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    for obj in context.view_layer.objects:
+        obj.select_set(obj.name in collection.objects)
+    if preset == "fbx":
+        bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True)
+    elif preset == "gltf":
+        bpy.ops.export_scene.gltf(filepath=filepath, use_selection=True, export_extras=True,
+                                  export_attributes=True, export_format="GLB")  # fmt: skip
+    else:
+        bpy.ops.wm.usd_export(filepath=filepath, selected_objects_only=True, export_custom_properties=True)
+    sidecar_path = os.path.splitext(filepath)[0] + ".ivlm.json"
+    contact.write_json_atomic(sidecar_path, _sidecar(collection, meshes))
+
+    return filepath, sidecar_path
