@@ -139,6 +139,11 @@ def test_place_object_recovers_a_perturbed_chair(chair_case):
     assert error.success, error
     assert set(result.losses) >= {"contact", "silhouette", "penetration", "depth", "total"}
     assert np.allclose(result.camera_from_object[3], [0, 0, 0, 1])
+    # The candidates the choice was made from: one per optimised hypothesis, best first, the first one returned.
+    assert len(result.candidates) == result.hypotheses
+    totals = [total for _, total in result.candidates]
+    assert totals == sorted(totals) and totals[0] == pytest.approx(result.losses["total"])
+    assert np.allclose(result.candidates[0][0], result.camera_from_object)
 
 
 def test_place_object_skips_without_contacts_and_rejects_bad_arrays(chair_case):

@@ -14,9 +14,9 @@ Terms (each reported separately):
 - depth order: where the photo shows the object over the body, the object is in front, and where the
   person hides the object, the object is behind (front-facing object points against the body's depth map).
 
-Initialisation: 24 rotations spread over the sphere (the cube group), each moved onto the body contacts by
-a real ICP (correspondences re-found every iteration), then all are optimised together as one batch and
-the lowest total loss wins.
+Initialisation: 83 rotations spread over the sphere (cube and icosahedral groups), each moved onto the body contacts by
+a real ICP (correspondences re-found every iteration), all scored on the full loss, the best few optimised
+together as one batch, and the lowest total loss wins.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class ObjectPlacement:
     hypotheses: int = 0
     chosen_hypothesis: int = -1
     timings_s: dict[str, float] = field(default_factory=dict)
+    # Every optimised hypothesis's final camera_from_object and total loss, best first: what the choice was made from.
+    candidates: list[tuple[np.ndarray, float]] = field(default_factory=list)
 
     @property
     def placed(self) -> bool:
@@ -348,11 +350,16 @@ def place_object(
     best = int(total.argmin())
     timings["optimise"] = time.perf_counter() - t0
 
-    rot = rotation_6d_to_matrix(d6.detach()[best]).double().numpy()
+    def transform_of(i: int) -> np.ndarray:
+        rot = rotation_6d_to_matrix(d6.detach()[i]).double().numpy()
+        out = np.eye(4)
+        out[:3, :3] = float(log_scale.detach()[i].exp()) * rot
+        out[:3, 3] = trans.detach()[i].double().numpy() - out[:3, :3] @ centre
+        return out
+
+    transform = transform_of(best)
     scale = float(log_scale.detach()[best].exp())
-    transform = np.eye(4)
-    transform[:3, :3] = scale * rot
-    transform[:3, 3] = trans.detach()[best].double().numpy() - scale * rot @ centre
+    candidates = [(transform_of(int(i)), float(total[i])) for i in torch.argsort(total)]
     result_losses = {name: float(value[best]) for name, value in terms.items()}
     result_losses["total"] = float(total[best])
     result_losses["icp_rms_m"] = float(icp.rms[keep[best]])
@@ -366,4 +373,5 @@ def place_object(
         hypotheses=d6.shape[0],
         chosen_hypothesis=int(keep[best]),
         timings_s=timings,
+        candidates=candidates,
     )
