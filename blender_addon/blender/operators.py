@@ -6,7 +6,8 @@ tick reads its progress; scene data is changed on the main thread when the job i
 
 from __future__ import annotations
 
-import json
+import array
+import base64
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -71,8 +72,6 @@ def _estimate_body(context: bpy.types.Context) -> tuple[dict, dict]:
     depsgraph = context.evaluated_depsgraph_get()
     apply = context.scene.ivlm.apply_modifiers
     p = prefs.preferences(context)
-    import base64
-
     body = {
         "schema_version": API_SCHEMA_VERSION,
         "image": base64.b64encode(photo).decode("ascii"),
@@ -87,9 +86,15 @@ def _estimate_body(context: bpy.types.Context) -> tuple[dict, dict]:
     return body, info
 
 
-def _poll_inputs(cls, context: bpy.types.Context) -> bool:  # noqa: ANN001
+def _no_job_running(cls) -> bool:  # noqa: ANN001
     if _JOB:
         cls.poll_message_set("A job is already running")
+        return False
+    return True
+
+
+def _poll_inputs(cls, context: bpy.types.Context) -> bool:  # noqa: ANN001
+    if not _no_job_running(cls):
         return False
     image, reason = gather.find_image(context)
     if image is None:
@@ -297,8 +302,6 @@ class IVLM_OT_reset_contact(bpy.types.Operator):
                 attribute = obj.data.attributes.get(build.PRED_PREFIX + group)
                 if attribute is None:
                     continue
-                import array
-
                 values = array.array("f", bytes(4 * len(obj.data.vertices)))
                 attribute.data.foreach_get("value", values)
                 build.set_contact(obj, group, values, threshold)
@@ -367,8 +370,7 @@ class IVLM_OT_refit(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if _JOB:
-            cls.poll_message_set("A job is already running")
+        if not _no_job_running(cls):
             return False
         if not _run_contact_objects(context):
             cls.poll_message_set("Run Estimate Contact first")
@@ -431,6 +433,3 @@ def cancel_all() -> None:
         _JOB["job"].cancel()
         _JOB.clear()
 
-
-def describe_job() -> str:
-    return json.dumps({k: v for k, v in _JOB.items() if k != "job"})
