@@ -10,12 +10,18 @@ import numpy as np
 from ivlm_core.errors import BadInputError
 from server.schemas import ArrayData
 
-_DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1")}
+DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1")}
 
 
 def encode(array: np.ndarray, dtype: str = "float32") -> ArrayData:
-    arr = np.ascontiguousarray(np.asarray(array), dtype=_DTYPES[dtype])
+    arr = np.ascontiguousarray(np.asarray(array), dtype=DTYPES[dtype])
     return ArrayData(dtype=dtype, shape=list(arr.shape), data=base64.b64encode(arr.tobytes()).decode("ascii"))
+
+
+def value(payload: dict) -> np.ndarray:
+    """An answer's array as numpy, unchecked (for clients reading results the server wrote)."""
+    raw = base64.b64decode(payload["data"])
+    return np.frombuffer(raw, dtype=DTYPES[payload["dtype"]]).reshape(payload["shape"])
 
 
 def decode(
@@ -36,7 +42,7 @@ def decode(
         raw = base64.b64decode(payload.data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadInputError(f"{what}.data is not valid base64 ({exc})", "Encode the array bytes with standard base64.") from exc
-    np_dtype = _DTYPES[dtype]
+    np_dtype = DTYPES[dtype]
     expected = int(np.prod(got, dtype=np.int64)) * np_dtype.itemsize
     if len(raw) != expected:
         raise BadInputError(

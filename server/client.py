@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from server import arrays
 from server.schemas import API_SCHEMA_VERSION
 
 
@@ -31,13 +32,10 @@ class ApiError(Exception):
 
 
 def array_payload(array: np.ndarray, dtype: str = "float32") -> dict[str, Any]:
-    arr = np.ascontiguousarray(array, dtype={"float32": "<f4", "int32": "<i4", "uint8": "u1"}[dtype])
-    return {"dtype": dtype, "shape": list(arr.shape), "data": base64.b64encode(arr.tobytes()).decode("ascii")}
+    return arrays.encode(array, dtype).model_dump()
 
 
-def array_value(payload: dict[str, Any]) -> np.ndarray:
-    dtype = {"float32": "<f4", "int32": "<i4", "uint8": "u1"}[payload["dtype"]]
-    return np.frombuffer(base64.b64decode(payload["data"]), dtype=dtype).reshape(payload["shape"])
+array_value = arrays.value  # an answer's array as numpy
 
 
 def estimate_request(photo: bytes, objects: list[tuple[str, np.ndarray, np.ndarray]], **options: Any) -> dict[str, Any]:

@@ -99,6 +99,12 @@ def contact_strength(obj: bpy.types.Object) -> array.array:
     return strength
 
 
+def place(obj: bpy.types.Object, camera_from_object: list[list[float]], scale) -> None:  # noqa: ANN001 (Vector)
+    """Sets the object's matrix_world from the server's placement, keeping the object's own scale (the server
+    placed the mesh as sent, i.e. already scaled)."""
+    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal((*scale, 1.0))
+
+
 def _provenance(result: dict, image_source: str) -> dict:
     return {
         "ivlm_job_id": result["job_id"],
@@ -180,11 +186,8 @@ def build_result(
             collection.objects.link(placed)
         elif placed.name not in collection.objects:
             collection.objects.link(placed)  # in place: also listed in the run, so Refit and Export find it
-        scale = source.matrix_world.to_scale()
         if outcome["camera_from_object"] is not None:
-            placed.matrix_world = Matrix(frames.world_from_object(outcome["camera_from_object"])) @ Matrix.Diagonal(
-                (*scale, 1.0)
-            )
+            place(placed, outcome["camera_from_object"], source.matrix_world.to_scale())
         if outcome["object_contact"] is not None:
             weights, _ = codec.decode(outcome["object_contact"])
             if len(weights) == len(placed.data.vertices):

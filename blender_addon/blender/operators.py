@@ -339,10 +339,6 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
 
 
 def _apply_refit(collection_name: str, result: dict) -> None:
-    from mathutils import Matrix
-
-    from ..core import frames
-
     collection = bpy.data.collections[collection_name]
     _, objects = build.run_objects(collection)
     by_label = {o["ivlm_label"]: o for o in objects}
@@ -353,10 +349,7 @@ def _apply_refit(collection_name: str, result: dict) -> None:
         obj["ivlm_status"] = outcome["status"]
         obj["ivlm_reason"] = outcome["reason"]
         if outcome["camera_from_object"] is not None:
-            scale = obj.matrix_world.to_scale()
-            obj.matrix_world = Matrix(frames.world_from_object(outcome["camera_from_object"])) @ Matrix.Diagonal(
-                (*scale, 1.0)
-            )
+            build.place(obj, outcome["camera_from_object"], obj.matrix_world.to_scale())
     collection["ivlm_refit_job_id"] = result["job_id"]
 
 

@@ -111,10 +111,20 @@ class JobRunner:
                 if exc.code != "JOB_FINISHED":
                     self.error, self.state, self.message = exc, "failed", exc.user_text()
 
-    def run_blocking(self, timeout_s: float = 600.0, sleep: Callable[[float], None] = time.sleep) -> str:
-        """The synchronous path for scripts and tests: steps until finished or the deadline."""
+    def run_blocking(
+        self,
+        timeout_s: float = 600.0,
+        sleep: Callable[[float], object] = time.sleep,
+        should_cancel: Callable[[], bool] = lambda: False,
+    ) -> str:
+        """Steps until finished or the deadline (then cancels and fails with TIMEOUT). The synchronous path for
+        scripts and tests, and the worker thread's loop (`sleep` and `should_cancel` wired to its event)."""
         deadline = self.clock() + timeout_s
+        cancel_sent = False
         while not self.finished:
+            if should_cancel() and not cancel_sent:
+                self.cancel()
+                cancel_sent = True
             if self.clock() > deadline:
                 self.cancel()
                 self.error = ServerError("TIMEOUT", f"the job did not finish within {timeout_s:.0f} s", "Try again.")
@@ -139,21 +149,7 @@ class BackgroundJob:
         self._thread.start()
 
     def _loop(self, timeout_s: float) -> None:
-        runner = self.runner
-        deadline = runner.clock() + timeout_s
-        cancel_sent = False
-        while not runner.finished:
-            if self._cancel.is_set() and not cancel_sent:
-                runner.cancel()
-                cancel_sent = True
-            if runner.clock() > deadline:
-                runner.cancel()
-                runner.error = ServerError("TIMEOUT", f"the job did not finish within {timeout_s:.0f} s", "Try again.")
-                runner.state, runner.message = "failed", runner.error.user_text()
-                return
-            runner.step()
-            if not runner.finished:
-                self._cancel.wait(max(0.02, min(runner.poll_interval_s, runner._not_before - runner.clock())))
+        self.runner.run_blocking(timeout_s, sleep=self._cancel.wait, should_cancel=self._cancel.is_set)
 
     def cancel(self) -> None:
         self._cancel.set()
