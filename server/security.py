@@ -1,7 +1,7 @@
 """Request guards that run before any route: body size, Host header (DNS rebinding), bearer token.
 
 Written as one small ASGI middleware (not Starlette's TrustedHost/GZip helpers) so that every refusal is our
-`{code, message, hint}` JSON and an oversized body is refused while it streams in, before it is buffered.
+`{code, message, hint}` JSON and an oversized body is refused while it streams in, before it is all buffered.
 """
 
 from __future__ import annotations
@@ -14,8 +14,21 @@ from server.errors import HTTP_STATUS
 _PUBLIC_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 
 
-class _TooLarge(Exception):
-    pass
+# How much of an oversized body is read and thrown away before the 413 is sent. A client (urllib, the add-on)
+# that is still sending when the server closes gets a broken pipe instead of the answer; draining a bounded
+# amount lets it read the clear PAYLOAD_TOO_LARGE. Bodies declared larger than this are refused at once.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+async def _drain(receive, budget: int) -> None:  # noqa: ANN001
+    """Reads and discards the rest of the request body, up to `budget` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # noqa: ANN001
@@ -69,32 +82,40 @@ class RequestGuard:
                 return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _send_error(send, "PAYLOAD_TOO_LARGE", *self._too_large(int(declared)))
+            if int(declared) <= DRAIN_LIMIT_BYTES:
+                await _drain(receive, DRAIN_LIMIT_BYTES)
+            await _send_error(send, "PAYLOAD_TOO_LARGE", *self._too_large(int(declared)), [(b"connection", b"close")])
             return
 
+        # The body is read here, up to the limit, and replayed to the app as one message: FastAPI turns any
+        # exception raised while it reads the body into a generic 400, so the limit cannot be enforced from
+        # inside its receive. FastAPI buffers the whole body anyway, so this costs no extra memory.
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive():  # noqa: ANN202
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_body_bytes:
+                chunks.clear()
+                if message.get("more_body", False):
+                    await _drain(receive, DRAIN_LIMIT_BYTES)
+                await _send_error(send, "PAYLOAD_TOO_LARGE", *self._too_large(received), [(b"connection", b"close")])
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        async def tracking_send(message) -> None:  # noqa: ANN001
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay_receive():  # noqa: ANN202
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_error(send, "PAYLOAD_TOO_LARGE", *self._too_large(received))
+        await self.app(scope, replay_receive, send)
 
     def _too_large(self, size: int) -> tuple[str, str]:
         return (

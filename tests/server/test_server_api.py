@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import struct
 import time
 import zlib
@@ -25,6 +27,19 @@ def _error(call) -> ApiError:  # noqa: ANN001
     with pytest.raises(ApiError) as info:
         call()
     return info.value
+
+
+def _chunked_post(url: str, path: str, token: str, chunks: int, chunk_bytes: int) -> tuple[int, dict]:
+    """POSTs a body with no Content-Length (chunked), so the size is only known while it streams in."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    connection.request("POST", path, body=(b" " * chunk_bytes for _ in range(chunks)), headers=headers, encode_chunked=True)
+    answer = connection.getresponse()
+    try:
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
 
 
 def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:  # noqa: ANN001
@@ -247,8 +262,13 @@ def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa:
         assert (error.status, error.code) == (401, "UNAUTHORIZED")
     assert client.health()["status"] == "ok"
 
-    error = _error(lambda: client.request("POST", "/v1/jobs", b"{" + b" " * (2 * 1024 * 1024) + b"}"))
-    assert (error.status, error.code) == (413, "PAYLOAD_TOO_LARGE")
+    # Declared sizes well past the socket buffers: the client must still read the answer, not a broken pipe.
+    for megabytes in (2, 24):
+        error = _error(lambda: client.request("POST", "/v1/jobs", b"{" + b" " * (megabytes * 1024 * 1024) + b"}"))
+        assert (error.status, error.code) == (413, "PAYLOAD_TOO_LARGE")
+    status, answer = _chunked_post(server.url, "/v1/jobs", token, chunks=24, chunk_bytes=1024 * 1024)
+    assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert "limit is 1,048,576" in answer["message"]
 
     accepted, busy = [], []
     for _ in range(4):
