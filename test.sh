@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 source scripts/env.sh
 ivlm_ensure_main_env
 ivlm_ensure_blender_env
+ivlm_ensure_typecheck_env
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 # Tests never write into the user's home: caches and Blender's user folders go to a temp dir.
@@ -20,6 +21,7 @@ run_pytest() {  # pytest exit code 5 means "no tests collected": not a failure f
     "$@" || rc=$?
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
 }
-run_pytest .venv/bin/python -m pytest tests --ignore=tests/blender "$@"
+run_pytest .venv/bin/python -m pytest tests --ignore=tests/blender --ignore=tests/typecheck "$@"
 run_pytest .venv-blender/bin/python -m pytest tests/blender
+run_pytest .venv-typecheck/bin/python -m pytest tests/typecheck  # mypy on the add-on, against fake-bpy-module
 exit $status

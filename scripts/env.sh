@@ -5,6 +5,7 @@
 #
 #   .venv          the pipeline / server stack (numpy 2, CPU torch from requirements/ci-lock.txt)
 #   .venv-blender  bpy==5.0.1 (Blender as a module; pins numpy<2) for running the add-on in tests
+#   .venv-typecheck  mypy + fake-bpy-module-5-0 (bpy stubs; kept apart from the real bpy, see the lock's .in file)
 set -euo pipefail
 
 IVLM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,5 +77,18 @@ ivlm_ensure_blender_env() {
     rm -rf "$venv"
     python3 -m venv "$venv"
     _ivlm_install "$venv" -r "$IVLM_ROOT/requirements/blender-lock.txt"
+    echo "$key" > "$venv/.ivlm-env-key"
+}
+
+ivlm_ensure_typecheck_env() {
+    local venv="$IVLM_ROOT/.venv-typecheck"
+    local key; key="$(_ivlm_hash "$IVLM_ROOT/requirements/typecheck-lock.txt")"
+    if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
+        return 0
+    fi
+    _ivlm_log "building $venv (mypy, fake-bpy-module-5-0)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    _ivlm_install "$venv" -r "$IVLM_ROOT/requirements/typecheck-lock.txt"
     echo "$key" > "$venv/.ivlm-env-key"
 }

@@ -11,7 +11,8 @@ _CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *ui
 
 
 @persistent
-def _cancel_on_load(*_args) -> None:  # noqa: ANN002 (modal handlers die when a file loads)
+def _cancel_on_load(*_args: object) -> None:
+    """Modal handlers die when a file loads, so the job they were watching is cancelled with them."""
     operators.cancel_all()
 
 

@@ -8,11 +8,12 @@ attribute (`ivlm_contact_color`) and a `_contact` float attribute (glTF keeps `_
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import bpy
 
 from ..core import contact
-from . import build
+from . import build, gather
 
 PRESETS = {
     "fbx": {"ext": ".fbx"},
@@ -23,16 +24,20 @@ CONTACT_ATTRIBUTE = "_contact"
 
 
 def bake(obj: bpy.types.Object) -> None:
-    mesh = obj.data
+    mesh = gather.mesh_of(obj)
     strength = build.contact_strength(obj)
     if CONTACT_ATTRIBUTE not in mesh.attributes:
         mesh.attributes.new(CONTACT_ATTRIBUTE, "FLOAT", "POINT")
-    mesh.attributes[CONTACT_ATTRIBUTE].data.foreach_set("value", strength)
+    attribute = mesh.attributes[CONTACT_ATTRIBUTE]
+    if not isinstance(attribute, bpy.types.FloatAttribute):  # e.g. the user's own attribute under our name
+        raise ValueError(f"{obj.name} has a {attribute.data_type} attribute {CONTACT_ATTRIBUTE}; rename it to export")
+    attribute.data.foreach_set("value", strength)
     build.paint_contact_colors(obj)
 
 
-def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -> dict:
-    groups, objects = {}, {}
+def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -> dict[str, Any]:
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    objects: dict[str, dict[str, Any]] = {}
     for obj in meshes:
         groups[obj.name] = {}
         for group in build.contact_groups(obj):
@@ -42,12 +47,13 @@ def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -
         objects[obj.name] = {
             "role": obj.get("ivlm_role"),
             "label": obj.get("ivlm_label"),
-            "vertex_count": len(obj.data.vertices),
-            "matrix_world": [list(row) for row in obj.matrix_world],
+            "vertex_count": len(gather.mesh_of(obj).vertices),
+            "matrix_world": [list(row) for row in obj.matrix_world.row],
         }
     keys = ("ivlm_job_id", "ivlm_refit_job_id", "ivlm_schema", "ivlm_result_schema", "ivlm_server_version",
             "ivlm_demo", "ivlm_models", "ivlm_thresholds", "ivlm_source_image", "ivlm_frame")  # fmt: skip
-    provenance = {k: collection[k] for k in keys if k in collection}
+    present = collection.keys()
+    provenance = {k: collection[k] for k in keys if k in present}
     provenance["blender_version"] = bpy.app.version_string
     return contact.sidecar(groups, objects, provenance)
 
@@ -65,8 +71,11 @@ def export_run(context: bpy.types.Context, collection: bpy.types.Collection, fil
         bake(obj)
     if context.object is not None and context.object.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
+    if context.view_layer is None:
+        raise RuntimeError("there is no view layer to select the run's objects in")
+    in_run = {o.name for o in collection.objects}
     for obj in context.view_layer.objects:
-        obj.select_set(obj.name in collection.objects)
+        obj.select_set(obj.name in in_run)
     if preset == "fbx":
         bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True)
     elif preset == "gltf":

@@ -8,16 +8,29 @@ from __future__ import annotations
 import array
 import os
 import tempfile
+from collections.abc import Iterable
+from typing import Any
 
 import bpy
 
 from ..core import codec
+from . import props
 
 PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-def _is_image_empty(obj: bpy.types.Object | None) -> bool:
-    return obj is not None and obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None
+def _empty_image(obj: bpy.types.Object | None) -> bpy.types.Image | None:
+    """The image an Image Empty shows; None for any other object, or an Image Empty without an image."""
+    if obj is None or obj.type != "EMPTY" or obj.empty_display_type != "IMAGE":
+        return None
+    return obj.data if isinstance(obj.data, bpy.types.Image) else None
+
+
+def mesh_of(obj: bpy.types.Object) -> bpy.types.Mesh:
+    """The object's mesh. The add-on reads and builds meshes only; anything else is a TypeError, not a guess."""
+    if not isinstance(obj.data, bpy.types.Mesh):
+        raise TypeError(f"{obj.name} is a {obj.type.lower()}, not a mesh")
+    return obj.data
 
 
 def find_image(context: bpy.types.Context) -> tuple[bpy.types.Image | None, str]:
@@ -25,23 +38,27 @@ def find_image(context: bpy.types.Context) -> tuple[bpy.types.Image | None, str]
     background, the Image Editor's image, or the scene's photo path, in that order."""
     candidates = [context.active_object, *getattr(context, "selected_objects", [])]
     for obj in candidates:
-        if _is_image_empty(obj):
-            return obj.data, ""
-    visible = [o for o in context.view_layer.objects if _is_image_empty(o) and o.visible_get()]
+        image = _empty_image(obj)
+        if image is not None:
+            return image, ""
+    layer_objects: Iterable[bpy.types.Object] = context.view_layer.objects if context.view_layer is not None else ()
+    visible = [image for o in layer_objects if (image := _empty_image(o)) is not None and o.visible_get()]
     if len(visible) == 1:
-        return visible[0].data, ""
+        return visible[0], ""
     if len(visible) > 1:
         return None, f"{len(visible)} reference images are visible: select the photo's Image Empty"
-    camera = context.scene.camera
-    if camera is not None and camera.type == "CAMERA":
+    camera = context.scene.camera if context.scene is not None else None
+    if camera is not None and isinstance(camera.data, bpy.types.Camera):
         for background in camera.data.background_images:
             if background.image is not None:
                 return background.image, ""
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen else ():
-        if area.type == "IMAGE_EDITOR" and area.spaces.active.image is not None:
-            return area.spaces.active.image, ""
-    path = bpy.path.abspath(context.scene.ivlm.image_path) if context.scene.ivlm.image_path else ""
+        space = area.spaces.active
+        if area.type == "IMAGE_EDITOR" and isinstance(space, bpy.types.SpaceImageEditor) and space.image is not None:
+            return space.image, ""
+    image_path = props.scene_settings(context).image_path
+    path = bpy.path.abspath(image_path) if image_path else ""
     if path:
         if not os.path.isfile(path):
             return None, f"The photo {path} does not exist"
@@ -53,7 +70,7 @@ def find_objects(context: bpy.types.Context) -> tuple[list[bpy.types.Object], st
     objects = [o for o in getattr(context, "selected_objects", []) if o.type == "MESH" and not o.get("ivlm_role")]
     if not objects:
         return [], "Select the object mesh(es) the person uses"
-    empty = [o.name for o in objects if len(o.data.vertices) == 0]
+    empty = [o.name for o in objects if len(mesh_of(o).vertices) == 0]
     if empty:
         return [], f"{', '.join(empty)} has no vertices"
     if len(objects) > 8:
@@ -63,7 +80,7 @@ def find_objects(context: bpy.types.Context) -> tuple[list[bpy.types.Object], st
 
 def label_of(obj: bpy.types.Object) -> str:
     """The label the model is asked about: the object's Label field, else its name without '.001' suffixes."""
-    label = obj.ivlm_label.strip() or obj.name.split(".")[0]
+    label = props.object_label(obj).strip() or obj.name.split(".")[0]
     return label.replace("_", " ").strip() or "object"
 
 
@@ -82,10 +99,10 @@ def photo_bytes(image: bpy.types.Image) -> tuple[bytes, str]:
             return stream.read(), image.name
 
 
-def object_arrays(obj: bpy.types.Object, depsgraph, apply_modifiers: bool) -> dict:  # noqa: ANN001
+def object_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, apply_modifiers: bool) -> dict[str, Any]:
     """The object's triangles in its local frame, scaled by its world scale (metres), as API arrays."""
     source = obj.evaluated_get(depsgraph) if apply_modifiers else obj
-    mesh = source.to_mesh() if apply_modifiers else obj.data
+    mesh = source.to_mesh() if apply_modifiers else mesh_of(obj)
     try:
         mesh.calc_loop_triangles()
         vertices = array.array("f", bytes(4 * 3 * len(mesh.vertices)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import base64
+from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -15,9 +16,14 @@ from bpy.props import EnumProperty, StringProperty
 from ..core import codec, contact
 from ..core.jobs import BackgroundJob, JobRunner
 from ..core.protocol import API_SCHEMA_VERSION, ServerError
-from . import build, export, gather, prefs
+from . import build, export, gather, prefs, props
 
-_JOB: dict = {}  # the one job in flight: {"job": BackgroundJob, "kind": ..., ...}; runtime only, never saved
+if TYPE_CHECKING:  # the stubs' name for what operator methods return ({'FINISHED'}, ...); no such module in Blender
+    from bpy.stub_internal.rna_enums import OperatorReturnItems
+
+    Status = set[OperatorReturnItems]
+
+_JOB: dict[str, Any] = {}  # the one job in flight: {"job": BackgroundJob, "kind": ..., ...}; runtime only, never saved
 
 
 def _sources_by_name(names: list[str]) -> list[bpy.types.Object]:
@@ -32,7 +38,7 @@ def active_run(context: bpy.types.Context) -> bpy.types.Collection | None:
             if collection.get("ivlm_job_id"):
                 return collection
     parent = bpy.data.collections.get("InteractVLM")
-    runs = [c for c in parent.children if c.get("ivlm_job_id")] if parent else []
+    runs: list[bpy.types.Collection] = [c for c in parent.children if c.get("ivlm_job_id")] if parent else []
     return runs[-1] if runs else None
 
 
@@ -42,8 +48,8 @@ class IVLM_OT_check_server(bpy.types.Operator):
     bl_idname = "ivlm.check_server"
     bl_label = "Check Server"
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        state = context.window_manager.ivlm
+    def execute(self, context: bpy.types.Context) -> Status:
+        state = props.window_state(context)
         try:
             health = prefs.client(context).health()
         except ServerError as exc:
@@ -60,7 +66,7 @@ class IVLM_OT_check_server(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _estimate_body(context: bpy.types.Context) -> tuple[dict, dict]:
+def _estimate_body(context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request and what is needed to build its result; ServerError(BAD_INPUT) when an input is missing."""
     image, reason = gather.find_image(context)
     if image is None:
@@ -70,9 +76,9 @@ def _estimate_body(context: bpy.types.Context) -> tuple[dict, dict]:
         raise ServerError("BAD_INPUT", reason)
     photo, image_source = gather.photo_bytes(image)
     depsgraph = context.evaluated_depsgraph_get()
-    apply = context.scene.ivlm.apply_modifiers
+    apply = props.scene_settings(context).apply_modifiers
     p = prefs.preferences(context)
-    body = {
+    body: dict[str, Any] = {
         "schema_version": API_SCHEMA_VERSION,
         "image": base64.b64encode(photo).decode("ascii"),
         "objects": [gather.object_arrays(o, depsgraph, apply) for o in objects],
@@ -86,14 +92,14 @@ def _estimate_body(context: bpy.types.Context) -> tuple[dict, dict]:
     return body, info
 
 
-def _no_job_running(cls) -> bool:  # noqa: ANN001
+def _no_job_running(cls: type[bpy.types.Operator]) -> bool:
     if _JOB:
         cls.poll_message_set("A job is already running")
         return False
     return True
 
 
-def _poll_inputs(cls, context: bpy.types.Context) -> bool:  # noqa: ANN001
+def _poll_inputs(cls: type[bpy.types.Operator], context: bpy.types.Context) -> bool:
     if not _no_job_running(cls):
         return False
     image, reason = gather.find_image(context)
@@ -107,9 +113,9 @@ def _poll_inputs(cls, context: bpy.types.Context) -> bool:  # noqa: ANN001
     return True
 
 
-def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> set[str]:
+def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
     """Applies the finished job's result on the main thread; reports errors; clears the job."""
-    job, state = _JOB["job"], context.window_manager.ivlm
+    job, state = _JOB["job"], props.window_state(context)
     runner = job.runner
     info = dict(_JOB)
     _JOB.clear()
@@ -141,20 +147,21 @@ def _start(context: bpy.types.Context, kind: str, body: dict, info: dict) -> Bac
     runner = JobRunner(prefs.client(context), body, fit_only=(kind == "refit"), poll_interval_s=p.poll_interval)
     job = BackgroundJob(runner)
     _JOB.update(info, job=job, kind=kind)
-    state = context.window_manager.ivlm
+    state = props.window_state(context)
     state.running, state.progress, state.stage, state.message = True, 0.0, "submitting", "sending the inputs"
     return job
 
 
-class _JobOperator:
-    """Shared modal/synchronous running of a job (Estimate Contact, Refit)."""
+class _JobOperator(bpy.types.Operator):
+    """Shared modal/synchronous running of a job (Estimate Contact, Refit); never registered itself."""
 
-    _timer = None
+    kind = ""  # "estimate" or "refit": what _finish does with the result
+    _timer: bpy.types.Timer | None = None
 
-    def _prepare(self, context: bpy.types.Context) -> tuple[dict, dict]:
+    def _prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> Status:
         """Synchronous: for scripts, `blender -b` and tests (timers never fire headless)."""
         try:
             body, info = self._prepare(context)
@@ -165,7 +172,7 @@ class _JobOperator:
         job.join()
         return _finish(self, context)
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Status:
         try:
             body, info = self._prepare(context)
         except ServerError as exc:
@@ -173,23 +180,24 @@ class _JobOperator:
             return {"CANCELLED"}
         _start(context, self.kind, body, info)
         wm = context.window_manager
+        assert wm is not None  # always set for an operator run from the UI
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> Status:
         if event.type == "ESC" and _JOB:
             _JOB["job"].cancel()
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         return self.tick(context)
 
-    def tick(self, context: bpy.types.Context) -> set[str]:
+    def tick(self, context: bpy.types.Context) -> Status:
         """One timer tick: mirror progress into the UI; build the result when the job is done."""
         if not _JOB:
             self._stop_timer(context)
             return {"CANCELLED"}
-        job, state = _JOB["job"], context.window_manager.ivlm
+        job, state = _JOB["job"], props.window_state(context)
         state.progress, state.stage, state.message = job.runner.progress, job.runner.stage, job.runner.message
         for area in context.screen.areas if context.screen else ():
             if area.type == "VIEW_3D":
@@ -200,12 +208,13 @@ class _JobOperator:
         return _finish(self, context)
 
     def _stop_timer(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
+        wm = context.window_manager
+        if self._timer is not None and wm is not None:
+            wm.event_timer_remove(self._timer)
             self._timer = None
 
 
-class IVLM_OT_estimate_contact(_JobOperator, bpy.types.Operator):
+class IVLM_OT_estimate_contact(_JobOperator):
     """Send the photo and the selected objects to the server; build the body, placed objects, contacts, camera"""
 
     bl_idname = "ivlm.estimate_contact"
@@ -217,7 +226,7 @@ class IVLM_OT_estimate_contact(_JobOperator, bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return _poll_inputs(cls, context)
 
-    def _prepare(self, context: bpy.types.Context) -> tuple[dict, dict]:
+    def _prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
         return _estimate_body(context)
 
 
@@ -231,9 +240,9 @@ class IVLM_OT_cancel(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return bool(_JOB)
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> Status:
         _JOB["job"].cancel()
-        context.window_manager.ivlm.message = "cancelling"
+        props.window_state(context).message = "cancelling"
         return {"FINISHED"}
 
 
@@ -252,8 +261,9 @@ class IVLM_OT_paint_contact(bpy.types.Operator):
     bl_label = "Paint Contact"
     bl_options = {"REGISTER", "UNDO"}
 
-    object_name: StringProperty(name="Object")
-    group: StringProperty(name="Group")
+    # `# type: ignore[valid-type]`: Blender's property annotations are calls (see props.py)
+    object_name: StringProperty(name="Object")  # type: ignore[valid-type]
+    group: StringProperty(name="Group")  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -262,7 +272,7 @@ class IVLM_OT_paint_contact(bpy.types.Operator):
             return False
         return True
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> Status:
         candidates = _run_contact_objects(context)
         obj = bpy.data.objects.get(self.object_name) if self.object_name else candidates[0]
         if obj is None or obj not in candidates:
@@ -272,12 +282,16 @@ class IVLM_OT_paint_contact(bpy.types.Operator):
         if group not in obj.vertex_groups:
             self.report({"ERROR"}, f"{obj.name} has no group {group}")
             return {"CANCELLED"}
+        view_layer = context.view_layer
+        if view_layer is None:
+            self.report({"ERROR"}, "Paint Contact needs a view layer to select the object in")
+            return {"CANCELLED"}
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        for other in context.view_layer.objects:
+        for other in view_layer.objects:
             other.select_set(False)
         obj.select_set(True)
-        context.view_layer.objects.active = obj
+        view_layer.objects.active = obj
         obj.vertex_groups.active_index = obj.vertex_groups[group].index
         bpy.ops.object.mode_set(mode="WEIGHT_PAINT")
         return {"FINISHED"}
@@ -294,15 +308,16 @@ class IVLM_OT_reset_contact(bpy.types.Operator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return bool(_run_contact_objects(context))
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> Status:
         p = prefs.preferences(context)
         for obj in _run_contact_objects(context):
             threshold = p.body_threshold if obj.get("ivlm_role") == "body" else p.object_threshold
+            mesh = gather.mesh_of(obj)
             for group in build.contact_groups(obj):
-                attribute = obj.data.attributes.get(build.PRED_PREFIX + group)
+                attribute = mesh.attributes.get(build.PRED_PREFIX + group)
                 if attribute is None:
                     continue
-                values = array.array("f", bytes(4 * len(obj.data.vertices)))
+                values = array.array("f", bytes(4 * len(mesh.vertices)))
                 attribute.data.foreach_get("value", values)
                 build.set_contact(obj, group, values, threshold)
         return {"FINISHED"}
@@ -353,7 +368,7 @@ def _apply_refit(collection_name: str, result: dict) -> None:
     collection["ivlm_refit_job_id"] = result["job_id"]
 
 
-class IVLM_OT_refit(_JobOperator, bpy.types.Operator):
+class IVLM_OT_refit(_JobOperator):
     """Re-place the objects from the contact groups as painted (no language model runs)"""
 
     bl_idname = "ivlm.refit"
@@ -370,7 +385,7 @@ class IVLM_OT_refit(_JobOperator, bpy.types.Operator):
             return False
         return True
 
-    def _prepare(self, context: bpy.types.Context) -> tuple[dict, dict]:
+    def _prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")  # flush Weight Paint edits into the mesh
         return _refit_body(context)
@@ -383,8 +398,9 @@ class IVLM_OT_export(bpy.types.Operator):
     bl_label = "Export Run"
     bl_options = {"REGISTER"}
 
-    filepath: StringProperty(subtype="FILE_PATH")
-    preset: EnumProperty(items=[(k, k.upper(), "") for k in export.PRESETS], default="fbx")
+    # `# type: ignore[valid-type]`: Blender's property annotations are calls (see props.py)
+    filepath: StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
+    preset: EnumProperty(items=[(k, k.upper(), "") for k in export.PRESETS], default="fbx")  # type: ignore[valid-type]
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -393,15 +409,22 @@ class IVLM_OT_export(bpy.types.Operator):
             return False
         return True
 
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if not self.filepath:
-            self.filepath = bpy.path.ensure_ext(active_run(context).name, export.PRESETS[self.preset]["ext"])
-        context.window_manager.fileselect_add(self)
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Status:
+        run = active_run(context)
+        if not self.filepath and run is not None:
+            self.filepath = bpy.path.ensure_ext(run.name, export.PRESETS[self.preset]["ext"])
+        wm = context.window_manager
+        assert wm is not None  # always set for an operator run from the UI
+        wm.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
-    def execute(self, context: bpy.types.Context) -> set[str]:
+    def execute(self, context: bpy.types.Context) -> Status:
+        run = active_run(context)
+        if run is None:
+            self.report({"ERROR"}, "Export failed: there is no Estimate Contact run in this scene")
+            return {"CANCELLED"}
         try:
-            written, sidecar = export.export_run(context, active_run(context), bpy.path.abspath(self.filepath), self.preset)
+            written, sidecar = export.export_run(context, run, bpy.path.abspath(self.filepath), self.preset)
         except (RuntimeError, OSError, ValueError) as exc:
             self.report({"ERROR"}, f"Export failed: {exc}")
             return {"CANCELLED"}

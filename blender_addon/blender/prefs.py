@@ -6,6 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..core.client import ServerClient
+from . import props
 
 ADDON_ID = __package__.rsplit(".", 1)[0]  # "bl_ext.<repo>.interactvlm_contact" or the legacy module name
 
@@ -13,25 +14,38 @@ ADDON_ID = __package__.rsplit(".", 1)[0]  # "bl_ext.<repo>.interactvlm_contact" 
 class IVLM_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_ID
 
-    server_url: StringProperty(name="Server URL", default="http://127.0.0.1:8765")
-    token: StringProperty(name="Token", subtype="PASSWORD", description="Bearer token, if the server needs one")
-    allow_remote: BoolProperty(name="Allow remote server", default=False,
-                               description="Talk to a server on another machine (needs a token there)")
-    connect_timeout: FloatProperty(name="Connect timeout (s)", default=0.5, min=0.05, max=30.0)
-    read_timeout: FloatProperty(name="Read timeout (s)", default=5.0, min=0.1, max=300.0)
-    poll_interval: FloatProperty(name="Poll interval (s)", default=0.25, min=0.05, max=5.0)
-    body_threshold: FloatProperty(name="Body contact threshold", default=0.5, min=0.0, max=1.0)
-    object_threshold: FloatProperty(name="Object contact threshold", default=0.5, min=0.0, max=1.0)
-    object_mode: EnumProperty(
+    # `# type: ignore[valid-type]`: Blender's property annotations are calls (see props.py)
+    server_url: StringProperty(name="Server URL", default="http://127.0.0.1:8765")  # type: ignore[valid-type]
+    token: StringProperty(  # type: ignore[valid-type]
+        name="Token", subtype="PASSWORD", description="Bearer token, if the server needs one"
+    )
+    allow_remote: BoolProperty(  # type: ignore[valid-type]
+        name="Allow remote server", default=False, description="Talk to a server on another machine (needs a token there)"
+    )
+    connect_timeout: FloatProperty(  # type: ignore[valid-type]
+        name="Connect timeout (s)", default=0.5, min=0.05, max=30.0
+    )
+    read_timeout: FloatProperty(name="Read timeout (s)", default=5.0, min=0.1, max=300.0)  # type: ignore[valid-type]
+    poll_interval: FloatProperty(name="Poll interval (s)", default=0.25, min=0.05, max=5.0)  # type: ignore[valid-type]
+    body_threshold: FloatProperty(  # type: ignore[valid-type]
+        name="Body contact threshold", default=0.5, min=0.0, max=1.0
+    )
+    object_threshold: FloatProperty(  # type: ignore[valid-type]
+        name="Object contact threshold", default=0.5, min=0.0, max=1.0
+    )
+    object_mode: EnumProperty(  # type: ignore[valid-type]
         name="Placed object",
         items=(("DUPLICATE", "Duplicate", "Place a copy of the object, leave the original untouched"),
                ("IN_PLACE", "In place", "Move the selected object itself")),
         default="DUPLICATE",
     )
-    rig_body: BoolProperty(name="Rig the body", default=False, description="Add an armature with skinning weights")
+    rig_body: BoolProperty(  # type: ignore[valid-type]
+        name="Rig the body", default=False, description="Add an armature with skinning weights"
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        assert layout is not None  # Blender sets it before calling draw
         col = layout.column()
         col.prop(self, "server_url")
         col.prop(self, "token")
@@ -45,14 +59,20 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "object_threshold")
         col.prop(self, "object_mode")
         col.operator("ivlm.check_server", icon="URL")
-        status = context.window_manager.ivlm.server_status
+        status = props.window_state(context).server_status
         if status:
             for line in status.split("\n"):
                 col.label(text=line)
 
 
 def preferences(context: bpy.types.Context) -> IVLM_AddonPreferences:
-    return context.preferences.addons[ADDON_ID].preferences
+    """This add-on's preferences (under its extension or legacy module name)."""
+    user_prefs = context.preferences
+    addon = user_prefs.addons.get(ADDON_ID) if user_prefs is not None else None
+    addon_prefs = addon.preferences if addon is not None else None
+    if not isinstance(addon_prefs, IVLM_AddonPreferences):
+        raise RuntimeError(f"the add-on {ADDON_ID} is not registered (no preferences)")
+    return addon_prefs
 
 
 def client(context: bpy.types.Context) -> ServerClient:

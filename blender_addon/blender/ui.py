@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import build, gather, operators
+from . import build, gather, operators, props
 
 
 class IVLM_PT_main(bpy.types.Panel):
@@ -16,7 +16,9 @@ class IVLM_PT_main(bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        state = context.window_manager.ivlm
+        assert layout is not None  # Blender sets it before calling draw
+        state = props.window_state(context)
+        settings = props.scene_settings(context)
         row = layout.row()
         row.operator("ivlm.check_server", icon="URL")
         if state.server_status:
@@ -28,7 +30,7 @@ class IVLM_PT_main(bpy.types.Panel):
         image, reason = gather.find_image(context)
         box.label(text=f"Photo: {image.name}" if image else reason, icon="CHECKMARK" if image else "CANCEL")
         if image is None:
-            box.prop(context.scene.ivlm, "image_path")
+            box.prop(settings, "image_path")
         objects, reason = gather.find_objects(context)
         if objects:
             for obj in objects:
@@ -37,7 +39,7 @@ class IVLM_PT_main(bpy.types.Panel):
                 split.prop(obj, "ivlm_label", text="")
         else:
             box.label(text=reason, icon="CANCEL")
-        box.prop(context.scene.ivlm, "apply_modifiers")
+        box.prop(settings, "apply_modifiers")
 
         if state.running:
             layout.progress(factor=state.progress, type="BAR", text=f"{state.stage}: {state.message}")

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 
 SIDECAR_SCHEMA = "ivlm-sidecar-1"
 WEIGHT_LEVELS = 256  # vertex-group weights are batched by weight rounded to 1/255
@@ -17,7 +18,7 @@ def group_name(label: str) -> str:
     return f"contact_{clean}"[:63]
 
 
-def weight_batches(weights, threshold: float = 0.0) -> dict[float, list[int]]:  # noqa: ANN001 (float sequence)
+def weight_batches(weights: Iterable[float], threshold: float = 0.0) -> dict[float, list[int]]:
     """{weight: vertex indices} for weights above `threshold`, weights rounded to 1/(WEIGHT_LEVELS-1), so
     `VertexGroup.add(indices, weight, 'REPLACE')` is called once per level rather than once per vertex."""
     batches: dict[float, list[int]] = {}

@@ -9,7 +9,10 @@ The same matrices are defined in ivlm_core/frames.py (server side); a test check
 
 from __future__ import annotations
 
-Matrix4 = tuple[tuple[float, float, float, float], ...]
+from collections.abc import Iterable, Sequence
+
+Row4 = tuple[float, float, float, float]
+Matrix4 = tuple[Row4, ...]
 
 WORLD_FROM_CV_CAMERA: Matrix4 = (
     (1.0, 0.0, 0.0, 0.0),
@@ -26,8 +29,14 @@ CV_CAMERA_FROM_GL_CAMERA: Matrix4 = (
 )
 
 
+def _row(values: Iterable[float]) -> Row4:
+    """Four floats as a matrix row; a row of any other length is an error, not a silently odd matrix."""
+    a, b, c, d = values
+    return (float(a), float(b), float(c), float(d))
+
+
 def matmul(a: Matrix4, b: Matrix4) -> Matrix4:
-    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(4)) for j in range(4)) for i in range(4))
+    return tuple(_row(sum(a[i][k] * b[k][j] for k in range(4)) for j in range(4)) for i in range(4))
 
 
 # Where the Blender camera object sits: its matrix_world (a +90 degree turn about X, at the origin).
@@ -36,10 +45,10 @@ WORLD_FROM_GL_CAMERA: Matrix4 = matmul(WORLD_FROM_CV_CAMERA, CV_CAMERA_FROM_GL_C
 
 def world_from_object(camera_from_object: list[list[float]]) -> Matrix4:
     """An object's matrix_world from the server's `camera_from_object`."""
-    return matmul(WORLD_FROM_CV_CAMERA, tuple(tuple(float(v) for v in row) for row in camera_from_object))
+    return matmul(WORLD_FROM_CV_CAMERA, tuple(_row(row) for row in camera_from_object))
 
 
-def cv_points_to_world(flat_xyz) -> list[float]:  # noqa: ANN001 (any flat float sequence)
+def cv_points_to_world(flat_xyz: Sequence[float]) -> list[float]:
     """Flat [x0, y0, z0, x1, ...] in the camera frame -> flat world coordinates (x, z, -y)."""
     out = [0.0] * len(flat_xyz)
     out[0::3] = flat_xyz[0::3]

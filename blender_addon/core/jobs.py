@@ -58,7 +58,7 @@ class JobRunner:
             elif self.state == "poll":
                 self._poll()
             elif self.state == "fetch":
-                self.result = self.client.result(self.job_id)
+                self.result = self.client.result(self._submitted_id())
                 self.demo = bool(self.result.get("demo"))
                 self.state, self.progress, self.message = "done", 1.0, "finished"
         except ServerError as exc:
@@ -84,8 +84,15 @@ class JobRunner:
         self.state = "poll"
         self._apply(answer)
 
+    def _submitted_id(self) -> str:
+        """The server's job id; only the poll and fetch states ask for it, and they follow a successful submit.
+        A ServerError (not an assert) so that `step` ends the job as failed instead of killing a worker thread."""
+        if self.job_id is None:
+            raise ServerError("INTERNAL", f"the add-on reached the {self.state} step without a job id")
+        return self.job_id
+
     def _poll(self) -> None:
-        status = self.client.status(self.job_id)
+        status = self.client.status(self._submitted_id())
         self._apply(status)
         if status["state"] == "done":
             self.state = "fetch"
