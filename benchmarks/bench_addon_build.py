@@ -1,5 +1,5 @@
 """From result received to geometry in the scene: the add-on's build step in real Blender (bpy), for one body and
-a 50k-vertex object, against a naive build (`from_pydata`, one `VertexGroup.add` per vertex) in the same run.
+a 50k-vertex object (also with the body rigged), against a naive build (`from_pydata`, one `VertexGroup.add` per vertex) in the same run.
 
     .venv-blender/bin/python benchmarks/bench_addon_build.py [--repeats 5]
 
@@ -98,21 +98,23 @@ def main() -> None:
             server.stop()
         print(f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
               f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}")  # fmt: skip
-        everything, ours, naive = [], [], []
+        everything, rigged, ours, naive = [], [], [], []
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            build.build_result(bpy.context, result, [ball], image, "photo.png", object_mode="DUPLICATE",
-                               thresholds=(0.5, 0.5))  # fmt: skip
-            everything.append(time.perf_counter() - start)
+            for rig_body, times in ((False, everything), (True, rigged)):
+                start = time.perf_counter()
+                build.build_result(bpy.context, result, [ball], image, "photo.png", object_mode="DUPLICATE",
+                                   thresholds=(0.5, 0.5), rig_body=rig_body)  # fmt: skip
+                times.append(time.perf_counter() - start)
             start = time.perf_counter()
             _our_body(result, codec, frames, build)
             ours.append(time.perf_counter() - start)
             start = time.perf_counter()
             _naive_body(result, codec, frames)
             naive.append(time.perf_counter() - start)
-    me, mo, mn = (1000 * statistics.median(t) for t in (everything, ours, naive))
+    me, mr, mo, mn = (1000 * statistics.median(t) for t in (everything, rigged, ours, naive))
     print(f"result -> scene, everything (body, 50k object, groups, attributes, colours, camera): median {me:.1f} ms"
           f" over {args.repeats} (target <= 100 ms)")  # fmt: skip
+    print(f"the same with the body rigged (55-bone armature, skinning groups, modifier): median {mr:.1f} ms")
     print(f"body mesh + body contact group: ours {mo:.1f} ms, naive (from_pydata, per-vertex add) {mn:.1f} ms: "
           f"{mn / mo:.1f}x")  # fmt: skip
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.doctor import ModelFileStatus
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.mesh import TriangleMesh
@@ -68,6 +69,7 @@ class JobService:
         self.missing = missing or []
         self.store = JobStore(settings.data_dir)
         self.pipeline: ContactPipeline | None = None
+        self.skeleton: Skeleton | None = None  # the body model's, sent with every body for rigging
         self.load_error: IVLMError | None = None
         self._load_pipeline = load_pipeline
         self._jobs: dict[str, _Job] = {}
@@ -282,7 +284,9 @@ class JobService:
 
     def _work(self) -> None:
         try:
-            self.pipeline = self._load_pipeline()
+            pipeline = self._load_pipeline()
+            self.skeleton = body_skeleton(pipeline.body)
+            self.pipeline = pipeline
             log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
         except IVLMError as exc:
             self.load_error = exc
@@ -422,7 +426,7 @@ class JobService:
         thresholds = {"body_contact": options["body_contact_threshold"], "object_contact": options["object_contact_threshold"]}
         out = job_result(
             result, job_id=job_id, kind=kind, body_faces=np.asarray(pipeline.body.model.faces, np.int32),
-            server_version=SERVER_VERSION, models=models, thresholds=thresholds, source_job_id=source_job_id,
+            skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds, source_job_id=source_job_id,
         )  # fmt: skip
         return out.model_dump_json().encode()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ivlm_core.body.skeleton import Skeleton
 from ivlm_core.fit.body_fit import BodyFit
 from ivlm_core.fit.camera import CameraIntrinsics
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut
+from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, SkeletonOut
 
 
 def job_result(
@@ -18,6 +19,7 @@ def job_result(
     job_id: str,
     kind: str,
     body_faces: np.ndarray,
+    skeleton: Skeleton | None = None,
     server_version: str,
     models: dict[str, str],
     thresholds: dict[str, float],
@@ -34,6 +36,7 @@ def job_result(
             joints=arrays.encode(result.body.joints),
             params={k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in result.body.params.items()},
             losses=result.body.losses,
+            skeleton=None if skeleton is None else skeleton_out(skeleton, result.body.joints),
         )
     objects = []
     for outcome, fields in zip(result.objects, plain["objects"], strict=True):
@@ -69,6 +72,19 @@ def job_result(
         people_count=plain["people_count"],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+    )
+
+
+def skeleton_out(skeleton: Skeleton, body_joints: np.ndarray) -> SkeletonOut:
+    """The skeleton with this body's posed kinematic joints (the first J of the model's output joints)."""
+    count = len(skeleton.parents)
+    return SkeletonOut(
+        joint_names=skeleton.joint_names,
+        parents=arrays.encode(skeleton.parents, "int32"),
+        joints=arrays.encode(np.asarray(body_joints)[:count]),
+        weight_vertex=arrays.encode(skeleton.weight_vertex, "int32"),
+        weight_joint=arrays.encode(skeleton.weight_joint, "int32"),
+        weight_value=arrays.encode(skeleton.weight_value),
     )
 
 

@@ -144,6 +144,17 @@ class Health(_Strict):
     queue: QueueInfo
 
 
+class SkeletonOut(_Strict):
+    """For rigging the body: an armature whose rest pose is this body, skinned with the model's weights."""
+
+    joint_names: list[str] = Field(description="the J kinematic joints, smplx's names and order")
+    parents: ArrayData = Field(description="int32 [J]: each joint's parent index, -1 for the root")
+    joints: ArrayData = Field(description="float32 [J, 3]: the joints of this (posed) body, same frame as vertices")
+    weight_vertex: ArrayData = Field(description="int32 [K]: skinning weights as (vertex, joint, weight) triples")
+    weight_joint: ArrayData = Field(description="int32 [K]")
+    weight_value: ArrayData = Field(description="float32 [K]; a vertex's weights sum to 1")
+
+
 class BodyOut(_Strict):
     source: str = Field(description="fitted, client or demo")
     vertices: ArrayData = Field(description="float32 [10475, 3]")
@@ -151,6 +162,7 @@ class BodyOut(_Strict):
     joints: ArrayData = Field(description="float32 [J, 3] SMPL-X joints")
     params: dict[str, list[float]]
     losses: dict[str, float]
+    skeleton: SkeletonOut | None = Field(default=None, description="joints, tree and skinning weights for rigging")
 
 
 class ObjectOut(_Strict):

@@ -10,6 +10,7 @@ import bpy
 from mathutils import Matrix
 
 from ..core import codec, contact, frames
+from . import rig
 
 PRED_PREFIX = "ivlm_pred_"  # float POINT attribute with the raw prediction, per group
 COLOR_ATTRIBUTE = "ivlm_contact_color"
@@ -157,6 +158,7 @@ def build_result(
     *,
     object_mode: str,
     thresholds: tuple[float, float],
+    rig_body: bool = False,
 ) -> bpy.types.Collection:
     """Everything a run adds to the scene, in a new collection; returns it."""
     scene = context.scene
@@ -174,6 +176,8 @@ def build_result(
         _stamp(body, provenance)
         body["ivlm_role"] = "body"
         body["ivlm_body_source"] = result["body"]["source"]
+        if rig_body and result["body"].get("skeleton") is not None:
+            rig.build_armature(collection, body, result["body"]["skeleton"])
     for source, outcome in zip(sources, result["objects"], strict=True):
         group = contact.group_name(outcome["label"])
         if body is not None and outcome["body_contact"] is not None:

@@ -77,7 +77,8 @@ def export_run(context: bpy.types.Context, collection: bpy.types.Collection, fil
     for obj in context.view_layer.objects:
         obj.select_set(obj.name in in_run)
     if preset == "fbx":
-        bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True)
+        # No leaf bones: the rig's 55 bones are SMPL-X's joints, and engines and retargeters expect those only.
+        bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True, add_leaf_bones=False)
     elif preset == "gltf":
         bpy.ops.export_scene.gltf(filepath=filepath, use_selection=True, export_extras=True,
                                   export_attributes=True, export_format="GLB")  # fmt: skip

@@ -132,7 +132,7 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
         image = bpy.data.images.get(info["image"])
         collection = build.build_result(
             context, runner.result, _sources_by_name(info["sources"]), image, info["image_source"],
-            object_mode=p.object_mode, thresholds=(p.body_threshold, p.object_threshold),
+            object_mode=p.object_mode, thresholds=(p.body_threshold, p.object_threshold), rig_body=p.rig_body,
         )  # fmt: skip
         text = f"Estimate Contact: {collection.name}" + (" [DEMO results, not meaningful]" if runner.result["demo"] else "")
     else:

@@ -58,6 +58,7 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "body_threshold")
         row.prop(self, "object_threshold")
         col.prop(self, "object_mode")
+        col.prop(self, "rig_body")
         col.operator("ivlm.check_server", icon="URL")
         status = props.window_state(context).server_status
         if status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import json
+import math
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from blender_addon.core import codec, contact, frames
+from blender_addon.core import codec, contact, frames, rig
 from blender_addon.core.client import ServerClient
 from blender_addon.core.jobs import JobRunner
 from blender_addon.core.protocol import API_SCHEMA_VERSION, ServerError
@@ -59,6 +60,32 @@ def test_contact_batches_and_names() -> None:
     assert len({round(w, 6) for w in batches}) == len(batches)
     assert contact.group_name("sports ball!") == "contact_sports_ball"
     assert contact.group_name("   ") == "contact_object"
+
+
+def test_bone_layout_known_values() -> None:
+    names = ["pelvis", "spine1", "left_hip", "spine3", "neck", "head", "left_collar", "dup"]
+    parents = [-1, 0, 0, 1, 3, 4, 3, 5]
+    joints = [(0, 0, 1.0), (0, 0, 1.2), (0.1, 0, 0.9), (0, 0, 1.4), (0, 0, 1.6), (0, 0, 1.7), (0.1, 0, 1.5),
+              (0, 0, 1.7)]  # fmt: skip
+    layout = rig.bone_layout(names, parents, joints)
+    assert [head for head, _ in layout] == joints  # every bone starts on its joint
+    assert layout[0][1] == (0, 0, 1.2)  # pelvis has two children: it points at spine1, the chain that goes on
+    assert layout[3][1] == (0, 0, 1.6)  # spine3 -> neck, not the collar
+    step = 0.1 / math.sqrt(2)  # leaf: along pelvis->hip (45 degrees down), half the pelvis bone's 0.2 m
+    assert layout[2][1] == pytest.approx((0.1 + step, 0, 0.9 - step))
+    # head's only child sits on it (zero length), so head is treated as a leaf; bones never get shorter than 1 cm
+    assert layout[5][1] == pytest.approx((0, 0, 1.75))
+    assert layout[7][1] == pytest.approx((0, 0, 1.725))  # leaf of a 5 cm bone with no direction of its own: +Z
+    assert all(math.dist(h, t) >= rig.MIN_BONE_LENGTH for h, t in layout)
+    with pytest.raises(ValueError, match="does not come before"):
+        rig.bone_layout(["a", "b"], [1, -1], [(0, 0, 0), (0, 0, 1)])
+
+
+def test_skinning_batches_group_vertices_by_weight() -> None:
+    batches = rig.weight_batches([0, 1, 2, 2], [0, 0, 0, 1], [1.0, 1.0, 0.25, 0.75], 2)
+    assert batches == [{1.0: [0, 1], 0.25: [2]}, {0.75: [2]}]
+    with pytest.raises(ValueError, match="joints 5..5"):
+        rig.weight_batches([0], [5], [1.0], 2)
 
 
 class _Fake:

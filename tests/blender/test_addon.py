@@ -8,12 +8,14 @@ Reset; exports with the sidecar, re-imported.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
 
 bpy = pytest.importorskip("bpy")
+from mathutils import Quaternion, Vector  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import build_addon  # noqa: E402
@@ -43,6 +45,7 @@ def addon(tmp_path_factory, server):  # noqa: ANN001, ANN201
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.server_url = server.url
     prefs.read_timeout = 60.0
+    prefs.rig_body = True
     return prefs
 
 
@@ -99,6 +102,7 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
     assert (bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y) == (320, 240)
     if placed["ivlm_status"] == "placed":
         assert placed.matrix_world.translation.y > 0  # in front of the camera (+Y)
+    _check_rig(run, body)
 
     # paint: one click enters Weight Paint on the group
     assert bpy.ops.ivlm.paint_contact(object_name=placed.name, group=group) == {"FINISHED"}
@@ -121,7 +125,7 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
     restored = [(v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index]
     assert {i for i, _ in restored} == {i for i, _ in member}
 
-    for preset, name in (("gltf", "run.glb"), ("fbx", "run.fbx")):
+    for preset, name in (("gltf", "run.glb"), ("usd", "run.usdc"), ("fbx", "run.fbx")):
         target = tmp_path / name
         assert bpy.ops.ivlm.export(filepath=str(target), preset=preset) == {"FINISHED"}
         sidecar = json.loads((tmp_path / "run.ivlm.json").read_text())
@@ -130,12 +134,66 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
         assert {i for i in sidecar["groups"][body.name][group]["indices"]} == {i for i, _ in member}
         assert sidecar["objects"][placed.name]["vertex_count"] == len(placed.data.vertices)
 
-    bpy.ops.wm.read_homefile(use_empty=True)
-    bpy.ops.import_scene.fbx(filepath=str(tmp_path / "run.fbx"))
-    meshes = [o for o in bpy.data.objects if o.type == "MESH"]
-    reimported_body = max(meshes, key=lambda o: len(o.data.vertices))
-    assert len(reimported_body.data.vertices) == 10475  # FBX keeps vertex count and order
-    assert reimported_body.data.color_attributes, "the baked contact colours were lost"
+    importers = {
+        "run.fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
+        "run.usdc": lambda path: bpy.ops.wm.usd_import(filepath=path),
+        "run.glb": lambda path: bpy.ops.import_scene.gltf(filepath=path),
+    }
+    for name, load in importers.items():
+        bpy.ops.wm.read_homefile(use_empty=True)
+        assert load(str(tmp_path / name)) == {"FINISHED"}, name
+        meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+        reimported_body = max(meshes, key=lambda o: len(o.data.vertices))
+        if name != "run.glb":  # glTF splits vertices at flat-shaded faces; FBX and USD keep count and order
+            assert len(reimported_body.data.vertices) == 10475, name
+        assert reimported_body.data.color_attributes, f"{name}: the baked contact colours were lost"
+        armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+        assert len(armatures) == 1 and len(armatures[0].data.bones) == 55, f"{name}: the rig was lost"
+        assert {g.name for g in reimported_body.vertex_groups} >= {"pelvis", "left_wrist", "head"}, name
+
+
+def _weights(body: bpy.types.Object) -> list[dict[str, float]]:
+    names = {g.index: g.name for g in body.vertex_groups}
+    return [{names[g.group]: g.weight for g in v.groups} for v in body.data.vertices]
+
+
+def _evaluated_points(body: bpy.types.Object) -> list[Vector]:
+    bpy.context.view_layer.update()
+    evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    points = [v.co.copy() for v in mesh.vertices]
+    evaluated.to_mesh_clear()
+    return points
+
+
+def _check_rig(run: bpy.types.Collection, body: bpy.types.Object) -> None:
+    """The armature: SMPL-X's 55 joints, rest pose = the fitted body, and posing it moves the right vertices."""
+    armature = next(o for o in run.objects if o.get("ivlm_role") == "armature")
+    bones = armature.data.bones
+    assert len(bones) == 55 and bones["pelvis"].parent is None
+    assert bones["left_elbow"].parent.name == "left_shoulder" and bones["right_index1"].parent.name == "right_wrist"
+    assert body.parent == armature and body.modifiers["IVLM skinning"].object == armature
+    weights = _weights(body)
+    joint_names = {b.name for b in bones}
+    sums = [sum(w for n, w in per.items() if n in joint_names) for per in weights]
+    assert min(sums) > 0.999 and max(sums) < 1.001, "each vertex's skinning weights must sum to 1"
+
+    rest = [v.co.copy() for v in body.data.vertices]
+    assert max((a - b).length for a, b in zip(_evaluated_points(body), rest, strict=True)) < 1e-5
+
+    elbow = armature.pose.bones["left_elbow"]
+    subtree = {"left_elbow"} | {b.name for b in bones["left_elbow"].children_recursive}
+    elbow.rotation_mode = "QUATERNION"
+    elbow.rotation_quaternion = Quaternion((1.0, 0.0, 0.0), math.radians(60))
+    posed = _evaluated_points(body)
+    moved = elbow.matrix @ bones["left_elbow"].matrix_local.inverted()  # armature space = world (identity)
+    inside = [i for i, per in enumerate(weights) if sum(w for n, w in per.items() if n in subtree) > 0.999]
+    outside = [i for i, per in enumerate(weights) if not subtree & per.keys()]
+    assert len(inside) > 100 and len(outside) > 5000
+    assert max((posed[i] - moved @ rest[i]).length for i in inside) < 1e-4
+    assert max((posed[i] - rest[i]).length for i in outside) < 1e-6
+    assert max((posed[i] - rest[i]).length for i in inside) > 0.05  # the forearm really turned
+    elbow.rotation_quaternion = Quaternion()
 
 
 def test_missing_inputs_disable_the_button_with_a_reason(addon) -> None:  # noqa: ANN001
