@@ -20,7 +20,8 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         name="Token", subtype="PASSWORD", description="Bearer token, if the server needs one"
     )
     allow_remote: BoolProperty(  # type: ignore[valid-type]
-        name="Allow remote server", default=False, description="Talk to a server on another machine (needs a token there)"
+        name="Allow remote server", default=False,
+        description="Talk to a server on another machine (needs a token there)",
     )
     connect_timeout: FloatProperty(  # type: ignore[valid-type]
         name="Connect timeout (s)", default=0.5, min=0.05, max=30.0
