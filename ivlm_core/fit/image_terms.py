@@ -59,9 +59,13 @@ def _edge(p0: torch.Tensor, p1: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 def soft_silhouette(
-    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4
+    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4,
+    face_depth: torch.Tensor | None = None, occluder_depth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft silhouettes [B, H, W] of a mesh whose vertices project to uv [B, N, 2] (pixels).
+
+    With face_depth [B, F] and occluder_depth [H, W] (inf where nothing occludes), a face only reaches the
+    pixels where it lies in front of the occluder: the visible silhouette, as a photo's object mask shows it.
 
     Like PyTorch3D's SoftSilhouetteShader: each face near a pixel contributes sigmoid(-d/sigma), d being
     the squared distance in NDC units (negative inside the face), and the face contributions combine as
@@ -97,6 +101,8 @@ def soft_silhouette(
         inside = ((e0 >= 0) & (e1 >= 0) & (e2 >= 0)) | ((e0 <= 0) & (e1 <= 0) & (e2 <= 0))
         signed = torch.where(inside, -d2, d2) * ndc_per_px**2
         prob = torch.sigmoid(-signed / sigma)
+        if occluder_depth is not None:
+            prob = torch.where(face_depth[b][face_id] < occluder_depth[rows, cols], prob, torch.zeros_like(prob))
         log_miss = torch.log((1.0 - prob).clamp_min(1e-7))
         total = uv.new_zeros(h * w).index_add(0, rows * w + cols, log_miss)
         out.append((1.0 - torch.exp(total)).reshape(h, w))

@@ -81,8 +81,10 @@ static void min_weights(const float *d, float *wt) {
     wt[0] *= k01; wt[1] *= k01; wt[2] = 1.0f - k01;
 }
 
+/* face_z / depth may be NULL; when given, a face reaches a pixel only if it lies nearer than depth there
+   (the visible silhouette behind an occluder whose depth map is known). */
 void soft_sil_forward(const float *uv, const int64_t *faces, int64_t n_faces, int h, int w, float radius,
-                      float ndc2, float sigma, float *total) {
+                      float ndc2, float sigma, const float *face_z, const float *depth, float *total) {
     for (int64_t f = 0; f < n_faces; f++) {
         float tr[6];
         for (int k = 0; k < 3; k++) { tr[2 * k] = uv[2 * faces[3 * f + k]]; tr[2 * k + 1] = uv[2 * faces[3 * f + k] + 1]; }
@@ -90,6 +92,7 @@ void soft_sil_forward(const float *uv, const int64_t *faces, int64_t n_faces, in
         if (!face_box(tr, radius, h, w, &c0, &r0, &nc, &nr)) continue;
         for (int r = r0; r < r0 + nr; r++) {
             for (int c = c0; c < c0 + nc; c++) {
+                if (depth && !(face_z[f] < depth[r * w + c])) continue;
                 int inside; float d[3], tq[9];
                 float s = pair(tr, (float)c, (float)r, ndc2, d, tq, &inside);
                 float prob = 1.0f / (1.0f + expf(s / sigma));
@@ -101,7 +104,8 @@ void soft_sil_forward(const float *uv, const int64_t *faces, int64_t n_faces, in
 }
 
 void soft_sil_backward(const float *uv, const int64_t *faces, int64_t n_faces, int h, int w, float radius,
-                       float ndc2, float sigma, const float *grad_total, float *grad_uv) {
+                       float ndc2, float sigma, const float *face_z, const float *depth, const float *grad_total,
+                       float *grad_uv) {
     for (int64_t f = 0; f < n_faces; f++) {
         float tr[6];
         int64_t vid[3];
@@ -116,6 +120,7 @@ void soft_sil_backward(const float *uv, const int64_t *faces, int64_t n_faces, i
             for (int c = c0; c < c0 + nc; c++) {
                 float gt = grad_total[r * w + c];
                 if (gt == 0.0f) continue;
+                if (depth && !(face_z[f] < depth[r * w + c])) continue;
                 int inside; float d[3], tq[9], wt[3];
                 float s = pair(tr, (float)c, (float)r, ndc2, d, tq, &inside);
                 float prob = 1.0f / (1.0f + expf(s / sigma));
@@ -189,38 +194,55 @@ def _blur(image_size: tuple[int, int], sigma: float) -> tuple[float, float]:
 
 
 class _LogMissSum(torch.autograd.Function):
-    """uv [N, 2] -> per-pixel sum of log(1 - p) over the faces reaching it, [H * W]."""
+    """uv [N, 2] -> per-pixel sum of log(1 - p) over the faces reaching it, [H * W].
+
+    With face_z [F] and depth [H * W] (numpy float32), faces behind the depth map at a pixel do not reach it.
+    """
 
     @staticmethod
-    def forward(ctx, uv: torch.Tensor, faces: np.ndarray, image_size: tuple[int, int], sigma: float) -> torch.Tensor:
+    def forward(
+        ctx, uv: torch.Tensor, faces: np.ndarray, image_size: tuple[int, int], sigma: float,
+        face_z: np.ndarray | None = None, depth: np.ndarray | None = None,
+    ) -> torch.Tensor:
         h, w = image_size
         radius, ndc2 = _blur(image_size, sigma)
         uv_np = np.ascontiguousarray(uv.detach().cpu().numpy(), dtype=np.float32)
         total = np.zeros(h * w, np.float32)
+        gate = (None, None) if depth is None else (_ptr(face_z), _ptr(depth))
         _library.soft_sil_forward(_ptr(uv_np), _ptr(faces), ctypes.c_int64(len(faces)), ctypes.c_int(h), ctypes.c_int(w),
-                                  ctypes.c_float(radius), ctypes.c_float(ndc2), ctypes.c_float(sigma), _ptr(total))
+                                  ctypes.c_float(radius), ctypes.c_float(ndc2), ctypes.c_float(sigma), *gate, _ptr(total))
         ctx.uv_np, ctx.faces, ctx.image_size, ctx.sigma, ctx.device = uv_np, faces, image_size, sigma, uv.device
+        ctx.gate = gate
         return torch.from_numpy(total).to(uv.device)
 
     @staticmethod
-    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         h, w = ctx.image_size
         radius, ndc2 = _blur(ctx.image_size, ctx.sigma)
         grad = np.ascontiguousarray(grad_total.detach().cpu().numpy(), dtype=np.float32)
         grad_uv = np.zeros_like(ctx.uv_np)
         _library.soft_sil_backward(_ptr(ctx.uv_np), _ptr(ctx.faces), ctypes.c_int64(len(ctx.faces)), ctypes.c_int(h),
                                    ctypes.c_int(w), ctypes.c_float(radius), ctypes.c_float(ndc2),
-                                   ctypes.c_float(ctx.sigma), _ptr(grad), _ptr(grad_uv))
-        return torch.from_numpy(grad_uv).to(ctx.device), None, None, None
+                                   ctypes.c_float(ctx.sigma), *ctx.gate, _ptr(grad), _ptr(grad_uv))
+        return torch.from_numpy(grad_uv).to(ctx.device), None, None, None, None, None
 
 
 def soft_silhouette_fast(
-    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4
+    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4,
+    face_depth: torch.Tensor | None = None, occluder_depth: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Same values and gradients as `image_terms.soft_silhouette` [B, H, W] (float32), computed in C."""
+    """Same values and gradients as `image_terms.soft_silhouette` [B, H, W] (float32), computed in C.
+
+    face_depth [B, F] and occluder_depth [H, W] (inf where nothing occludes) give the visible silhouette.
+    """
     if uv.dtype != torch.float32 or not kernel_available():
-        return soft_silhouette(uv, faces, image_size, sigma)
+        return soft_silhouette(uv, faces, image_size, sigma, face_depth, occluder_depth)
     faces_np = np.ascontiguousarray(faces.detach().cpu().numpy(), dtype=np.int64)
     h, w = image_size
-    out = [1.0 - torch.exp(_LogMissSum.apply(uv[b], faces_np, image_size, sigma)).reshape(h, w) for b in range(len(uv))]
+    depth = None if occluder_depth is None else np.ascontiguousarray(occluder_depth.detach().cpu().numpy(), np.float32)
+    out = []
+    for b in range(len(uv)):
+        face_z = None if depth is None else np.ascontiguousarray(face_depth[b].detach().cpu().numpy(), np.float32)
+        log_miss = _LogMissSum.apply(uv[b], faces_np, image_size, sigma, face_z, depth)
+        out.append(1.0 - torch.exp(log_miss).reshape(h, w))
     return torch.stack(out)
