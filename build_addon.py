@@ -1,9 +1,11 @@
-"""Build the Blender extension zip from ``blender_addon/`` with Blender's own extension tool.
+"""Build the Blender extension zip from ``blender_addon/`` with Blender's own extension tool, plus a legacy zip.
 
 Blender validates and packs extensions with ``blender_ext.py`` (shipped inside Blender and inside the
 ``bpy`` wheel). Using it, rather than zipping by hand, means the zip we ship is one Blender accepts.
+The legacy add-on installer wants the files one folder down (``<id>/__init__.py``), so the same files are also
+written as ``<id>-<version>-legacy.zip``.
 
-    python build_addon.py                      # validate + build into dist/
+    python build_addon.py                      # validate + build both zips into dist/
     python build_addon.py --validate-only
     python build_addon.py --source DIR --output DIR
 
@@ -17,6 +19,8 @@ import argparse
 import importlib.util
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -65,7 +69,8 @@ def _run_tool(tool: Path, python: str, args: list[str]) -> str:
 
 
 def build(source: Path, output: Path, *, validate_only: bool = False, blender_ext: str | None = None) -> Path | None:
-    """Validate ``source`` and, unless ``validate_only``, write ``<id>-<version>.zip`` into ``output``."""
+    """Validate ``source`` and, unless ``validate_only``, write ``<id>-<version>.zip`` (returned) and
+    ``<id>-<version>-legacy.zip`` into ``output``."""
     source = source.resolve()
     if not (source / MANIFEST).is_file():
         raise BuildError(
@@ -79,10 +84,24 @@ def build(source: Path, output: Path, *, validate_only: bool = False, blender_ex
     output.mkdir(parents=True, exist_ok=True)
     before = set(output.glob("*.zip"))
     _run_tool(tool, python, ["build", "--source-dir", str(source), "--output-dir", str(output)])
-    made = sorted(set(output.glob("*.zip")) - before) or sorted(output.glob("*.zip"), key=lambda p: p.stat().st_mtime)
+    made = sorted(set(output.glob("*.zip")) - before) or sorted(
+        (p for p in output.glob("*.zip") if not p.stem.endswith("-legacy")), key=lambda p: p.stat().st_mtime
+    )
     if not made:
         raise BuildError(f"The extension tool reported success but wrote no zip into {output}.")
+    legacy_zip(made[-1], source)
     return made[-1]
+
+
+def legacy_zip(extension_zip: Path, source: Path = ROOT / "blender_addon") -> Path:
+    """The extension zip's files, unchanged, under one top folder named after the extension id: the layout
+    Blender's legacy installer takes (it refuses a zip with ``__init__.py`` at its top)."""
+    module = tomllib.loads((source / MANIFEST).read_text())["id"]
+    target = extension_zip.with_name(extension_zip.stem + "-legacy.zip")
+    with zipfile.ZipFile(extension_zip) as packed, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as legacy:
+        for info in packed.infolist():
+            legacy.writestr(f"{module}/{info.filename}", packed.read(info))
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as exc:
         print(f"build_addon: {exc}", file=sys.stderr)
         return 2
-    print("valid" if zip_path is None else f"built {zip_path}")
+    if zip_path is None:
+        print("valid")
+    else:
+        print(f"built {zip_path} (extension)\nbuilt {zip_path.with_name(zip_path.stem + '-legacy.zip')} (legacy add-on)")
     return 0
 
 

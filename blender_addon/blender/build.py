@@ -7,10 +7,11 @@ import array
 import json
 
 import bpy
-from mathutils import Matrix
+from mathutils import Matrix, Vector
 
 from ..core import codec, contact, frames
 from . import rig
+from .gather import mesh_of
 
 PRED_PREFIX = "ivlm_pred_"  # float POINT attribute with the raw prediction, per group
 COLOR_ATTRIBUTE = "ivlm_contact_color"
@@ -47,7 +48,7 @@ def mesh_from_arrays(name: str, vertices: array.array, triangles: array.array) -
 
 def set_contact(obj: bpy.types.Object, group: str, weights: array.array, threshold: float) -> None:
     """Vertex group `group` with weights = probabilities (above threshold), and the raw prediction as an attribute."""
-    mesh = obj.data
+    mesh = mesh_of(obj)
     existing = obj.vertex_groups.get(group)
     if existing is not None:
         obj.vertex_groups.remove(existing)
@@ -57,30 +58,37 @@ def set_contact(obj: bpy.types.Object, group: str, weights: array.array, thresho
     name = PRED_PREFIX + group
     if name not in mesh.attributes:
         mesh.attributes.new(name, "FLOAT", "POINT")
-    mesh.attributes[name].data.foreach_set("value", weights)
+    prediction = mesh.attributes[name]  # looked up by name: a reference held across attributes.new can crash
+    if not isinstance(prediction, bpy.types.FloatAttribute):
+        raise TypeError(f"{obj.name} has an attribute {name} that is not a float attribute; rename or remove it")
+    prediction.data.foreach_set("value", weights)
     paint_contact_colors(obj)
 
 
 def paint_contact_colors(obj: bpy.types.Object) -> None:
     """A colour attribute to see contact: red where any contact group's weight is high, grey elsewhere."""
-    mesh = obj.data
+    mesh = mesh_of(obj)
     strength = contact_strength(obj)
     if COLOR_ATTRIBUTE not in mesh.color_attributes:
         mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
-    colors = array.array("f", bytes(16 * len(mesh.vertices)))
+    colors = array.array("f", [0.0]) * (4 * len(mesh.vertices))
     for i, s in enumerate(strength):
         colors[4 * i: 4 * i + 4] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s), 1.0))
-    mesh.color_attributes[COLOR_ATTRIBUTE].data.foreach_set("color", colors)
+    attribute = mesh.color_attributes[COLOR_ATTRIBUTE]
+    if not isinstance(attribute, bpy.types.FloatColorAttribute):
+        raise TypeError(f"{obj.name} has a colour attribute {COLOR_ATTRIBUTE} of another type; remove it")
+    attribute.data.foreach_set("color", colors)
 
 
 def group_weights(obj: bpy.types.Object, group: str) -> array.array:
     """Every vertex's weight in `group` (0 where it is not a member)."""
-    weights = array.array("f", bytes(4 * len(obj.data.vertices)))
+    vertices = mesh_of(obj).vertices
+    weights = array.array("f", [0.0]) * len(vertices)
     vertex_group = obj.vertex_groups.get(group)
     if vertex_group is None:
         return weights
     index = vertex_group.index
-    for vertex in obj.data.vertices:
+    for vertex in vertices:
         for element in vertex.groups:
             if element.group == index:
                 weights[vertex.index] = element.weight
@@ -92,7 +100,7 @@ def contact_groups(obj: bpy.types.Object) -> list[str]:
 
 
 def contact_strength(obj: bpy.types.Object) -> array.array:
-    strength = array.array("f", bytes(4 * len(obj.data.vertices)))
+    strength = array.array("f", [0.0]) * len(mesh_of(obj).vertices)
     for group in contact_groups(obj):
         for i, w in enumerate(group_weights(obj, group)):
             if w > strength[i]:
@@ -100,10 +108,10 @@ def contact_strength(obj: bpy.types.Object) -> array.array:
     return strength
 
 
-def place(obj: bpy.types.Object, camera_from_object: list[list[float]], scale) -> None:  # noqa: ANN001 (Vector)
+def place(obj: bpy.types.Object, camera_from_object: list[list[float]], scale: Vector) -> None:
     """Sets the object's matrix_world from the server's placement, keeping the object's own scale (the server
     placed the mesh as sent, i.e. already scaled)."""
-    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal((*scale, 1.0))
+    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal((scale.x, scale.y, scale.z, 1.0))
 
 
 def _provenance(result: dict, image_source: str) -> dict:
@@ -162,6 +170,8 @@ def build_result(
 ) -> bpy.types.Collection:
     """Everything a run adds to the scene, in a new collection; returns it."""
     scene = context.scene
+    if scene is None:
+        raise RuntimeError("no scene in this context to build the result in")
     collection = _collection(scene, image_source)
     provenance = _provenance(result, image_source)
     _stamp(collection, provenance)
@@ -185,7 +195,7 @@ def build_result(
         placed = source
         if object_mode == "DUPLICATE":
             placed = source.copy()
-            placed.data = source.data.copy()
+            placed.data = mesh_of(source).copy()
             placed.name = f"{source.name} (IVLM)"
             collection.objects.link(placed)
         elif placed.name not in collection.objects:
@@ -194,7 +204,7 @@ def build_result(
             place(placed, outcome["camera_from_object"], source.matrix_world.to_scale())
         if outcome["object_contact"] is not None:
             weights, _ = codec.decode(outcome["object_contact"])
-            if len(weights) == len(placed.data.vertices):
+            if len(weights) == len(mesh_of(placed).vertices):
                 set_contact(placed, group, weights, object_threshold)
         _stamp(placed, provenance)
         placed["ivlm_role"] = "object"

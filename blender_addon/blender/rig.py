@@ -25,28 +25,34 @@ def build_armature(collection: bpy.types.Collection, body: bpy.types.Object, ske
     armature["ivlm_role"] = "armature"
     armature.show_in_front = True
     collection.objects.link(armature)
-    _add_bones(armature, names, parents, layout)
+    _add_bones(armature, data, names, parents, layout)
 
     for name, groups in zip(names, batches, strict=True):
         vertex_group = body.vertex_groups.new(name=name)
         for weight, indices in groups.items():
             vertex_group.add(indices, weight, "REPLACE")
     modifier = body.modifiers.new("IVLM skinning", "ARMATURE")
+    assert isinstance(modifier, bpy.types.ArmatureModifier)  # what modifiers.new("ARMATURE") makes
     modifier.object = armature
     body.parent = armature
     return armature
 
 
-def _add_bones(armature: bpy.types.Object, names: list[str], parents: list[int], layout: list) -> None:
+def _add_bones(
+    armature: bpy.types.Object, data: bpy.types.Armature, names: list[str], parents: list[int],
+    layout: list[tuple[rig.Vector3, rig.Vector3]],
+) -> None:  # fmt: skip
     """Edit bones exist only in Edit Mode, so the armature is made active and edited briefly."""
     if bpy.context.mode != "OBJECT":  # e.g. still in Weight Paint on an earlier run's body
         bpy.ops.object.mode_set(mode="OBJECT")
     view_layer = bpy.context.view_layer
+    if view_layer is None:
+        raise RuntimeError("no view layer in this context to edit the armature in")
     previous = view_layer.objects.active
     view_layer.objects.active = armature
     bpy.ops.object.mode_set(mode="EDIT")
     try:
-        edit_bones = armature.data.edit_bones
+        edit_bones = data.edit_bones
         bones = []
         for name, (head, tail) in zip(names, layout, strict=True):
             bone = edit_bones.new(name)

@@ -8,6 +8,7 @@ axis: towards the child joint when there is one, else along the parent-to-joint 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 MIN_BONE_LENGTH = 0.01  # metres; Blender drops zero-length bones, and tiny ones are hard to pick
 LEAF_FRACTION = 0.5  # a leaf bone's length as a fraction of its parent's
@@ -70,7 +71,9 @@ def bone_layout(names: list[str], parents: list[int], joints: list[Vector3]) -> 
     return layout
 
 
-def weight_batches(vertex: list[int], joint: list[int], weight: list[float], count: int) -> list[dict[float, list[int]]]:
+def weight_batches(
+    vertex: Sequence[int], joint: Sequence[int], weight: Sequence[float], count: int
+) -> list[dict[float, list[int]]]:
     """Per joint, {weight: vertex indices}: `VertexGroup.add` takes one weight per call, so vertices sharing a
     weight (often exactly 1.0) go in one call."""
     if not (len(vertex) == len(joint) == len(weight)):

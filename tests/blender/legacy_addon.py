@@ -11,7 +11,6 @@ import contextlib
 import shutil
 import sys
 import tomllib
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,19 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # A legacy add-on's module is its folder's name; the extension's id is the natural one to use.
 MODULE = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text())["id"]
 SCRIPT_DIRECTORY = "ivlm-legacy-test"
-
-
-def legacy_zip(extension_zip: Path, out_dir: Path) -> Path:
-    """The extension zip's files under one top folder named MODULE, the layout the legacy installer takes.
-
-    An extension zip keeps `__init__.py` at its top, which the legacy installer refuses ("ZIP packaged
-    incorrectly"), so the same files are moved one folder down, unchanged.
-    """
-    target = out_dir / f"{MODULE}-legacy.zip"
-    with zipfile.ZipFile(extension_zip) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as legacy:
-        for info in source.infolist():
-            legacy.writestr(f"{MODULE}/{info.filename}", source.read(info))
-    return target
 
 
 def _raise(exc: Exception) -> None:
@@ -97,7 +83,7 @@ def remove() -> None:
 def enabled_legacy_addon(extension_zip: Path, tmp_dir: Path) -> Iterator[str]:
     """The add-on installed the legacy way and enabled, alone, for the duration; yields its module name."""
     with other_copies_disabled(), script_directory(tmp_dir / "scripts") as target:
-        folder = install(legacy_zip(extension_zip, tmp_dir), target)
+        folder = install(extension_zip.with_name(extension_zip.stem + "-legacy.zip"), target)
         try:
             addon_utils.enable(MODULE, default_set=True, handle_error=_raise)
             yield MODULE
