@@ -53,8 +53,11 @@ def set_contact(obj: bpy.types.Object, group: str, weights: array.array, thresho
     if existing is not None:
         obj.vertex_groups.remove(existing)
     vertex_group = obj.vertex_groups.new(name=group)
+    added = array.array("f", [0.0]) * len(mesh.vertices)  # the group as set, so colours need no read-back
     for weight, indices in contact.weight_batches(weights, threshold).items():
         vertex_group.add(indices, weight, "REPLACE")
+        for index in indices:
+            added[index] = weight
     name = PRED_PREFIX + group
     if name not in mesh.attributes:
         mesh.attributes.new(name, "FLOAT", "POINT")
@@ -62,18 +65,21 @@ def set_contact(obj: bpy.types.Object, group: str, weights: array.array, thresho
     if not isinstance(prediction, bpy.types.FloatAttribute):
         raise TypeError(f"{obj.name} has an attribute {name} that is not a float attribute; rename or remove it")
     prediction.data.foreach_set("value", weights)
-    paint_contact_colors(obj)
+    paint_contact_colors(obj, known={group: added})
 
 
-def paint_contact_colors(obj: bpy.types.Object) -> None:
-    """A colour attribute to see contact: red where any contact group's weight is high, grey elsewhere."""
+def paint_contact_colors(obj: bpy.types.Object, known: dict[str, array.array] | None = None) -> None:
+    """A colour attribute to see contact: red where any contact group's weight is high, grey elsewhere.
+
+    `known`: groups whose weights the caller has just set, so they are not read back vertex by vertex."""
     mesh = mesh_of(obj)
-    strength = contact_strength(obj)
+    strength = contact_strength(obj, known)
     if COLOR_ATTRIBUTE not in mesh.color_attributes:
         mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
-    colors = array.array("f", [0.0]) * (4 * len(mesh.vertices))
+    colors = array.array("f", (0.6, 0.6, 0.6, 1.0)) * len(mesh.vertices)
     for i, s in enumerate(strength):
-        colors[4 * i: 4 * i + 4] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s), 1.0))
+        if s > 0.0:
+            colors[4 * i: 4 * i + 3] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s)))
     attribute = mesh.color_attributes[COLOR_ATTRIBUTE]
     if not isinstance(attribute, bpy.types.FloatColorAttribute):
         raise TypeError(f"{obj.name} has a colour attribute {COLOR_ATTRIBUTE} of another type; remove it")
@@ -99,10 +105,12 @@ def contact_groups(obj: bpy.types.Object) -> list[str]:
     return [g.name for g in obj.vertex_groups if g.name.startswith("contact_")]
 
 
-def contact_strength(obj: bpy.types.Object) -> array.array:
+def contact_strength(obj: bpy.types.Object, known: dict[str, array.array] | None = None) -> array.array:
+    """Per vertex, the highest weight over the contact groups (from `known` where given, else read back)."""
     strength = array.array("f", [0.0]) * len(mesh_of(obj).vertices)
     for group in contact_groups(obj):
-        for i, w in enumerate(group_weights(obj, group)):
+        weights = known[group] if known and group in known else group_weights(obj, group)
+        for i, w in enumerate(weights):
             if w > strength[i]:
                 strength[i] = w
     return strength

@@ -98,6 +98,13 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
     assert member, "no body vertex is in the contact group"
     assert all(abs(w - values[i]) <= 1 / 255 + 1e-6 and values[i] > 0.5 for i, w in member)
     assert "ivlm_contact_color" in body.data.color_attributes
+    build = sys.modules[ADDON + ".blender.build"]
+    for obj in (body, placed):  # colours made from the weights as set equal those from the groups read back
+        colours = [0.0] * (4 * len(obj.data.vertices))
+        obj.data.color_attributes["ivlm_contact_color"].data.foreach_get("color", colours)
+        strength = build.contact_strength(obj)
+        assert max(abs(colours[4 * i] - (0.6 + 0.4 * s)) for i, s in enumerate(strength)) < 1e-6
+        assert max(strength) > 0.5
     assert camera.type == "CAMERA" and camera.data.background_images[0].image == photo.data
     assert (bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y) == (320, 240)
     if placed["ivlm_status"] == "placed":
