@@ -67,28 +67,23 @@ PY
     echo "$key" > "$venv/.ivlm-env-key"
 }
 
-ivlm_ensure_blender_env() {
-    local venv="$IVLM_ROOT/.venv-blender"
-    local key; key="$(_ivlm_hash "$IVLM_ROOT/requirements/blender-lock.txt")"
+_ivlm_ensure_locked_env() {  # venv name, lock file name, what it holds: a venv made from one lock file alone
+    local venv="$IVLM_ROOT/$1" lock="$IVLM_ROOT/requirements/$2"
+    local key; key="$(_ivlm_hash "$lock")"
     if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
         return 0
     fi
-    _ivlm_log "building $venv (bpy==5.0.1)"
+    _ivlm_log "building $venv ($3)"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    _ivlm_install "$venv" -r "$IVLM_ROOT/requirements/blender-lock.txt"
+    _ivlm_install "$venv" -r "$lock"
     echo "$key" > "$venv/.ivlm-env-key"
 }
 
+ivlm_ensure_blender_env() {
+    _ivlm_ensure_locked_env .venv-blender blender-lock.txt "bpy==5.0.1"
+}
+
 ivlm_ensure_typecheck_env() {
-    local venv="$IVLM_ROOT/.venv-typecheck"
-    local key; key="$(_ivlm_hash "$IVLM_ROOT/requirements/typecheck-lock.txt")"
-    if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
-        return 0
-    fi
-    _ivlm_log "building $venv (mypy, fake-bpy-module-5-0)"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    _ivlm_install "$venv" -r "$IVLM_ROOT/requirements/typecheck-lock.txt"
-    echo "$key" > "$venv/.ivlm-env-key"
+    _ivlm_ensure_locked_env .venv-typecheck typecheck-lock.txt "mypy, fake-bpy-module-5-0"
 }
