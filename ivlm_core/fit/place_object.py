@@ -173,50 +173,44 @@ def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
     return fragments.depth[0]
 
 
-class _Stage:
+def _optimise(
+    options: PlacementOptions, size: float, total_of: Callable[..., torch.Tensor],
+    d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor, steps: int, lr_share: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Adam over a batch of hypotheses (6D rotation, translation, log scale), each keeping its lowest-loss state.
 
     Why the lowest state and not the last: Adam's last steps on a flat valley (a mug's spin when its handle is
-    hidden) can end higher than where it has been.
+    hidden) can end higher than where it has been. `size` (the object's diagonal) scales the translation steps.
     """
+    d6, trans = d6.detach().clone().requires_grad_(True), trans.detach().clone().requires_grad_(True)
+    log_scale = log_scale.detach().clone().requires_grad_(True)
+    groups = [
+        {"params": [d6], "lr": options.lr_rotation * lr_share},
+        {"params": [trans], "lr": options.lr_translation * size * lr_share},  # a mug moves in mm
+    ]
+    if options.optimise_scale:
+        groups.append({"params": [log_scale], "lr": options.lr_scale * lr_share})
+    optimiser = torch.optim.Adam(groups)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1), eta_min=0.0)
+    best_total = torch.full((len(d6),), float("inf"), dtype=d6.dtype)
+    best = [d6.detach().clone(), trans.detach().clone(), log_scale.detach().clone()]
 
-    def __init__(self, options: PlacementOptions, size: float) -> None:
-        self.options, self.size = options, size
+    def remember(total: torch.Tensor) -> None:
+        better = total.detach() < best_total
+        best_total[better] = total.detach()[better]
+        for kept, now in zip(best, (d6, trans, log_scale)):
+            kept[better] = now.detach()[better]
 
-    def run(
-        self, total_of: Callable[..., torch.Tensor], d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor,
-        steps: int, lr_share: float = 1.0,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        options = self.options
-        d6, trans = d6.detach().clone().requires_grad_(True), trans.detach().clone().requires_grad_(True)
-        log_scale = log_scale.detach().clone().requires_grad_(True)
-        groups = [
-            {"params": [d6], "lr": options.lr_rotation * lr_share},
-            {"params": [trans], "lr": options.lr_translation * self.size * lr_share},  # a mug moves in mm
-        ]
-        if options.optimise_scale:
-            groups.append({"params": [log_scale], "lr": options.lr_scale * lr_share})
-        optimiser = torch.optim.Adam(groups)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(steps, 1), eta_min=0.0)
-        best_total = torch.full((len(d6),), float("inf"), dtype=d6.dtype)
-        best = [d6.detach().clone(), trans.detach().clone(), log_scale.detach().clone()]
-
-        def remember(total: torch.Tensor) -> None:
-            better = total.detach() < best_total
-            best_total[better] = total.detach()[better]
-            for kept, now in zip(best, (d6, trans, log_scale)):
-                kept[better] = now.detach()[better]
-
-        for _ in range(steps):
-            optimiser.zero_grad()
-            total = total_of(d6, trans, log_scale)
-            remember(total)
-            total.sum().backward()
-            optimiser.step()
-            schedule.step()
-        with torch.no_grad():
-            remember(total_of(d6, trans, log_scale))
-        return best[0], best[1], best[2]
+    for _ in range(steps):
+        optimiser.zero_grad()
+        total = total_of(d6, trans, log_scale)
+        remember(total)
+        total.sum().backward()
+        optimiser.step()
+        schedule.step()
+    with torch.no_grad():
+        remember(total_of(d6, trans, log_scale))
+    return best[0], best[1], best[2]
 
 
 def place_object(
@@ -385,9 +379,8 @@ def place_object(
     if initial is not None and 0 not in keep.tolist():
         keep = torch.cat([keep.new_zeros(1), keep[:-1]])
     size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
-    stage = _Stage(options, size)
-    d6, trans, log_scale = stage.run(
-        lambda *state: total_of(losses(*state)),
+    d6, trans, log_scale = _optimise(
+        options, size, lambda *state: total_of(losses(*state)),
         matrix_to_rotation_6d(icp.rotation[keep]), icp.translation[keep], torch.zeros(len(keep), dtype=dtype),
         options.steps,
     )
@@ -396,7 +389,7 @@ def place_object(
         total = total_of(terms)
     timings["optimise"] = time.perf_counter() - t0
 
-    if iou is not None and options.refine_hypotheses > 0:
+    if iou is not None:  # set only with masks and refine_hypotheses > 0
         # Refinement: the best few, optimised again with the area-overlap term added, and ranked with it.
         t0 = time.perf_counter()
         chosen = torch.argsort(total)[: options.refine_hypotheses]
@@ -406,8 +399,9 @@ def place_object(
         def refined_total(*state: torch.Tensor) -> torch.Tensor:
             return total_of(losses(*state)) + iou_weight * iou(*state)
 
-        d6, trans, log_scale = stage.run(
-            refined_total, d6[chosen], trans[chosen], log_scale[chosen], options.refine_steps, options.refine_lr_share
+        d6, trans, log_scale = _optimise(
+            options, size, refined_total, d6[chosen], trans[chosen], log_scale[chosen], options.refine_steps,
+            options.refine_lr_share,
         )
         with torch.no_grad():
             terms = losses(d6, trans, log_scale)
