@@ -202,6 +202,11 @@ class JobService:
         return self._enqueue("fit", record, arrays, None)
 
     def _check_capacity(self) -> None:
+        """Refuses at once what cannot run: the models failed to load, or the queue is full."""
+        if self.load_error is not None:
+            error = self.load_error
+            hint = f"{error.hint} Then restart the server (it loads the models once, at start).".strip()
+            raise ServerError(error.code, f"the server cannot run jobs: {error.message}", hint)
         with self._lock:
             if len(self._queue) >= self.settings.queue_capacity:
                 raise self._busy()
@@ -286,6 +291,7 @@ class JobService:
         try:
             pipeline = self._load_pipeline()
             self.skeleton = body_skeleton(pipeline.body)
+            self._adopt_demo_flag(pipeline)
             self.pipeline = pipeline
             log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
         except IVLMError as exc:
@@ -308,12 +314,20 @@ class JobService:
                 with self._lock:
                     self._running = None
 
+    def _adopt_demo_flag(self, pipeline: ContactPipeline) -> None:
+        """DEMO mode also when every file is present but some are the project's generated stand-ins."""
+        parts = pipeline.demo_parts()
+        if parts and not self.demo:
+            self.demo = True
+            self.demo_reason = f"the models folder holds generated DEMO stand-ins: {', '.join(parts)}"
+            log.warning("DEMO MODE: %s. Results are NOT meaningful.", self.demo_reason)
+
     def _run(self, job_id: str) -> None:
         job = self._jobs[job_id]
         if self.load_error is not None:
             self._finish(job_id, "failed", "the models could not be loaded", self.load_error)
             return
-        self._update(job_id, state="running", stage="starting", message="starting", persist=True)
+        self._update(job_id, state="running", stage="starting", message="starting", demo=self.demo, persist=True)
         try:
             if job.status.kind == "estimate":
                 result_json, state = self._estimate(job_id, job)

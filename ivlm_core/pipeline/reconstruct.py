@@ -149,7 +149,22 @@ class ContactPipeline:
         self.body_views = body_views
         self.mapping = mapping
         self.device = device
-        self.demo = demo or body.is_synthetic or perceiver_is_demo(perceiver)
+        self.demo = demo or bool(self.demo_parts())
+
+    def demo_parts(self) -> list[str]:
+        """The loaded parts that are the project's generated DEMO stand-ins (synthetic body, random weights).
+
+        Checked on what was loaded, not on where it came from, so DEMO assets copied into a real models folder
+        are still flagged wherever a user sees a result.
+        """
+        parts = [
+            ("synthetic SMPL-X body", self.body.is_synthetic),
+            ("random-weight perception models", perceiver_is_demo(self.perceiver)),
+            ("random-weight human-contact release", getattr(self.human_localizer, "is_demo", False)),
+            ("random-weight object-contact release", getattr(self.object_localizer, "is_demo", False)),
+            ("canonical views from the synthetic SMPL-H body", getattr(self.body_views, "is_demo", False)),
+        ]
+        return [name for name, generated in parts if generated]
 
     @classmethod
     def from_models_dir(

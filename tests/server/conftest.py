@@ -66,3 +66,27 @@ def demo_scene(synthetic_body_files) -> DemoScene:  # noqa: ANN001
     Image.fromarray(scene.image).save(buffer, "PNG")
     mesh = scene.object_mesh
     return DemoScene(buffer.getvalue(), scene.label, mesh.vertices, mesh.faces, scene.body_vertices)
+
+
+def _lay_out_models_folder(root: Path, synthetic_body_files, tiny_models, tiny_perception) -> Path:  # noqa: ANN001
+    """Copies the generated assets into the user's models-folder layout (`ivlm_core.paths`), so the server takes
+    its real-model path: `ivlm doctor` finds every item and `ContactPipeline.from_models_dir` loads them."""
+    import shutil
+
+    from ivlm_core import paths
+    from ivlm_core.pipeline.reconstruct import HUMAN_RELEASE, OBJECT_RELEASE
+
+    shutil.copytree(paths.body_models_dir(synthetic_body_files.root), paths.body_models_dir(root))
+    shutil.copytree(paths.interactvlm_data_dir(synthetic_body_files.root), paths.interactvlm_data_dir(root))
+    for release in (HUMAN_RELEASE, OBJECT_RELEASE):
+        shutil.copytree(tiny_models.releases[release], paths.interactvlm_release_dir(release, root))
+    shutil.copytree(tiny_models.clip, paths.clip_dir(root))
+    for name, folder in tiny_perception.items():
+        shutil.copytree(folder, paths.perception_dir(name, root))
+    return root
+
+
+@pytest.fixture
+def models_folder(tmp_path, synthetic_body_files, tiny_models, tiny_perception) -> Path:  # noqa: ANN001
+    """A complete models folder of generated assets (about 20 MB), fresh for each test so a test may damage it."""
+    return _lay_out_models_folder(tmp_path / "ivlm-models", synthetic_body_files, tiny_models, tiny_perception)

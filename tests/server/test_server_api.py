@@ -305,3 +305,18 @@ def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None: 
         assert status["state"] in ("cancelled", "failed", "done"), status
         if status["state"] == "failed":
             assert status["error"]["code"] == "INTERRUPTED"
+
+
+def test_cors_is_off(server) -> None:  # noqa: ANN001
+    """A web page the user visits must not be able to drive the server from their browser."""
+    host, port = server.url.removeprefix("http://").split(":")
+    origin = {"Origin": "http://evil.example"}
+    preflight = {**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    for method, path, headers in (("GET", "/v1/health", origin), ("OPTIONS", "/v1/jobs", preflight)):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request(method, path, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        assert not [name for name, _ in answer.getheaders() if name.lower().startswith("access-control-")], method
+        assert answer.status == (200 if method == "GET" else 405)
