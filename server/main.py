@@ -58,16 +58,27 @@ def build_service(settings: ServerSettings) -> JobService:
     return JobService(settings, load, device=device, demo=demo, demo_reason=reason, missing=missing)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The bound TCP socket uvicorn serves on (port 0 picks a free one).
+
+    Made with proto IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets whose
+    proto says TCP, and with Nagle on, a client on a kept-alive connection waits ~40 ms (delayed ACK) for every
+    answer uvicorn sends in two writes (measured: health p50 42 ms instead of 0.6 ms).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def serve(settings: ServerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = build_service(settings)
     app = create_app(service)
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    sock = listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
     banner = [
         f"{LISTENING} http://{shown}:{port}  (server {SERVER_VERSION}, device {service.device})",
         f"  data folder: {settings.data_dir}",

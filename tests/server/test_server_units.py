@@ -99,3 +99,32 @@ def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tin
     assert "SMPL-X body model" in present
     assert any("canonical body views" in name for name in present)  # regenerable from the SMPL-H file
     assert sum("grounding-dino" in n or "(sam)" in n or "vitpose" in n for n in present) == 3
+
+
+def test_accepted_connections_have_nagle_off() -> None:
+    """With Nagle on, a kept-alive client waits ~40 ms (delayed ACK) for each answer; asyncio turns it off only
+    on sockets whose proto says TCP, so the socket the server listens on must say so."""
+    import asyncio
+    import socket
+
+    from server.main import listening_socket
+
+    async def accept_one() -> int:
+        sock = listening_socket("127.0.0.1", 0)
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                conn = transport.get_extra_info("socket")
+                accepted.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accept_one()) != 0
