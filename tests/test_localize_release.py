@@ -14,7 +14,7 @@ from ivlm_core.demo.tiny_release import VARIANTS
 from ivlm_core.errors import BadInputError, ModelFileError, ModelFilesMissingError
 from ivlm_core.lift.canonical_body import load_canonical_body_views
 from ivlm_core.localize import prompts, sam
-from ivlm_core.localize.checkpoint import CONVERTED_MARKER, convert_release, load_network
+from ivlm_core.localize.checkpoint import CONVERTED_MARKER, load_network
 from ivlm_core.localize.config import load_release_config
 from ivlm_core.localize.generation import generate_with_cache, generate_without_cache
 from ivlm_core.localize.localizer import Localizer

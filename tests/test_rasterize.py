@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ivlm_core.demo.objects import DEMO_OBJECTS
-from ivlm_core.render.cameras import PinholeCameras, look_at_view_transform
+from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.embree_reference import EmbreeCaster
 from ivlm_core.render.rasterize import rasterize
 from ivlm_core.render.renderer import render_mesh
