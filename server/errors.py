@@ -25,6 +25,7 @@ HTTP_STATUS = {
     "GPU_OOM": 507,
     "CANCELLED": 409,
     "INTERRUPTED": 409,
+    "WORKER_CRASHED": 500,
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import warnings
@@ -34,7 +33,7 @@ def check_schema_version(version: str) -> None:
 def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]:
     """The photo file's bytes and its RGB uint8 pixels; the pixel count is checked before any decoding."""
     try:
-        raw = base64.b64decode(b64, validate=True)
+        raw = arrays.decode_base64(b64)
     except (binascii.Error, ValueError) as exc:
         raise BadInputError(f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64.") from exc
     with warnings.catch_warnings():

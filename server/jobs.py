@@ -1,85 +1,78 @@
-"""The job service: a bounded queue and ONE worker thread that owns the models (and the GPU).
+"""The job service: a bounded queue, and ONE worker process that owns the models (and the GPU).
 
-HTTP handlers only validate, persist and enqueue; all model work happens on the worker thread, so the event
-loop stays free (health answers while a job runs). Jobs are persisted by `JobStore` before they are queued and
-their results before they are reported done, so a restart loses nothing that was reported.
+HTTP handlers only validate, persist and enqueue. A supervisor thread hands queued jobs to the worker process
+(`server.worker`) one at a time and turns its reports into job statuses; it is the only writer of status.json.
+Model work runs in that other process, so nothing it does can block the event loop (health answers while a job
+runs), and a worker that dies fails only its job: the supervisor starts a new one. Jobs are persisted by
+`JobStore` before they are queued and their results before they are reported done, so a restart loses nothing
+that was reported.
 """
 
 from __future__ import annotations
 
-import gc
-import io
 import logging
+import multiprocessing
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 
 import numpy as np
-import torch
-from PIL import Image
 
-from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.doctor import ModelFileStatus
 from ivlm_core.errors import BadInputError, IVLMError
-from ivlm_core.mesh import TriangleMesh
-from ivlm_core.pipeline.reconstruct import (
-    HUMAN_RELEASE,
-    OBJECT_RELEASE,
-    CancelledError,
-    ContactPipeline,
-    ObjectInput,
-    ReconstructResult,
-    RunOptions,
-)
-from server import SERVER_VERSION, inputs
+from ivlm_core.pipeline.reconstruct import CancelledError
+from server import inputs
 from server.errors import ServerError
-from server.results import body_from_state, camera_from_state, job_result, refit_state
-from server.schemas import ErrorBody, EstimateRequest, FitRequest, JobStatus
+from server.schemas import ErrorBody, EstimateRequest, FitRequest, GpuInfo, JobStatus
 from server.settings import ServerSettings
 from server.store import FINISHED, JobStore
+from server.worker import ModelSpec, worker_main
 
 log = logging.getLogger(__name__)
-PipelineLoader = Callable[[], ContactPipeline]
+POLL_S = 0.05  # the supervisor's longest wait: how late it may notice a newly queued job
+STOP_WAIT_S = 10.0  # how long stop() lets the worker finish before terminating it
 
 
 @dataclass
 class _Job:
     status: JobStatus
-    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class JobService:
     def __init__(
         self,
         settings: ServerSettings,
-        load_pipeline: PipelineLoader,
+        models: ModelSpec,
         *,
-        device: str,
-        demo: bool,
         demo_reason: str = "",
         missing: list[ModelFileStatus] | None = None,
     ) -> None:
         self.settings = settings
-        self.device = device
-        self.demo = demo
+        self.models = models
+        self.device = models.device
+        self.demo = models.demo
         self.demo_reason = demo_reason
         self.missing = missing or []
         self.store = JobStore(settings.data_dir)
-        self.pipeline: ContactPipeline | None = None
-        self.skeleton: Skeleton | None = None  # the body model's, sent with every body for rigging
+        self.models_loaded: list[str] = []
+        self.gpu: GpuInfo | None = None  # last report from the worker (CUDA only)
         self.load_error: IVLMError | None = None
-        self._load_pipeline = load_pipeline
+        self.worker_restarts = 0
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
         self._running: str | None = None
+        self._reserved = 0  # queue slots held by jobs whose files are being written
+        self._loaded = False
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._stopping = False
-        self._thread = threading.Thread(target=self._work, name="ivlm-worker", daemon=True)
-        self._oom_label = settings.fault_label("oom-label") if demo else None
+        self._stopping = threading.Event()
+        self._context = multiprocessing.get_context("spawn")  # fork is unsafe with threads, CUDA and torch
+        self._cancel_id = self._context.Array("c", 32)  # the job the worker must stop; read by the worker
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._to_worker = self._from_worker = None
+        self._supervisor = threading.Thread(target=self._supervise, name="ivlm-supervisor", daemon=True)
 
     # -- life cycle ---------------------------------------------------------------------------------------
 
@@ -102,28 +95,24 @@ class JobService:
                 self.store.write_status(status)
             self._jobs[status.job_id] = _Job(status)
         self.cleanup()
-        self._thread.start()
+        self._supervisor.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._wake:
-            self._stopping = True
-            for job in self._jobs.values():
-                job.cancel.set()
-            self._wake.notify_all()
-        self._thread.join(timeout)
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """Cancels the running job, asks the worker to exit, and terminates it if it does not."""
+        with self._lock:
+            if self._running is not None:
+                self._cancel_id.value = self._running.encode()
+        self._stopping.set()
+        self._supervisor.join(timeout + 5.0)
 
     @property
     def state(self) -> str:
         if self.load_error is not None:
             return "error"
-        return "ok" if self.pipeline is not None else "loading"
+        return "ok" if self._loaded else "loading"
 
     def loaded_models(self) -> list[str]:
-        if self.pipeline is None:
-            return []
-        names = ["perception (detector, segmenter, keypoints)", f"body model {self.pipeline.body.source.name}",
-                 HUMAN_RELEASE, OBJECT_RELEASE]
-        return [f"DEMO {name}" for name in names] if self.demo else names  # fmt: skip
+        return list(self.models_loaded) if self._loaded else []
 
     def cleanup(self) -> list[str]:
         """Deletes finished jobs older than the configured time."""
@@ -208,39 +197,46 @@ class JobService:
             hint = f"{error.hint} Then restart the server (it loads the models once, at start).".strip()
             raise ServerError(error.code, f"the server cannot run jobs: {error.message}", hint)
         with self._lock:
-            if len(self._queue) >= self.settings.queue_capacity:
+            if self._waiting() >= self.settings.queue_capacity:
                 raise self._busy()
+
+    def _waiting(self) -> int:
+        """Jobs queued, plus jobs whose files are still being written (their queue slot is reserved)."""
+        return len(self._queue) + self._reserved
 
     def _busy(self) -> ServerError:
         return ServerError(
             "SERVER_BUSY",
-            f"{len(self._queue)} jobs are waiting, the most this server queues",
+            f"{self._waiting()} jobs are waiting, the most this server queues",
             "Try again in a few seconds (see the Retry-After header).",
         )
 
     def _enqueue(self, kind: str, record: dict, arrays: dict[str, np.ndarray], photo: bytes | None) -> JobStatus:
+        """Reserves a queue slot, writes the job's files, and only then queues it, so the worker never sees a job
+        whose inputs are not on disk and a full queue never leaves files behind."""
         now = time.time()
         status = JobStatus(
             job_id=uuid.uuid4().hex, kind=kind, state="queued", stage="queued", progress=0.0,
             message="waiting for the worker", demo=self.demo, created_at=now, updated_at=now,
         )  # fmt: skip
-        with self._lock:  # reserve the slot first, so a full queue never leaves files behind
-            if len(self._queue) >= self.settings.queue_capacity:
+        with self._lock:
+            if self._waiting() >= self.settings.queue_capacity:
                 raise self._busy()
             self._jobs[status.job_id] = _Job(status)
-            self._queue.append(status.job_id)
-            status.queue_position = len(self._queue) - 1
+            self._reserved += 1
         try:
             self.store.create(status, record, arrays, photo)
         except BaseException:
             with self._lock:
                 self._jobs.pop(status.job_id, None)
-                self._queue.remove(status.job_id)
+                self._reserved -= 1
             self.store.delete(status.job_id)
             raise
-        with self._wake:
-            self._wake.notify()
-        return status
+        with self._lock:
+            self._reserved -= 1
+            if self._jobs[status.job_id].status.state == "queued":  # not cancelled while its files were written
+                self._queue.append(status.job_id)
+        return self.status(status.job_id)
 
     # -- asking ---------------------------------------------------------------------------------------
 
@@ -269,12 +265,12 @@ class JobService:
                 raise ServerError("NOT_FOUND", f"no job {job_id}", "It may have expired.")
             if job.status.state in FINISHED:
                 raise ServerError("JOB_FINISHED", f"job {job_id} is already {job.status.state}", "Nothing to cancel.")
-            job.cancel.set()
+            running = self._running == job_id
+            queued = not running and job.status.state == "queued"  # in the queue, or its files are being written
             if job_id in self._queue:
                 self._queue.remove(job_id)
-                queued = True
-            else:
-                queued = False
+            if running:
+                self._cancel_id.value = job_id.encode()  # the worker checks it between stages
         if queued:
             self._finish(job_id, "cancelled", "cancelled before it started", CancelledError("cancelled before it started"))
         else:
@@ -283,176 +279,137 @@ class JobService:
 
     def queue_info(self) -> tuple[int, str | None]:
         with self._lock:
-            return len(self._queue), self._running
+            return self._waiting(), self._running
 
     # -- the worker -----------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _supervise(self) -> None:
+        """Starts the worker, hands it jobs one at a time, applies its reports; restarts it if it dies."""
+        self._start_worker()
         try:
-            pipeline = self._load_pipeline()
-            self.skeleton = body_skeleton(pipeline.body)
-            self._adopt_demo_flag(pipeline)
-            self.pipeline = pipeline
-            log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
-        except IVLMError as exc:
-            self.load_error = exc
-            log.error("could not load the models: %s", exc)
-        except Exception as exc:  # noqa: BLE001 (any loader failure must reach health, not kill the thread)
-            self.load_error = ServerError("INTERNAL", f"loading the models failed: {exc}", "See the server log.")
-            log.exception("could not load the models")
-        while True:
-            with self._wake:
-                while not self._queue and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                job_id = self._queue.popleft()
-                self._running = job_id
-            try:
-                self._run(job_id)
-            finally:
-                with self._lock:
-                    self._running = None
+            while not self._stopping.is_set():
+                self._hand_out_next_job()
+                if self._process is None:  # loading failed and the worker has exited: queued jobs fail above
+                    self._stopping.wait(POLL_S)
+                    continue
+                ready = wait([self._from_worker, self._process.sentinel], timeout=POLL_S)
+                if self._from_worker in ready:
+                    try:
+                        message = self._from_worker.recv()
+                    except (EOFError, OSError):
+                        message = None
+                    if message is not None:
+                        self._apply(message)
+                        continue
+                if self._process.sentinel in ready or not self._process.is_alive():
+                    self._worker_died()
+        finally:
+            self._stop_worker()
 
-    def _adopt_demo_flag(self, pipeline: ContactPipeline) -> None:
-        """DEMO mode also when every file is present but some are the project's generated stand-ins."""
-        parts = pipeline.demo_parts()
-        if parts and not self.demo:
-            self.demo = True
-            self.demo_reason = f"the models folder holds generated DEMO stand-ins: {', '.join(parts)}"
-            log.warning("DEMO MODE: %s. Results are NOT meaningful.", self.demo_reason)
+    def _start_worker(self) -> None:
+        inbox, self._to_worker = self._context.Pipe(duplex=False)
+        self._from_worker, outbox = self._context.Pipe(duplex=False)
+        self._cancel_id.value = b""
+        self._process = self._context.Process(
+            target=worker_main, args=(self.models, self.settings, inbox, outbox, self._cancel_id),
+            name="ivlm-worker", daemon=True,
+        )  # fmt: skip
+        self._process.start()
+        inbox.close()  # the child's ends: closing ours lets either side see the other go away
+        outbox.close()
 
-    def _run(self, job_id: str) -> None:
-        job = self._jobs[job_id]
+    def _stop_worker(self) -> None:
+        if self._process is None:
+            return
+        try:
+            self._to_worker.send(None)
+        except OSError:
+            pass
+        self._process.join(STOP_WAIT_S)
+        if self._process.is_alive():
+            log.warning("the worker did not stop in %.0f s; terminating it", STOP_WAIT_S)
+            self._process.terminate()
+            self._process.join(5.0)
+        try:  # its last reports (a job it cancelled on the way out) still count
+            while self._from_worker.poll():
+                self._apply(self._from_worker.recv())
+        except (EOFError, OSError):
+            pass
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        self._to_worker.close()
+        self._from_worker.close()
+
+    def _hand_out_next_job(self) -> None:
+        with self._lock:
+            if not self._loaded or self._running is not None or not self._queue:
+                return
+            job_id = self._queue.popleft()
+            self._running = job_id
         if self.load_error is not None:
             self._finish(job_id, "failed", "the models could not be loaded", self.load_error)
+            with self._lock:
+                self._running = None
             return
         self._update(job_id, state="running", stage="starting", message="starting", demo=self.demo, persist=True)
-        try:
-            if job.status.kind == "estimate":
-                result_json, state = self._estimate(job_id, job)
-            else:
-                result_json, state = self._fit(job_id, job)
-            self.store.write_result(job_id, result_json, state)
-            self._finish(job_id, "done", "finished", None)
-        except CancelledError as exc:
-            self._finish(job_id, "cancelled", exc.message, exc)
-        except torch.OutOfMemoryError as exc:
-            self._free_memory()
+        self._to_worker.send(("run", job_id))
+
+    def _apply(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "progress":
+            _, job_id, stage, fraction, text = message
+            self._update(job_id, stage=stage, progress=fraction, message=text, persist=True)
+        elif kind == "finished":
+            _, job_id, state, text, error = message
+            self._finish(job_id, state, text, None if error is None else ServerError(**error))
+            with self._lock:
+                if self._running == job_id:
+                    self._running = None
+                    self._cancel_id.value = b""
+        elif kind == "gpu":
+            self.gpu = GpuInfo(**message[1])
+        elif kind == "loaded":
+            self.models_loaded = message[1]["models_loaded"]
+            self._adopt_demo_flag(message[1]["demo_parts"])
+            self._loaded = True
+            log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
+        elif kind == "load_failed":
+            self.load_error = ServerError(**message[1])
+            self._loaded = True  # nothing more will load: queued jobs fail with the reason
+            log.error("could not load the models: %s", self.load_error)
+
+    def _adopt_demo_flag(self, demo_parts: list[str]) -> None:
+        """DEMO mode also when every file is present but some are the project's generated stand-ins."""
+        if demo_parts and not self.demo:
+            self.demo = True
+            self.demo_reason = f"the models folder holds generated DEMO stand-ins: {', '.join(demo_parts)}"
+            log.warning("DEMO MODE: %s. Results are NOT meaningful.", self.demo_reason)
+
+    def _worker_died(self) -> None:
+        """Fails the job it was running (if any) and starts a new worker, which loads the models again."""
+        code = self._process.exitcode
+        self._process.join(1.0)
+        with self._lock:
+            job_id, self._running = self._running, None
+            self._loaded = False
+        if self.load_error is not None:  # loading failed and the worker ended: nothing to restart until the server is
+            self._close_pipes()
+            self._process = None
+            return
+        log.error("the worker process stopped unexpectedly (exit code %s); starting a new one", code)
+        if job_id is not None:
             self._finish(
-                job_id, "failed", "out of GPU memory",
+                job_id, "failed", "the worker process stopped",
                 ServerError(
-                    "GPU_OOM", f"the GPU ran out of memory during this job ({str(exc).splitlines()[0][:200]})",
-                    "Close other programs using the GPU, send a smaller photo or a decimated mesh, or use a GPU with "
-                    "more memory. The server has freed the memory and keeps serving.",
+                    "WORKER_CRASHED", f"the model worker process stopped unexpectedly (exit code {code}) during this job",
+                    "The server has started a new worker; submit the job again. If it happens again, see the server "
+                    "log: the inputs may need more memory than this machine has (decimate the mesh, shrink the photo).",
                 ),
             )  # fmt: skip
-        except IVLMError as exc:
-            self._finish(job_id, "failed", exc.message, exc)
-        except Exception as exc:  # noqa: BLE001 (a job's bug must never stop the worker)
-            log.exception("job %s failed", job_id)
-            self._finish(job_id, "failed", "internal error", ServerError("INTERNAL", f"{type(exc).__name__}: {exc}", "See the server log."))
-
-    def _progress(self, job_id: str, job: _Job, labels: list[str]) -> Callable[[str, float, str], None]:
-        def report(stage: str, fraction: float, message: str) -> None:
-            if self._oom_label is not None and stage == "contact" and self._oom_label in labels:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated by IVLM_SERVER_TEST_FAULTS)")
-            self._update(job_id, stage=stage, progress=fraction, message=message, persist=True)
-
-        return report
-
-    def _estimate(self, job_id: str, job: _Job) -> tuple[bytes, dict[str, np.ndarray]]:
-        record = self.store.request(job_id)
-        data = self.store.inputs(job_id)
-        photo = self.store.photo(job_id)
-        options = record["options"]
-        objects = [
-            ObjectInput(label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64)))
-            for i, label in enumerate(record["labels"])
-        ]
-        params = record.get("client_body_params")
-        run_options = RunOptions(
-            focal_px=options.get("focal_px"),
-            body_vertices=data.get("client_body_vertices"),
-            body_params=None if params is None else {k: np.asarray(v, np.float32) for k, v in params.items()},
-            placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
-            ),
-            stages=frozenset(options["stages"]),
-        )
-        pil = Image.open(io.BytesIO(photo)) if photo is not None else None
-        result = self.pipeline.run(
-            data["image"], objects, run_options,
-            progress=self._progress(job_id, job, record["labels"]), cancel=job.cancel.is_set, pil_image=pil,
-        )  # fmt: skip
-        self._check_cancel(job)
-        return self._result_json(job_id, "estimate", result, options), refit_state(result)
-
-    def _fit(self, job_id: str, job: _Job) -> tuple[bytes, None]:
-        record = self.store.request(job_id)
-        source_id = record["source_job_id"]
-        try:
-            source = self.store.request(source_id)
-            source_inputs = self.store.inputs(source_id)
-            state = self.store.state(source_id)
-        except OSError as exc:
-            raise ServerError("NOT_FOUND", f"source job {source_id} is gone ({exc})", "Run Estimate Contact again.") from exc
-        data = self.store.inputs(job_id)
-        body = body_from_state(state)
-        if body is None:
-            raise BadInputError(
-                f"source job {source_id} has no body, so there is nothing to place objects against",
-                "Run Estimate Contact on a photo where the person is found, or supply the body.",
-            )
-        camera = camera_from_state(state)
-        objects, masks = [], {}
-        for label in record["labels"]:
-            i = source["labels"].index(label)
-            mesh = TriangleMesh(source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64))
-            objects.append(ObjectInput(label, mesh, data[f"object_contact__{i}"], data[f"body_contact__{i}"]))
-            if f"object_mask__{i}" in state:
-                masks[label] = state[f"object_mask__{i}"]
-        options = record["options"]
-        run_options = RunOptions(
-            placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
-            )
-        )
-        self._update(job_id, stage="fit", progress=0.1, message="placing the objects from the edited contacts", persist=True)
-        self._check_cancel(job)
-        start = time.perf_counter()
-        outcomes = self.pipeline.refit(
-            body, camera, objects, object_masks=masks, person_mask=state.get("person_mask"), options=run_options
-        )
-        notes = ["DEMO: generated assets and random-weight models; results are not meaningful"] if self.demo else []
-        result = ReconstructResult(self.demo, camera, body, outcomes, notes, {"fit": time.perf_counter() - start})
-        return self._result_json(job_id, "fit", result, options, source_job_id=source_id), None
-
-    def _result_json(self, job_id: str, kind: str, result: ReconstructResult, options: dict, source_job_id: str | None = None) -> bytes:
-        pipeline = self.pipeline
-        models = {
-            "human_contact": HUMAN_RELEASE,
-            "object_contact": OBJECT_RELEASE,
-            "body_model": pipeline.body.source.name,
-        }
-        if self.demo:
-            models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
-        thresholds = {"body_contact": options["body_contact_threshold"], "object_contact": options["object_contact_threshold"]}
-        out = job_result(
-            result, job_id=job_id, kind=kind, body_faces=np.asarray(pipeline.body.model.faces, np.int32),
-            skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds, source_job_id=source_job_id,
-        )  # fmt: skip
-        return out.model_dump_json().encode()
-
-    @staticmethod
-    def _check_cancel(job: _Job) -> None:
-        if job.cancel.is_set():
-            raise CancelledError("cancelled", "Submit the job again to run it.")
-
-    def _free_memory(self) -> None:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        self._close_pipes()
+        self.worker_restarts += 1
+        self._start_worker()
 
     # -- status bookkeeping ---------------------------------------------------------------------------
 

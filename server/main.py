@@ -15,11 +15,11 @@ import uvicorn
 
 from ivlm_core import paths
 from ivlm_core.doctor import check_model_files
-from ivlm_core.pipeline.reconstruct import ContactPipeline
 from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
 from server.settings import ServerSettings
+from server.worker import ModelSpec
 
 log = logging.getLogger("ivlm.server")
 
@@ -33,7 +33,7 @@ def choose_device(requested: str) -> str:
 
 
 def build_service(settings: ServerSettings) -> JobService:
-    """The job service with real models when all files are present, else (or when asked) DEMO assets."""
+    """The job service, to load real models when all files are present, else (or when asked) DEMO assets."""
     settings.check()
     device = choose_device(settings.device)
     root = Path(settings.models_dir) if settings.models_dir else paths.models_dir()
@@ -50,12 +50,8 @@ def build_service(settings: ServerSettings) -> JobService:
     else:
         reason = ""
 
-    def load() -> ContactPipeline:
-        if demo:
-            return ContactPipeline.demo_pipeline(device)
-        return ContactPipeline.from_models_dir(root, device=device)
-
-    return JobService(settings, load, device=device, demo=demo, demo_reason=reason, missing=missing)
+    models = ModelSpec(demo=demo, models_root=None if demo else str(root), device=device)
+    return JobService(settings, models, demo_reason=reason, missing=missing)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

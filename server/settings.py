@@ -48,7 +48,8 @@ class ServerSettings:
     job_ttl_s: float = 7 * 24 * 3600.0  # finished jobs older than this are deleted
     cleanup_interval_s: float = 600.0
     # Test-only fault injection, read from IVLM_SERVER_TEST_FAULTS and honoured in DEMO mode only:
-    # "oom-label=<label>" makes a job with that object label hit a real torch.OutOfMemoryError mid-run.
+    # "oom-label=<label>" makes a job with that object label hit a real torch.OutOfMemoryError mid-run;
+    # "crash-label=<label>" makes the worker process exit abruptly mid-run (as a segfault or OOM kill would).
     test_faults: str = field(default_factory=lambda: os.environ.get("IVLM_SERVER_TEST_FAULTS", ""))
 
     def check(self) -> None:

@@ -21,6 +21,7 @@ USER_MESSAGES = {
     "PAYLOAD_TOO_LARGE": "The photo or a mesh is too large for the server.",
     "CANCELLED": "The job was cancelled.",
     "INTERRUPTED": "The server stopped before the job finished.",
+    "WORKER_CRASHED": "The server's model worker stopped during the job; it has been restarted.",
     "NOT_FOUND": "The server no longer has this job.",
     "INTERNAL": "The server hit an internal error.",
 }

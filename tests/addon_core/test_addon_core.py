@@ -206,3 +206,12 @@ def test_cancel_before_and_after_submit(fake_server) -> None:  # noqa: ANN001
     runner.step()
     runner.cancel()
     assert runner.message == "cancelling"
+
+
+def test_every_server_error_code_has_a_user_message() -> None:
+    """The add-on cannot import the server (stdlib only), so its table of messages mirrors server.errors."""
+    from blender_addon.core.protocol import USER_MESSAGES
+    from server.errors import HTTP_STATUS
+
+    unexplained = {"BAD_HOST", "JOB_NOT_FINISHED", "JOB_FINISHED", "UNSUPPORTED_MEDIA_TYPE"}  # never reach a user
+    assert set(HTTP_STATUS) - unexplained <= set(USER_MESSAGES), set(HTTP_STATUS) - unexplained - set(USER_MESSAGES)

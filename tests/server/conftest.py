@@ -14,6 +14,7 @@ from PIL import Image
 from server.process import ServerProcess, launch
 
 OOM_LABEL = "simulate-oom"
+CRASH_LABEL = "simulate-crash"
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +43,14 @@ def oom_label() -> str:
 
 
 @pytest.fixture(scope="session")
+def crash_label() -> str:
+    return CRASH_LABEL
+
+
+@pytest.fixture(scope="session")
 def server(start_server) -> ServerProcess:  # noqa: ANN001
-    """The shared demo server (simulated out-of-memory for the label OOM_LABEL)."""
-    return start_server(env={"IVLM_SERVER_TEST_FAULTS": f"oom-label={OOM_LABEL}"})
+    """The shared demo server (simulated out-of-memory for the label OOM_LABEL, a worker crash for CRASH_LABEL)."""
+    return start_server(env={"IVLM_SERVER_TEST_FAULTS": f"oom-label={OOM_LABEL},crash-label={CRASH_LABEL}"})
 
 
 @dataclass(frozen=True)

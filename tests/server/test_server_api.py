@@ -193,6 +193,20 @@ def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_s
     assert client.wait_finished(after["job_id"])["state"] == "done"
 
 
+def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene, crash_label) -> None:  # noqa: ANN001
+    """Model work runs in a child process: if it dies (a segfault, the kernel's OOM killer), the API keeps
+    answering, the job it was running fails with WORKER_CRASHED, and a new worker takes the next job."""
+    client = server.client()
+    job = _submit(client, demo_scene, label=crash_label, **NO_OPTIONAL_STAGES)
+    queued_behind = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
+    status = client.wait_finished(job["job_id"])
+    assert status["state"] == "failed" and status["error"]["code"] == "WORKER_CRASHED", status
+    assert "new worker" in status["error"]["hint"]
+    assert client.health()["status"] in ("loading", "ok")  # the API never went away
+    assert client.wait_finished(queued_behind["job_id"])["state"] == "done"  # run by the new worker
+    assert client.health()["status"] == "ok"
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels (valid signature, IHDR and CRC; no pixel data)."""
     def chunk(kind: bytes, data: bytes) -> bytes:

@@ -50,6 +50,31 @@ def test_arrays_round_trip_and_reject_bad_payloads() -> None:
         arrays.decode(arrays.encode(bad), "v", dtype="float32", shape=(None, 3))
 
 
+def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None:  # noqa: ANN001
+    """The step-by-step decoder accepts and refuses exactly what b64decode(validate=True) does, at step edges too."""
+    import binascii
+
+    monkeypatch.setattr(arrays, "BASE64_STEP", 8)
+    rng = np.random.default_rng(0)
+    good = [base64.b64encode(rng.bytes(n)).decode() for n in (0, 1, 2, 3, 5, 6, 7, 12, 13, 14, 30)]
+    bad = [
+        "QUJD" + "RA==" + "QUJD",  # data after padding, across a step edge
+        "QUJDRA==QUJD",  # ...and inside one step
+        "QUJDRA=",  # padding cut short
+        "QUJD RA==",  # a space
+        "QUJD-A==",  # urlsafe alphabet
+        "QUJDRA\u00e9=",  # not ASCII
+        "QUJDR",  # not a whole quantum
+    ]
+    for text in good:
+        assert arrays.decode_base64(text) == base64.b64decode(text, validate=True)
+    for text in bad:
+        with pytest.raises((binascii.Error, ValueError)):
+            base64.b64decode(text, validate=True)
+        with pytest.raises((binascii.Error, ValueError)):
+            arrays.decode_base64(text)
+
+
 def _status(job_id: str, state: str, age_s: float) -> JobStatus:
     then = time.time() - age_s
     return JobStatus(job_id=job_id, kind="estimate", state=state, stage=state, progress=0.0, message="",
