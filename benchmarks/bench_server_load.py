@@ -3,6 +3,10 @@ prober measures health latency.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_server_load.py [--clients 50] [--jobs-per-client 4]
 
+Then one large object (an icosphere of --large-faces faces, 1.3M by default) is submitted alone, and health
+latency is reported separately while it uploads and while its job runs: the case where a library that holds the
+GIL would stall the API if model work shared its process.
+
 Every client sends one of a few distinct inputs (demo scenes with their objects). Each input is first run alone
 to get its reference result; under load every result must match its reference (same body, contacts and
 placements), which also shows that jobs never see each other's data. A client that gets SERVER_BUSY waits for
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import math
 import statistics
 import tempfile
 import threading
@@ -79,7 +84,7 @@ def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threadi
     return client.result(job["job_id"])
 
 
-def _probe_health(url: str, stop: threading.Event, latencies: list[float], interval: float) -> None:
+def _probe_health(url: str, stop: threading.Event, latencies: list, interval: float) -> None:
     """GET /v1/health on one kept-alive connection, as the add-on's status line would."""
     parts = urlparse(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
@@ -88,7 +93,7 @@ def _probe_health(url: str, stop: threading.Event, latencies: list[float], inter
         connection.request("GET", "/v1/health")
         answer = connection.getresponse()
         answer.read()
-        latencies.append(time.perf_counter() - start)
+        latencies.append((start, time.perf_counter() - start))
         if answer.status != 200:
             raise RuntimeError(f"health answered {answer.status}")
         stop.wait(interval)
@@ -103,6 +108,7 @@ def main() -> None:
     parser.add_argument("--queue-capacity", type=int, default=16)
     parser.add_argument("--busy-wait", type=float, default=1.0, help="longest wait after SERVER_BUSY (s)")
     parser.add_argument("--health-interval", type=float, default=0.05)
+    parser.add_argument("--large-faces", type=int, default=1_310_720, help="faces of the large object (0: skip)")
     args = parser.parse_args()
     stages = [s for s in args.stages.split(",") if s]
 
@@ -133,7 +139,7 @@ def main() -> None:
                     with lock:
                         outcomes.append((which, result))
 
-            latencies: list[float] = []
+            latencies: list[tuple[float, float]] = []
             stop = threading.Event()
             prober = threading.Thread(target=_probe_health, args=(server.url, stop, latencies, args.health_interval))
             threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
@@ -146,22 +152,61 @@ def main() -> None:
             wall = time.perf_counter() - start
             stop.set()
             prober.join()
+            large = _large_object_phase(server, args.large_faces, ["body", "fit"]) if args.large_faces else None
         finally:
             server.stop()
 
     total = args.clients * args.jobs_per_client
     errors = [r for _, r in outcomes if isinstance(r, Exception)]
     correct = sum(1 for which, r in outcomes if not isinstance(r, Exception) and _same(r, references[which]))
-    ms = sorted(1000 * x for x in latencies)
-    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
     print(f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
           f"{correct} correct (equal to their reference), {len(errors)} failed")  # fmt: skip
     for exc in errors[:3]:
         print(f"  failure: {exc}")
     print(f"SERVER_BUSY answers (then retried): {counters['busy']}")
     print(f"throughput: {total / wall:.3f} jobs/s ({wall:.1f} s wall; {alone_s:.2f} s per job alone)")
-    print(f"health latency during load: p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, "
-          f"max {ms[-1]:.1f} ms over {len(ms)} probes")  # fmt: skip
+    print(f"health latency during load: {_latency_summary([x for _, x in latencies])}")
+    if large is not None:
+        faces, upload_s, job_s, state, upload_ms, job_ms = large
+        print(f"large object, {faces:,} faces: upload {upload_s:.2f} s, job {job_s:.1f} s ({state})")
+        print(f"  health latency while it uploads: {_latency_summary(upload_ms)}")
+        print(f"  health latency while its job runs: {_latency_summary(job_ms)}")
+
+
+def _latency_summary(seconds: list[float]) -> str:
+    if not seconds:
+        return "no probes"
+    ms = sorted(1000 * x for x in seconds)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return f"p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} probes"
+
+
+def _large_object_phase(server, faces: int, stages: list[str]) -> tuple:  # noqa: ANN001
+    """One full job (body and fit too) on an icosphere of about `faces` faces; health probed every 5 ms."""
+    import trimesh
+
+    subdivisions = max(1, round(math.log(faces / 20, 4)))
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.11)
+    scene = make_scene("foot_on_ball", 0)
+    buffer = io.BytesIO()
+    Image.fromarray(scene.image).save(buffer, "PNG")
+    body = estimate_request(buffer.getvalue(), [(scene.label, sphere.vertices, sphere.faces)], stages=stages)
+    client = server.client(timeout=600)
+    latencies: list[tuple[float, float]] = []
+    stop = threading.Event()
+    prober = threading.Thread(target=_probe_health, args=(server.url, stop, latencies, 0.005))
+    prober.start()
+    time.sleep(0.2)
+    start = time.perf_counter()
+    job = client.submit(body)
+    uploaded = time.perf_counter()
+    status = client.wait_finished(job["job_id"], timeout=1800, poll=0.25)
+    done = time.perf_counter()
+    stop.set()
+    prober.join()
+    upload_ms = [x for t, x in latencies if start <= t < uploaded]
+    job_ms = [x for t, x in latencies if uploaded <= t < done]
+    return len(sphere.faces), uploaded - start, done - uploaded, status["state"], upload_ms, job_ms
 
 
 if __name__ == "__main__":
