@@ -63,7 +63,9 @@ def launch(
     command = [python, "-m", "ivlm_core.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
     if token:
         command += ["--token", token]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    process = subprocess.Popen(  # its own process group, so a test can send it Ctrl+C as a terminal would
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True
+    )
     log: list[str] = []
     url = None
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ import gc
 import io
 import logging
 import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
 def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:  # noqa: ANN001
     """The child process's entry point: load, report, then run jobs until told to stop or the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Ctrl+C in a terminal reaches the whole process group; the server stops its worker itself (cancel, then
+    # a stop message), so the worker must not die mid-job and be taken for a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):  # the API answers first when both want the CPU (health while a job runs on CPU)
         os.nice(WORKER_NICENESS)
     send_lock = threading.Lock()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import signal
 import struct
 import time
 import zlib
@@ -334,3 +336,21 @@ def test_cors_is_off(server) -> None:  # noqa: ANN001
         connection.close()
         assert not [name for name, _ in answer.getheaders() if name.lower().startswith("access-control-")], method
         assert answer.status == (200 if method == "GET" else 405)
+
+
+def test_ctrl_c_stops_the_server_and_its_worker_cleanly(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+    """Ctrl+C in a terminal reaches the server and its worker process: the running job must end cancelled (its
+    status on disk), not be taken for a worker crash, and the server must exit cleanly."""
+    server = start_server(data_dir=tmp_path)
+    client = server.client()
+    job = _submit(client, demo_scene)
+    _wait_state(client, job["job_id"], ("running",))
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert server.process.wait(60) == 0
+    deadline = time.monotonic() + 10
+    while "IVLM server stopped" not in "".join(server.log) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the log is read by a thread
+    log = "".join(server.log)
+    assert "IVLM server stopped" in log and "stopped unexpectedly" not in log and "Traceback" not in log, log
+    status = json.loads((tmp_path / "jobs" / job["job_id"] / "status.json").read_text())
+    assert status["state"] == "cancelled", status
