@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 import numpy as np
@@ -34,11 +33,6 @@ from server.worker import ModelSpec, worker_main
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # the supervisor's longest wait: how late it may notice a newly queued job
 STOP_WAIT_S = 10.0  # how long stop() lets the worker finish before terminating it
-
-
-@dataclass
-class _Job:
-    status: JobStatus
 
 
 class JobService:
@@ -60,8 +54,7 @@ class JobService:
         self.models_loaded: list[str] = []
         self.gpu: GpuInfo | None = None  # last report from the worker (CUDA only)
         self.load_error: IVLMError | None = None
-        self.worker_restarts = 0
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, JobStatus] = {}  # every known job's status, by id
         self._queue: deque[str] = deque()
         self._running: str | None = None
         self._reserved = 0  # queue slots held by jobs whose files are being written
@@ -93,7 +86,7 @@ class JobService:
                     }
                 )
                 self.store.write_status(status)
-            self._jobs[status.job_id] = _Job(status)
+            self._jobs[status.job_id] = status
         self.cleanup()
         self._supervisor.start()
 
@@ -117,7 +110,7 @@ class JobService:
     def cleanup(self) -> list[str]:
         """Deletes finished jobs older than the configured time."""
         with self._lock:
-            statuses = [job.status for job in self._jobs.values()]
+            statuses = list(self._jobs.values())
         expired = self.store.expired(statuses, self.settings.job_ttl_s)
         for job_id in expired:
             with self._lock:
@@ -222,7 +215,7 @@ class JobService:
         with self._lock:
             if self._waiting() >= self.settings.queue_capacity:
                 raise self._busy()
-            self._jobs[status.job_id] = _Job(status)
+            self._jobs[status.job_id] = status
             self._reserved += 1
         try:
             self.store.create(status, record, arrays, photo)
@@ -234,7 +227,7 @@ class JobService:
             raise
         with self._lock:
             self._reserved -= 1
-            if self._jobs[status.job_id].status.state == "queued":  # not cancelled while its files were written
+            if self._jobs[status.job_id].state == "queued":  # not cancelled while its files were written
                 self._queue.append(status.job_id)
         return self.status(status.job_id)
 
@@ -242,10 +235,10 @@ class JobService:
 
     def status(self, job_id: str) -> JobStatus:
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
+            status = self._jobs.get(job_id)
+            if status is None:
                 raise ServerError("NOT_FOUND", f"no job {job_id}", "It may have expired; submit it again.")
-            status = job.status.model_copy()
+            status = status.model_copy()
             if status.state == "queued" and job_id in self._queue:
                 status.queue_position = self._queue.index(job_id)
             return status
@@ -260,13 +253,13 @@ class JobService:
 
     def cancel(self, job_id: str) -> JobStatus:
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
+            status = self._jobs.get(job_id)
+            if status is None:
                 raise ServerError("NOT_FOUND", f"no job {job_id}", "It may have expired.")
-            if job.status.state in FINISHED:
-                raise ServerError("JOB_FINISHED", f"job {job_id} is already {job.status.state}", "Nothing to cancel.")
+            if status.state in FINISHED:
+                raise ServerError("JOB_FINISHED", f"job {job_id} is already {status.state}", "Nothing to cancel.")
             running = self._running == job_id
-            queued = not running and job.status.state == "queued"  # in the queue, or its files are being written
+            queued = not running and status.state == "queued"  # in the queue, or its files are being written
             if job_id in self._queue:
                 self._queue.remove(job_id)
             if running:
@@ -408,20 +401,17 @@ class JobService:
                 ),
             )  # fmt: skip
         self._close_pipes()
-        self.worker_restarts += 1
         self._start_worker()
 
     # -- status bookkeeping ---------------------------------------------------------------------------
 
     def _update(self, job_id: str, *, persist: bool = False, **changes) -> None:  # noqa: ANN003
         with self._lock:
-            job = self._jobs[job_id]
-            job.status = job.status.model_copy(update={**changes, "updated_at": time.time()})
-            status = job.status
+            status = self._jobs[job_id] = self._jobs[job_id].model_copy(update={**changes, "updated_at": time.time()})
         if persist:
             self.store.write_status(status)
 
     def _finish(self, job_id: str, state: str, message: str, error: IVLMError | None) -> None:
         body = None if error is None else ErrorBody(**error.to_dict())
-        progress = 1.0 if state == "done" else self._jobs[job_id].status.progress
+        progress = 1.0 if state == "done" else self._jobs[job_id].progress
         self._update(job_id, state=state, message=message, error=body, progress=progress, queue_position=None, persist=True)

@@ -126,8 +126,10 @@ def _report_gpu(send) -> None:  # noqa: ANN001
 class JobRunner:
     """Runs one job from the store to a result in the store; every outcome is reported, none is raised."""
 
-    def __init__(self, pipeline: ContactPipeline, skeleton: Skeleton, store: JobStore, settings: ServerSettings,
-                 demo: bool, send, cancel_id) -> None:  # noqa: ANN001 (fmt: skip)
+    def __init__(  # noqa: ANN001 (send: a callable; cancel_id: a multiprocessing Array)
+        self, pipeline: ContactPipeline, skeleton: Skeleton, store: JobStore, settings: ServerSettings, demo: bool,
+        send, cancel_id,
+    ) -> None:
         self.pipeline = pipeline
         self.skeleton = skeleton
         self.store = store
