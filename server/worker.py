@@ -37,6 +37,7 @@ from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline.reconstruct import (
     HUMAN_RELEASE,
     OBJECT_RELEASE,
+    DEMO_NOTE,
     CancelledError,
     ContactPipeline,
     ObjectInput,
@@ -52,7 +53,6 @@ from server.store import JobStore
 log = logging.getLogger("ivlm.worker")
 GPU_REPORT_S = 1.0
 WORKER_NICENESS = 5  # a lower CPU priority than the server process
-DEMO_NOTE = "DEMO: generated assets and random-weight models; results are not meaningful"
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
     if spec.device.startswith("cuda"):
         threading.Thread(target=_report_gpu, args=(send,), daemon=True).start()
-    runner = JobRunner(pipeline, skeleton, JobStore(settings.data_dir), settings, spec.demo or pipeline.demo, send, cancel_id)
+    runner = JobRunner(pipeline, skeleton, JobStore(settings.data_dir), settings, pipeline.demo, send, cancel_id)
     while True:
         try:
             message = inbox.recv()

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("perceive", "body", "contact", "fit")  # contact = Render -> Localize -> Lift for body and objects
 OPTIONAL_STAGES = ("body", "fit")  # a caller may leave these out; perceive and contact always run
+DEMO_NOTE = "DEMO: generated assets and random-weight models; results are not meaningful"
 DEMO_BODY_NOTE = (
     "DEMO: the random-weight keypoint model cannot fit a body, so a standing SMPL-X body was put in front of the camera"
 )
@@ -225,7 +226,7 @@ class ContactPipeline:
         image = _check_photo(image)
         checked = _check_objects(objects)
         timings: dict[str, float] = {}
-        notes: list[str] = ["DEMO: generated assets and random-weight models; results are not meaningful"] if self.demo else []
+        notes: list[str] = [DEMO_NOTE] if self.demo else []
 
         def stage(name: str, fraction: float, message: str) -> float:
             if cancel is not None and cancel():
