@@ -563,3 +563,38 @@ def test_a_job_is_cancelled_when_blender_quits_or_the_addon_is_disabled(
     assert run.returncode == 0, run.stdout + run.stderr
     job_id = run.stdout.split("job ", 1)[1].split()[0]
     assert f"POST /v1/jobs/{job_id}/cancel" in server.requests, server.requests
+
+
+class _Layout:
+    """Stands in for Blender's UILayout when the panel is drawn from a test (headless Blender draws nothing):
+    records every label's text; rows, boxes, columns and buttons are recorders too."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+
+    def label(self, text: str = "", icon: str = "NONE") -> None:
+        self.labels.append(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: _Layout(self.labels)
+
+
+def test_the_panel_wraps_long_messages(addon: SimpleNamespace, tmp_path: Path) -> None:
+    _scene(tmp_path, ("cup", "cube", 0))
+    ui = sys.modules[f"{addon.module}.blender.ui"]
+    messages = sys.modules[f"{addon.module}.core.messages"]
+    long_error = (
+        "The InteractVLM server is not running at this address. Nothing listens on 127.0.0.1:8765. Start the "
+        "server (./run.sh) or check the URL in the add-on preferences."
+    )
+    _state().last_error = long_error
+    _state().server_status = (
+        "DEMO mode. Started with --demo: generated assets and random-weight models. Results are not meaningful."
+    )
+    labels: list[str] = []
+    ui.IVLM_PT_main.draw(SimpleNamespace(layout=_Layout(labels)), bpy.context)
+    width = messages.chars_for_width(300)  # no region in a test's context: the panel assumes 300 px
+    assert all(len(line) <= width for line in labels), [line for line in labels if len(line) > width]
+    text = " ".join(labels)
+    assert long_error in text and _state().server_status in text  # every word is shown, in order
+    _state().last_error = _state().server_status = ""
