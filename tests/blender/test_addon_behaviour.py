@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -232,7 +233,11 @@ def _pixel(image: bpy.types.Image, x: int, y: int) -> tuple[float, float, float]
 
 @pytest.mark.parametrize("saved", [True, False], ids=["saved-blend", "unsaved"])
 def test_an_upright_photo_from_the_server_is_the_camera_background(
-    addon: SimpleNamespace, server: fake_server.FakeServer, tmp_path: Path, saved: bool
+    addon: SimpleNamespace,
+    server: fake_server.FakeServer,
+    tmp_path: Path,
+    saved: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Blender shows a JPEG's stored pixels and ignores its EXIF orientation; a server that analyses the upright
     photo sends it back, and the add-on puts exactly that picture behind the camera, at its size."""
@@ -241,6 +246,8 @@ def test_an_upright_photo_from_the_server_is_the_camera_background(
     photo = _photo_empty(tilted)
     assert tuple(photo.data.size) == (64, 32)  # Blender: the stored pixels, as is
     assert _pixel(photo.data, 4, 16) == (1.0, 0.0, 0.0) and _pixel(photo.data, 60, 16) == (0.0, 0.0, 1.0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-temp"))  # where an unsaved file's photo goes
+    (tmp_path / "system-temp").mkdir()
     if saved:
         bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     _select(_mesh("cup"))
@@ -262,7 +269,7 @@ def test_an_upright_photo_from_the_server_is_the_camera_background(
     assert run["ivlm_exif_orientation"] == 6
     written = Path(bpy.path.abspath(background.filepath))
     assert written.read_bytes() == upright and written.name == "tilted-upright.jpg"
-    assert written.parent == (tmp_path if saved else Path(addon.build.photo_folder()))
+    assert written.parent == (tmp_path if saved else tmp_path / "system-temp" / "interactvlm")
 
 
 def test_an_older_servers_result_uses_the_photo_itself(
