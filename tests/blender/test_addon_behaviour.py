@@ -353,9 +353,11 @@ def test_placed_objects_and_their_copies_can_be_sent_again(
     assert second != first and cup.name in second.objects and cup.name not in first.objects  # one run per object
     copy = cup.copy()
     copy.data = cup.data.copy()
+    copy.name = "cup (IVLM) copy"
     bpy.context.scene.collection.objects.link(copy)
     _select(copy)
     assert addon.gather.find_objects(bpy.context) == ([copy], "") and bpy.ops.ivlm.estimate_contact.poll()
+    assert addon.gather.label_of(copy) == "cup"  # the label it was placed under, not its name
     body = next(o for o in second.objects if o.get("ivlm_role") == "body")
     _select(body)
     objects, reason = addon.gather.find_objects(bpy.context)
