@@ -22,7 +22,7 @@ import bpy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from server.process import launch  # noqa: E402
+from server.process import launch
 
 ADDON = "blender_addon"
 
@@ -39,7 +39,7 @@ def _scene(folder: Path) -> tuple[bpy.types.Object, bpy.types.Image]:
     return ball, bpy.data.images.load(str(folder / "photo.png"))
 
 
-def _naive_body(result: dict, codec, frames) -> None:  # noqa: ANN001
+def _naive_body(result: dict, codec, frames) -> None:
     """The straightforward way, body only: from_pydata with Python lists, one VertexGroup.add per vertex."""
     vertices, _ = codec.decode(result["body"]["vertices"])
     faces, _ = codec.decode(result["body"]["faces"])
@@ -55,7 +55,7 @@ def _naive_body(result: dict, codec, frames) -> None:  # noqa: ANN001
             group.add([i], w, "REPLACE")
 
 
-def _our_body(result: dict, codec, frames, build) -> None:  # noqa: ANN001
+def _our_body(result: dict, codec, frames, build) -> None:
     """Ours, the same body-only work: foreach_set mesh, batched group (plus its prediction attribute)."""
     vertices, _ = codec.decode(result["body"]["vertices"])
     faces, _ = codec.decode(result["body"]["faces"])
@@ -81,14 +81,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as no_models:
         folder = Path(tmp)
         ball, image = _scene(folder)
-        server = launch(folder / "data", ["--demo"], {"IVLM_MODELS_DIR": no_models}, python=str(ROOT / ".venv/bin/python"))
+        server = launch(
+            folder / "data", ["--demo"], {"IVLM_MODELS_DIR": no_models}, python=str(ROOT / ".venv/bin/python")
+        )
         try:
             import base64
 
+            source = gather.capture_object(ball, bpy.context.evaluated_depsgraph_get(), True)
+            photo = (folder / "photo.png").read_bytes()
             body = {
                 "schema_version": API_SCHEMA_VERSION,
-                "image": base64.b64encode((folder / "photo.png").read_bytes()).decode(),
-                "objects": [gather.object_arrays(ball, bpy.context.evaluated_depsgraph_get(), False)],
+                "image": base64.b64encode(photo).decode(),
+                "objects": [source.request_entry()],
                 "options": {"stages": ["body"]},
             }
             runner = JobRunner(ServerClient(server.url, read_timeout=120), body)
@@ -98,12 +102,13 @@ def main() -> None:
             server.stop()
         print(f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
               f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}")  # fmt: skip
+        choice = gather.PhotoChoice(image.session_uid, image.name, str(folder / "photo.png"), "photo.png")
+        submitted = gather.Submitted(choice, photo, ".png", [source])
         everything, rigged, ours, naive = [], [], [], []
         for _ in range(args.repeats):
             for rig_body, times in ((False, everything), (True, rigged)):
                 start = time.perf_counter()
-                build.build_result(bpy.context, result, [ball], image, "photo.png", object_mode="DUPLICATE",
-                                   thresholds=(0.5, 0.5), rig_body=rig_body)  # fmt: skip
+                build.build_result(bpy.context, result, submitted, build.BuildOptions(rig_body=rig_body))
                 times.append(time.perf_counter() - start)
             start = time.perf_counter()
             _our_body(result, codec, frames, build)

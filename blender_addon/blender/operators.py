@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import array
 import base64
+import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ..core import codec, contact
+from ..core.health import HealthChecker, HealthReport, failed, summarize
 from ..core.jobs import BackgroundJob, JobRunner
-from ..core.protocol import API_SCHEMA_VERSION, ServerError
+from ..core.messages import join_sentences
+from ..core.protocol import API_SCHEMA_VERSION, InputError, UserError
 from . import build, export, gather, prefs, props
 
 if TYPE_CHECKING:  # the stubs' name for what operator methods return ({'FINISHED'}, ...); no such module in Blender
@@ -24,10 +28,7 @@ if TYPE_CHECKING:  # the stubs' name for what operator methods return ({'FINISHE
     Status = set[OperatorReturnItems]
 
 _JOB: dict[str, Any] = {}  # the one job in flight: {"job": BackgroundJob, "kind": ..., ...}; runtime only, never saved
-
-
-def _sources_by_name(names: list[str]) -> list[bpy.types.Object]:
-    return [bpy.data.objects[n] for n in names if n in bpy.data.objects]
+HEALTH = HealthChecker()  # Check Server's answers, refreshed in the background once the user has checked
 
 
 def active_run(context: bpy.types.Context) -> bpy.types.Collection | None:
@@ -37,64 +38,123 @@ def active_run(context: bpy.types.Context) -> bpy.types.Collection | None:
         for collection in obj.users_collection:
             if collection.get("ivlm_job_id"):
                 return collection
-    parent = bpy.data.collections.get("InteractVLM")
+    parent = bpy.data.collections.get(build.RUNS_COLLECTION)
     runs: list[bpy.types.Collection] = [c for c in parent.children if c.get("ivlm_job_id")] if parent else []
     return runs[-1] if runs else None
 
 
+def _unexpected(operator: bpy.types.Operator, what: str, exc: Exception) -> Status:
+    """A bug, not a user error: one clear line in the UI (never a traceback there), the traceback on the console."""
+    traceback.print_exc()
+    text = join_sentences(
+        f"{what} failed unexpectedly ({type(exc).__name__}: {exc})",
+        "Nothing was changed. Please report this, with the text printed on Blender's system console",
+    )
+    props.window_state(bpy.context).last_error = text
+    operator.report({"ERROR"}, text)
+    return {"CANCELLED"}
+
+
+def _show_health(report: HealthReport) -> None:
+    """Puts a health report into the session's UI state and redraws what shows it."""
+    props.window_state(bpy.context).server_status = report.text()
+    _redraw()
+
+
+def _redraw() -> None:
+    wm = bpy.context.window_manager
+    for window in wm.windows if wm is not None else ():
+        for area in window.screen.areas if window.screen is not None else ():
+            if area.type in ("VIEW_3D", "PREFERENCES"):
+                area.tag_redraw()
+
+
+HEALTH_TICK_S = 0.5
+_HEALTH_SHOWN = [0]  # the HEALTH.generation last copied into the UI
+
+
+def health_tick() -> float:
+    """bpy.app.timers callback: shows a finished check, and starts the next one when it is due (only after the
+    user has checked once, so the panel follows a restarted or stopped server). Never waits on the network."""
+    if bpy.context.window_manager is None:  # no UI to show it in (yet)
+        return HEALTH_TICK_S
+    if HEALTH.latest is not None and HEALTH.generation != _HEALTH_SHOWN[0]:
+        _HEALTH_SHOWN[0] = HEALTH.generation
+        _show_health(HEALTH.latest)
+    if HEALTH.due():
+        try:
+            HEALTH.start(prefs.client(bpy.context))
+        except (UserError, RuntimeError):  # a bad URL is shown on the next explicit check; no preferences yet
+            pass
+    return HEALTH_TICK_S
+
+
 class IVLM_OT_check_server(bpy.types.Operator):
-    """Ask the server for its version, device and demo status"""
+    """Ask the server for its version, device, demo status and missing model files (without blocking Blender)"""
 
     bl_idname = "ivlm.check_server"
     bl_label = "Check Server"
 
     def execute(self, context: bpy.types.Context) -> Status:
-        state = props.window_state(context)
+        """Synchronous: for scripts and `blender -b` (timers do not run there)."""
         try:
-            health = prefs.client(context).health()
-        except ServerError as exc:
-            state.server_status = exc.user_text()
-            self.report({"ERROR"}, exc.user_text())
-            return {"CANCELLED"}
-        lines = [f"Server {health.get('server_version')} on {health.get('device')} ({health.get('status')})"]
-        if health.get("demo"):
-            lines.append(f"DEMO MODE: {health.get('demo_reason', '')}: results are not meaningful")
-        for missing in health.get("missing_model_files", [])[:3]:
-            lines.append(f"missing: {missing['name']}")
-        state.server_status = "\n".join(lines)
-        self.report({"INFO"}, lines[0] + (" [DEMO]" if health.get("demo") else ""))
-        return {"FINISHED"}
+            report = summarize(prefs.client(context).health(), time.time())
+        except UserError as exc:
+            report = failed(exc, time.time())
+        _show_health(report)
+        self.report({"INFO"} if report.reachable else {"ERROR"}, report.lines[0])
+        return {"FINISHED"} if report.reachable else {"CANCELLED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Status:
+        """From the UI (a button click): the check runs on a thread; health_tick shows its answer."""
+        return {"FINISHED"} if request_health_check(context) else {"CANCELLED"}
+
+
+def request_health_check(context: bpy.types.Context) -> bool:
+    """Starts a health check on a thread and says so in the panel; returns at once. False: the server URL in the
+    preferences is not usable (the panel says why)."""
+    try:
+        client = prefs.client(context)
+    except UserError as exc:
+        _show_health(failed(exc, time.time()))
+        return False
+    if HEALTH.start(client):
+        props.window_state(context).server_status = f"Checking the server at {client.host}:{client.port}."
+    return True
 
 
 def _estimate_body(context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request and what is needed to build its result; ServerError(BAD_INPUT) when an input is missing."""
-    image, reason = gather.find_image(context)
-    if image is None:
-        raise ServerError("BAD_INPUT", reason)
+    """The request, and what its result is built from (captured now); InputError when an input is missing."""
+    photo, reason = gather.find_image(context)
+    if photo is None:
+        raise InputError(reason)
     objects, reason = gather.find_objects(context)
     if not objects:
-        raise ServerError("BAD_INPUT", reason)
-    photo, image_source = gather.photo_bytes(image)
+        raise InputError(reason)
+    data, ext = gather.photo_bytes(photo)
     depsgraph = context.evaluated_depsgraph_get()
     apply = props.scene_settings(context).apply_modifiers
+    sources = [gather.capture_object(o, depsgraph, apply) for o in objects]
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        raise InputError(
+            f"Two selected objects have the same label ({', '.join(labels)}).",
+            "Give each object its own Label in the panel.",
+        )
     p = prefs.preferences(context)
     body: dict[str, Any] = {
         "schema_version": API_SCHEMA_VERSION,
-        "image": base64.b64encode(photo).decode("ascii"),
-        "objects": [gather.object_arrays(o, depsgraph, apply) for o in objects],
+        "image": base64.b64encode(data).decode("ascii"),
+        "objects": [s.request_entry() for s in sources],
         "options": {"body_contact_threshold": p.body_threshold, "object_contact_threshold": p.object_threshold},
     }
-    labels = [o["label"] for o in body["objects"]]
-    if len(set(labels)) != len(labels):
-        raise ServerError("BAD_INPUT", f"two selected objects have the same label ({', '.join(labels)})",
-                          "Give each object its own Label in the panel.")  # fmt: skip
-    info = {"sources": [o.name for o in objects], "image": image.name, "image_source": image_source}
-    return body, info
+    options = build.BuildOptions(object_mode=p.object_mode, rig_body=p.rig_body, set_scene_camera=p.set_scene_camera)
+    return body, {"submitted": gather.Submitted(photo, data, ext, sources), "options": options}
 
 
 def _no_job_running(cls: type[bpy.types.Operator]) -> bool:
     if _JOB:
-        cls.poll_message_set("A job is already running")
+        cls.poll_message_set("A job is already running. Wait for it to finish, or cancel it.")
         return False
     return True
 
@@ -127,17 +187,20 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
         operator.report({"WARNING" if runner.state == "cancelled" else "ERROR"}, runner.message)
         return {"CANCELLED"}
     state.last_error = ""
-    p = prefs.preferences(context)
-    if info["kind"] == "estimate":
-        image = bpy.data.images.get(info["image"])
-        collection = build.build_result(
-            context, runner.result, _sources_by_name(info["sources"]), image, info["image_source"],
-            object_mode=p.object_mode, thresholds=(p.body_threshold, p.object_threshold), rig_body=p.rig_body,
-        )  # fmt: skip
-        text = f"Estimate Contact: {collection.name}" + (" [DEMO results, not meaningful]" if runner.result["demo"] else "")
-    else:
-        _apply_refit(info["collection"], runner.result)
-        text = "Refit: objects re-placed from the edited contacts"
+    try:
+        if info["kind"] == "estimate":
+            collection, notes = build.build_result(context, runner.result, info["submitted"], info["options"])
+            demo = " These are DEMO results: they are not meaningful." if runner.result["demo"] else ""
+            text = join_sentences(f"Estimate Contact built {collection.name}", *notes) + demo
+        else:
+            _apply_refit(info["collection"], runner.result)
+            text = "Refit re-placed the objects from the edited contacts."
+    except UserError as exc:
+        state.last_error = exc.user_text()
+        operator.report({"ERROR"}, state.last_error)
+        return {"CANCELLED"}
+    except Exception as exc:  # noqa: BLE001 (a bug: shown as one line, never a traceback in the UI)
+        return _unexpected(operator, "Building the result", exc)
     operator.report({"INFO"}, text)
     return {"FINISHED"}
 
@@ -149,11 +212,15 @@ def _start(context: bpy.types.Context, kind: str, body: dict, info: dict) -> Bac
     _JOB.update(info, job=job, kind=kind)
     state = props.window_state(context)
     state.running, state.progress, state.stage, state.message = True, 0.0, "submitting", "sending the inputs"
+    state.last_error = ""
     return job
 
 
 class _JobOperator(bpy.types.Operator):
-    """Shared modal/synchronous running of a job (Estimate Contact, Refit); never registered itself."""
+    """Shared modal/synchronous running of a job (Estimate Contact, Refit); never registered itself.
+
+    bl_options is {"UNDO"} without "REGISTER": one undo step for the result, but Blender's Repeat Last and Adjust
+    Last Operation only offer REGISTER operators, so they never re-run a job through the blocking execute()."""
 
     kind = ""  # "estimate" or "refit": what _finish does with the result
     _timer: bpy.types.Timer | None = None
@@ -161,24 +228,30 @@ class _JobOperator(bpy.types.Operator):
     def _prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, Any]]:
         raise NotImplementedError
 
-    def execute(self, context: bpy.types.Context) -> Status:
-        """Synchronous: for scripts, `blender -b` and tests (timers never fire headless)."""
+    def _begin(self, context: bpy.types.Context) -> BackgroundJob | Status:
+        """Prepares and starts the job; on failure reports it and returns the operator's status."""
         try:
             body, info = self._prepare(context)
-        except ServerError as exc:
+            return _start(context, self.kind, body, info)
+        except UserError as exc:
+            props.window_state(context).last_error = exc.user_text()
             self.report({"ERROR"}, exc.user_text())
             return {"CANCELLED"}
-        job = _start(context, self.kind, body, info)
+        except Exception as exc:  # noqa: BLE001 (a bug: shown as one line, never a traceback in the UI)
+            return _unexpected(self, self.bl_label, exc)
+
+    def execute(self, context: bpy.types.Context) -> Status:
+        """Synchronous: for scripts, `blender -b` and tests (timers never fire headless)."""
+        job = self._begin(context)
+        if not isinstance(job, BackgroundJob):
+            return job
         job.join()
         return _finish(self, context)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> Status:
-        try:
-            body, info = self._prepare(context)
-        except ServerError as exc:
-            self.report({"ERROR"}, exc.user_text())
-            return {"CANCELLED"}
-        _start(context, self.kind, body, info)
+        job = self._begin(context)
+        if not isinstance(job, BackgroundJob):
+            return job
         wm = context.window_manager
         assert wm is not None  # always set for an operator run from the UI
         self._timer = wm.event_timer_add(0.1, window=context.window)
@@ -191,6 +264,11 @@ class _JobOperator(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         return self.tick(context)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the modal operator itself (its window closes, Blender quits): the job is cancelled."""
+        self._stop_timer(context)
+        cancel_all()
 
     def tick(self, context: bpy.types.Context) -> Status:
         """One timer tick: mirror progress into the UI; build the result when the job is done."""
@@ -219,7 +297,7 @@ class IVLM_OT_estimate_contact(_JobOperator):
 
     bl_idname = "ivlm.estimate_contact"
     bl_label = "Estimate Contact"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}
     kind = "estimate"
 
     @classmethod
@@ -246,6 +324,9 @@ class IVLM_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+NO_RUN = "There is no Estimate Contact run in this scene. Run Estimate Contact first."
+
+
 def _run_contact_objects(context: bpy.types.Context) -> list[bpy.types.Object]:
     run = active_run(context)
     if run is None:
@@ -268,7 +349,7 @@ class IVLM_OT_paint_contact(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         if not _run_contact_objects(context):
-            cls.poll_message_set("Run Estimate Contact first")
+            cls.poll_message_set(NO_RUN)
             return False
         return True
 
@@ -276,15 +357,25 @@ class IVLM_OT_paint_contact(bpy.types.Operator):
         candidates = _run_contact_objects(context)
         obj = bpy.data.objects.get(self.object_name) if self.object_name else candidates[0]
         if obj is None or obj not in candidates:
-            self.report({"ERROR"}, f"{self.object_name} is not part of the active run")
+            self.report(
+                {"ERROR"},
+                join_sentences(
+                    f"{self.object_name} is not part of the active run", "Use a Paint button of the run in the panel"
+                ),
+            )
             return {"CANCELLED"}
         group = self.group or build.contact_groups(obj)[0]
         if group not in obj.vertex_groups:
-            self.report({"ERROR"}, f"{obj.name} has no group {group}")
+            self.report(
+                {"ERROR"},
+                join_sentences(
+                    f"{obj.name} has no vertex group {group}", "Run Estimate Contact again, or Reset the run's contacts"
+                ),
+            )
             return {"CANCELLED"}
         view_layer = context.view_layer
         if view_layer is None:
-            self.report({"ERROR"}, "Paint Contact needs a view layer to select the object in")
+            self.report({"ERROR"}, "There is no view layer to select the object in. Open a scene with a view layer.")
             return {"CANCELLED"}
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
@@ -306,12 +397,22 @@ class IVLM_OT_reset_contact(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return bool(_run_contact_objects(context))
+        if not _run_contact_objects(context):
+            cls.poll_message_set(NO_RUN)
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> Status:
+        """The groups are rebuilt with the thresholds the run was made with (its provenance), not today's
+        preferences, so Reset gives back exactly what Estimate Contact built."""
+        run = active_run(context)
+        if run is None:
+            self.report({"ERROR"}, NO_RUN)
+            return {"CANCELLED"}
         p = prefs.preferences(context)
+        body_threshold, object_threshold = build.run_thresholds(run, (p.body_threshold, p.object_threshold))
         for obj in _run_contact_objects(context):
-            threshold = p.body_threshold if obj.get("ivlm_role") == "body" else p.object_threshold
+            threshold = body_threshold if obj.get("ivlm_role") == "body" else object_threshold
             mesh = gather.mesh_of(obj)
             for group in build.contact_groups(obj):
                 attribute = mesh.attributes.get(build.PRED_PREFIX + group)
@@ -326,10 +427,13 @@ class IVLM_OT_reset_contact(bpy.types.Operator):
 def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
     run = active_run(context)
     if run is None:
-        raise ServerError("BAD_INPUT", "no Estimate Contact run in this scene", "Run Estimate Contact first.")
+        raise InputError(NO_RUN)
     body, objects = build.run_objects(run)
     if body is None:
-        raise ServerError("BAD_INPUT", "this run has no body to place the objects against")
+        raise InputError(
+            "This run has no body to place the objects against.",
+            "Run Estimate Contact on a photo where the person can be seen.",
+        )
     entries = []
     for obj in objects:
         label = obj["ivlm_label"]
@@ -342,7 +446,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
         })  # fmt: skip
     if not entries:
-        raise ServerError("BAD_INPUT", "this run has no placed objects")
+        raise InputError("This run has no placed objects.", "Run Estimate Contact with the objects selected.")
     p = prefs.preferences(context)
     request = {
         "schema_version": API_SCHEMA_VERSION,
@@ -350,11 +454,15 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         "objects": entries,
         "options": {"body_contact_threshold": p.body_threshold, "object_contact_threshold": p.object_threshold},
     }
-    return request, {"collection": run.name}
+    return request, {"collection": run.session_uid}
 
 
-def _apply_refit(collection_name: str, result: dict) -> None:
-    collection = bpy.data.collections[collection_name]
+def _apply_refit(collection_uid: int, result: dict) -> None:
+    collection = next((c for c in bpy.data.collections if c.session_uid == collection_uid), None)
+    if collection is None:
+        raise InputError(
+            "The run was deleted while Refit ran, so there is nothing to re-place.", "Run Estimate Contact again."
+        )
     _, objects = build.run_objects(collection)
     by_label = {o["ivlm_label"]: o for o in objects}
     for outcome in result["objects"]:
@@ -373,7 +481,7 @@ class IVLM_OT_refit(_JobOperator):
 
     bl_idname = "ivlm.refit"
     bl_label = "Refit"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # not REGISTER: see _JobOperator
     kind = "refit"
 
     @classmethod
@@ -381,7 +489,7 @@ class IVLM_OT_refit(_JobOperator):
         if not _no_job_running(cls):
             return False
         if not _run_contact_objects(context):
-            cls.poll_message_set("Run Estimate Contact first")
+            cls.poll_message_set(NO_RUN)
             return False
         return True
 
@@ -405,7 +513,7 @@ class IVLM_OT_export(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         if active_run(context) is None:
-            cls.poll_message_set("Run Estimate Contact first")
+            cls.poll_message_set(NO_RUN)
             return False
         return True
 
@@ -421,14 +529,17 @@ class IVLM_OT_export(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> Status:
         run = active_run(context)
         if run is None:
-            self.report({"ERROR"}, "Export failed: there is no Estimate Contact run in this scene")
+            self.report({"ERROR"}, NO_RUN)
             return {"CANCELLED"}
         try:
             written, sidecar = export.export_run(context, run, bpy.path.abspath(self.filepath), self.preset)
-        except (RuntimeError, OSError, ValueError) as exc:
-            self.report({"ERROR"}, f"Export failed: {exc}")
+        except UserError as exc:
+            self.report({"ERROR"}, join_sentences("The export failed", exc.user_text()))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Exported {written} and {sidecar}")
+        except (RuntimeError, OSError, ValueError) as exc:  # from Blender's exporters or the file system
+            self.report({"ERROR"}, join_sentences("The export failed", str(exc), "Check the file path and try again"))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {written} and {sidecar}.")
         return {"FINISHED"}
 
 
@@ -444,8 +555,10 @@ CLASSES = (
 
 
 def cancel_all() -> None:
-    """Called on unregister and before a file loads: the job in flight is cancelled and forgotten."""
+    """Called on unregister, before a file loads, when Blender ends a modal job operator and when Blender quits:
+    the job in flight is cancelled on the server (best effort, at once: the worker thread dies with Blender) and
+    forgotten."""
     if _JOB:
-        _JOB["job"].cancel()
+        job = _JOB["job"]
         _JOB.clear()
-
+        job.abandon()

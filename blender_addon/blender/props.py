@@ -23,11 +23,15 @@ class IVLM_PG_window(bpy.types.PropertyGroup):
 
 class IVLM_PG_scene(bpy.types.PropertyGroup):
     image_path: StringProperty(  # type: ignore[valid-type]
-        name="Photo", subtype="FILE_PATH",
+        name="Photo",
+        subtype="FILE_PATH",
         description="The reference photo, when no Image Empty or camera background holds it",
     )
     apply_modifiers: BoolProperty(  # type: ignore[valid-type]
-        name="Apply modifiers", default=False, description="Send the objects as evaluated (with modifiers)"
+        name="Apply modifiers",
+        default=True,
+        description="Send the objects as shown, with their modifiers; the placed objects then get that mesh too. "
+        "Off: send and place the meshes without their modifiers",
     )
 
 
@@ -51,14 +55,14 @@ def unregister() -> None:
 
 def window_state(context: bpy.types.Context) -> IVLM_PG_window:
     """The job progress and server status of this Blender session (`WindowManager.ivlm`)."""
-    return getattr(context.window_manager, "ivlm")
+    return getattr(context.window_manager, "ivlm")  # noqa: B009 (the stubs do not know the attribute)
 
 
 def scene_settings(context: bpy.types.Context) -> IVLM_PG_scene:
     """The active scene's InteractVLM settings (`Scene.ivlm`)."""
-    return getattr(context.scene, "ivlm")
+    return getattr(context.scene, "ivlm")  # noqa: B009 (the stubs do not know the attribute)
 
 
 def object_label(obj: bpy.types.Object) -> str:
     """The Label typed in the panel for `obj` (`Object.ivlm_label`), empty when none was."""
-    return str(getattr(obj, "ivlm_label"))
+    return str(getattr(obj, "ivlm_label"))  # noqa: B009 (the stubs do not know the attribute)

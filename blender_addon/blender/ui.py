@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import build, gather, operators, props
+from .labels import wrapped_label
 
 
 class IVLM_PT_main(bpy.types.Panel):
@@ -24,12 +25,14 @@ class IVLM_PT_main(bpy.types.Panel):
         if state.server_status:
             box = layout.box()
             for line in state.server_status.split("\n"):
-                box.label(text=line, icon="ERROR" if "DEMO" in line else "NONE")
+                wrapped_label(box, context, line, icon="ERROR" if "DEMO" in line else "NONE")
 
         box = layout.box()
-        image, reason = gather.find_image(context)
-        box.label(text=f"Photo: {image.name}" if image else reason, icon="CHECKMARK" if image else "CANCEL")
-        if image is None:
+        photo, reason = gather.find_image(context)
+        if photo is not None:
+            wrapped_label(box, context, f"Photo: {photo.image_name or photo.path}", icon="CHECKMARK")
+        else:
+            wrapped_label(box, context, reason, icon="CANCEL")
             box.prop(settings, "image_path")
         objects, reason = gather.find_objects(context)
         if objects:
@@ -38,7 +41,7 @@ class IVLM_PT_main(bpy.types.Panel):
                 split.label(text=obj.name, icon="MESH_DATA")
                 split.prop(obj, "ivlm_label", text="")
         else:
-            box.label(text=reason, icon="CANCEL")
+            wrapped_label(box, context, reason, icon="CANCEL")
         box.prop(settings, "apply_modifiers")
 
         if state.running:
@@ -47,14 +50,16 @@ class IVLM_PT_main(bpy.types.Panel):
         else:
             layout.operator("ivlm.estimate_contact", icon="PLAY")
             if state.last_error:
-                layout.label(text=state.last_error, icon="ERROR")
+                wrapped_label(layout, context, state.last_error, icon="ERROR")
 
         run = operators.active_run(context)
         if run is not None:
             box = layout.box()
             box.label(text=f"Run: {run.name}")
             if run.get("ivlm_demo"):
-                box.label(text="DEMO results: generated models, not meaningful", icon="ERROR")
+                wrapped_label(
+                    box, context, "DEMO results: made by generated models, they are not meaningful.", icon="ERROR"
+                )
             body, objects = build.run_objects(run)
             for obj in ([body] if body else []) + objects:
                 for group in build.contact_groups(obj):
