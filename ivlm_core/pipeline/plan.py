@@ -35,6 +35,7 @@ from ivlm_core.localize.config import ReleaseConfig, load_release_config
 from ivlm_core.localize.quantize import NF4_BLOCK
 
 GB = 1024**3
+COUNTS_VERSION = 2  # bump when the cached counts (plan_counts/*.json) change shape
 HUMAN_RELEASE = "interactvlm-3d-hcontact-damon-fix"
 OBJECT_RELEASE = "interactvlm-3d-oafford-lemon-piad"
 JOINT_RELEASE = "interactvlm-3d-hcontact-ocontact"
@@ -173,9 +174,12 @@ class ReleaseShapes:
     layer_projections: int  # decoder q/k/v/o + gate/up/down: what int8/nf4 quantise
     projection_rows: int  # their output rows (int8 keeps one float32 scale per row)
     largest_projection: int  # elements of the largest projection (dequantised one at a time)
+    projection_matrices: int
     other_llm: int  # embeddings, lm_head, norms
     heads: int  # projector, text_hidden_fcs, camera encoder, attention splitter
     sam: int
+    sam_heads: int  # SAM image encoder: attention heads and width (ViT-H: 16, 1280)
+    sam_width: int
     config: ReleaseConfig
 
 
@@ -185,39 +189,68 @@ def release_shapes(config: ReleaseConfig, name: str) -> ReleaseShapes:
     return ReleaseShapes(name=name, config=config, **counts)
 
 
+def _disk_cached(kind: str, key: str, compute):  # noqa: ANN001, ANN202 (a JSON-able value)
+    """`compute()` once per machine: counting on the meta device needs transformers' model modules, whose import
+    alone takes seconds (the server's API process plans before it starts). Keyed by the transformers version."""
+    import hashlib
+
+    import transformers
+
+    digest = hashlib.sha1(f"{kind}|{key}|{transformers.__version__}|{COUNTS_VERSION}".encode()).hexdigest()[:20]
+    path = paths.cache_dir() / "plan_counts" / f"{kind}-{digest}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    from ivlm_core.fileio import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value))
+    return value
+
+
 @functools.lru_cache(maxsize=16)
 def _release_counts(raw_json: str) -> dict[str, int]:
+    return _disk_cached("release", raw_json, lambda: _count_release(raw_json))
+
+
+def _count_release(raw_json: str) -> dict[str, int]:
+    """LLaMA counted by formula (building a 13B model, even on the meta device, takes long); the heads and SAM
+    built on the meta device from the same constructors the loader uses."""
     import tempfile
 
-    from transformers import CLIPVisionConfig
+    from transformers import SamModel
 
     from ivlm_core.localize import sam
-    from ivlm_core.localize.network import InteractVLMNetwork
+    from ivlm_core.localize.heads import AttentionSplitter, camera_encoder, text_hidden_fcs
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(raw_json)
         config = load_release_config(Path(tmp))
-    clip = CLIPVisionConfig(
-        hidden_size=config.mm_hidden_size, num_hidden_layers=1, intermediate_size=8, num_attention_heads=1
-    )
-    with torch.device("meta"):
-        network = InteractVLMNetwork(config, clip, sam.vit_h_sam_config())
-    hidden, heads = config.hidden_size, config.num_attention_heads
+    hidden, heads, layers = config.hidden_size, config.num_attention_heads, config.num_hidden_layers
     kv = config.num_key_value_heads * (hidden // heads)
-    rows_per_layer = hidden + 2 * kv + hidden + 2 * config.intermediate_size + hidden
-    projections = config.num_hidden_layers * (
-        2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * config.intermediate_size
-    )
-    llm = _numel(network.llm)
-    extra_decoders = 2 * _numel(network.sam.mask_decoder) if config.separate_decoders else 0
-    heads_count = _numel(network) - llm - _numel(network.vision_tower) - _numel(network.sam) - extra_decoders
+    projections = layers * (2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * config.intermediate_size)
+    norms = (2 * layers + 1) * hidden
+    with torch.device("meta"):
+        parts = [torch.nn.Linear(config.mm_hidden_size, hidden), text_hidden_fcs(hidden, config.out_dim)]
+        if config.camera_conditioned:
+            parts.append(camera_encoder(config.camera_encoder, config.num_views, config.out_dim))
+        if config.token_type in ("Gen-Hu-Obj", "Gen-Int"):
+            parts.append(AttentionSplitter(config.out_dim))
+        segment_anything = SamModel(sam.vit_h_sam_config())
+    extra_decoders = 2 * _numel(segment_anything.mask_decoder) if config.separate_decoders else 0
     return {
         "layer_projections": projections,
-        "projection_rows": config.num_hidden_layers * rows_per_layer,
+        "projection_rows": layers * (hidden + 2 * kv + hidden + 2 * config.intermediate_size + hidden),
         "largest_projection": hidden * config.intermediate_size,
-        "other_llm": llm - projections,
-        "heads": heads_count,
-        "sam": _numel(network.sam) + extra_decoders,
+        "projection_matrices": 7 * layers,
+        "other_llm": 2 * config.vocab_size * hidden + norms,
+        "heads": sum(_numel(part) for part in parts),
+        "sam": _numel(segment_anything) + extra_decoders,
+        "sam_heads": segment_anything.config.vision_config.num_attention_heads,
+        "sam_width": segment_anything.config.vision_config.hidden_size,
     }
 
 
@@ -242,6 +275,11 @@ def clip_vit_l_14_config():  # noqa: ANN201 (CLIPVisionConfig)
 
 @functools.lru_cache(maxsize=8)
 def clip_params(clip_dir: Path | None) -> int:
+    key = (Path(clip_dir) / "config.json").read_text() if clip_dir is not None else "clip-vit-large-patch14"
+    return _disk_cached("clip", key, lambda: _count_clip(clip_dir))
+
+
+def _count_clip(clip_dir: Path | None) -> int:
     from transformers import CLIPVisionModel
 
     from ivlm_core.localize.checkpoint import clip_vision_config
@@ -264,20 +302,26 @@ def hub_perception_configs() -> dict:
 def perception_params(root: Path | None) -> dict[str, int]:
     """Parameters of each perception model: counted from the folder's safetensors headers when present, else
     from the hub-size configs on the meta device."""
-    from transformers import GroundingDinoForObjectDetection, SamModel, VitPoseForPoseEstimation
-
-    classes = {"grounding-dino": GroundingDinoForObjectDetection, "sam": SamModel, "vitpose": VitPoseForPoseEstimation}
     counts = {}
-    configs = None
-    for name, cls in classes.items():
+    for name in paths.PERCEPTION_MODEL_NAMES:
         folder = paths.perception_dir(name, root) if root is not None else None
         counted = _safetensors_params(folder) if folder is not None else None
         if counted is None:
-            configs = configs or hub_perception_configs()
-            with torch.device("meta"):
-                counted = _numel(cls(configs[name]))
+            counted = _disk_cached("perception", name, lambda name=name: _count_hub_perception(name))
         counts[name] = counted
     return counts
+
+
+def _count_hub_perception(name: str) -> int:
+    import transformers
+
+    classes = {
+        "grounding-dino": "GroundingDinoForObjectDetection",
+        "sam": "SamModel",
+        "vitpose": "VitPoseForPoseEstimation",
+    }
+    with torch.device("meta"):
+        return _numel(getattr(transformers, classes[name])(hub_perception_configs()[name]))
 
 
 def _safetensors_params(folder: Path) -> int | None:
@@ -310,9 +354,11 @@ def llm_weight_bytes(shapes: ReleaseShapes, precision: str, dtype: torch.dtype) 
     if precision == "int8":  # int8 weights, one float32 scale per output row
         quantised = shapes.layer_projections + 4 * shapes.projection_rows
         return quantised + rest, "decoder projections int8 (+ float32 row scales), embeddings/lm_head/norms unquantised"
-    # nf4: 4 bits per weight; per block of 64 an 8-bit absmax (double quantisation), per 256 blocks a float32
+    # nf4: 4 bits per weight; per block of 64 an 8-bit absmax (double quantisation), per 256 blocks a float32; per
+    # matrix the two code tables (16 and 256 float32) and an offset
     blocks = shapes.layer_projections // NF4_BLOCK
-    quantised = shapes.layer_projections // 2 + blocks + 4 * (blocks // 256 + 1)
+    tables = shapes.projection_matrices * (16 + 256 + 1) * 4
+    quantised = shapes.layer_projections // 2 + blocks + 4 * (blocks // 256 + shapes.projection_matrices) + tables
     return quantised + rest, "decoder projections NF4 (blocks of 64, double-quantised scales), the rest unquantised"
 
 
@@ -380,11 +426,8 @@ def _transients(
     # SAM ViT-H global-attention blocks: the decomposed rel-pos bias [B, 16, 4096, 4096] in the compute dtype, counted
     # twice (the sum of the two rel-pos terms and the attention kernel's own copy), plus the block's activations
     # (qkv, MLP 4x) of B views.
-    from ivlm_core.localize import sam
-
-    vision = sam.vit_h_sam_config().vision_config
-    n = SAM_IMAGE_TOKENS
-    sam_encode = sam_batch * (2 * vision.num_attention_heads * n * n * element + n * vision.hidden_size * 10 * element)
+    n, encoder = SAM_IMAGE_TOKENS, shapes[0]
+    sam_encode = sam_batch * (2 * encoder.sam_heads * n * n * element + n * encoder.sam_width * 10 * element)
     # Perception: Grounding DINO's encoder over its multi-scale features (stride 8..64 of 800x1333, 256 channels,
     # 6 layers of ~10 live tensors) dominates; its weights are counted above.
     h, w = PERCEPTION_INPUT
