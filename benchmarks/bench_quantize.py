@@ -53,7 +53,13 @@ def layer_figures(tokens: int) -> dict:
         weight = torch.randn(out_features, in_features, generator=generator) * 0.02
         x = torch.randn(tokens, in_features, generator=generator)
         reference = x @ weight.T
-        rows[name] = {p: {"cosine": _cosine(_apply(weight, x, p), reference), "rel_error": _relative(_apply(weight, x, p), reference)} for p in PRECISIONS}
+        rows[name] = {
+            p: {
+                "cosine": _cosine(_apply(weight, x, p), reference),
+                "rel_error": _relative(_apply(weight, x, p), reference),
+            }
+            for p in PRECISIONS
+        }
     return rows
 
 
@@ -74,7 +80,8 @@ def decoder_layer_figures(tokens: int) -> dict:
     embeddings = rotary(x, positions)
 
     def run(module: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        out = module(inputs, position_embeddings=embeddings, position_ids=positions)
+        cos_sin = tuple(t.to(inputs.dtype) for t in embeddings)
+        out = module(inputs, position_embeddings=cos_sin, position_ids=positions)
         return out[0] if isinstance(out, tuple) else out
 
     with torch.inference_mode():
@@ -87,7 +94,11 @@ def decoder_layer_figures(tokens: int) -> dict:
             for name in quantize.LAYER_PROJECTIONS:
                 parent_name, _, child = name.rpartition(".")
                 parent = quantised.get_submodule(parent_name)
-                setattr(parent, child, quantize.quantized_linear(getattr(parent, child).weight, None, precision, "cpu", torch.float32))
+                setattr(
+                    parent,
+                    child,
+                    quantize.quantized_linear(getattr(parent, child).weight, None, precision, "cpu", torch.float32),
+                )
             out = run(quantised, x)
             rows[precision] = {"cosine": _cosine(out, reference), "rel_error": _relative(out, reference)}
     return rows
@@ -113,7 +124,9 @@ def tiny_release_figures() -> dict:
         localizers = {"fp32": Localizer.from_folders(tiny.releases[release], tiny.clip, dtype=torch.float32)}
         localizers["bf16"] = Localizer.from_folders(tiny.releases[release], tiny.clip, dtype=torch.bfloat16)
         for precision in ("int8", "nf4"):
-            localizers[precision] = Localizer.from_folders(tiny.releases[release], tiny.clip, dtype=torch.float32, llm_precision=precision)
+            localizers[precision] = Localizer.from_folders(
+                tiny.releases[release], tiny.clip, dtype=torch.float32, llm_precision=precision
+            )
         outputs = {}
         for name, localizer in localizers.items():
             contact = estimate_human_contact(localizer, photo, "chair", views, mapping)
@@ -146,17 +159,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--json")
+    parser.add_argument("--skip-layers", action="store_true", help="skip part 1's single projections")
     args = parser.parse_args()
     figures = {"machine": f"CPU {platform.machine()}, {torch.get_num_threads()} threads", "tokens": args.tokens}
-    figures["layers"] = layer_figures(args.tokens)
+    figures["layers"] = {} if args.skip_layers else layer_figures(args.tokens)
     for name, row in figures["layers"].items():
         print(f"{name:32} " + "  ".join(f"{p}: cos {v['cosine']:.6f} rel {v['rel_error']:.4f}" for p, v in row.items()))
     figures["decoder_layer"] = decoder_layer_figures(args.tokens)
-    print("LLaMA-2-13B decoder layer vs fp32:", {p: {k: round(v, 6) for k, v in r.items()} for p, r in figures["decoder_layer"].items()})
+    print(
+        "LLaMA-2-13B decoder layer vs fp32:",
+        {p: {k: round(v, 6) for k, v in r.items()} for p, r in figures["decoder_layer"].items()},
+    )
     figures["tiny_releases"] = tiny_release_figures()
     for release, rows in figures["tiny_releases"].items():
         for name, row in rows.items():
-            print(f"{release} {name:5} vs fp32: " + ", ".join(f"{k} {v if isinstance(v, bool) else round(v, 6)}" for k, v in row.items()))
+            print(
+                f"{release} {name:5} vs fp32: "
+                + ", ".join(f"{k} {v if isinstance(v, bool) else round(v, 6)}" for k, v in row.items())
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     sys.stdout.flush()

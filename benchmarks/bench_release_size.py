@@ -97,18 +97,28 @@ def joint_release_config(tiny: bool, token_ids: dict[str, int]):  # noqa: ANN201
                oC_sam_view_type="4MV-Z_HM_BM", **token_ids)  # fmt: skip
     if tiny:
         width = sam.tiny_sam_config().mask_decoder_config.hidden_size
-        raw.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, mm_hidden_size=32,
-                   out_dim=width)
+        raw.update(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            mm_hidden_size=32,
+            out_dim=width,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text(json.dumps(raw))
         return load_release_config(Path(tmp))
 
 
-def _random(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+def _random(
+    shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, generator: torch.Generator
+) -> torch.Tensor:
     return (torch.randn(shape, generator=generator, device=device, dtype=torch.float32) * 0.02).to(dtype)
 
 
-def build_network(config, device: torch.device, dtype: torch.dtype, precision: str, tiny: bool, memory: Memory, log) -> InteractVLMNetwork:  # noqa: ANN001, E501
+def build_network(
+    config, device: torch.device, dtype: torch.dtype, precision: str, tiny: bool, memory: Memory, log
+) -> InteractVLMNetwork:  # noqa: ANN001, E501
     """The network with random weights: the decoder generated and quantised one matrix at a time."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, SamModel
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
@@ -138,13 +148,21 @@ def build_network(config, device: torch.device, dtype: torch.dtype, precision: s
             del weight
             setattr(parent, child, new)
         for norm in (layer.input_layernorm, layer.post_attention_layernorm):
-            norm.weight = torch.nn.Parameter(torch.ones(config.hidden_size, device=device, dtype=dtype), requires_grad=False)
+            norm.weight = torch.nn.Parameter(
+                torch.ones(config.hidden_size, device=device, dtype=dtype), requires_grad=False
+            )
         memory.guard()
         if index % 10 == 9 or index + 1 == len(llm.model.layers):
             log(f"  decoder layers {index + 1}/{len(llm.model.layers)} built ({memory.now_gb():.1f} GB resident)")
-    llm.model.embed_tokens.weight = torch.nn.Parameter(_random(tuple(llm.model.embed_tokens.weight.shape), device, dtype, generator), requires_grad=False)
-    llm.lm_head.weight = torch.nn.Parameter(_random(tuple(llm.lm_head.weight.shape), device, dtype, generator), requires_grad=False)
-    llm.model.norm.weight = torch.nn.Parameter(torch.ones(config.hidden_size, device=device, dtype=dtype), requires_grad=False)
+    llm.model.embed_tokens.weight = torch.nn.Parameter(
+        _random(tuple(llm.model.embed_tokens.weight.shape), device, dtype, generator), requires_grad=False
+    )
+    llm.lm_head.weight = torch.nn.Parameter(
+        _random(tuple(llm.lm_head.weight.shape), device, dtype, generator), requires_grad=False
+    )
+    llm.model.norm.weight = torch.nn.Parameter(
+        torch.ones(config.hidden_size, device=device, dtype=dtype), requires_grad=False
+    )
     llm.model.rotary_emb = LlamaRotaryEmbedding(llama_config(config)).to(device)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -231,7 +249,9 @@ def run(args: argparse.Namespace) -> dict:
     config = joint_release_config(args.tiny, ids)
     if args.layers:  # rehearsal at the real widths with fewer decoder layers
         config = dataclasses.replace(config, num_hidden_layers=args.layers)
-    configuration = memory_plan.configuration_named("joint" if args.precision == "native" else f"joint-{args.precision}")
+    configuration = memory_plan.configuration_named(
+        "joint" if args.precision == "native" else f"joint-{args.precision}"
+    )
     log(f"release-size pipeline: {configuration.name}, {dtype} where not quantised, device {device}")
     memory.reset()
 
@@ -241,7 +261,9 @@ def run(args: argparse.Namespace) -> dict:
     parts["perception"] = memory.now_gb() - base
     models = ensure_synthetic_body_models()
     body = load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10)
-    views = load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=str(device))
+    views = load_canonical_body_views(
+        paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=str(device)
+    )
     mapping = load_mapping(models.smpl_to_smplx.parent)
     stages["build: perception, body, views"] = time.perf_counter() - t
 
@@ -265,10 +287,22 @@ def run(args: argparse.Namespace) -> dict:
     network.llm.model.layers = torch.nn.ModuleList(list(llm_layers)[:run_layers])  # all stay resident in llm_layers
     tokenizer = ReleaseTokenizer.from_folder(joint_folder, **ids)
     report = LoadReport(Path("random-release-size"), tiny.clip, False, [], dtype, device, args.precision)
-    localizer = Localizer(network, tokenizer, CLIPImageProcessorPil.from_pretrained(tiny.clip), report, sam_batch=args.sam_batch)
+    localizer = Localizer(
+        network, tokenizer, CLIPImageProcessorPil.from_pretrained(tiny.clip), report, sam_batch=args.sam_batch
+    )
     generations: list = []
     force_answers(localizer, args.answer_tokens, generations)
-    pipeline = ContactPipeline(perceiver, body, localizer, localizer, views, mapping, device=str(device), demo=True, configuration=configuration)
+    pipeline = ContactPipeline(
+        perceiver,
+        body,
+        localizer,
+        localizer,
+        views,
+        mapping,
+        device=str(device),
+        demo=True,
+        configuration=configuration,
+    )
 
     scene = make_scene("hold_mug", 0)
     options = RunOptions(body_vertices=scene.body_vertices, stages=frozenset({"fit"}) if args.fit else frozenset())
@@ -297,7 +331,9 @@ def run(args: argparse.Namespace) -> dict:
     outcome = result.objects[0]
     return {
         "configuration": configuration.name,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU {platform.machine()}, {torch.get_num_threads()} threads",
         "dtype": str(dtype),
         "parts_gb": parts,
         "build_s": stages,
@@ -333,7 +369,11 @@ def report(figures: dict, args: argparse.Namespace) -> None:
     print(f"plan: weights {plan.weights_bytes / GB:.2f} GB + KV {plan.kv_cache.bytes / GB:.2f} + largest transient "
           f"{plan.peak_transient.bytes / GB:.2f} ({plan.peak_transient.name}) + margin {plan.margin_bytes / GB:.2f} = {plan.need_gb:.2f} GB")  # fmt: skip
     print("build seconds:", {k: round(v, 1) for k, v in figures["build_s"].items()})
-    print("job seconds per stage:", {k: round(v, 1) for k, v in figures["job_timings_s"].items()}, f"total {figures['job_s']:.1f}")
+    print(
+        "job seconds per stage:",
+        {k: round(v, 1) for k, v in figures["job_timings_s"].items()},
+        f"total {figures['job_s']:.1f}",
+    )
     llm = figures["llm"]
     scale = llm["scale_to_all_layers"]
     print(f"LLM ({llm['layers_run']} of {llm['layers_resident']} layers run): prefill {llm['prefill_s']} s, "
@@ -347,7 +387,9 @@ def simulate_card(args: argparse.Namespace) -> None:
     if device == "cuda":
         total = torch.cuda.get_device_properties(torch.device(args.device)).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), torch.device(args.device))
-    choice = memory_plan.choose(memory_plan.plan_all("cuda", nominal=True), budget, f"simulated {args.simulate_gb:g} GB card")
+    choice = memory_plan.choose(
+        memory_plan.plan_all("cuda", nominal=True), budget, f"simulated {args.simulate_gb:g} GB card"
+    )
     configuration = choice.plan.configuration
     if not configuration.joint:
         raise SystemExit(f"the plan chose {configuration.name}; this benchmark builds the joint release only")
@@ -366,9 +408,13 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=ANSWER_TOKENS)
     parser.add_argument("--sam-batch", type=int, default=1)
     parser.add_argument("--fit", action="store_true", help="also place the object (CPU-bound, not a GPU figure)")
-    parser.add_argument("--simulate-gb", type=float, default=None,
-                        help="a card of this size: CUDA memory capped with set_per_process_memory_fraction, the "
-                             "configuration and SAM batch chosen by the plan for it (overrides --precision)")
+    parser.add_argument(
+        "--simulate-gb",
+        type=float,
+        default=None,
+        help="a card of this size: CUDA memory capped with set_per_process_memory_fraction, the "
+        "configuration and SAM batch chosen by the plan for it (overrides --precision)",
+    )
     parser.add_argument("--min-available-gb", type=float, default=3.0)
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--quiet", action="store_true")

@@ -188,3 +188,27 @@ def test_static_decoder_seg_state_matches_within_tolerance() -> None:
     assert torch.allclose(got.seg_state, reference.seg_state, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="exceed the static cache"):
         decoder.generate(prompt, max_new_tokens=13, eos_token_id=-1, seg_token_ids=())
+
+
+def test_convert_on_start_converts_a_release_in_place_once_with_progress(tmp_path, tiny_models, inputs, caplog) -> None:
+    import logging
+    import shutil
+
+    from ivlm_core import paths
+    from ivlm_core.localize.checkpoint import CONVERTED_MARKER
+    from ivlm_core.localize.convert import convert_releases_once
+
+    photo, views = inputs
+    folder = paths.interactvlm_release_dir(HUMAN_RELEASE, tmp_path)
+    shutil.copytree(tiny_models.releases[HUMAN_RELEASE], folder)
+    before = Localizer.from_folders(folder, tiny_models.clip, dtype=torch.float32)
+    with caplog.at_level(logging.INFO, logger="ivlm.convert"):
+        assert convert_releases_once([HUMAN_RELEASE], tmp_path) == [folder]
+    assert (folder / CONVERTED_MARKER).is_file() and list(folder.glob("*.safetensors")) and list(folder.glob("*.bin"))
+    assert "100%" in caplog.text and "converted" in caplog.text
+    after = Localizer.from_folders(folder, tiny_models.clip, dtype=torch.float32)
+    assert after.report.converted and not before.report.converted
+    a = before.localize(photo, "chair", "hcontact", views=views)
+    b = after.localize(photo, "chair", "hcontact", views=views)
+    assert a.token_ids == b.token_ids and torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert convert_releases_once([HUMAN_RELEASE], tmp_path) == []  # once: later starts read the safetensors

@@ -105,3 +105,14 @@ def test_ivlm_plan_prints_every_configuration_and_the_choice(capsys) -> None:
     assert "<- chosen" in text and "Chosen: joint-nf4" in text and "largest transient" in text and "margin" in text
     assert main(["plan", "--gpu-memory-gb", "4", "--nominal"]) == 0
     assert "GPU_MEMORY_TOO_SMALL" in capsys.readouterr().out
+
+
+def test_doctor_takes_the_joint_release_instead_of_the_two(tmp_path, tiny_models) -> None:
+    from ivlm_core.doctor import check_model_files, joint_release_status, required_missing
+
+    names = lambda items: {s.name for s in items}  # noqa: E731
+    missing = required_missing(check_model_files(tmp_path), tmp_path)
+    assert sum("InteractVLM release" in n for n in names(missing)) == 2 and not joint_release_status(tmp_path).present
+    shutil.copytree(tiny_models.releases[P.JOINT_RELEASE], paths.interactvlm_release_dir(P.JOINT_RELEASE, tmp_path))
+    assert joint_release_status(tmp_path).present
+    assert not any("InteractVLM release" in n for n in names(required_missing(check_model_files(tmp_path), tmp_path)))

@@ -35,7 +35,7 @@ from ivlm_core.localize.config import ReleaseConfig, load_release_config
 from ivlm_core.localize.quantize import NF4_BLOCK
 
 GB = 1024**3
-COUNTS_VERSION = 2  # bump when the cached counts (plan_counts/*.json) change shape
+COUNTS_VERSION = 3  # bump when the cached counts (plan_counts/*.json) change shape
 HUMAN_RELEASE = "interactvlm-3d-hcontact-damon-fix"
 OBJECT_RELEASE = "interactvlm-3d-oafford-lemon-piad"
 JOINT_RELEASE = "interactvlm-3d-hcontact-ocontact"
@@ -295,7 +295,7 @@ def hub_perception_configs() -> dict:
     transformers' default configs of these classes are those checkpoints' architectures."""
     from transformers import GroundingDinoConfig, SamConfig, VitPoseConfig
 
-    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": VitPoseConfig()}
+    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": VitPoseConfig(num_labels=17)}
 
 
 @functools.lru_cache(maxsize=8)
@@ -572,8 +572,9 @@ def choose(
     candidates = [p for p in plans if p.available or not require_available]
     if not candidates:
         raise IVLMError(
-            "no configuration has its release folders: neither both separate releases nor the joint release is present",
-            f"Put {HUMAN_RELEASE} and {OBJECT_RELEASE}, or {JOINT_RELEASE}, under interactvlm/trained_models/ (`ivlm doctor`).",
+            "no configuration has its release folders: neither both separate releases nor the joint one is present",
+            f"Put {HUMAN_RELEASE} and {OBJECT_RELEASE}, or {JOINT_RELEASE}, under interactvlm/trained_models/ "
+            "(`ivlm doctor`).",
         )
     best_skipped = candidates[0]
     for plan in candidates:
@@ -590,8 +591,9 @@ def choose(
             return Choice(plan, budget_bytes, budget_source, reason)
     smallest = min(candidates, key=lambda p: p.need_bytes)
     raise BudgetTooSmallError(
-        f"no configuration fits {budget_bytes / GB:.1f} GB ({budget_source}): the smallest, {smallest.configuration.name} "
-        f"({smallest.label()}, SAM {smallest.sam_batch} view per call), needs {smallest.need_gb:.1f} GB",
+        f"no configuration fits {budget_bytes / GB:.1f} GB ({budget_source}): the smallest, "
+        f"{smallest.configuration.name} ({smallest.label()}, SAM {smallest.sam_batch} view per call), "
+        f"needs {smallest.need_gb:.1f} GB",
         "Free GPU memory (close other programs), use a GPU with more memory, or pass --gpu-memory-gb if the "
         "detected budget is wrong. `ivlm plan` lists every configuration and its need.",
     )
@@ -644,9 +646,11 @@ def format_plans(plans: list[Plan], budget_bytes: int | None, budget_source: str
         lines.append(f"  {chosen.kv_cache.bytes / GB:7.2f} GB  {chosen.kv_cache.name}  ({chosen.kv_cache.note})")
         for part in chosen.transients:
             flag = "  <- largest transient (counted)" if part is chosen.peak_transient else ""
-            lines.append(f"  {part.bytes / GB:7.2f} GB  transient: {part.name}  ({part.note}){flag}")
+            size = part.bytes / GB
+            lines.append(f"  {size:7.2f} GB  transient: {part.name}  ({part.note}){flag}")
         lines.append(
-            f"  {chosen.margin_bytes / GB:7.2f} GB  margin ({MARGIN_FIXED_GB[chosen.device]} GB + {MARGIN_FRACTION:.0%})"
+            f"  {chosen.margin_bytes / GB:7.2f} GB  margin "
+            f"({MARGIN_FIXED_GB[chosen.device]} GB + {MARGIN_FRACTION:.0%})"
         )
         lines.append(f"  {chosen.need_gb:7.2f} GB  total")
     return "\n".join(lines)
