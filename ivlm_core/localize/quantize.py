@@ -19,7 +19,7 @@ AVX-512 (this project's machines) bitsandbytes dequantises every weight for ever
 from __future__ import annotations
 
 import importlib
-import warnings
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -30,8 +30,11 @@ from ivlm_core.errors import IVLMError
 LLM_PRECISIONS = ("native", "int8", "nf4")
 BITSANDBYTES = "bitsandbytes"
 BITSANDBYTES_PIN = "bitsandbytes==0.50.2"
-# bitsandbytes warns on every CPU int8 matmul that it casts float32 inputs to float16 (its CPU int8 path); expected.
-warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast", category=UserWarning)
+# bitsandbytes logs a warning on every int8 matmul whose input is not float16 (it casts; expected on the CPU path,
+# where the activations are float32): one line per layer per token would bury the server's log.
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(
+    lambda record: not record.getMessage().startswith("MatMul8bitLt: inputs will be cast")
+)
 INT8_THRESHOLD = 6.0  # LLM.int8 outlier threshold: transformers' default for load_in_8bit (upstream's path)
 NF4_BLOCK = 64  # bitsandbytes' default block size for 4-bit weights
 LAYER_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
