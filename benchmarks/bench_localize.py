@@ -36,6 +36,7 @@ from ivlm_core.localize.tokenizer import ReleaseTokenizer
 from ivlm_core.render.views import HUMAN_VIEWS, OBJECT_VIEWS
 
 ANSWER_TOKENS = 24
+CACHED_GENERATE = generate_with_cache  # --decoder static replaces it with the static decoder's generate
 RELEASE_13B = {  # a 13B release's config.json fields (spec §1.2, §1.7), human and object heads both on
     "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40, "intermediate_size": 13824,
     "vocab_size": 32003, "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "seg_token_idx": 32000,
@@ -55,7 +56,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def random_13b_network(device: torch.device, dtype: torch.dtype, llm_layers: int) -> InteractVLMNetwork:
+def random_13b_network(device: torch.device, dtype: torch.dtype, llm_layers: int, precision: str = "native") -> InteractVLMNetwork:
+    if precision != "native":  # quantised one matrix at a time (the float 13B would not fit beside it)
+        from bench_release_size import Memory, build_network
+
+        folder = Path(tempfile.mkdtemp())
+        (folder / "config.json").write_text(json.dumps({**RELEASE_13B, "num_hidden_layers": llm_layers}))
+        return build_network(load_release_config(folder), device, dtype, precision, False, Memory(device, 0.0), print)
     folder = Path(tempfile.mkdtemp())
     (folder / "config.json").write_text(json.dumps({**RELEASE_13B, "num_hidden_layers": llm_layers}))
     config = load_release_config(folder)
@@ -79,7 +86,7 @@ def time_request(localizer: Localizer, photo: np.ndarray, views: np.ndarray, vie
     embeddings = net.prompt_embeddings(prompt_ids, localizer._photo_features(photo))
     _sync(device)
     times["clip_and_prompt_s"] = time.perf_counter() - start
-    generate = generate_with_cache if use_cache else generate_without_cache
+    generate = CACHED_GENERATE if use_cache else generate_without_cache
     generation = generate(net.llm, embeddings, max_new_tokens=0, eos_token_id=-1, seg_token_ids=net.config.seg_token_ids, forced_tokens=forced)
     times["prefill_s"] = generation.prefill_seconds
     times["decode_per_token_s"] = statistics.median(generation.decode_seconds)
@@ -110,6 +117,11 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="default: bf16 (13b), fp32 (tiny)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--llm-layers", type=int, default=40, help="13b only: fewer layers for a quick check of the path")
+    parser.add_argument("--llm-precision", default="native", choices=("native", "int8", "nf4"),
+                        help="the language model's decoder layers (int8/nf4: bitsandbytes, see localize/quantize.py)")
+    parser.add_argument("--decoder", default="dynamic", choices=("dynamic", "static"),
+                        help="static: preallocated cache + torch.compile'd step (CUDA graphs on a GPU)")
+    parser.add_argument("--compile-backend", default=None, help="torch.compile backend for --decoder static")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -121,14 +133,21 @@ def main() -> None:
     tiny = ensure_tiny_models()
     name = "interactvlm-3d-hcontact-wScene-damon-lemon-rich"  # human and object heads
     if model == "tiny":
-        localizer = Localizer.from_folders(tiny.releases[name], tiny.clip, device=device, dtype=dtype)
+        localizer = Localizer.from_folders(tiny.releases[name], tiny.clip, device=device, dtype=dtype, llm_precision=args.llm_precision)
     else:
-        network = random_13b_network(device, dtype, args.llm_layers)
+        network = random_13b_network(device, dtype, args.llm_layers, args.llm_precision)
         tokenizer = ReleaseTokenizer.from_folder(tiny.releases[name], seg_token_idx=json.loads((tiny.releases[name] / "config.json").read_text())["seg_token_idx"])
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         report = LoadReport(Path("random-13b"), tiny.clip, False, [], dtype, device)
         localizer = Localizer(network, tokenizer, CLIPImageProcessorPil.from_pretrained(tiny.clip), report)
+    if args.decoder == "static":  # the benchmark drives generation itself: swap in the static decoder's generate
+        from ivlm_core.localize.generation import StaticDecoder
+
+        prompt_len = len(localizer.tokenizer.encode_prompt(prompts.contact_prompt("hcontact", "chair"))) - 1 + 256
+        decoder = StaticDecoder(localizer.network.llm, prompt_len + ANSWER_TOKENS + 8, backend=args.compile_backend)
+        global CACHED_GENERATE
+        CACHED_GENERATE = lambda llm, embeddings, **kw: decoder.generate(embeddings, **kw)  # noqa: E731
     seg = localizer.network.config.seg_token_idx
     filler = [i for i in range(1000, 1000 + ANSWER_TOKENS - 1)] if model == "13b" else list(range(300, 300 + ANSWER_TOKENS - 1))
     forced = [*filler, seg]
@@ -149,7 +168,7 @@ def main() -> None:
             rows[f"{mode}_{'kv_cache' if use_cache else 'no_cache'}"] = row
     prompt_len = len(localizer.tokenizer.encode_prompt(prompts.contact_prompt("hcontact", "chair"))) - 1 + 256
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"Localize benchmark: model {model} ({dtype}), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens")
+    print(f"Localize benchmark: model {model} ({dtype}, language model {args.llm_precision}, {args.decoder} decoder), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens")
     print(f"{'request':22} {'clip+prompt':>11} {'prefill':>9} {'decode/tok':>10} {'sam enc':>9} {'sam dec':>9} {'total':>9}")
     for key, row in rows.items():
         print(f"{key:22} {row['clip_and_prompt_s']*1e3:>9.1f}ms {row['prefill_s']*1e3:>7.1f}ms {row['decode_per_token_s']*1e3:>8.2f}ms "

@@ -16,6 +16,8 @@
         The local inference server the Blender add-on talks to (what ./run.sh starts).
     ivlm doctor [--models DIR]
         Which model files are present and missing, where to get each and where to put it.
+    ivlm plan [--gpu-memory-gb GB] [--device cuda|cpu] [--models DIR | --nominal] [--json]
+        Every model configuration with the memory it needs, which fit the budget, and the one chosen.
     ivlm fetch-public-models [--models DIR]
         Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
 """
@@ -183,6 +185,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         max_request_bytes=int(args.max_request_mb * MIB),
         max_image_pixels=args.max_image_pixels,
         job_ttl_s=args.job_ttl_hours * 3600.0,
+        gpu_memory_gb=args.gpu_memory_gb,
+        convert_on_start=args.convert_on_start,
     )
     if args.token:
         settings.token = args.token
@@ -199,6 +203,39 @@ def _cmd_doctor(args: argparse.Namespace) -> None:
         print(json.dumps({"models_dir": str(root), "items": [s.to_dict() for s in statuses]}, indent=2))
     else:
         print(format_report(statuses, root))
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from ivlm_core import paths
+    from ivlm_core.pipeline import plan as memory_plan
+
+    root = Path(args.models) if args.models else paths.models_dir()
+    nominal = args.nominal or not any(paths.interactvlm_release_dir(r, root).is_dir() for c in memory_plan.CONFIGURATIONS for r in c.releases)
+    plans = memory_plan.plan_all(args.device, root=None if nominal else root, nominal=nominal)
+    if args.gpu_memory_gb is not None:
+        budget, source = int(args.gpu_memory_gb * memory_plan.GB), f"--gpu-memory-gb {args.gpu_memory_gb:g}"
+    elif args.device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            budget, source = memory_plan.detect_budget(args.device, None, demo=False)
+        else:
+            budget, source = None, "no CUDA GPU here and no --gpu-memory-gb: no limit"
+    else:
+        budget, source = memory_plan.detect_budget("cpu", None, demo=False)
+    if nominal:
+        source += "; release shapes (no release folders read)"
+    try:
+        choice = memory_plan.choose(plans, budget, source, require_available=not nominal)
+    except IVLMError as exc:
+        choice = None
+        failure = exc
+    if args.json:
+        print(memory_plan.plan_json(plans, choice))
+    else:
+        print(memory_plan.format_plans(plans, budget, source, choice.plan if choice else None))
+        print()
+        print(f"Chosen: {choice.plan.configuration.name}: {choice.reason}" if choice else f"error [{failure.code}]: {failure.message}")
 
 
 def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
@@ -272,12 +309,25 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-request-mb", type=float, default=256.0)
     srv.add_argument("--max-image-pixels", type=int, default=50_000_000)
     srv.add_argument("--job-ttl-hours", type=float, default=168.0, help="finished jobs older than this are deleted")
+    srv.add_argument("--gpu-memory-gb", type=float, default=None,
+                     help="plan the model configuration for this much memory (default: the free GPU memory; on the CPU "
+                          "the available host memory, or no limit for DEMO models); `ivlm plan` shows the choices")
+    srv.add_argument("--convert-on-start", action="store_true",
+                     help="convert .bin releases to safetensors once, before loading (logs progress; faster later starts)")
     srv.set_defaults(func=_cmd_serve)
 
     doc = sub.add_parser("doctor", help="which model files are present or missing, and where to get them")
     doc.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
     doc.set_defaults(func=_cmd_doctor)
+
+    pln = sub.add_parser("plan", help="the memory each model configuration needs, and which fit a GPU")
+    pln.add_argument("--gpu-memory-gb", type=float, default=None, help="the budget (default: free GPU memory)")
+    pln.add_argument("--device", default="cuda", help="plan for cuda (bf16, default) or cpu (float32)")
+    pln.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    pln.add_argument("--nominal", action="store_true", help="plan for the real release shapes without reading folders")
+    pln.add_argument("--json", action="store_true", help="machine-readable output")
+    pln.set_defaults(func=_cmd_plan)
 
     fetch = sub.add_parser("fetch-public-models", help="download the public models from the Hugging Face hub")
     fetch.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")

@@ -133,6 +133,30 @@ def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
     return out
 
 
+def joint_release_status(root: Path | None = None) -> ModelFileStatus:
+    """The joint human+object release: an alternative to the two separate releases (one language model for both)."""
+    from ivlm_core.pipeline.plan import JOINT_RELEASE
+
+    root = Path(root) if root is not None else paths.models_dir()
+    registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
+    check = _Check(f"InteractVLM joint release {JOINT_RELEASE} (alternative to the two releases)",
+                   lambda r: paths.interactvlm_release_dir(JOINT_RELEASE, r), registration, _release(JOINT_RELEASE))  # fmt: skip
+    try:
+        check.run(root)
+        return ModelFileStatus(check.name, str(check.path(root)), True, check.source)
+    except IVLMError as exc:
+        return ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint)
+
+
+def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) -> list[ModelFileStatus]:
+    """The missing items that keep the real pipeline from running: the two separate releases are not needed when
+    the joint release is complete (a 'joint' configuration then runs, see pipeline/plan.py)."""
+    missing = [s for s in statuses if not s.present]
+    if any(s.name.startswith("InteractVLM release") for s in missing) and joint_release_status(root).present:
+        missing = [s for s in missing if not s.name.startswith("InteractVLM release")]
+    return missing
+
+
 def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
     """The text `ivlm doctor` prints."""
     lines = [f"Models folder: {root}  (set IVLM_MODELS_DIR or --models to change it)", ""]
@@ -144,7 +168,10 @@ def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
             lines.append(f"      get it:  {s.source}")
             if s.hint:
                 lines.append(f"      fix:     {s.hint}")
-    missing = sum(not s.present for s in statuses)
+    joint = joint_release_status(root)
+    lines.append(f"[{'ok' if joint.present else 'optional'}] {joint.name}")
+    lines.append(f"      {joint.path}")
+    missing = len(required_missing(statuses, root))
     lines.append("")
     lines.append(
         "All model files are present: the server runs the real pipeline."

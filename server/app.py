@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pydantic_core
-
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -30,6 +29,7 @@ from server.jobs import JobService
 from server.schemas import (
     API_SCHEMA_VERSION,
     JOB_ID_PATTERN,
+    ConfigurationInfo,
     ErrorBody,
     EstimateRequest,
     FitRequest,
@@ -160,6 +160,7 @@ def create_app(service: JobService) -> FastAPI:
             ],
             load_error=None if service.load_error is None else ErrorBody(**service.load_error.to_dict()),
             queue=QueueInfo(length=waiting, capacity=settings.queue_capacity, running=running),
+            configuration=None if service.configuration is None else ConfigurationInfo(**service.configuration),
         )
 
     @app.post("/v1/jobs", status_code=202, response_model=JobStatus, responses=_ERRORS, tags=["jobs"])

@@ -52,6 +52,7 @@ class JobService:
         self.missing = missing or []
         self.store = JobStore(settings.data_dir)
         self.models_loaded: list[str] = []
+        self.configuration: dict | None = None  # the memory plan's choice (pipeline/plan.py Choice.to_dict)
         self.gpu: GpuInfo | None = None  # last report from the worker (CUDA only)
         self.load_error: IVLMError | None = None
         self._jobs: dict[str, JobStatus] = {}  # every known job's status, by id

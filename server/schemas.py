@@ -129,6 +129,20 @@ class QueueInfo(_Strict):
     running: str | None = Field(description="the job id running now")
 
 
+class ConfigurationInfo(_Strict):
+    """The model configuration the memory plan chose at start, and why (pipeline/plan.py)."""
+
+    configuration: str = Field(description="e.g. separate, joint, joint-int8, joint-nf4")
+    description: str
+    llm_precision: str = Field(description="native (the load dtype), int8 or nf4")
+    dtype: str
+    sam_batch: int = Field(description="views per SAM image-encoder call")
+    need_gb: float = Field(description="the plan's peak memory for one job")
+    budget_gb: float | None = Field(description="the memory budget planned for; null: unrestricted")
+    budget_source: str
+    reason: str
+
+
 class Health(_Strict):
     status: Literal["loading", "ok", "error"] = Field(description="loading models, ready, or models failed to load")
     server_version: str
@@ -142,6 +156,7 @@ class Health(_Strict):
     missing_model_files: list[MissingModelFile]
     load_error: ErrorBody | None = Field(default=None, description="why the models could not be loaded")
     queue: QueueInfo
+    configuration: ConfigurationInfo | None = Field(default=None, description="the models' configuration and why")
 
 
 class SkeletonOut(_Strict):

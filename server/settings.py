@@ -40,6 +40,8 @@ class ServerSettings:
     token: str | None = field(default_factory=lambda: os.environ.get("IVLM_SERVER_TOKEN") or None)
     device: str = "auto"  # auto: cuda when available, else cpu
     demo: bool | None = None  # None: demo exactly when model files are missing; True: always; False: never
+    gpu_memory_gb: float | None = None  # the memory budget the configuration is planned for (None: detected)
+    convert_on_start: bool = False  # convert .bin releases to safetensors once, before loading (faster later starts)
     queue_capacity: int = 16  # waiting jobs; one more answers SERVER_BUSY
     max_request_bytes: int = 256 * MIB
     max_image_pixels: int = 50_000_000
@@ -61,6 +63,8 @@ class ServerSettings:
             )
         if self.token is not None and len(self.token) < 16:
             raise BadInputError("the server token is shorter than 16 characters", "Use a long random secret.")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb > 0:
+            raise BadInputError("--gpu-memory-gb must be a positive number of gigabytes", "e.g. --gpu-memory-gb 16")
         if self.queue_capacity < 1:
             raise BadInputError("the queue capacity must be at least 1", "Use --queue-capacity 1 or more.")
 

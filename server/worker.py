@@ -33,10 +33,10 @@ from PIL import Image
 
 from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
+from ivlm_core.localize.convert import convert_releases_once
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.pipeline.plan import configuration_named
 from ivlm_core.pipeline.reconstruct import (
-    HUMAN_RELEASE,
-    OBJECT_RELEASE,
     DEMO_NOTE,
     CancelledError,
     ContactPipeline,
@@ -62,16 +62,24 @@ class ModelSpec:
     demo: bool
     models_root: str | None
     device: str
+    configuration: str = "separate"  # a name of ivlm_core.pipeline.plan.CONFIGURATIONS, chosen by the memory plan
+    sam_batch: int = 4
+    convert_on_start: bool = False
 
     def load(self) -> ContactPipeline:
+        configuration = configuration_named(self.configuration)
         if self.demo:
-            return ContactPipeline.demo_pipeline(self.device)
-        return ContactPipeline.from_models_dir(Path(self.models_root) if self.models_root else None, device=self.device)
+            return ContactPipeline.demo_pipeline(self.device, configuration, self.sam_batch)
+        root = Path(self.models_root) if self.models_root else None
+        if self.convert_on_start:
+            convert_releases_once(configuration.releases, root)
+        return ContactPipeline.from_models_dir(root, device=self.device, configuration=configuration, sam_batch=self.sam_batch)
 
 
 def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
-    names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}",
-             HUMAN_RELEASE, OBJECT_RELEASE]  # fmt: skip
+    provenance = pipeline.model_provenance()
+    releases = [f"{name} ({provenance['language_model_precision']})" for name in pipeline.configuration.releases]
+    names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}", *releases]
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
@@ -253,13 +261,15 @@ class JobRunner:
     def _result_json(
         self, job_id: str, kind: str, result: ReconstructResult, options: dict, source_job_id: str | None = None
     ) -> bytes:
+        provenance = self.pipeline.model_provenance()
         models = {
-            "human_contact": HUMAN_RELEASE,
-            "object_contact": OBJECT_RELEASE,
+            "human_contact": provenance["human_contact"],
+            "object_contact": provenance["object_contact"],
             "body_model": self.pipeline.body.source.name,
         }
         if self.demo:
             models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
+        models.update({k: provenance[k] for k in ("configuration", "language_model_precision", "dtype")})
         thresholds = {"body_contact": options["body_contact_threshold"], "object_contact": options["object_contact_threshold"]}
         out = job_result(
             result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),

@@ -53,5 +53,7 @@ def test_no_contact_token_is_a_clear_outcome(tiny_models, body, tmp_path):
     contact = estimate_human_contact(localizer, PHOTO, "bench", views, mapping)
     assert not contact.localize.found_contact and contact.localize.logits is None
     assert contact.smplh is None and contact.smplx is None
-    assert contact.reason == NO_CONTACT_TOKEN
+    # A random LLM rambles until the answer cap: that is reported as unknown contact, never as "no contact".
+    expected = contact.localize.cap_note if contact.localize.stopped_at_cap else NO_CONTACT_TOKEN
+    assert contact.reason == expected and expected
     assert len(contact.localize.token_ids) > 0  # it did answer, just without a contact token

@@ -256,3 +256,40 @@ def parse_answer(text: str) -> ParsedAnswer:
     answer = _answer_text(text)
     seg_tokens = re.findall(r"\[(?:SEG|HSEG|OSEG|ISEG)\]", answer)
     return ParsedAnswer(parse_body_parts(answer), parse_affordance(answer), seg_tokens)
+
+
+# --- the longest answer (what the generation cap must allow) ----------------------------------------------
+# SMPL's 24-part vertex segmentation (the names of `smpl_vert_segmentation.json`, public with SMPL); the `parts`
+# answers list the parts a contact covers (upstream merges some of them; listing all 24 is the upper bound).
+SMPL_PART_NAMES = (
+    "hips", "leftUpLeg", "rightUpLeg", "spine", "leftLeg", "rightLeg", "spine1", "leftFoot", "rightFoot", "spine2",
+    "leftToeBase", "rightToeBase", "neck", "leftShoulder", "rightShoulder", "head", "leftArm", "rightArm",
+    "leftForeArm", "rightForeArm", "leftHand", "rightHand", "leftHandIndex1", "rightHandIndex1",
+)  # fmt: skip
+LONGEST_AFFORDANCE = "wrap_grasp"  # the longest affordance name of LEMON/PIAD
+ANSWER_CAP_MARGIN = 1.25  # the cap allows 25 % more than the longest answer, plus a few tokens
+ANSWER_CAP_EXTRA = 8
+
+
+def longest_answers(label: str = "x" * MAX_LABEL_CHARS) -> list[str]:
+    """Each answer template filled with the most it can hold: every SMPL part, the longest affordance, the longest
+    label, with the longest seg token. The generation cap is derived from these (`answer_token_cap`)."""
+    parts = ", ".join(SMPL_PART_NAMES)
+    filled = [t.format(body_parts=parts, seg=HSEG_TOKEN) for t in HCONTACT_PARTS_ANSWERS]
+    filled += [t.format(affordance=LONGEST_AFFORDANCE, label=label, seg=HSEG_TOKEN) for t in OAFFORD_AFFORD_OBJ_ANSWERS]
+    filled += [t.format(seg=HSEG_TOKEN) for t in HCONTACT_SIMPLE_ANSWERS + OCONTACT_SIMPLE_ANSWERS]
+    return filled
+
+
+def answer_token_cap(count_tokens) -> int:  # noqa: ANN001 (Callable[[str], int])
+    """The most new tokens generation should allow: the longest answer in tokens (by `count_tokens`, the release
+    tokenizer's count, + 1 for `</s>`) times ANSWER_CAP_MARGIN plus ANSWER_CAP_EXTRA. A cut answer would read as
+    "no contact", so the cap errs long; it only costs time when a model rambles."""
+    longest = max(count_tokens(answer) for answer in longest_answers()) + 1
+    return int(longest * ANSWER_CAP_MARGIN) + ANSWER_CAP_EXTRA
+
+
+def estimated_llama_tokens(text: str) -> int:
+    """A stand-in count for planning without the release tokenizer: LLaMA-2's SentencePiece splits this text (camel-
+    case part names, punctuation) into about one token per 2.5 characters; the cap errs long either way."""
+    return int(len(text) / 2.5) + 1

@@ -31,8 +31,9 @@ from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_bod
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.mesh import TriangleMesh, validate_mesh
-from ivlm_core.perceive.perceiver import Perception, Perceiver
+from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
+from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ DEMO_NOTE = "DEMO: generated assets and random-weight models; results are not me
 DEMO_BODY_NOTE = (
     "DEMO: the random-weight keypoint model cannot fit a body, so a standing SMPL-X body was put in front of the camera"
 )
-HUMAN_RELEASE = "interactvlm-3d-hcontact-damon-fix"
-OBJECT_RELEASE = "interactvlm-3d-oafford-lemon-piad"
+__all__ = ["HUMAN_RELEASE", "JOINT_RELEASE", "OBJECT_RELEASE"]  # re-exported: the names live in plan.py
 ProgressCallback = Callable[[str, float, str], None]  # (stage, fraction 0-1 of the whole run, message)
 
 
@@ -142,7 +142,11 @@ class ContactPipeline:
         *,
         device: str = "cpu",
         demo: bool = False,
+        configuration: Configuration = CONFIGURATIONS[0],
     ) -> None:
+        self.configuration = configuration
+        # The joint release is asked the object question in its ocontact mode (spec P9: never "hcontact-ocontact").
+        self.object_mode = "ocontact" if configuration.joint else "oafford"
         self.perceiver = perceiver
         self.body = body
         self.human_localizer = human_localizer
@@ -174,25 +178,32 @@ class ContactPipeline:
         *,
         device: str = "cpu",
         dtype: torch.dtype | None = None,
-        human_release: str = HUMAN_RELEASE,
-        object_release: str = OBJECT_RELEASE,
+        configuration: Configuration = CONFIGURATIONS[0],
+        sam_batch: int = 4,
     ) -> ContactPipeline:
-        """The user's model files (see `ivlm_core.paths` for the layout)."""
+        """The user's model files (see `ivlm_core.paths` for the layout) in `configuration` (plan.py): the two
+        releases or the joint one, the language model in the load dtype, int8 or nf4."""
         dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
         body = load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
+        release_dirs = [paths.interactvlm_release_dir(name, root) for name in configuration.releases]
+        human, target = _localizers(configuration, release_dirs, paths.clip_dir(root), device, dtype, sam_batch)
         return cls(
             Perceiver.from_models_dir(root, device=device),
             body,
-            Localizer.from_folders(paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype),
-            Localizer.from_folders(paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype),
+            human,
+            target,
             load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
+            configuration=configuration,
         )
 
     @classmethod
-    def demo_pipeline(cls, device: str = "cpu") -> ContactPipeline:
-        """Generated DEMO assets only: synthetic body, tiny random-weight perception and InteractVLM releases."""
+    def demo_pipeline(
+        cls, device: str = "cpu", configuration: Configuration = CONFIGURATIONS[0], sam_batch: int = 4
+    ) -> ContactPipeline:
+        """Generated DEMO assets only: synthetic body, tiny random-weight perception and InteractVLM releases, loaded
+        in `configuration` like real ones (the tiny joint release, the tiny language models quantised)."""
         from ivlm_core.demo.body_model import ensure_synthetic_body_models
         from ivlm_core.demo.tiny_perception import ensure_tiny_perception
         from ivlm_core.demo.tiny_release import ensure_tiny_models
@@ -200,16 +211,31 @@ class ContactPipeline:
         models = ensure_synthetic_body_models()
         tiny = ensure_tiny_models()
         perception_root = ensure_tiny_perception()
+        release_dirs = [tiny.releases[name] for name in configuration.releases]
+        human, target = _localizers(configuration, release_dirs, tiny.clip, device, torch.float32, sam_batch)
         return cls(
             Perceiver.from_models_dir(next(iter(perception_root.values())).parent.parent, device=device),
             load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
-            Localizer.from_folders(tiny.releases[HUMAN_RELEASE], tiny.clip, device=device, dtype=torch.float32),
-            Localizer.from_folders(tiny.releases[OBJECT_RELEASE], tiny.clip, device=device, dtype=torch.float32),
+            human,
+            target,
             load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device),
             load_mapping(models.smpl_to_smplx.parent),
             device=device,
             demo=True,
+            configuration=configuration,
         )
+
+    def model_provenance(self) -> dict[str, str]:
+        """The models and precisions a result came from (for result files and the server's results)."""
+        report = self.human_localizer.report
+        precision = report.llm_precision if report.llm_precision != "native" else str(report.dtype).replace("torch.", "")
+        return {
+            "configuration": self.configuration.name,
+            "language_model_precision": precision,
+            "dtype": str(report.dtype).replace("torch.", ""),
+            "human_contact": self.configuration.releases[0],
+            "object_contact": self.configuration.releases[-1],
+        }
 
     # -- the full run ---------------------------------------------------------------------------------
 
@@ -320,7 +346,9 @@ class ContactPipeline:
         human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
         if human.smplx is None:
             notes.append(f"body contact with '{obj.label}': {human.reason}")
-        target = estimate_object_contact(self.object_localizer, image, obj.label, obj.mesh, device=self.device)
+        target = estimate_object_contact(
+            self.object_localizer, image, obj.label, obj.mesh, mode=self.object_mode, device=self.device
+        )
         if target.vertices is None:
             notes.append(f"object contact on '{obj.label}': {target.reason}")
         answers = {"human": human.localize.text, "object": target.localize.text}
@@ -364,6 +392,18 @@ class ContactPipeline:
             placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)
             outcomes.append(ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact))
         return outcomes
+
+
+def _localizers(
+    configuration: Configuration, release_dirs: list[Path], clip_dir: Path, device: str, dtype: torch.dtype, sam_batch: int
+) -> tuple[Localizer, Localizer]:
+    """(human, object) localizers of a configuration: one shared Localizer for the joint release."""
+    options = {"device": device, "dtype": dtype, "llm_precision": configuration.llm_precision, "sam_batch": sam_batch}
+    if configuration.joint:
+        joint = Localizer.from_folders(release_dirs[0], clip_dir, role="joint", **options)
+        return joint, joint
+    human = Localizer.from_folders(release_dirs[0], clip_dir, role="human", **options)
+    return human, Localizer.from_folders(release_dirs[1], clip_dir, role="object", **options)
 
 
 def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fraction: float = 0.8) -> BodyFit:
