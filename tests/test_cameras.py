@@ -83,6 +83,15 @@ def test_straight_up_or_down_view_is_a_rotation(elev):
     assert float(torch.linalg.det(rotation[0])) == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("elev", [89.9, 89.999, 89.9999, 89.99999, -89.9999, -89.99999])
+def test_views_next_to_the_pole_are_rotations(elev):
+    """Between the fallback's threshold and the normalisation's eps the axes were not unit vectors (det 0.17
+    at elevation 89.9999); every view must be a proper rotation."""
+    rotation, _ = look_at_view_transform(2.0, elev, 30.0)
+    assert torch.allclose(rotation[0].T @ rotation[0], torch.eye(3, dtype=torch.float64), atol=1e-9)
+    assert float(torch.linalg.det(rotation[0])) == pytest.approx(1.0, abs=1e-9)
+
+
 @pytest.mark.parametrize(("elev", "azim"), [(90.0, 0.0), (-90.0, 180.0)])
 def test_straight_up_or_down_view_is_the_limit_of_nearby_views(elev, azim):
     """Looking down is the limit of azimuth 0 (the documented fallback); looking up then comes out as the limit
