@@ -6,7 +6,6 @@ frames, thresholds, error messages), never what the boxes or masks cover.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from perception_fakes import BestPersonPlusCopies
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -236,33 +236,19 @@ def test_perceive_demo_scene(perceiver, scene):
 
 @pytest.mark.parametrize("extra_people", [0, 2])
 def test_several_people_are_counted_and_noted(perceiver, scene, extra_people):
-    """The demo detector's own person boxes plus `extra_people` lower-scoring ones: the count and the note
+    """The demo detector's best person box plus `extra_people` weaker copies: the count and the note
     follow, and the chosen person is still the best box."""
-    detector = perceiver.detector
-
-    class WithExtraPeople:
-        """The real detector, its person list cut to the best box and `extra_people` weaker shifted copies."""
-
-        box_threshold, text_threshold, demo = detector.box_threshold, detector.text_threshold, detector.demo
-
-        def __call__(self, image, labels, **kwargs):
-            found = detector(image, labels, **kwargs)
-            assert found["person"], "the demo detector should find a person"
-            best = found["person"][0]
-            extra = [
-                dataclasses.replace(best, box=best.box + np.float32(3 * (i + 1)), score=best.score * 0.5 / (i + 1))
-                for i in range(extra_people)
-            ]
-            return {**found, "person": [best, *extra]}
-
-    counting = Perceiver(WithExtraPeople(), perceiver.segmenter, perceiver.keypoints)
+    counting = Perceiver(
+        BestPersonPlusCopies(perceiver.detector, extra_people), perceiver.segmenter, perceiver.keypoints
+    )
     result = counting.perceive(scene.image, [scene.label])
     assert result.people_count == 1 + extra_people
     noted = [note for note in result.notes if "people detected" in note]
     assert noted == (
         [f"{1 + extra_people} people detected; using the one with the highest score"] if extra_people else []
     )
-    assert result.person is not None
+    best = perceiver.detector(scene.image, ["person", scene.label])["person"][0]  # the same call the wrapper makes
+    assert result.person is not None and np.allclose(result.person.box, best.box)
 
 
 def test_nothing_found_gives_notes_not_errors(perceiver, scene):
