@@ -170,7 +170,8 @@ def test_detector_boxes_in_image_above_thresholds(perceiver, scene):
     labels = ["person", "mug", "coffee cup"]
     found = detector(scene.image, labels, box_threshold=0.2, text_threshold=0.2)
     assert list(found) == labels
-    assert sum(len(v) for v in found.values()) > 0
+    # The demo detector finds several boxes for every label (13, 2, 13 here), so no check below is vacuous.
+    assert all(len(v) >= 2 for v in found.values())
     for label, detections in found.items():
         scores = [d.score for d in detections]
         assert scores == sorted(scores, reverse=True)
