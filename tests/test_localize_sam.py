@@ -278,7 +278,8 @@ def test_views_in_one_batch_equal_views_one_at_a_time(ours: SamModel, view_embed
     with torch.no_grad():
         batched = decode_views(ours, view_embeddings, tokens)
         single = torch.cat([decode_views(ours, view_embeddings[v : v + 1], tokens) for v in range(4)])
-    assert (batched - single).abs().max().item() < 1e-6
+    # Batch size changes the matmul blocking: 1.1e-6 measured on an AMD EPYC, so the module's ATOL, not 1e-6.
+    assert (batched - single).abs().max().item() < ATOL
     assert (batched[0] - batched[1]).abs().max().item() > 1e-3  # views differ: the batch is not collapsed
 
 
