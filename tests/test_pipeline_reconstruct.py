@@ -1,6 +1,7 @@
 """The whole pipeline on generated DEMO assets: one call, the CLI, fit-only, cancellation and each bad input."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,9 +9,25 @@ from perception_fakes import BestPersonPlusCopies
 
 from ivlm_core.cli import main as cli_main
 from ivlm_core.demo.scenes import make_scene
+from ivlm_core.fit.place_object import PlacementOptions
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline.reconstruct import CancelledError, ContactPipeline, ObjectInput, RunOptions
+
+# These tests check the pipeline's plumbing, not placement quality (test_fit checks that the default options
+# recover a placement): a small placement budget costs about 2 s of CPU per object instead of 16.
+QUICK = RunOptions(
+    placement=PlacementOptions(
+        dense_starts=False,
+        max_contact_points=200,
+        max_object_points=500,
+        max_mask_pixels=200,
+        keep_hypotheses=2,
+        steps=10,
+        refine_hypotheses=1,
+        refine_steps=5,
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +52,7 @@ def run_with_bad_object(pipeline, scene):
         result = pipeline.run(
             scene.image,
             [ObjectInput(scene.label, scene.object_mesh), ObjectInput("plate", flat)],
-            RunOptions(focal_px=float(scene.intrinsics[0, 0]), body_vertices=body),
+            replace(QUICK, focal_px=float(scene.intrinsics[0, 0]), body_vertices=body),
             progress=lambda stage, fraction, message: stages.append((stage, fraction)),
         )
     finally:
@@ -94,6 +111,7 @@ def test_label_not_in_photo_places_without_silhouette_and_says_so(pipeline, scen
         result.camera,
         [ObjectInput(scene.label, scene.object_mesh, mug.object_contact, mug.body_contact)],
         object_masks={},
+        options=QUICK,
     )[0]
     assert outcome.placement.placed and "not found in the photo" in outcome.placement.reason
 
