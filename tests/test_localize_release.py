@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from greedy_margin import assert_argmax_is_safe, assert_greedy_tokens_agree
 
 from ivlm_core import paths
 from ivlm_core.cli import main
@@ -51,25 +52,63 @@ def _views_for(mode, body_views):
     return None
 
 
+EXPECTED_MODES = {
+    "interactvlm-3d-hcontact-damon": ("hcontact",),
+    "interactvlm-3d-hcontact-damon-fix": ("hcontact",),
+    "interactvlm-3d-hcontact-damon-noParts": ("hcontact",),
+    "interactvlm-3d-hcontact-wScene-damon-lemon-rich": ("hcontact",),
+    "interactvlm-3d-oafford-lemon-piad": ("oafford", "ocontact"),
+    "interactvlm-3d-hcontact-ocontact": ("hcontact", "oafford", "ocontact"),
+    "interactvlm-2d-hcontact": ("h2dcontact",),
+}
+# What each tiny release's scripted answer says (tiny_release.VARIANTS[...].answer).
+EXPECTED_BODY_PARTS = {
+    name: ["left hand"] if "body parts are left hand" in v.answer else None for name, v in VARIANTS.items()
+}
+EXPECTED_AFFORDANCE = {
+    name: "grasp" if "affordance type of grasp" in v.answer else None for name, v in VARIANTS.items()
+}
+
+
+@pytest.fixture(scope="module")
+def variant_localizer(tiny_models):
+    """One Localizer per release for the whole module (each costs a load)."""
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            loaded[name] = Localizer.from_folders(tiny_models.releases[name], tiny_models.clip, dtype=torch.float32)
+        return loaded[name]
+
+    return get
+
+
+def test_every_model_zoo_variant_is_covered():
+    assert set(EXPECTED_MODES) == set(VARIANTS) == set(EXPECTED_KIND)
+    assert any(EXPECTED_BODY_PARTS.values()) and any(EXPECTED_AFFORDANCE.values())
+
+
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_every_model_zoo_variant_loads_and_localizes(tiny_models, body_views, photo, name):
-    localizer = Localizer.from_folders(tiny_models.releases[name], tiny_models.clip, dtype=torch.float32)
-    config = localizer.network.config
-    assert config.release_kind == EXPECTED_KIND[name]
+def test_every_model_zoo_variant_loads_with_its_modes(variant_localizer, name):
+    localizer = variant_localizer(name)
+    assert localizer.network.config.release_kind == EXPECTED_KIND[name]
     assert localizer.is_demo
-    for mode in localizer.supported_modes():
-        result = localizer.localize(photo, "Chair ", mode, views=_views_for(mode, body_views))
-        assert result.label == "chair"
-        assert result.found_contact, result.text
-        expected_shape = (1, 300, 420) if mode == "h2dcontact" else (4, 1024, 1024)
-        assert tuple(result.logits.shape) == expected_shape and result.logits.dtype == torch.float32
-        assert torch.isfinite(result.logits).all() and result.logits.std() > 0
-        assert result.seg_token in ("[SEG]", "[HSEG]", "[OSEG]")
-        assert "</s>" not in result.text and "  " not in result.text
-        if "body parts" in result.text:
-            assert result.body_parts == ["left hand"]
-        if "affordance" in result.text:
-            assert result.affordance == "grasp"
+    assert localizer.supported_modes() == EXPECTED_MODES[name]
+
+
+@pytest.mark.parametrize(("name", "mode"), [(name, mode) for name, modes in EXPECTED_MODES.items() for mode in modes])
+def test_every_model_zoo_variant_localizes_each_mode(variant_localizer, body_views, photo, name, mode):
+    localizer = variant_localizer(name)
+    result = localizer.localize(photo, "Chair ", mode, views=_views_for(mode, body_views))
+    assert result.label == "chair"
+    assert result.found_contact, result.text
+    expected_shape = (1, 300, 420) if mode == "h2dcontact" else (4, 1024, 1024)
+    assert tuple(result.logits.shape) == expected_shape and result.logits.dtype == torch.float32
+    assert torch.isfinite(result.logits).all() and result.logits.std() > 0
+    assert result.seg_token in ("[SEG]", "[HSEG]", "[OSEG]")
+    assert "</s>" not in result.text and "  " not in result.text
+    assert result.body_parts == EXPECTED_BODY_PARTS[name]
+    assert result.affordance == EXPECTED_AFFORDANCE[name]
 
 
 def test_composed_forward_equals_a_direct_computation_of_the_spec(tiny_models, body_views, photo):
@@ -94,7 +133,7 @@ def test_composed_forward_equals_a_direct_computation_of_the_spec(tiny_models, b
         seg_at = answer.index(tok.seg_token_idx)
         full = torch.cat([prompt, table[answer[:seg_at]][None]], dim=1)
         state = net.llm.model(inputs_embeds=full).last_hidden_state[0, -1]
-        assert int((net.llm.lm_head.weight @ state).argmax()) == tok.seg_token_idx
+        assert_argmax_is_safe(net.llm.lm_head.weight @ state, tok.seg_token_idx)
         # 3. text_hidden_fcs, then the vi_v1 gate per view with its own camera vector.
         fcs = net.text_hidden_fcs[0]
         emb = torch.relu(state @ fcs[0].weight.T + fcs[0].bias) @ fcs[2].weight.T + fcs[2].bias
@@ -113,18 +152,25 @@ def test_composed_forward_equals_a_direct_computation_of_the_spec(tiny_models, b
 
 
 def test_cached_and_uncached_generation_agree_on_a_release(tiny_models, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32
+    )
     net, tok = localizer.network, localizer.tokenizer
     with torch.no_grad():
-        embeds = net.prompt_embeddings(tok.encode_prompt(prompts.contact_prompt("hcontact", "cup")), localizer._photo_features(photo))
-    args = dict(max_new_tokens=32, eos_token_id=tok.eos_id, seg_token_ids=net.config.seg_token_ids)
+        embeds = net.prompt_embeddings(
+            tok.encode_prompt(prompts.contact_prompt("hcontact", "cup")), localizer._photo_features(photo)
+        )
+    args = {"max_new_tokens": 32, "eos_token_id": tok.eos_id, "seg_token_ids": net.config.seg_token_ids}
     cached, uncached = generate_with_cache(net.llm, embeds, **args), generate_without_cache(net.llm, embeds, **args)
-    assert cached.tokens == uncached.tokens and cached.seg_index == uncached.seg_index
+    assert_greedy_tokens_agree(net.llm, embeds, uncached.tokens, cached.tokens)
+    assert cached.seg_index == uncached.seg_index
     assert torch.allclose(cached.seg_state, uncached.seg_state, atol=1e-5)
 
 
 def test_canonical_sam_embeddings_are_computed_once(tiny_models, body_views, photo, monkeypatch):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     calls = []
     original = sam.encode_images
     monkeypatch.setattr(sam, "encode_images", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -135,7 +181,9 @@ def test_canonical_sam_embeddings_are_computed_once(tiny_models, body_views, pho
 
 
 def test_bf16_gives_float32_logits(tiny_models, body_views, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.bfloat16)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.bfloat16
+    )
     assert localizer.network.llm.lm_head.weight.dtype == torch.bfloat16
     assert next(localizer.network.sam.parameters()).dtype == torch.bfloat16
     result = localizer.localize(photo, "chair", "hcontact", views=body_views.sam_images)
@@ -143,7 +191,9 @@ def test_bf16_gives_float32_logits(tiny_models, body_views, photo):
 
 
 def test_documented_keys_are_ignored(tiny_models):
-    _, report = load_network(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    _, report = load_network(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     assert report.ignored_keys and all(k.endswith("rotary_emb.inv_freq") for k in report.ignored_keys)
 
 
@@ -156,9 +206,18 @@ def test_conversion_to_safetensors_gives_identical_results(tiny_models, body_vie
     original = Localizer.from_folders(source, tiny_models.clip, dtype=torch.float32)
     converted = Localizer.from_folders(out, tiny_models.clip, dtype=torch.float32)
     assert converted.report.converted
+    # Stored weights: bit-identical. Computed outputs: CPU kernels may take other paths for memory that is
+    # mapped or aligned differently (seen on AVX-512 machines), so they are compared with tolerances.
+    weights, again = original.network.state_dict(), converted.network.state_dict()
+    assert list(weights) == list(again) and all(torch.equal(weights[k], again[k]) for k in weights)
     a = original.localize(photo, "chair", "hcontact", views=body_views.sam_images)
     b = converted.localize(photo, "chair", "hcontact", views=body_views.sam_images)
-    assert a.token_ids == b.token_ids and torch.equal(a.logits, b.logits)
+    net, tok = original.network, original.tokenizer
+    with torch.no_grad():
+        embeds = net.prompt_embeddings(tok.encode_prompt(a.prompt), original._photo_features(photo))
+    assert_greedy_tokens_agree(net.llm, embeds, a.token_ids, b.token_ids)
+    # Mask logits here are O(1-10); float32 kernel-path differences stay below 1e-5 of that.
+    torch.testing.assert_close(b.logits, a.logits, rtol=1e-5, atol=1e-4)
 
 
 # ---- bad input -----------------------------------------------------------------------------------------------
@@ -193,7 +252,9 @@ def test_missing_folder_and_missing_config(tmp_path, tiny_models):
 def test_partial_and_corrupt_shards_name_the_file(copy_release, tiny_models):
     folder = copy_release()
     (folder / "pytorch_model-00002-of-00002.bin").unlink()
-    with pytest.raises(ModelFileError, match="pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"):
+    with pytest.raises(
+        ModelFileError, match="pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"
+    ):
         load_network(folder, tiny_models.clip)
     folder = copy_release("interactvlm-3d-hcontact-damon-fix")
     shard = folder / "pytorch_model-00001-of-00002.bin"
@@ -222,7 +283,9 @@ def test_wrong_vocabulary_size_is_named(copy_release, tiny_models):
     folder = copy_release()
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
     _edit_config(folder, vocab_size=vocab + 2)
-    with pytest.raises(ModelFileError, match=rf"embed_tokens.weight has {vocab} rows but config.json says vocab_size = {vocab + 2}"):
+    with pytest.raises(
+        ModelFileError, match=rf"embed_tokens.weight has {vocab} rows but config.json says vocab_size = {vocab + 2}"
+    ):
         load_network(folder, tiny_models.clip)
 
 
@@ -264,7 +327,9 @@ def test_missing_clip_folder_names_the_hub_model(tiny_models, tmp_path):
 
 
 def test_bad_requests(tiny_models, body_views, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     with pytest.raises(BadInputError, match="label"):
         localizer.localize(photo, "   ", "hcontact", views=body_views.sam_images)
     with pytest.raises(BadInputError, match="does not do oafford") as info:
@@ -296,6 +361,8 @@ def test_separate_decoder_checkpoints_with_duplicated_keys_load(copy_release, ti
     assert localizer.network.config.separate_decoders
     assert localizer.network.mask_decoder_for("human") is localizer.network.human_mask_decoder
     result = localizer.localize(photo, "chair", "hcontact", views=body_views.sam_images)
-    plain = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    plain = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     reference = plain.localize(photo, "chair", "hcontact", views=body_views.sam_images)
     assert torch.allclose(result.logits, reference.logits, atol=1e-6)  # same weights in the human decoder

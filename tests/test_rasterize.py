@@ -61,6 +61,29 @@ def test_barycentrics_reconstruct_the_ray_hit():
     assert torch.allclose(fragments.bary[view][covered].sum(-1), torch.ones(int(covered.sum()), dtype=torch.float64))
 
 
+def assert_same_fragments(a, b, eps: float = 1e-4) -> None:
+    """Two rasterisations of the same scene by different code paths (chunk sizes).
+
+    Float32 edge tests and depths may round differently, so a face id may differ only where both answers are
+    right: two faces whose depths at the pixel are within eps (a shared edge or coincident faces), or, for
+    coverage, a pixel centre within eps of the covering face's edge (a barycentric weight below eps). Depth and
+    barycentrics are compared with a tolerance where the faces agree, and agreement must hold on nearly all pixels.
+    """
+    same = a.pix_to_face == b.pix_to_face
+    both = a.mask & b.mask
+    swapped = both & ~same
+    assert torch.all((a.depth[swapped] - b.depth[swapped]).abs() < eps), (
+        "a different face won with a clearly different depth"
+    )
+    for one, other in ((a, b), (b, a)):
+        only = one.mask & ~other.mask
+        assert torch.all(one.bary[only].amin(-1) < eps), "coverage differs on a pixel away from any edge"
+    assert float(same.float().mean()) > 0.999
+    agree = same & a.mask
+    assert torch.allclose(a.depth[agree], b.depth[agree], rtol=1e-5, atol=0.0)
+    assert torch.allclose(a.bary[agree], b.bary[agree], atol=1e-5)
+
+
 def _screen_triangle(corners_uvz, size=(64, 64), **kwargs):
     screen = torch.tensor([corners_uvz], dtype=torch.float32)
     return rasterize(screen, torch.tensor([[0, 1, 2]]), size, **kwargs)
@@ -81,9 +104,8 @@ def test_screen_filling_triangle_and_chunking_give_identical_results():
     corners = [[-500.0, -500.0, 3.0], [900.0, -500.0, 1.5], [-500.0, 900.0, 1.5]]
     big = _screen_triangle(corners, size=(96, 80))
     small_chunks = _screen_triangle(corners, size=(96, 80), max_candidates=97)
-    assert big.mask.all()
-    assert torch.equal(big.pix_to_face, small_chunks.pix_to_face)
-    assert torch.allclose(big.bary, small_chunks.bary) and torch.allclose(big.depth, small_chunks.depth)
+    assert big.mask.all() and small_chunks.mask.all()  # one face covering every pixel: ids agree by construction
+    assert_same_fragments(big, small_chunks)
 
 
 def test_chunking_does_not_change_dense_mesh_output():
@@ -94,7 +116,8 @@ def test_chunking_does_not_change_dense_mesh_output():
     screen = cameras.project(cameras.world_to_camera(v)).float()
     a = rasterize(screen, torch.tensor(mesh.faces), (128, 128))
     b = rasterize(screen, torch.tensor(mesh.faces), (128, 128), max_candidates=1000)
-    assert torch.equal(a.pix_to_face, b.pix_to_face)
+    assert a.mask.sum() > 4 * 1000  # the ball covers thousands of pixels per view
+    assert_same_fragments(a, b)
 
 
 def test_faces_behind_the_camera_and_off_screen_are_not_drawn():
@@ -130,7 +153,9 @@ def test_render_is_shaded_and_background_is_white():
     mesh = DEMO_OBJECTS["ball"]().mesh
     vertices, _, _ = normalize_object_vertices(mesh.vertices)
     v = torch.tensor(vertices)
-    rendering = render_mesh(v, torch.tensor(mesh.faces), OBJECT_VIEWS.cameras(96), position_colors(v), OBJECT_VIEWS.light_positions())
+    rendering = render_mesh(
+        v, torch.tensor(mesh.faces), OBJECT_VIEWS.cameras(96), position_colors(v), OBJECT_VIEWS.light_positions()
+    )
     image = rendering.rgb_uint8()
     assert image.shape == (4, 96, 96, 3)
     assert (image[~rendering.mask.numpy()] == 255).all()
