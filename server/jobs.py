@@ -25,9 +25,10 @@ from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.pipeline.reconstruct import CancelledError
 from server import inputs
 from server.errors import ServerError
+from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
 from server.schemas import ErrorBody, EstimateRequest, FitRequest, GpuInfo, JobStatus
 from server.settings import ServerSettings
-from server.store import FINISHED, JobStore
+from server.store import FINISHED, EstimateRecord, FitRecord, JobStore
 from server.worker import ModelSpec, worker_main
 
 log = logging.getLogger(__name__)
@@ -135,14 +136,12 @@ class JobService:
             arrays[f"faces__{i}"] = mesh.faces.astype(np.int32)
         if body_vertices is not None:
             arrays["client_body_vertices"] = body_vertices.astype(np.float32)
-        options = request.options.model_dump(exclude={"body"})
-        record = {
-            "kind": "estimate",
-            "labels": [obj.label.strip() for obj in request.objects],
-            "options": options,
-            "client_body_params": None if body_params is None else {k: v.tolist() for k, v in body_params.items()},
-        }
-        return self._enqueue("estimate", record, arrays, photo)
+        record = EstimateRecord(
+            labels=[obj.label.strip() for obj in request.objects],
+            options=request.options.model_copy(update={"body": None}),
+            client_body_params=None if body_params is None else {k: v.tolist() for k, v in body_params.items()},
+        )
+        return self._enqueue(record, arrays, photo)
 
     def submit_fit(self, request: FitRequest) -> JobStatus:
         inputs.check_schema_version(request.schema_version)
@@ -159,7 +158,7 @@ class JobService:
                 f"source job {source.job_id} is {source.state}, not done",
                 "Wait until the estimate job is done (or run it again if it failed).",
             )
-        labels = self.store.request(source.job_id)["labels"]
+        labels = self.store.request(source.job_id).labels
         source_inputs = self.store.inputs(source.job_id)
         inputs.check_labels([obj.label for obj in request.objects])
         arrays: dict[str, np.ndarray] = {}
@@ -175,13 +174,10 @@ class JobService:
             where = f"contacts of '{label}'"
             arrays[f"object_contact__{index}"] = inputs.decode_contact(obj.object_contact, f"{where}: object_contact", n_vertices)
             arrays[f"body_contact__{index}"] = inputs.decode_contact(obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES)
-        record = {
-            "kind": "fit",
-            "source_job_id": source.job_id,
-            "labels": [obj.label.strip() for obj in request.objects],
-            "options": request.options.model_dump(),
-        }
-        return self._enqueue("fit", record, arrays, None)
+        record = FitRecord(
+            source_job_id=source.job_id, labels=[obj.label.strip() for obj in request.objects], options=request.options
+        )
+        return self._enqueue(record, arrays, None)
 
     def _check_capacity(self) -> None:
         """Refuses at once what cannot run: the models failed to load, or the queue is full."""
@@ -204,12 +200,12 @@ class JobService:
             "Try again in a few seconds (see the Retry-After header).",
         )
 
-    def _enqueue(self, kind: str, record: dict, arrays: dict[str, np.ndarray], photo: bytes | None) -> JobStatus:
+    def _enqueue(self, record: EstimateRecord | FitRecord, arrays: dict[str, np.ndarray], photo: bytes | None) -> JobStatus:
         """Reserves a queue slot, writes the job's files, and only then queues it, so the worker never sees a job
         whose inputs are not on disk and a full queue never leaves files behind."""
         now = time.time()
         status = JobStatus(
-            job_id=uuid.uuid4().hex, kind=kind, state="queued", stage="queued", progress=0.0,
+            job_id=uuid.uuid4().hex, kind=record.kind, state="queued", stage="queued", progress=0.0,
             message="waiting for the worker", demo=self.demo, created_at=now, updated_at=now,
         )  # fmt: skip
         with self._lock:
@@ -281,23 +277,27 @@ class JobService:
         self._start_worker()
         try:
             while not self._stopping.is_set():
-                self._hand_out_next_job()
-                if self._process is None:  # loading failed and the worker has exited: queued jobs fail above
-                    self._stopping.wait(POLL_S)
-                    continue
-                ready = wait([self._from_worker, self._process.sentinel], timeout=POLL_S)
-                if self._from_worker in ready:
-                    try:
-                        message = self._from_worker.recv()
-                    except (EOFError, OSError):
-                        message = None
-                    if message is not None:
-                        self._apply(message)
-                        continue
-                if self._process.sentinel in ready or not self._process.is_alive():
-                    self._worker_died()
+                self._step()
         finally:
             self._stop_worker()
+
+    def _step(self) -> None:
+        """One turn of the supervisor: hand out a job, then wait (at most POLL_S) for a report or the worker's end."""
+        self._hand_out_next_job()
+        if self._process is None:  # loading failed and the worker has exited: queued jobs fail above
+            self._stopping.wait(POLL_S)
+            return
+        ready = wait([self._from_worker, self._process.sentinel], timeout=POLL_S)
+        if self._from_worker in ready:
+            try:
+                message = self._from_worker.recv()
+            except (EOFError, OSError):
+                message = None
+            if message is not None:
+                self._apply(message)
+                return
+        if self._process.sentinel in ready or not self._process.is_alive():
+            self._worker_died()
 
     def _start_worker(self) -> None:
         inbox, self._to_worker = self._context.Pipe(duplex=False)
@@ -315,7 +315,7 @@ class JobService:
         if self._process is None:
             return
         try:
-            self._to_worker.send(None)
+            self._to_worker.send(Stop())
         except OSError:
             pass
         self._process.join(STOP_WAIT_S)
@@ -346,31 +346,29 @@ class JobService:
                 self._running = None
             return
         self._update(job_id, state="running", stage="starting", message="starting", demo=self.demo, persist=True)
-        self._to_worker.send(("run", job_id))
+        self._to_worker.send(RunJob(job_id))
 
-    def _apply(self, message: tuple) -> None:
-        kind = message[0]
-        if kind == "progress":
-            _, job_id, stage, fraction, text = message
-            self._update(job_id, stage=stage, progress=fraction, message=text, persist=True)
-        elif kind == "finished":
-            _, job_id, state, text, error = message
-            self._finish(job_id, state, text, None if error is None else ServerError(**error))
-            with self._lock:
-                if self._running == job_id:
-                    self._running = None
-                    self._cancel_id.value = b""
-        elif kind == "gpu":
-            self.gpu = GpuInfo(**message[1])
-        elif kind == "loaded":
-            self.models_loaded = message[1]["models_loaded"]
-            self._adopt_demo_flag(message[1]["demo_parts"])
-            self._loaded = True
-            log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
-        elif kind == "load_failed":
-            self.load_error = ServerError(**message[1])
-            self._loaded = True  # nothing more will load: queued jobs fail with the reason
-            log.error("could not load the models: %s", self.load_error)
+    def _apply(self, message: FromWorker) -> None:
+        match message:
+            case Progress(job_id, stage, fraction, text):
+                self._update(job_id, stage=stage, progress=fraction, message=text, persist=True)
+            case Finished(job_id, state, text, error):
+                self._finish(job_id, state, text, None if error is None else _server_error(error))
+                with self._lock:
+                    if self._running == job_id:
+                        self._running = None
+                        self._cancel_id.value = b""
+            case GpuReport(name, free_bytes, total_bytes):
+                self.gpu = GpuInfo(name=name, free_bytes=free_bytes, total_bytes=total_bytes)
+            case Loaded(models_loaded, demo_parts):
+                self.models_loaded = list(models_loaded)
+                self._adopt_demo_flag(list(demo_parts))
+                self._loaded = True
+                log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")
+            case LoadFailed(error):
+                self.load_error = _server_error(error)
+                self._loaded = True  # nothing more will load: queued jobs fail with the reason
+                log.error("could not load the models: %s", self.load_error)
 
     def _adopt_demo_flag(self, demo_parts: list[str]) -> None:
         """DEMO mode also when every file is present but some are the project's generated stand-ins."""
@@ -415,3 +413,7 @@ class JobService:
         body = None if error is None else ErrorBody(**error.to_dict())
         progress = 1.0 if state == "done" else self._jobs[job_id].progress
         self._update(job_id, state=state, message=message, error=body, progress=progress, queue_position=None, persist=True)
+
+
+def _server_error(failure: Failure) -> ServerError:
+    return ServerError(failure.code, failure.message, failure.hint)

@@ -1,7 +1,7 @@
 """Jobs on disk, embedded (no outside service): one folder per job under `<data>/jobs/<job id>/`.
 
     status.json   the JobStatus, rewritten atomically at each change
-    request.json  kind, labels, options, source job (small)
+    request.json  the JobRecord: kind, labels, options, source job (small)
     inputs.npz    decoded inputs: the photo's pixels, meshes, edited contacts
     photo.bin     the photo file exactly as sent (its EXIF gives the focal length)
     result.json   the JobResult, written atomically BEFORE the status says done
@@ -19,16 +19,41 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ivlm_core.fileio import atomic_path, save_npz_atomic
-from server.schemas import JOB_ID_PATTERN, JobStatus
+from server.schemas import JOB_ID_PATTERN, EstimateOptions, FitOptions, JobStatus
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 FINISHED = ("done", "failed", "cancelled")
+
+
+class EstimateRecord(BaseModel):
+    """What an estimate job runs on besides its arrays (request.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["estimate"] = "estimate"
+    labels: list[str]
+    options: EstimateOptions  # without the client body: its arrays are in inputs.npz, its parameters below
+    client_body_params: dict[str, list[float]] | None = None
+
+
+class FitRecord(BaseModel):
+    """What a fit-only job runs on besides the edited contacts (request.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fit"] = "fit"
+    source_job_id: str = Field(pattern=JOB_ID_PATTERN)
+    labels: list[str]
+    options: FitOptions
+
+
+class JobRecord(RootModel[Annotated[EstimateRecord | FitRecord, Field(discriminator="kind")]]):
+    """request.json: an EstimateRecord or a FitRecord, told apart by `kind`."""
 
 
 class JobStore:
@@ -43,11 +68,13 @@ class JobStore:
 
     # -- writing ------------------------------------------------------------------------------------------
 
-    def create(self, status: JobStatus, request: dict[str, Any], arrays: dict[str, np.ndarray], photo: bytes | None) -> None:
+    def create(
+        self, status: JobStatus, record: EstimateRecord | FitRecord, arrays: dict[str, np.ndarray], photo: bytes | None
+    ) -> None:
         """Writes a new job's inputs, then its status (a job without status.json is ignored on load)."""
         folder = self.folder(status.job_id)
         folder.mkdir(parents=True, exist_ok=False)
-        self._write_json(folder / "request.json", request)
+        self._write_json(folder / "request.json", record.model_dump())
         save_npz_atomic(folder / "inputs.npz", arrays)
         if photo is not None:
             with atomic_path(folder / "photo.bin") as tmp:
@@ -71,8 +98,8 @@ class JobStore:
 
     # -- reading ------------------------------------------------------------------------------------------
 
-    def request(self, job_id: str) -> dict[str, Any]:
-        return json.loads((self.folder(job_id) / "request.json").read_text())
+    def request(self, job_id: str) -> EstimateRecord | FitRecord:
+        return JobRecord.model_validate_json((self.folder(job_id) / "request.json").read_bytes()).root
 
     def inputs(self, job_id: str) -> dict[str, np.ndarray]:
         with np.load(self.folder(job_id) / "inputs.npz", allow_pickle=False) as data:

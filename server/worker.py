@@ -5,12 +5,9 @@ decimation of a 1.3M-face mesh held it for 1.2 s, measured): in a thread of the 
 event loop, so health could not answer in time. In its own process nothing the models do can block the API.
 The process also contains crashes: if it dies, the server fails the running job and starts a new worker.
 
-The worker reads a job's inputs from the job store, writes its result there, and reports over a pipe:
-    ("loaded", {"models_loaded": [...], "demo_parts": [...]})   or   ("load_failed", {code, message, hint})
-    ("progress", job_id, stage, fraction, message)
-    ("finished", job_id, state, message, error dict or None)     (the result is on disk before this is sent)
-    ("gpu", {"name", "free_bytes", "total_bytes"})               (every GPU_REPORT_S on CUDA)
-and takes ("run", job_id) or None (stop). Cancelling writes the job id into a shared array the worker polls.
+The worker reads a job's inputs from the job store, writes its result there, and reports over a pipe with the
+messages of `server.messages` (Loaded or LoadFailed once, then Progress and Finished per job, GpuReport every
+GPU_REPORT_S on CUDA); it takes RunJob or Stop. Cancelling writes the job id into a shared array the worker polls.
 """
 
 from __future__ import annotations
@@ -25,8 +22,6 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import torch
 from PIL import Image
@@ -46,9 +41,11 @@ from ivlm_core.pipeline.reconstruct import (
 )
 from server import SERVER_VERSION, inputs
 from server.errors import ServerError
+from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
 from server.results import body_from_state, camera_from_state, job_result, refit_state
 from server.settings import ServerSettings
-from server.store import JobStore
+from server.schemas import EstimateOptions, FitOptions
+from server.store import EstimateRecord, FitRecord, JobStore
 
 log = logging.getLogger("ivlm.worker")
 GPU_REPORT_S = 1.0
@@ -85,7 +82,7 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         os.nice(WORKER_NICENESS)
     send_lock = threading.Lock()
 
-    def send(message: tuple) -> None:
+    def send(message: FromWorker) -> None:
         with send_lock:
             outbox.send(message)
 
@@ -94,13 +91,13 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         skeleton = body_skeleton(pipeline.body)
     except IVLMError as exc:
         log.error("could not load the models: %s", exc)
-        send(("load_failed", exc.to_dict()))
+        send(LoadFailed(Failure.of(exc)))
         return
     except Exception as exc:  # noqa: BLE001 (any loader failure must reach health, not vanish with the process)
         log.exception("could not load the models")
-        send(("load_failed", ServerError("INTERNAL", f"loading the models failed: {exc}", "See the server log.").to_dict()))
+        send(LoadFailed(Failure("INTERNAL", f"loading the models failed: {exc}", "See the server log.")))
         return
-    send(("loaded", {"models_loaded": loaded_model_names(pipeline), "demo_parts": pipeline.demo_parts()}))
+    send(Loaded(tuple(loaded_model_names(pipeline)), tuple(pipeline.demo_parts())))
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
     if spec.device.startswith("cuda"):
         threading.Thread(target=_report_gpu, args=(send,), daemon=True).start()
@@ -110,16 +107,18 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
             message = inbox.recv()
         except (EOFError, OSError):
             return  # the server went away
-        if message is None:
-            return
-        runner.run(message[1])
+        match message:
+            case RunJob(job_id):
+                runner.run(job_id)
+            case Stop():
+                return
 
 
 def _report_gpu(send) -> None:  # noqa: ANN001
     name = torch.cuda.get_device_name()
     while True:
         free, total = torch.cuda.mem_get_info()
-        send(("gpu", {"name": name, "free_bytes": int(free), "total_bytes": int(total)}))
+        send(GpuReport(name, int(free), int(total)))
         time.sleep(GPU_REPORT_S)
 
 
@@ -145,15 +144,15 @@ class JobRunner:
 
     def run(self, job_id: str) -> None:
         try:
-            record = self.store.request(job_id)
-            if record["kind"] == "estimate":
-                result_json, state = self._estimate(job_id, record)
-            else:
-                result_json, state = self._fit(job_id, record)
+            match self.store.request(job_id):
+                case EstimateRecord() as record:
+                    result_json, state = self._estimate(job_id, record)
+                case FitRecord() as record:
+                    result_json, state = self._fit(job_id, record)
             self.store.write_result(job_id, result_json, state)
-            self.send(("finished", job_id, "done", "finished", None))
+            self.send(Finished(job_id, "done", "finished"))
         except CancelledError as exc:
-            self.send(("finished", job_id, "cancelled", exc.message, exc.to_dict()))
+            self.send(Finished(job_id, "cancelled", exc.message, Failure.of(exc)))
         except torch.OutOfMemoryError as exc:
             gc.collect()
             if torch.cuda.is_available():
@@ -163,13 +162,13 @@ class JobRunner:
                 "Close other programs using the GPU, send a smaller photo or a decimated mesh, or use a GPU with "
                 "more memory. The server has freed the memory and keeps serving.",
             )  # fmt: skip
-            self.send(("finished", job_id, "failed", "out of GPU memory", error.to_dict()))
+            self.send(Finished(job_id, "failed", "out of GPU memory", Failure.of(error)))
         except IVLMError as exc:
-            self.send(("finished", job_id, "failed", exc.message, exc.to_dict()))
+            self.send(Finished(job_id, "failed", exc.message, Failure.of(exc)))
         except Exception as exc:  # noqa: BLE001 (a job's bug must never stop the worker)
             log.exception("job %s failed", job_id)
             error = ServerError("INTERNAL", f"{type(exc).__name__}: {exc}", "See the server log.")
-            self.send(("finished", job_id, "failed", "internal error", error.to_dict()))
+            self.send(Finished(job_id, "failed", "internal error", Failure.of(error)))
 
     def _progress(self, job_id: str, labels: list[str]):  # noqa: ANN202
         def report(stage: str, fraction: float, message: str) -> None:
@@ -177,7 +176,7 @@ class JobRunner:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated by IVLM_SERVER_TEST_FAULTS)")
             if stage == "contact" and self.crash_label in labels:
                 os._exit(3)  # simulated: the process dies as it would from a segfault or the kernel's OOM killer
-            self.send(("progress", job_id, stage, fraction, message))
+            self.send(Progress(job_id, stage, fraction, message))
 
         return report
 
@@ -185,34 +184,34 @@ class JobRunner:
         if self.cancelled(job_id):
             raise CancelledError("cancelled", "Submit the job again to run it.")
 
-    def _estimate(self, job_id: str, record: dict[str, Any]) -> tuple[bytes, dict[str, np.ndarray]]:
+    def _estimate(self, job_id: str, record: EstimateRecord) -> tuple[bytes, dict[str, np.ndarray]]:
         data = self.store.inputs(job_id)
         photo = self.store.photo(job_id)
-        options = record["options"]
+        options = record.options
         objects = [
             ObjectInput(label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64)))
-            for i, label in enumerate(record["labels"])
+            for i, label in enumerate(record.labels)
         ]
-        params = record.get("client_body_params")
+        params = record.client_body_params
         run_options = RunOptions(
-            focal_px=options.get("focal_px"),
+            focal_px=options.focal_px,
             body_vertices=data.get("client_body_vertices"),
             body_params=None if params is None else {k: np.asarray(v, np.float32) for k, v in params.items()},
             placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
+                options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             ),
-            stages=frozenset(options["stages"]),
+            stages=frozenset(options.stages),
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
             data["image"], objects, run_options,
-            progress=self._progress(job_id, record["labels"]), cancel=lambda: self.cancelled(job_id), pil_image=pil,
+            progress=self._progress(job_id, record.labels), cancel=lambda: self.cancelled(job_id), pil_image=pil,
         )  # fmt: skip
         self._check_cancel(job_id)
         return self._result_json(job_id, "estimate", result, options), refit_state(result)
 
-    def _fit(self, job_id: str, record: dict[str, Any]) -> tuple[bytes, None]:
-        source_id = record["source_job_id"]
+    def _fit(self, job_id: str, record: FitRecord) -> tuple[bytes, None]:
+        source_id = record.source_job_id
         try:
             source = self.store.request(source_id)
             source_inputs = self.store.inputs(source_id)
@@ -228,19 +227,19 @@ class JobRunner:
             )
         camera = camera_from_state(state)
         objects, masks = [], {}
-        for label in record["labels"]:
-            i = source["labels"].index(label)
+        for label in record.labels:
+            i = source.labels.index(label)
             mesh = TriangleMesh(source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64))
             objects.append(ObjectInput(label, mesh, data[f"object_contact__{i}"], data[f"body_contact__{i}"]))
             if f"object_mask__{i}" in state:
                 masks[label] = state[f"object_mask__{i}"]
-        options = record["options"]
+        options = record.options
         run_options = RunOptions(
             placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
+                options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             )
         )
-        self.send(("progress", job_id, "fit", 0.1, "placing the objects from the edited contacts"))
+        self.send(Progress(job_id, "fit", 0.1, "placing the objects from the edited contacts"))
         self._check_cancel(job_id)
         start = time.perf_counter()
         outcomes = self.pipeline.refit(
@@ -251,7 +250,8 @@ class JobRunner:
         return self._result_json(job_id, "fit", result, options, source_job_id=source_id), None
 
     def _result_json(
-        self, job_id: str, kind: str, result: ReconstructResult, options: dict, source_job_id: str | None = None
+        self, job_id: str, kind: str, result: ReconstructResult, options: EstimateOptions | FitOptions,
+        source_job_id: str | None = None,
     ) -> bytes:
         models = {
             "human_contact": HUMAN_RELEASE,
@@ -260,7 +260,7 @@ class JobRunner:
         }
         if self.demo:
             models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
-        thresholds = {"body_contact": options["body_contact_threshold"], "object_contact": options["object_contact_threshold"]}
+        thresholds = {"body_contact": options.body_contact_threshold, "object_contact": options.object_contact_threshold}
         out = job_result(
             result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
             skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds,

@@ -10,10 +10,10 @@ import pytest
 
 from ivlm_core.errors import BadInputError
 from server import arrays
-from server.schemas import ArrayData, JobStatus
+from server.schemas import ArrayData, EstimateOptions, JobStatus
 from server.security import token_matches
 from server.settings import ServerSettings, is_loopback
-from server.store import JobStore
+from server.store import EstimateRecord, JobStore
 
 
 def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:  # noqa: ANN001
@@ -81,18 +81,23 @@ def _status(job_id: str, state: str, age_s: float) -> JobStatus:
                      demo=True, created_at=then, updated_at=then)  # fmt: skip
 
 
+def _record() -> EstimateRecord:
+    return EstimateRecord(labels=["cup"], options=EstimateOptions())
+
+
 def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
     store = JobStore(tmp_path)
     jobs = [_status("a" * 32, "done", 100), _status("b" * 32, "failed", 100), _status("c" * 32, "done", 1),
             _status("d" * 32, "queued", 100)]  # fmt: skip
     for status in jobs:
-        store.create(status, {"kind": "estimate"}, {"x": np.zeros(2)}, b"photo")
+        store.create(status, _record(), {"x": np.zeros(2)}, b"photo")
     assert {s.job_id for s in store.load_all()} == {s.job_id for s in jobs}
     expired = store.expired(store.load_all(), ttl_s=50)
     assert sorted(expired) == ["a" * 32, "b" * 32]
     for job_id in expired:
         store.delete(job_id)
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["c" * 32, "d" * 32]
+    assert store.request("c" * 32) == _record()  # the stored record reads back as the same typed model
     with pytest.raises(ValueError, match="not a job id"):
         store.folder("../escape")
 
@@ -153,3 +158,4 @@ def test_accepted_connections_have_nagle_off() -> None:
             server.close()
 
     assert asyncio.run(accept_one()) != 0
+
