@@ -22,6 +22,7 @@ import numpy as np
 
 from ivlm_core.doctor import ModelFileStatus
 from ivlm_core.errors import BadInputError, IVLMError
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import CancelledError
 from server import inputs
 from server.errors import ServerError
@@ -132,8 +133,8 @@ class JobService:
         body_vertices, body_params = inputs.client_body(request.options)
         arrays: dict[str, np.ndarray] = {"image": pixels}
         for i, mesh in enumerate(meshes):
-            arrays[f"vertices__{i}"] = mesh.vertices.astype(np.float32)
-            arrays[f"faces__{i}"] = mesh.faces.astype(np.int32)
+            arrays[array_keys.key(array_keys.VERTICES, i)] = mesh.vertices.astype(np.float32)
+            arrays[array_keys.key(array_keys.FACES, i)] = mesh.faces.astype(np.int32)
         if body_vertices is not None:
             arrays["client_body_vertices"] = body_vertices.astype(np.float32)
         record = EstimateRecord(
@@ -170,10 +171,14 @@ class JobService:
                     "Use the labels of the estimate job's objects.",
                 )
             index = labels.index(label)
-            n_vertices = source_inputs[f"vertices__{index}"].shape[0]
+            n_vertices = source_inputs[array_keys.key(array_keys.VERTICES, index)].shape[0]
             where = f"contacts of '{label}'"
-            arrays[f"object_contact__{index}"] = inputs.decode_contact(obj.object_contact, f"{where}: object_contact", n_vertices)
-            arrays[f"body_contact__{index}"] = inputs.decode_contact(obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES)
+            arrays[array_keys.key(array_keys.OBJECT_CONTACT, index)] = inputs.decode_contact(
+                obj.object_contact, f"{where}: object_contact", n_vertices
+            )
+            arrays[array_keys.key(array_keys.BODY_CONTACT, index)] = inputs.decode_contact(
+                obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES
+            )
         record = FitRecord(
             source_job_id=source.job_id, labels=[obj.label.strip() for obj in request.objects], options=request.options
         )

@@ -29,6 +29,7 @@ from PIL import Image
 from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import (
     HUMAN_RELEASE,
     OBJECT_RELEASE,
@@ -188,10 +189,7 @@ class JobRunner:
         data = self.store.inputs(job_id)
         photo = self.store.photo(job_id)
         options = record.options
-        objects = [
-            ObjectInput(label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64)))
-            for i, label in enumerate(record.labels)
-        ]
+        objects = [ObjectInput(label, _mesh(data, i)) for i, label in enumerate(record.labels)]
         params = record.client_body_params
         run_options = RunOptions(
             focal_px=options.focal_px,
@@ -229,10 +227,10 @@ class JobRunner:
         objects, masks = [], {}
         for label in record.labels:
             i = source.labels.index(label)
-            mesh = TriangleMesh(source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64))
-            objects.append(ObjectInput(label, mesh, data[f"object_contact__{i}"], data[f"body_contact__{i}"]))
-            if f"object_mask__{i}" in state:
-                masks[label] = state[f"object_mask__{i}"]
+            contacts = data[array_keys.key(array_keys.OBJECT_CONTACT, i)], data[array_keys.key(array_keys.BODY_CONTACT, i)]
+            objects.append(ObjectInput(label, _mesh(source_inputs, i), *contacts))
+            if array_keys.key(array_keys.OBJECT_MASK, i) in state:
+                masks[label] = state[array_keys.key(array_keys.OBJECT_MASK, i)]
         options = record.options
         run_options = RunOptions(
             placement=inputs.placement_options(
@@ -267,3 +265,10 @@ class JobRunner:
             source_job_id=source_job_id,
         )  # fmt: skip
         return out.model_dump_json().encode()
+
+
+def _mesh(arrays: dict[str, np.ndarray], index: int) -> TriangleMesh:
+    """Object `index`'s mesh from a job's inputs."""
+    vertices = arrays[array_keys.key(array_keys.VERTICES, index)]
+    faces = arrays[array_keys.key(array_keys.FACES, index)]
+    return TriangleMesh(vertices.astype(np.float64), faces.astype(np.int64))
