@@ -27,9 +27,9 @@ from ivlm_core.pipeline.reconstruct import CancelledError
 from server import inputs
 from server.errors import ServerError
 from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
-from server.schemas import ErrorBody, EstimateRequest, FitRequest, GpuInfo, JobStatus
+from server.schemas import FINISHED_STATES, ErrorBody, EstimateRequest, FitRequest, GpuInfo, JobStatus
 from server.settings import ServerSettings
-from server.store import FINISHED, EstimateRecord, FitRecord, JobStore
+from server.store import EstimateRecord, FitRecord, JobStore
 from server.worker import ModelSpec, worker_main
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class JobService:
     def start(self) -> None:
         """Restores jobs from disk (unfinished ones are marked INTERRUPTED), then starts the worker."""
         for status in self.store.load_all():
-            if status.state not in FINISHED:
+            if status.state not in FINISHED_STATES:
                 status = status.model_copy(
                     update={
                         "state": "failed",
@@ -257,7 +257,7 @@ class JobService:
             status = self._jobs.get(job_id)
             if status is None:
                 raise ServerError("NOT_FOUND", f"no job {job_id}", "It may have expired.")
-            if status.state in FINISHED:
+            if status.state in FINISHED_STATES:
                 raise ServerError("JOB_FINISHED", f"job {job_id} is already {status.state}", "Nothing to cancel.")
             running = self._running == job_id
             queued = not running and status.state == "queued"  # in the queue, or its files are being written

@@ -10,14 +10,16 @@ meshes in their own local frame (metres); `camera_from_object` maps local vertic
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 API_SCHEMA_VERSION = "ivlm-api-1"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4 hex: the only form a job id takes, so it can never name another path
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+FinishedState = Literal["done", "failed", "cancelled"]  # a job in one of these never changes again
+JobState = Literal["queued", "running", FinishedState]
+FINISHED_STATES: tuple[str, ...] = get_args(FinishedState)
 JobKind = Literal["estimate", "fit"]
 Stage = Literal["body", "fit"]
 

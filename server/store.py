@@ -25,11 +25,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ivlm_core.fileio import atomic_path, save_npz_atomic
-from server.schemas import JOB_ID_PATTERN, EstimateOptions, FitOptions, JobStatus
+from server.schemas import FINISHED_STATES, JOB_ID_PATTERN, EstimateOptions, FitOptions, JobStatus
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
-FINISHED = ("done", "failed", "cancelled")
 
 
 class EstimateRecord(BaseModel):
@@ -135,4 +134,4 @@ class JobStore:
 
     def expired(self, statuses: list[JobStatus], ttl_s: float, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
-        return [s.job_id for s in statuses if s.state in FINISHED and now - s.updated_at > ttl_s]
+        return [s.job_id for s in statuses if s.state in FINISHED_STATES and now - s.updated_at > ttl_s]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from server.client import ApiError, array_payload, array_value, estimate_request, fit_request
-from server.schemas import API_SCHEMA_VERSION
+from server.schemas import API_SCHEMA_VERSION, FINISHED_STATES
 
 pytestmark = pytest.mark.slow
 NO_OPTIONAL_STAGES = {"stages": []}  # perceive + contact only: the quickest real job
@@ -60,7 +60,7 @@ def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
     client = server.client()
     job = _submit(client, demo_scene)
     seen, healths = [job], []
-    while seen[-1]["state"] not in ("done", "failed", "cancelled"):
+    while seen[-1]["state"] not in FINISHED_STATES:
         seen.append(client.status(job["job_id"]))
         if seen[-1]["state"] == "running":
             healths.append(client.health())
@@ -174,7 +174,7 @@ def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: AN
     assert client.status(queued["job_id"])["state"] == "queued"
     assert client.cancel(queued["job_id"])["state"] == "cancelled"  # at once: it never started
     client.cancel(running["job_id"])
-    status = _wait_state(client, running["job_id"], ("done", "failed", "cancelled"))
+    status = _wait_state(client, running["job_id"], FINISHED_STATES)
     assert status["state"] == "cancelled" and status["error"]["code"] == "CANCELLED"
     error = _error(lambda: client.result(running["job_id"]))
     assert (error.status, error.code) == (409, "CANCELLED")

@@ -159,3 +159,10 @@ def test_accepted_connections_have_nagle_off() -> None:
 
     assert asyncio.run(accept_one()) != 0
 
+
+def test_the_add_on_knows_the_same_finished_states() -> None:
+    """The add-on is standard-library only and cannot import the server; its copy must match the owner's."""
+    from blender_addon.core.protocol import FINISHED_STATES as ADDON_FINISHED
+    from server.schemas import FINISHED_STATES
+
+    assert tuple(ADDON_FINISHED) == FINISHED_STATES
