@@ -166,3 +166,15 @@ def test_the_add_on_knows_the_same_finished_states() -> None:
     from server.schemas import FINISHED_STATES
 
     assert tuple(ADDON_FINISHED) == FINISHED_STATES
+
+
+def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:  # noqa: ANN001
+    """The item said "get it: InteractVLM site" and, on the next line, "fix: register at the MANO site": either
+    gives the views (data.zip holds them, SMPL-H regenerates them), so both lines must name both."""
+    from ivlm_core.doctor import check_model_files
+
+    (views,) = [s for s in check_model_files(tmp_path) if "canonical body views" in s.name]
+    assert not views.present
+    for text in (views.source, views.hint):
+        assert "https://interactvlm.is.tue.mpg.de" in text and "https://mano.is.tue.mpg.de" in text, text
+    assert "data.zip" in views.hint and "SMPL+H" in views.hint
