@@ -18,6 +18,7 @@ from ivlm_core.doctor import check_model_files
 from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
+from server.security import head_timeout_protocol
 from server.settings import ServerSettings
 from server.worker import ModelSpec
 
@@ -51,7 +52,7 @@ def build_service(settings: ServerSettings) -> JobService:
         reason = ""
 
     models = ModelSpec(demo=demo, models_root=None if demo else str(root), device=device)
-    return JobService(settings, models, demo_reason=reason, missing=missing)
+    return JobService(settings, models, demo_reason=reason, missing=missing, models_dir=root)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -85,7 +86,11 @@ def serve(settings: ServerSettings) -> None:
     if settings.token:
         banner.append("  bearer token required")
     print("\n".join(banner), flush=True)
-    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app, log_level="info", access_log=False, timeout_graceful_shutdown=10, http=head_timeout_protocol(settings.head_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_head_bytes,
+    )  # fmt: skip
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown; that is a clean stop

@@ -72,6 +72,8 @@ class Finished:
     state: str  # done, failed or cancelled
     message: str
     error: Failure | None = None
+    result_size_bytes: int | None = None  # when done: the result file's size and SHA-256 (`store.result_digest`)
+    result_sha256: str | None = None
 
 
 @dataclass(frozen=True)

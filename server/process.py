@@ -5,17 +5,16 @@ Standard library only, so the Blender tests (whose environment has no torch) can
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import json
-import urllib.request
 
 from server import LISTENING
 
@@ -56,7 +55,7 @@ def _health_state(url: str, token: str | None) -> str | None:
 
 def launch(
     data_dir: Path, args: list[str] = (), env: dict[str, str] | None = None, token: str | None = None,
-    timeout: float = 180.0, python: str = sys.executable,
+    timeout: float = 600.0, python: str = sys.executable,
 ) -> ServerProcess:  # fmt: skip
     """`ivlm serve --port 0` in a child process; returns once health says the models are loaded (or failed)."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -25,6 +25,8 @@ def job_result(
     models: dict[str, str],
     thresholds: dict[str, float],
     source_job_id: str | None = None,
+    exif_orientation: int = 1,
+    upright_photo: str | None = None,
 ) -> JobResult:
     """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
     plain = result_to_dict(result)
@@ -67,12 +69,13 @@ def job_result(
         models=models,
         thresholds=thresholds,
         frame=plain["frame"],
-        camera=CameraOut(**plain["camera"]),
+        camera=CameraOut(**plain["camera"], exif_orientation=exif_orientation),
         body=body,
         objects=objects,
         people_count=plain["people_count"],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+        upright_photo=upright_photo,
     )
 
 

@@ -3,7 +3,9 @@
 A process, not a thread, because several libraries the pipeline calls hold the GIL for long stretches (quadric
 decimation of a 1.3M-face mesh held it for 1.2 s, measured): in a thread of the server process they stalled the
 event loop, so health could not answer in time. In its own process nothing the models do can block the API.
-The process also contains crashes: if it dies, the server fails the running job and starts a new worker.
+The process also contains crashes: if it dies, the server fails the running job and starts a new worker. And
+it dies with the server: a thread waits on the parent's sentinel (`multiprocessing.parent_process()`), so after
+a `kill -9` of the server the worker exits at once instead of running its job on.
 
 The worker reads a job's inputs from the job store, writes its result there, and reports over a pipe with the
 messages of `server.messages` (Loaded or LoadFailed once, then Progress and Finished per job, GpuReport every
@@ -12,16 +14,19 @@ GPU_REPORT_S on CUDA); it takes RunJob or Stop. Cancelling writes the job id int
 
 from __future__ import annotations
 
+import base64
 import gc
 import io
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
@@ -31,9 +36,9 @@ from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import (
+    DEMO_NOTE,
     HUMAN_RELEASE,
     OBJECT_RELEASE,
-    DEMO_NOTE,
     CancelledError,
     ContactPipeline,
     ObjectInput,
@@ -44,12 +49,15 @@ from server import SERVER_VERSION, inputs
 from server.errors import ServerError
 from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
 from server.results import body_from_state, camera_from_state, job_result, refit_state
-from server.settings import ServerSettings
 from server.schemas import EstimateOptions, FitOptions
+from server.settings import ServerSettings
 from server.store import EstimateRecord, FitRecord, JobStore
 
 log = logging.getLogger("ivlm.worker")
 GPU_REPORT_S = 1.0
+PARENT_GONE_EXIT = 3
+HOLD_S = 120.0  # how long the test fault "hold-label" keeps a job in one stage
+UPRIGHT_JPEG_QUALITY = 95
 WORKER_NICENESS = 5  # a lower CPU priority than the server process
 
 
@@ -81,6 +89,7 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):  # the API answers first when both want the CPU (health while a job runs on CPU)
         os.nice(WORKER_NICENESS)
+    _exit_with_parent()
     send_lock = threading.Lock()
 
     def send(message: FromWorker) -> None:
@@ -102,7 +111,9 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
     if spec.device.startswith("cuda"):
         threading.Thread(target=_report_gpu, args=(send,), daemon=True).start()
-    runner = JobRunner(pipeline, skeleton, JobStore(settings.data_dir), settings, pipeline.demo, send, cancel_id)
+    full_flag = settings.fault_label("disk-full-flag") if pipeline.demo else None
+    store = JobStore(settings.data_dir, full_flag=None if full_flag is None else Path(full_flag))
+    runner = JobRunner(pipeline, skeleton, store, settings, pipeline.demo, send, cancel_id)
     while True:
         try:
             message = inbox.recv()
@@ -113,6 +124,26 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
                 runner.run(job_id)
             case Stop():
                 return
+
+
+def _exit_with_parent() -> None:
+    """Ends this process as soon as the server process is gone, whatever the worker is doing.
+
+    The stdlib's own lifeline: `parent_process().sentinel` (a pipe on POSIX, a process handle on Windows) becomes
+    ready when the parent dies, so there is no polling delay. Chosen over prctl(PR_SET_PDEATHSIG), which is
+    Linux-only and fires when the parent's *thread* that started the worker (the supervisor) ends, and over
+    polling os.getppid(), which is late by its interval and never changes on Windows.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing (tests calling worker_main directly)
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        log.warning("the server process is gone; the worker exits")
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="ivlm-parent-watch", daemon=True).start()
 
 
 def _report_gpu(send) -> None:  # noqa: ANN001
@@ -139,6 +170,7 @@ class JobRunner:
         # Test-only fault injection, honoured in DEMO mode only (see ServerSettings.test_faults).
         self.oom_label = settings.fault_label("oom-label") if demo else None
         self.crash_label = settings.fault_label("crash-label") if demo else None
+        self.hold_label = settings.fault_label("hold-label") if demo else None
 
     def cancelled(self, job_id: str) -> bool:
         return self.cancel_id.value.decode() == job_id
@@ -150,8 +182,8 @@ class JobRunner:
                     result_json, state = self._estimate(job_id, record)
                 case FitRecord() as record:
                     result_json, state = self._fit(job_id, record)
-            self.store.write_result(job_id, result_json, state)
-            self.send(Finished(job_id, "done", "finished"))
+            size, sha256 = self.store.write_result(job_id, result_json, state)
+            self.send(Finished(job_id, "done", "finished", None, size, sha256))
         except CancelledError as exc:
             self.send(Finished(job_id, "cancelled", exc.message, Failure.of(exc)))
         except torch.OutOfMemoryError as exc:
@@ -178,6 +210,8 @@ class JobRunner:
             if stage == "contact" and self.crash_label in labels:
                 os._exit(3)  # simulated: the process dies as it would from a segfault or the kernel's OOM killer
             self.send(Progress(job_id, stage, fraction, message))
+            if stage == "contact" and self.hold_label in labels:
+                time.sleep(HOLD_S)  # simulated: a long stage that reports nothing (a big mesh, a slow CPU)
 
         return report
 
@@ -206,16 +240,17 @@ class JobRunner:
             progress=self._progress(job_id, record.labels), cancel=lambda: self.cancelled(job_id), pil_image=pil,
         )  # fmt: skip
         self._check_cancel(job_id)
-        return self._result_json(job_id, "estimate", result, options), refit_state(result)
+        photo_out = _Photo(data["image"], record.exif_orientation)
+        return self._result_json(job_id, "estimate", result, options, photo_out), refit_state(result)
 
     def _fit(self, job_id: str, record: FitRecord) -> tuple[bytes, None]:
         source_id = record.source_job_id
-        try:
-            source = self.store.request(source_id)
-            source_inputs = self.store.inputs(source_id)
-            state = self.store.state(source_id)
-        except OSError as exc:
-            raise ServerError("NOT_FOUND", f"source job {source_id} is gone ({exc})", "Run Estimate Contact again.") from exc
+        again = "Run Estimate Contact again, then refit."
+        source = self.store.request(source_id, again)  # NOT_FOUND or JOB_DAMAGED (no path) if it is not usable
+        source_inputs = self.store.inputs(source_id, again)
+        state = self.store.state(source_id, again)
+        if not isinstance(source, EstimateRecord):
+            raise ServerError("JOB_DAMAGED", f"source job {source_id} is not an estimate job", again)
         data = self.store.inputs(job_id)
         body = body_from_state(state)
         if body is None:
@@ -245,10 +280,11 @@ class JobRunner:
         )
         notes = [DEMO_NOTE] if self.demo else []
         result = ReconstructResult(self.demo, camera, body, outcomes, notes, {"fit": time.perf_counter() - start})
-        return self._result_json(job_id, "fit", result, options, source_job_id=source_id), None
+        photo_out = _Photo(source_inputs["image"], source.exif_orientation)
+        return self._result_json(job_id, "fit", result, options, photo_out, source_job_id=source_id), None
 
     def _result_json(
-        self, job_id: str, kind: str, result: ReconstructResult, options: EstimateOptions | FitOptions,
+        self, job_id: str, kind: str, result: ReconstructResult, options: EstimateOptions | FitOptions, photo: _Photo,
         source_job_id: str | None = None,
     ) -> bytes:
         models = {
@@ -262,9 +298,26 @@ class JobRunner:
         out = job_result(
             result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
             skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds,
-            source_job_id=source_job_id,
+            source_job_id=source_job_id, exif_orientation=photo.exif_orientation, upright_photo=photo.upright_jpeg(),
         )  # fmt: skip
         return out.model_dump_json().encode()
+
+
+@dataclass(frozen=True)
+class _Photo:
+    """The pixels a job analysed (upright) and the EXIF orientation the photo was sent with."""
+
+    pixels: np.ndarray
+    exif_orientation: int
+
+    def upright_jpeg(self) -> str | None:
+        """base64 JPEG of the analysed pixels when the EXIF orientation turned them, so the client can show
+        exactly what its camera looked at; None when they are the photo as stored."""
+        if self.exif_orientation == 1:
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(self.pixels).save(buffer, "JPEG", quality=UPRIGHT_JPEG_QUALITY)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _mesh(arrays: dict[str, np.ndarray], index: int) -> TriangleMesh:

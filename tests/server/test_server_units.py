@@ -178,3 +178,57 @@ def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:  
     for text in (views.source, views.hint):
         assert "https://interactvlm.is.tue.mpg.de" in text and "https://mano.is.tue.mpg.de" in text, text
     assert "data.zip" in views.hint and "SMPL+H" in views.hint
+
+
+def _service_without_worker(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
+    """A real JobService whose supervisor loop runs inline and whose steps the test supplies (no worker process)."""
+    from server.jobs import JobService
+    from server.worker import ModelSpec
+
+    service = JobService(ServerSettings(data_dir=tmp_path), ModelSpec(demo=True, models_root=None, device="cpu"))
+    monkeypatch.setattr(service, "_start_worker", lambda: None)
+    return service
+
+
+def test_the_supervisor_fails_the_job_an_unexpected_error_hit_and_goes_on(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """An exception in the supervisor thread used to end it silently: jobs stayed running or queued for good."""
+    service = _service_without_worker(tmp_path, monkeypatch)
+    job = service._enqueue(_record(), {"x": np.zeros(2)}, None)
+    steps = []
+
+    def step() -> None:
+        steps.append(len(steps))
+        if len(steps) == 1:
+            service._handling = job.job_id
+            raise RuntimeError("boom")
+        if len(steps) == 3:
+            service._stopping.set()
+
+    monkeypatch.setattr(service, "_step", step)
+    service._supervise()
+    assert len(steps) == 3  # it went on after the error
+    status = service.status(job.job_id)
+    assert status.state == "failed" and status.error.code == "INTERNAL" and "boom" in status.error.message
+    assert service.state != "error" and service.runner_error is None
+
+
+def test_a_supervisor_that_cannot_go_on_says_error_and_fails_what_waits(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from server.errors import ServerError
+    from server.jobs import MAX_STEP_FAILURES
+
+    service = _service_without_worker(tmp_path, monkeypatch)
+    waiting = service._enqueue(_record(), {"x": np.zeros(2)}, None)
+    calls = []
+
+    def step() -> None:
+        calls.append(1)
+        raise OSError("the same failure every time")
+
+    monkeypatch.setattr(service, "_step", step)
+    service._supervise()
+    assert len(calls) == MAX_STEP_FAILURES
+    assert service.state == "error" and "repeated errors" in service.runner_error.message
+    assert service.status(waiting.job_id).state == "failed"
+    with pytest.raises(ServerError) as info:
+        service._check_capacity()
+    assert info.value.code == "INTERNAL" and "cannot run jobs" in info.value.message
