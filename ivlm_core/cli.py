@@ -114,7 +114,7 @@ def _parse_object(spec: str):  # noqa: ANN202 (ObjectInput)
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from ivlm_core.errors import BadInputError
     from ivlm_core.frames import transform_points
@@ -149,7 +149,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
                 pil.load()
             except (OSError, ValueError) as exc:
                 raise BadInputError(f"cannot read image {path}: {exc}", "Use a PNG or JPEG file.") from exc
-            jobs.append((path.stem, np.asarray(pil.convert("RGB")), pil, base, objects))
+            upright = ImageOps.exif_transpose(pil)  # as the server does: the photo as phones and viewers show it
+            jobs.append((path.stem, np.asarray(upright.convert("RGB")), pil, base, objects))
 
     if args.demo or args.demo_scene:
         pipeline = ContactPipeline.demo_pipeline(args.device)

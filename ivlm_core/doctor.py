@@ -14,6 +14,7 @@ from ivlm_core import paths
 from ivlm_core.errors import IVLMError
 
 INTERACTVLM_SITE = "https://interactvlm.is.tue.mpg.de"
+MANO_SITE = "https://mano.is.tue.mpg.de"  # SMPL-H ("Extended SMPL+H model")
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,23 @@ def _body_file(model_type: str) -> Callable[[Path], object]:
 
 
 def _canonical_views(root: Path) -> object:
+    """The views from InteractVLM's data.zip, or the SMPL-H file they are regenerated from: either will do."""
     from ivlm_core.body.model_files import find_model_file
+    from ivlm_core.errors import ModelFilesMissingError
     from ivlm_core.lift.canonical_body import BODY_DATA_FOLDERS, has_canonical_views
 
     data = paths.interactvlm_data_dir(root)
     if any(has_canonical_views(data / name) for name in BODY_DATA_FOLDERS):
         return data
-    return find_model_file("smplh", "neutral", paths.body_models_dir(root))  # they can be regenerated from SMPL-H
+    try:
+        return find_model_file("smplh", "neutral", paths.body_models_dir(root))
+    except ModelFilesMissingError as exc:
+        raise ModelFilesMissingError(
+            f"Neither the canonical body views ({' or '.join(BODY_DATA_FOLDERS)} in {data}) nor the SMPL-H body "
+            f"model to regenerate them were found ({exc.message.rstrip('.')})",
+            f"Either unzip InteractVLM's data.zip (registration at {INTERACTVLM_SITE}) into {data.parent}, or, to "
+            f"regenerate the views: {exc.hint}",
+        ) from exc
 
 
 def _mapping(root: Path) -> object:
@@ -105,7 +116,9 @@ def _checks() -> list[_Check]:
         _Check("SMPL-X body model", lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
                "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)", _body_file("smplx")),
         _Check("canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
-               lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian", registration, _canonical_views),
+               lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian",
+               f"InteractVLM's data.zip: {registration}; or SMPL-H to regenerate them: registration at {MANO_SITE} "
+               "(MANO / SMPL+H licence)", _canonical_views),
         _Check("SMPL -> SMPL-X contact mapping", lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
                registration, _mapping),
     ]

@@ -20,6 +20,7 @@ from ivlm_core.pipeline import plan as memory_plan
 from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
+from server.security import head_timeout_protocol
 from server.settings import ServerSettings
 from server.worker import ModelSpec
 
@@ -57,7 +58,7 @@ def build_service(settings: ServerSettings) -> JobService:
         demo=demo, models_root=None if demo else str(root), device=device, configuration=choice.plan.configuration.name,
         sam_batch=choice.plan.sam_batch, convert_on_start=settings.convert_on_start,
     )  # fmt: skip
-    service = JobService(settings, models, demo_reason=reason, missing=missing)
+    service = JobService(settings, models, demo_reason=reason, missing=missing, models_dir=root)
     service.configuration = choice.to_dict()
     return service
 
@@ -107,7 +108,11 @@ def serve(settings: ServerSettings) -> None:
     if settings.token:
         banner.append("  bearer token required")
     print("\n".join(banner), flush=True)
-    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app, log_level="info", access_log=False, timeout_graceful_shutdown=10, http=head_timeout_protocol(settings.head_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_head_bytes,
+    )  # fmt: skip
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown; that is a clean stop

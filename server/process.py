@@ -5,17 +5,16 @@ Standard library only, so the Blender tests (whose environment has no torch) can
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import json
-import urllib.request
 
 from server import LISTENING
 

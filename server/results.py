@@ -7,6 +7,7 @@ import numpy as np
 from ivlm_core.body.skeleton import Skeleton
 from ivlm_core.fit.body_fit import BodyFit
 from ivlm_core.fit.camera import CameraIntrinsics
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
@@ -24,6 +25,8 @@ def job_result(
     models: dict[str, str],
     thresholds: dict[str, float],
     source_job_id: str | None = None,
+    exif_orientation: int = 1,
+    upright_photo: str | None = None,
 ) -> JobResult:
     """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
     plain = result_to_dict(result)
@@ -66,12 +69,13 @@ def job_result(
         models=models,
         thresholds=thresholds,
         frame=plain["frame"],
-        camera=CameraOut(**plain["camera"]),
+        camera=CameraOut(**plain["camera"], exif_orientation=exif_orientation),
         body=body,
         objects=objects,
         people_count=plain["people_count"],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+        upright_photo=upright_photo,
     )
 
 
@@ -100,12 +104,12 @@ def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
         state["body_joints"] = result.body.joints
         state["body_source"] = np.array(result.body.source)
         for name, value in result.body.params.items():
-            state[f"body_param__{name}"] = np.asarray(value)
+            state[array_keys.key(array_keys.BODY_PARAM, name)] = np.asarray(value)
     if result.person_mask is not None:
         state["person_mask"] = result.person_mask.astype(bool)
     for index, outcome in enumerate(result.objects):
         if outcome.detection_mask is not None:
-            state[f"object_mask__{index}"] = outcome.detection_mask.astype(bool)
+            state[array_keys.key(array_keys.OBJECT_MASK, index)] = outcome.detection_mask.astype(bool)
     return state
 
 
@@ -117,5 +121,5 @@ def camera_from_state(state: dict[str, np.ndarray]) -> CameraIntrinsics:
 def body_from_state(state: dict[str, np.ndarray]) -> BodyFit | None:
     if "body_vertices" not in state:
         return None
-    params = {k.split("__", 1)[1]: v for k, v in state.items() if k.startswith("body_param__")}
+    params = array_keys.entries(state, array_keys.BODY_PARAM)
     return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]))

@@ -10,14 +10,16 @@ meshes in their own local frame (metres); `camera_from_object` maps local vertic
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 API_SCHEMA_VERSION = "ivlm-api-1"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4 hex: the only form a job id takes, so it can never name another path
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+FinishedState = Literal["done", "failed", "cancelled"]  # a job in one of these never changes again
+JobState = Literal["queued", "running", FinishedState]
+FINISHED_STATES: tuple[str, ...] = get_args(FinishedState)
 JobKind = Literal["estimate", "fit"]
 Stage = Literal["body", "fit"]
 
@@ -107,6 +109,10 @@ class JobStatus(_Strict):
     created_at: float = Field(description="seconds since the epoch")
     updated_at: float
     queue_position: int | None = Field(default=None, description="jobs ahead of this one while queued")
+    result_size_bytes: int | None = Field(default=None, description="the result's size, once done")
+    result_sha256: str | None = Field(
+        default=None, description="hex SHA-256 of the result's bytes, once done; checked before every answer"
+    )
 
 
 class GpuInfo(_Strict):
@@ -143,6 +149,19 @@ class ConfigurationInfo(_Strict):
     reason: str
 
 
+class Limits(_Strict):
+    """What the server accepts (see settings.py); larger inputs are refused with a clear code."""
+
+    max_request_bytes: int
+    max_image_pixels: int
+    max_mesh_vertices: int
+    max_mesh_faces: int
+    max_connections: int = Field(description="open connections; beyond them requests get 503")
+    head_timeout_s: float = Field(description="a connection must send a complete request head within this")
+    body_timeout_s: float = Field(description="a body must arrive within this, plus 1 s per MiB")
+    keep_alive_s: float = Field(description="idle kept-alive connections are closed after this")
+
+
 class Health(_Strict):
     status: Literal["loading", "ok", "error"] = Field(description="loading models, ready, or models failed to load")
     server_version: str
@@ -155,8 +174,13 @@ class Health(_Strict):
     models_loaded: list[str]
     missing_model_files: list[MissingModelFile]
     load_error: ErrorBody | None = Field(default=None, description="why the models could not be loaded")
+    storage_error: ErrorBody | None = Field(
+        default=None, description="the data folder's disk is full: submits are refused, queued jobs wait"
+    )
+    runner_error: ErrorBody | None = Field(default=None, description="why the server cannot run jobs (status error)")
     queue: QueueInfo
     configuration: ConfigurationInfo | None = Field(default=None, description="the models' configuration and why")
+    limits: Limits
 
 
 class SkeletonOut(_Strict):
@@ -197,8 +221,12 @@ class ObjectOut(_Strict):
 class CameraOut(_Strict):
     focal_px: float
     focal_source: str
-    image_size_hw: list[int]
+    image_size_hw: list[int] = Field(description="the analysed (upright) photo's size")
     intrinsics: list[list[float]]
+    exif_orientation: int = Field(
+        default=1, ge=1, le=8,
+        description="the photo's EXIF Orientation (1 when absent); the server analyses the photo with it applied",
+    )  # fmt: skip
 
 
 class JobResult(_Strict):
@@ -218,3 +246,8 @@ class JobResult(_Strict):
     people_count: int
     notes: list[str]
     timings_s: dict[str, float]
+    upright_photo: str | None = Field(
+        default=None,
+        description="base64 of a JPEG (quality 95) of the photo exactly as analysed, when its EXIF orientation "
+        "turned it (exif_orientation != 1); the camera's intrinsics refer to these pixels",
+    )

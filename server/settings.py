@@ -48,10 +48,19 @@ class ServerSettings:
     max_mesh_vertices: int = 1_000_000
     max_mesh_faces: int = 2_000_000
     job_ttl_s: float = 7 * 24 * 3600.0  # finished jobs older than this are deleted
-    cleanup_interval_s: float = 600.0
+    cleanup_interval_s: float = 600.0  # (or the TTL, if shorter)
+    # Connections (uvicorn and server.security). A client that sends its request slowly, or nothing, would
+    # otherwise hold a connection for good; past max_connections uvicorn answers 503 until some close.
+    max_connections: int = 64
+    head_timeout_s: float = 10.0  # from connecting (or the previous answer) to a complete request head
+    body_timeout_s: float = 10.0  # a request body must arrive within this plus 1 s per MiB (BODY_MIN_RATE)
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this
+    max_head_bytes: int = 64 * 1024  # request line and headers (h11's limit; the add-on sends well under 1 KiB)
     # Test-only fault injection, read from IVLM_SERVER_TEST_FAULTS and honoured in DEMO mode only:
     # "oom-label=<label>" makes a job with that object label hit a real torch.OutOfMemoryError mid-run;
-    # "crash-label=<label>" makes the worker process exit abruptly mid-run (as a segfault or OOM kill would).
+    # "crash-label=<label>" makes the worker process exit abruptly mid-run (as a segfault or OOM kill would);
+    # "disk-full-flag=<path>" makes every job-store write fail as on a full disk (ENOSPC) while that file exists;
+    # "hold-label=<label>" makes a job with that label wait HOLD_S in the worker once its contact stage began.
     test_faults: str = field(default_factory=lambda: os.environ.get("IVLM_SERVER_TEST_FAULTS", ""))
 
     def check(self) -> None:

@@ -12,6 +12,8 @@ from ivlm_core.demo.scenes import make_scene
 from ivlm_core.fit.place_object import PlacementOptions
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline.outputs import safe_name
 from ivlm_core.pipeline.reconstruct import CancelledError, ContactPipeline, ObjectInput, RunOptions
 
 # These tests check the pipeline's plumbing, not placement quality (test_fit checks that the default options
@@ -166,5 +168,5 @@ def test_cli_on_a_folder_of_images(tmp_path, scene, synthetic_body_files, tiny_m
     assert saved["demo"] is True and saved["objects"][0]["label"] == scene.label
     assert saved["camera"]["focal_source"] == "default"
     arrays = np.load(out / "one" / "arrays.npz")
-    assert f"body_contact__{scene.label}" in arrays.files
+    assert array_keys.key(array_keys.BODY_CONTACT, safe_name(scene.label)) in arrays.files
     assert cli_main(["reconstruct", "--images", str(photos), "--object", "nolabel", "--demo"]) == 2

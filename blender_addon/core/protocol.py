@@ -25,6 +25,9 @@ USER_MESSAGES = {
     "INTERRUPTED": "The server stopped before the job finished.",
     "WORKER_CRASHED": "The server's model worker stopped during the job; it has been restarted.",
     "NOT_FOUND": "The server no longer has this job.",
+    "STORAGE_FULL": "The server's disk is full.",
+    "JOB_DAMAGED": "The job's files on the server are damaged or missing.",
+    "REQUEST_TIMEOUT": "The request reached the server too slowly.",
     "INTERNAL": "The server hit an internal error.",
 }
 

@@ -117,17 +117,21 @@ OCONTACT_SIMPLE_ANSWERS = (
 )
 
 MAX_LABEL_CHARS = 100
+DETECTOR_DELIMITERS = (".", "?")  # Grounding DINO's text encoder splits its prompt into phrases at these
 _LABEL_HINT = 'Pass a short object name such as "chair" or "tennis_racket" (one line, no special tokens).'
 
 
-def normalize_label(label: str) -> str:
-    """The object label as InteractVLM saw it in training: surrounding whitespace stripped, lower-cased,
-    underscores kept. Raises BadInputError for an empty label or one that would break the prompt."""
+def check_label(label: str) -> str:
+    """The object label with surrounding whitespace stripped (case kept), or BadInputError saying why not.
+
+    The one rule for labels: perception (the detector's phrase), the contact prompts and the server's submit
+    check all apply it, so a label the pipeline cannot use is refused before any work is done.
+    """
     if not isinstance(label, str):
         raise BadInputError(f"The object label must be text, got {type(label).__name__}.", _LABEL_HINT)
     text = label.strip()
     if not text:
-        raise BadInputError("The object label is empty.", _LABEL_HINT)
+        raise BadInputError("An empty label cannot name an object.", _LABEL_HINT)
     if len(text) > MAX_LABEL_CHARS:
         raise BadInputError(
             f"The object label is {len(text)} characters long (at most {MAX_LABEL_CHARS}).", _LABEL_HINT
@@ -139,6 +143,13 @@ def normalize_label(label: str) -> str:
             "split the one-line question.",
             _LABEL_HINT,
         )
+    if not any(unicodedata.category(c)[0] in "LNS" for c in text):  # letters, digits or symbols
+        raise BadInputError(f"The object label {text!r} has no visible letter, digit or symbol.", _LABEL_HINT)
+    if any(d in text for d in DETECTOR_DELIMITERS):
+        raise BadInputError(
+            f"The object label {text!r} contains '.' or '?', which separate phrases in the detector's prompt.",
+            "Remove the punctuation, e.g. 'coffee mug' instead of 'coffee mug.'.",
+        )
     lowered = text.lower()
     for reserved in RESERVED_STRINGS:
         if reserved.lower() in lowered:
@@ -146,7 +157,12 @@ def normalize_label(label: str) -> str:
                 f"The object label {text!r} contains {reserved!r}, which the model reads as a special token.",
                 _LABEL_HINT,
             )
-    return lowered
+    return text
+
+
+def normalize_label(label: str) -> str:
+    """The object label as InteractVLM saw it in training: `check_label`, then lower-cased (underscores kept)."""
+    return check_label(label).lower()
 
 
 def label_from_filename(name: str | PurePath) -> str:

@@ -14,12 +14,14 @@ import trimesh
 from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 
 RESULT_SCHEMA = "ivlm-result-1"
 
 
-def _safe_name(label: str) -> str:
+def safe_name(label: str) -> str:
+    """A label as a file-name part (and its arrays' key in arrays.npz): letters, digits, '-' and '_'."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:64] or "object"
 
 
@@ -81,11 +83,11 @@ def save_result(result: ReconstructResult, out_dir: Path, meshes: dict[str, Tria
         with atomic_path(out_dir / "body.ply") as tmp:
             trimesh.Trimesh(result.body.vertices, body_faces, process=False).export(tmp, file_type="ply")
     for o in result.objects:
-        name = _safe_name(o.label)
+        name = safe_name(o.label)
         if o.object_contact is not None:
-            arrays[f"object_contact__{name}"] = o.object_contact.astype(np.float32)
+            arrays[array_keys.key(array_keys.OBJECT_CONTACT, name)] = o.object_contact.astype(np.float32)
         if o.body_contact is not None:
-            arrays[f"body_contact__{name}"] = o.body_contact.astype(np.float32)
+            arrays[array_keys.key(array_keys.BODY_CONTACT, name)] = o.body_contact.astype(np.float32)
         if o.placement.camera_from_object is not None and o.label in meshes:
             mesh = meshes[o.label]
             placed = transform_points(o.placement.camera_from_object, mesh.vertices)

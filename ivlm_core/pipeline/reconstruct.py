@@ -30,6 +30,7 @@ from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, Placeme
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
+from ivlm_core.localize.prompts import check_label
 from ivlm_core.mesh import TriangleMesh, validate_mesh
 from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
@@ -44,6 +45,8 @@ DEMO_BODY_NOTE = (
     "DEMO: the random-weight keypoint model cannot fit a body, so a standing SMPL-X body was put in front of the camera"
 )
 __all__ = ["HUMAN_RELEASE", "JOINT_RELEASE", "OBJECT_RELEASE"]  # re-exported: the names live in plan.py
+MIN_PHOTO_SIDE = 16  # px, on each side of the photo and of its smallest resize
+SMALLEST_LONG_SIDE = 320  # px: the smallest long side a resize in the pipeline gives (the DEMO detector's)
 ProgressCallback = Callable[[str, float, str], None]  # (stage, fraction 0-1 of the whole run, message)
 
 
@@ -110,10 +113,10 @@ def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | 
     """Each object with None, or the reason it cannot be used (its mesh is unusable)."""
     if not objects:
         raise BadInputError("no objects were given", "Send at least one object mesh with its label.")
+    for index, obj in enumerate(objects):
+        check_object_label(obj.label, index)
     checked = []
     for obj in objects:
-        if not obj.label or not obj.label.strip():
-            raise BadInputError("an object has an empty label", "Name every object (e.g. 'chair', 'cup').")
         try:
             mesh = validate_mesh(obj.mesh.vertices, obj.mesh.faces, name=f"object '{obj.label}'")
             extent = float(np.ptp(mesh.vertices, axis=0).max())
@@ -126,6 +129,18 @@ def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | 
         except MeshError as exc:
             checked.append((obj, str(exc)))
     return checked
+
+
+def check_object_label(label: str, index: int) -> str:
+    """Object `index`'s label by the pipeline's label rule (`check_label`), the error naming the object.
+
+    Checked for every object before any work, so one unusable label never fails a run halfway (the server
+    applies this same function when a job is submitted).
+    """
+    try:
+        return check_label(label)
+    except BadInputError as exc:
+        raise BadInputError(f"objects[{index}]: {exc.message}", exc.hint) from exc
 
 
 class ContactPipeline:
@@ -432,9 +447,31 @@ def perceiver_is_demo(perceiver: Perceiver) -> bool:
 
 def _check_photo(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 16:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise BadInputError(
             f"the photo is {image.dtype} {image.shape}; expected an RGB uint8 image at least 16x16 pixels",
             "Send the reference photo as an 8-bit RGB image (PNG or JPEG).",
         )
+    check_photo_size(*image.shape[:2])
     return image
+
+
+def check_photo_size(height: int, width: int) -> None:
+    """Refuses a photo whose short side would vanish in the pipeline's resizes (BadInputError).
+
+    Perception scales the long side down to SMALLEST_LONG_SIDE px or more, and the short side must keep at
+    least MIN_PHOTO_SIDE px there: a 20000x16 photo became 0 px high inside the detector's image processor.
+    The server applies this same check when a photo is submitted.
+    """
+    short, long = sorted((int(height), int(width)))
+    if short < MIN_PHOTO_SIDE:
+        raise BadInputError(
+            f"the photo is only {width}x{height} pixels", f"Use a photo at least {MIN_PHOTO_SIDE} pixels on each side."
+        )
+    if short * SMALLEST_LONG_SIDE < MIN_PHOTO_SIDE * long:
+        raise BadInputError(
+            f"the photo is {width}x{height} pixels: its long side is {long / short:.0f} times its short side, "
+            f"at most {SMALLEST_LONG_SIDE // MIN_PHOTO_SIDE} times is usable (perception scales the long side "
+            f"down to {SMALLEST_LONG_SIDE} px, and the short side must keep {MIN_PHOTO_SIDE} px)",
+            "Crop the photo around the person and the objects.",
+        )

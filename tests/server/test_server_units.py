@@ -10,10 +10,10 @@ import pytest
 
 from ivlm_core.errors import BadInputError
 from server import arrays
-from server.schemas import ArrayData, JobStatus
+from server.schemas import ArrayData, EstimateOptions, JobStatus
 from server.security import token_matches
 from server.settings import ServerSettings, is_loopback
-from server.store import JobStore
+from server.store import EstimateRecord, JobStore
 
 
 def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:  # noqa: ANN001
@@ -81,18 +81,23 @@ def _status(job_id: str, state: str, age_s: float) -> JobStatus:
                      demo=True, created_at=then, updated_at=then)  # fmt: skip
 
 
+def _record() -> EstimateRecord:
+    return EstimateRecord(labels=["cup"], options=EstimateOptions())
+
+
 def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
     store = JobStore(tmp_path)
     jobs = [_status("a" * 32, "done", 100), _status("b" * 32, "failed", 100), _status("c" * 32, "done", 1),
             _status("d" * 32, "queued", 100)]  # fmt: skip
     for status in jobs:
-        store.create(status, {"kind": "estimate"}, {"x": np.zeros(2)}, b"photo")
+        store.create(status, _record(), {"x": np.zeros(2)}, b"photo")
     assert {s.job_id for s in store.load_all()} == {s.job_id for s in jobs}
     expired = store.expired(store.load_all(), ttl_s=50)
     assert sorted(expired) == ["a" * 32, "b" * 32]
     for job_id in expired:
         store.delete(job_id)
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["c" * 32, "d" * 32]
+    assert store.request("c" * 32) == _record()  # the stored record reads back as the same typed model
     with pytest.raises(ValueError, match="not a job id"):
         store.folder("../escape")
 
@@ -153,3 +158,77 @@ def test_accepted_connections_have_nagle_off() -> None:
             server.close()
 
     assert asyncio.run(accept_one()) != 0
+
+
+def test_the_add_on_knows_the_same_finished_states() -> None:
+    """The add-on is standard-library only and cannot import the server; its copy must match the owner's."""
+    from blender_addon.core.protocol import FINISHED_STATES as ADDON_FINISHED
+    from server.schemas import FINISHED_STATES
+
+    assert tuple(ADDON_FINISHED) == FINISHED_STATES
+
+
+def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:  # noqa: ANN001
+    """The item said "get it: InteractVLM site" and, on the next line, "fix: register at the MANO site": either
+    gives the views (data.zip holds them, SMPL-H regenerates them), so both lines must name both."""
+    from ivlm_core.doctor import check_model_files
+
+    (views,) = [s for s in check_model_files(tmp_path) if "canonical body views" in s.name]
+    assert not views.present
+    for text in (views.source, views.hint):
+        assert "https://interactvlm.is.tue.mpg.de" in text and "https://mano.is.tue.mpg.de" in text, text
+    assert "data.zip" in views.hint and "SMPL+H" in views.hint
+
+
+def _service_without_worker(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
+    """A real JobService whose supervisor loop runs inline and whose steps the test supplies (no worker process)."""
+    from server.jobs import JobService
+    from server.worker import ModelSpec
+
+    service = JobService(ServerSettings(data_dir=tmp_path), ModelSpec(demo=True, models_root=None, device="cpu"))
+    monkeypatch.setattr(service, "_start_worker", lambda: None)
+    return service
+
+
+def test_the_supervisor_fails_the_job_an_unexpected_error_hit_and_goes_on(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """An exception in the supervisor thread used to end it silently: jobs stayed running or queued for good."""
+    service = _service_without_worker(tmp_path, monkeypatch)
+    job = service._enqueue(_record(), {"x": np.zeros(2)}, None)
+    steps = []
+
+    def step() -> None:
+        steps.append(len(steps))
+        if len(steps) == 1:
+            service._handling = job.job_id
+            raise RuntimeError("boom")
+        if len(steps) == 3:
+            service._stopping.set()
+
+    monkeypatch.setattr(service, "_step", step)
+    service._supervise()
+    assert len(steps) == 3  # it went on after the error
+    status = service.status(job.job_id)
+    assert status.state == "failed" and status.error.code == "INTERNAL" and "boom" in status.error.message
+    assert service.state != "error" and service.runner_error is None
+
+
+def test_a_supervisor_that_cannot_go_on_says_error_and_fails_what_waits(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from server.errors import ServerError
+    from server.jobs import MAX_STEP_FAILURES
+
+    service = _service_without_worker(tmp_path, monkeypatch)
+    waiting = service._enqueue(_record(), {"x": np.zeros(2)}, None)
+    calls = []
+
+    def step() -> None:
+        calls.append(1)
+        raise OSError("the same failure every time")
+
+    monkeypatch.setattr(service, "_step", step)
+    service._supervise()
+    assert len(calls) == MAX_STEP_FAILURES
+    assert service.state == "error" and "repeated errors" in service.runner_error.message
+    assert service.status(waiting.job_id).state == "failed"
+    with pytest.raises(ServerError) as info:
+        service._check_capacity()
+    assert info.value.code == "INTERNAL" and "cannot run jobs" in info.value.message
