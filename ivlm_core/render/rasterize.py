@@ -102,6 +102,86 @@ class CoveredPixels:
         return image.view(*self.shape, values.shape[-1])
 
 
+@dataclass
+class NearClip:
+    """Faces that cross the near plane, cut per view, to rasterise after the mesh's own faces.
+
+    vertices: [B, 3T, 3] camera-space corners of the T cut triangles, 3 each; a triangle's corners sit behind
+        the camera in every view but its own, so only that view draws it.
+    faces: [T, 3] indices into [mesh vertices, these vertices] (the mesh has num_vertices).
+    source: [T] the face each cut triangle came from; corner_bary: [T, 3, 3], row j the barycentrics of
+        corner j w.r.t. that source face (cut corners lie on its edges).
+    """
+
+    vertices: torch.Tensor
+    faces: torch.Tensor
+    source: torch.Tensor
+    corner_bary: torch.Tensor
+    num_faces: int
+
+    def restore(self, fragments: Fragments) -> Fragments:
+        """Pixels drawn by cut triangles get their source face id and barycentrics w.r.t. the source face."""
+        face = fragments.pix_to_face
+        cut = face >= self.num_faces
+        index = face[cut] - self.num_faces
+        pix_to_face = face.clone()
+        pix_to_face[cut] = self.source[index]
+        bary = fragments.bary.clone()
+        # Barycentrics compose: the point is sum_j b_j corner_j and corner_j = sum_k C[j, k] source corner_k.
+        bary[cut] = torch.einsum("kj,kjc->kc", bary[cut], self.corner_bary[index].to(bary.dtype))
+        return Fragments(pix_to_face, bary, fragments.depth)
+
+
+def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearClip | None:
+    """Cuts faces crossing z = znear in camera space (before the perspective divide), per view.
+
+    points: [B, N, 3] CV_CAMERA positions (z forward); faces [F, 3]. A face with 1 corner closer than znear
+    leaves a quad in front (2 triangles), one with 2 leaves a triangle; faces wholly in front or wholly
+    closer are left to `rasterize` (drawn and dropped). Returns None when no face crosses in any view.
+    """
+    device, dtype = points.device, points.dtype
+    behind = (points[..., 2] < znear)[:, faces]  # [B, F, 3]
+    count = behind.sum(-1)
+    view, face = ((count == 1) | (count == 2)).nonzero(as_tuple=True)
+    if view.numel() == 0:
+        return None
+    one_behind = count[view, face] == 1
+    corner_behind = behind[view, face]  # [M, 3]
+    # Rotate each triangle (keeping its winding) so corner 0 is the odd one: alone behind, or alone in front.
+    odd = torch.where(one_behind[:, None], corner_behind, ~corner_behind)
+    order = (odd.to(torch.int64).argmax(-1, keepdim=True) + torch.arange(3, device=device)) % 3  # [M, 3]
+    corner = points[view[:, None], faces[face[:, None], order]]  # [M, 3, 3]
+    bary = torch.eye(3, dtype=dtype, device=device)[order]  # [M, 3, 3] rotated corners w.r.t. the face
+    cut_points, cut_bary = [], []
+    for k in (1, 2):  # where edges 0 -> 1 and 0 -> 2 meet the plane (corner 0 is on the other side)
+        t = ((znear - corner[:, 0, 2]) / (corner[:, k, 2] - corner[:, 0, 2]))[:, None]
+        point = corner[:, 0] + t * (corner[:, k] - corner[:, 0])
+        cut_points.append(torch.cat([point[:, :2], torch.full_like(point[:, 2:], znear)], -1))
+        cut_bary.append(bary[:, 0] + t * (bary[:, k] - bary[:, 0]))
+    q1, q2, b1, b2 = cut_points[0], cut_points[1], cut_bary[0], cut_bary[1]
+    p0, p1, p2 = corner.unbind(1)
+    e0, e1, e2 = bary.unbind(1)
+    # One behind: the quad (q1, p1, p2, q2) as (q1, p1, p2) + (q1, p2, q2). Two behind: (p0, q1, q2).
+    mask = one_behind[:, None, None]
+    first = torch.where(mask, torch.stack([q1, p1, p2], 1), torch.stack([p0, q1, q2], 1))
+    first_bary = torch.where(mask, torch.stack([b1, e1, e2], 1), torch.stack([e0, b1, b2], 1))
+    second = torch.stack([q1, p2, q2], 1)[one_behind]
+    second_bary = torch.stack([b1, e2, b2], 1)[one_behind]
+    tri = torch.cat([first, second])  # [T, 3, 3]
+    tri_view = torch.cat([view, view[one_behind]])
+    n_tri = tri.shape[0]
+    vertices = torch.zeros(points.shape[0], 3 * n_tri, 3, dtype=dtype, device=device)
+    vertices[..., 2] = -1.0  # behind every camera ...
+    vertices.view(points.shape[0], n_tri, 3, 3)[tri_view, torch.arange(n_tri, device=device)] = tri  # ... but its own
+    return NearClip(
+        vertices=vertices,
+        faces=points.shape[1] + torch.arange(3 * n_tri, device=device).view(n_tri, 3),
+        source=torch.cat([face, face[one_behind]]),
+        corner_bary=torch.cat([first_bary, second_bary]),
+        num_faces=faces.shape[0],
+    )
+
+
 def _face_planes(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float):
     """Per (view, face) pixel boxes and barycentric planes, flattened to [B * F, ...].
 

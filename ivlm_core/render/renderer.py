@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ivlm_core.render.cameras import PinholeCameras
-from ivlm_core.render.rasterize import Fragments, rasterize
+from ivlm_core.render.rasterize import Fragments, clip_near, rasterize
 from ivlm_core.render.shading import PhongLighting, phong, vertex_normals
 
 
@@ -40,11 +40,28 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
 def rasterize_mesh(
     vertices: torch.Tensor, faces: torch.Tensor, cameras: PinholeCameras, max_candidates: int = 1 << 21
 ) -> Fragments:
-    """Rasterises world-space vertices [N, 3] / faces [F, 3] in every camera of the batch."""
+    """Rasterises world-space vertices [N, 3] / faces [F, 3] in every camera of the batch.
+
+    Faces crossing the cameras' near plane are clipped in camera space first (`clip_near`), so a floor that
+    runs behind the camera is drawn up to the near plane instead of vanishing.
+    """
     cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
-    screen = cameras.project(cameras.world_to_camera(vertices))
+    points = cameras.world_to_camera(vertices)
     faces = faces.to(device=vertices.device, dtype=torch.int64)
-    return rasterize(screen, faces, cameras.image_size, znear=cameras.znear, max_candidates=max_candidates)
+    clipped = clip_near(points, faces, cameras.znear)
+    if clipped is None:
+        return rasterize(
+            cameras.project(points), faces, cameras.image_size, znear=cameras.znear, max_candidates=max_candidates
+        )
+    screen = cameras.project(torch.cat([points, clipped.vertices], 1))
+    fragments = rasterize(
+        screen,
+        torch.cat([faces, clipped.faces]),
+        cameras.image_size,
+        znear=cameras.znear,
+        max_candidates=max_candidates,
+    )
+    return clipped.restore(fragments)
 
 
 def shade(
@@ -65,7 +82,9 @@ def shade(
     """
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     covered = fragments.covered()  # only covered pixels are shaded: background is most of a render
-    normals = torch.nn.functional.normalize(covered.interpolate(faces, vertex_normals(vertices, faces)), dim=-1, eps=1e-6)
+    normals = torch.nn.functional.normalize(
+        covered.interpolate(faces, vertex_normals(vertices, faces)), dim=-1, eps=1e-6
+    )
     rgb = covered.interpolate(faces, vertex_colors.to(vertices))
     if lighting is not None:
         if light_positions is None:
