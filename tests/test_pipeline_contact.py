@@ -8,9 +8,12 @@ from ivlm_core import paths
 from ivlm_core.demo.objects import mug
 from ivlm_core.demo.tiny_release import write_tiny_release
 from ivlm_core.lift.canonical_body import load_canonical_body_views
+from ivlm_core.lift.operator import LiftOperator
+from ivlm_core.lift.pixel_maps import PixelMaps
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.pipeline.contact import NO_CONTACT_TOKEN, estimate_human_contact, estimate_object_contact
+from ivlm_core.render.views import OBJECT_VIEWS
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,9 @@ PHOTO = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype(np.uint8)
 
 def test_human_contact_from_a_photo_and_a_label(tiny_models, body):
     views, mapping = body
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32
+    )
     contact = estimate_human_contact(localizer, PHOTO, "bench", views, mapping)
     assert contact.reason is None and contact.localize.found_contact
     assert contact.smplh.shape == (6890,) and contact.smplx.shape == (10475,)
@@ -36,13 +41,22 @@ def test_human_contact_from_a_photo_and_a_label(tiny_models, body):
 
 
 def test_object_contact_on_the_users_mesh(tiny_models):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32
+    )
     mesh = mug().mesh
     contact = estimate_object_contact(localizer, PHOTO, "cup", mesh)
     assert contact.vertices.shape == (mesh.num_vertices,)
     lifted = contact.vertices[contact.vertices > 0]
     assert lifted.size and lifted.min() > 0.3  # the object lifter's values are 0 or above its pixel threshold
     assert contact.localize.affordance == "grasp"
+    # The one-off lift gives what the precomputed operator gives on the same renders and masks.
+    maps = PixelMaps.from_fragments(
+        contact.renders.fragments, contact.renders.faces, mesh.num_vertices, OBJECT_VIEWS.names
+    )
+    expected = LiftOperator(maps).object(contact.localize.logits).numpy()
+    assert np.allclose(contact.vertices, expected, atol=1e-5)
+    assert (contact.vertices > 0).sum() == (expected > 0).sum()
 
 
 def test_no_contact_token_is_a_clear_outcome(tiny_models, body, tmp_path):

@@ -90,8 +90,12 @@ class CoveredPixels:
     def interpolate(self, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """Per-vertex attributes [N, C] (or per view [B, N, C]) at these pixels: [K, C]."""
         corners = faces[self.face]  # [K, 3]
-        values = attributes[corners] if attributes.dim() == 2 else attributes[self.view[:, None], corners]
-        return (self.bary.to(attributes.dtype)[..., None] * values).sum(-2)
+        bary = self.bary.to(attributes.dtype)
+        flat = attributes if attributes.dim() == 2 else attributes.reshape(-1, attributes.shape[-1])
+        offset = 0 if attributes.dim() == 2 else self.view * attributes.shape[1]
+        out = bary[:, :1] * flat.index_select(0, corners[:, 0] + offset)  # three row gathers: no [K, 3, C] temporary
+        out.addcmul_(bary[:, 1:2], flat.index_select(0, corners[:, 1] + offset))
+        return out.addcmul_(bary[:, 2:3], flat.index_select(0, corners[:, 2] + offset))
 
     def to_image(self, values: torch.Tensor, background: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Scatters per-pixel values [K, C] into images [B, H, W, C] filled with `background`."""
