@@ -69,3 +69,31 @@ def test_no_contact_token_is_a_clear_outcome(tiny_models, body, tmp_path):
     assert contact.smplh is None and contact.smplx is None
     assert contact.reason == NO_CONTACT_TOKEN
     assert len(contact.localize.token_ids) > 0  # it did answer, just without a contact token
+
+
+def _awkward_meshes():
+    """Object meshes as users send them that are valid but awkward (see ivlm_core.mesh.review_object_mesh)."""
+    from ivlm_core.demo import primitives
+    from ivlm_core.mesh import TriangleMesh
+
+    tube = primitives.cylinder(64, 0.04, 0.1)
+    original = mug().mesh
+    zero_area = np.concatenate([original.faces, np.repeat(original.faces[:2000, :1], 3, axis=1)])
+    return {
+        "2-triangle 10 m floor": primitives.plane(10.0),
+        "80k slivers": primitives.cylinder(20_000),
+        "zero-area faces": TriangleMesh(original.vertices, zero_area),
+        "open tube, no thickness": TriangleMesh(tube.vertices, tube.faces[:128]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_awkward_meshes()))
+def test_contact_stage_on_awkward_meshes(tiny_models, name):
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32
+    )
+    mesh = _awkward_meshes()[name]
+    contact = estimate_object_contact(localizer, PHOTO, "thing", mesh)
+    assert contact.renders.fragments.mask.float().mean() > 0.01  # drawn in the 4 views
+    assert contact.vertices.shape == (mesh.num_vertices,) and np.isfinite(contact.vertices).all()
+    assert 0 <= contact.vertices.min() and contact.vertices.max() <= 1

@@ -30,8 +30,8 @@ from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, Placeme
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
-from ivlm_core.mesh import TriangleMesh, validate_mesh
-from ivlm_core.perceive.perceiver import Perception, Perceiver
+from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
+from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ class RunOptions:
     focal_px: float | None = None
     body_vertices: np.ndarray | None = None  # a client body, used as is (camera frame)
     body_params: dict[str, np.ndarray] | None = None
-    body_fit: BodyFitOptions = BodyFitOptions()
-    placement: PlacementOptions = PlacementOptions()
+    body_fit: BodyFitOptions = field(default_factory=BodyFitOptions)
+    placement: PlacementOptions = field(default_factory=PlacementOptions)
     stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
 
     def __post_init__(self) -> None:
@@ -106,8 +106,18 @@ class RunOptions:
             )
 
 
-def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | None]]:
-    """Each object with None, or the reason it cannot be used (its mesh is unusable)."""
+@dataclass
+class _CheckedObject:
+    """An object after the mesh checks: `obj` carries the mesh the object path uses (see `review_object_mesh`)."""
+
+    obj: ObjectInput
+    reason: str | None = None  # unusable: why (nothing is computed for it)
+    notes: tuple[str, ...] = ()  # usable, with these remarks for the user
+    placement_blocker: str | None = None  # contacts are computed, but it is not placed: why and what to do
+
+
+def _check_objects(objects: list[ObjectInput]) -> list[_CheckedObject]:
+    """Each object with its usable mesh and remarks, or the reason it cannot be used (its mesh is unusable)."""
     if not objects:
         raise BadInputError("no objects were given", "Send at least one object mesh with its label.")
     checked = []
@@ -116,15 +126,12 @@ def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | 
             raise BadInputError("an object has an empty label", "Name every object (e.g. 'chair', 'cup').")
         try:
             mesh = validate_mesh(obj.mesh.vertices, obj.mesh.faces, name=f"object '{obj.label}'")
-            extent = float(np.ptp(mesh.vertices, axis=0).max())
-            if extent < 1e-4:
-                raise MeshError(
-                    f"object '{obj.label}': all vertices lie within {extent:.1e} m (a point, not a shape)",
-                    "Apply the object's scale in Blender (Ctrl+A) and send it in metres.",
-                )
-            checked.append((ObjectInput(obj.label, mesh, obj.object_contact, obj.body_contact), None))
+            review = review_object_mesh(mesh, obj.label)
         except MeshError as exc:
-            checked.append((obj, str(exc)))
+            checked.append(_CheckedObject(obj, str(exc)))
+            continue
+        usable = ObjectInput(obj.label, review.mesh, obj.object_contact, obj.body_contact)
+        checked.append(_CheckedObject(usable, None, review.notes, review.placement_blocker))
     return checked
 
 
@@ -138,7 +145,7 @@ class ContactPipeline:
         human_localizer: Localizer,
         object_localizer: Localizer,
         body_views: CanonicalBodyViews,
-        mapping,  # noqa: ANN001 (scipy.sparse matrix SMPL-H -> SMPL-X)
+        mapping,
         *,
         device: str = "cpu",
         demo: bool = False,
@@ -183,8 +190,12 @@ class ContactPipeline:
         return cls(
             Perceiver.from_models_dir(root, device=device),
             body,
-            Localizer.from_folders(paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype),
-            Localizer.from_folders(paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype),
+            Localizer.from_folders(
+                paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype
+            ),
+            Localizer.from_folders(
+                paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype
+            ),
             load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
@@ -205,7 +216,9 @@ class ContactPipeline:
             load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
             Localizer.from_folders(tiny.releases[HUMAN_RELEASE], tiny.clip, device=device, dtype=torch.float32),
             Localizer.from_folders(tiny.releases[OBJECT_RELEASE], tiny.clip, device=device, dtype=torch.float32),
-            load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device),
+            load_canonical_body_views(
+                paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device
+            ),
             load_mapping(models.smpl_to_smplx.parent),
             device=device,
             demo=True,
@@ -221,7 +234,7 @@ class ContactPipeline:
         *,
         progress: ProgressCallback | None = None,
         cancel: Callable[[], bool] | None = None,
-        pil_image=None,  # noqa: ANN001 (PIL.Image, for EXIF focal length)
+        pil_image=None,
     ) -> ReconstructResult:
         image = _check_photo(image)
         checked = _check_objects(objects)
@@ -237,7 +250,7 @@ class ContactPipeline:
 
         height, width = image.shape[:2]
         camera = camera_for_image((height, width), options.focal_px, pil_image)
-        usable = [obj for obj, reason in checked if reason is None]
+        usable = [item.obj for item in checked if item.reason is None]
 
         t = stage("perceive", 0.0, "finding the person and the objects")
         perception = self.perceiver.perceive(image, [obj.label for obj in usable]) if usable else None
@@ -257,14 +270,17 @@ class ContactPipeline:
         timings["contact"] = time.perf_counter() - t
 
         t = stage("fit", 0.8, "placing the objects")
-        for obj, reason in checked:
-            if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+        for item in checked:
+            obj = item.obj
+            if item.reason is not None:
+                outcomes.append(_unusable(item))
                 continue
             body_contact, object_contact, answers, contact_notes = contacts[obj.label]
             detection = perception.objects.get(obj.label) if perception is not None else None
-            outcome = ObjectOutcome(obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers)
-            outcome.notes += contact_notes
+            outcome = ObjectOutcome(
+                obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers
+            )
+            outcome.notes += [*item.notes, *contact_notes]
             if detection is not None:
                 outcome.detection_box = [float(v) for v in detection.box]
                 outcome.detection_score = float(detection.score)
@@ -274,8 +290,14 @@ class ContactPipeline:
                 outcomes.append(outcome)
                 continue
             outcome.placement = self._place(
-                body, obj, body_contact, object_contact, camera, detection.mask if detection else None,
-                perception.person.mask if perception is not None and perception.person is not None else None, options,
+                body,
+                item,
+                body_contact,
+                object_contact,
+                camera,
+                detection.mask if detection else None,
+                perception.person.mask if perception is not None and perception.person is not None else None,
+                options,
             )
             outcomes.append(outcome)
         timings["fit"] = time.perf_counter() - t
@@ -283,11 +305,19 @@ class ContactPipeline:
             progress("done", 1.0, "finished")
         person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
+            self.demo,
+            camera,
+            body,
+            outcomes,
+            notes,
+            timings,
+            perception.people_count if perception else 0,
             person.mask if person is not None else None,
         )
 
-    def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
+    def _body(
+        self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+    ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
@@ -300,7 +330,12 @@ class ContactPipeline:
         fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
         try:
             return fit_body(
-                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
+                fit_model,
+                perception.person.keypoints,
+                camera.matrix,
+                camera.image_size,
+                perception.person.mask,
+                options.body_fit,
             )
         except BadInputError as exc:
             if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
@@ -315,7 +350,7 @@ class ContactPipeline:
             self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
         return self._fit_model
 
-    def _contact(self, image: np.ndarray, obj: ObjectInput):  # noqa: ANN202
+    def _contact(self, image: np.ndarray, obj: ObjectInput):
         notes: list[str] = []
         human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
         if human.smplx is None:
@@ -326,14 +361,28 @@ class ContactPipeline:
         answers = {"human": human.localize.text, "object": target.localize.text}
         return human.smplx, target.vertices, answers, notes
 
-    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:  # noqa: ANN001
+    def _place(
+        self, body, item, body_contact, object_contact, camera, object_mask, person_mask, options
+    ) -> ObjectPlacement:
+        obj = item.obj
+        if item.placement_blocker is not None:
+            return ObjectPlacement("skipped", item.placement_blocker)
         if body is None:
             return ObjectPlacement("skipped", "no body to place the object against")
         if body_contact is None or object_contact is None:
-            return ObjectPlacement("skipped", "no contact was predicted, so nothing says where the object touches the body")
+            return ObjectPlacement(
+                "skipped", "no contact was predicted, so nothing says where the object touches the body"
+            )
         inputs = PlacementInputs(
-            body.vertices, np.asarray(self.body.model.faces, np.int64), body_contact, obj.mesh, object_contact,
-            camera.matrix, camera.image_size, object_mask, person_mask,
+            body.vertices,
+            np.asarray(self.body.model.faces, np.int64),
+            body_contact,
+            obj.mesh,
+            object_contact,
+            camera.matrix,
+            camera.image_size,
+            object_mask,
+            person_mask,
         )
         placement = place_object(inputs, options.placement)
         if placement.placed and object_mask is None:
@@ -354,16 +403,26 @@ class ContactPipeline:
     ) -> list[ObjectOutcome]:
         """Re-places objects from contacts the user edited; no perception or language model runs."""
         outcomes = []
-        for obj, reason in _check_objects(objects):
-            if reason is None and (obj.object_contact is None or obj.body_contact is None):
-                reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
-            if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+        for item in _check_objects(objects):
+            obj = item.obj
+            if item.reason is None and (obj.object_contact is None or obj.body_contact is None):
+                item.reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
+            if item.reason is not None:
+                outcomes.append(_unusable(item))
                 continue
             mask = (object_masks or {}).get(obj.label)
-            placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)
-            outcomes.append(ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact))
+            placement = self._place(
+                body, item, obj.body_contact, obj.object_contact, camera, mask, person_mask, options
+            )
+            outcomes.append(
+                ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact, notes=list(item.notes))
+            )
         return outcomes
+
+
+def _unusable(item: _CheckedObject) -> ObjectOutcome:
+    assert item.reason is not None
+    return ObjectOutcome(item.obj.label, ObjectPlacement("skipped", item.reason), None, None, notes=[item.reason])
 
 
 def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fraction: float = 0.8) -> BodyFit:

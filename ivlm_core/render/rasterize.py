@@ -397,7 +397,8 @@ def _resolve(zbuf, screen, faces, n_views, height, width) -> Fragments:
         winner = zbuf[pix] & 0xFFFFFFFF
         image_row = pix // width  # view * height + row
         view = image_row // height
-        corners = screen.reshape(-1, 3)[faces[winner] + (view * screen.shape[1])[:, None]]  # [K, 3, (u, v, z)]
+        corner_index = (faces[winner] + (view * screen.shape[1])[:, None]).reshape(-1)
+        corners = screen.reshape(-1, 3).index_select(0, corner_index).view(-1, 3, 3)  # [K, 3, (u, v, z)]
         # Pixel and corners relative to corner 0, so the edge functions lose no precision.
         pu = (pix - image_row * width).to(dtype) - corners[:, 0, 0]
         pv = (image_row - view * height).to(dtype) - corners[:, 0, 1]
