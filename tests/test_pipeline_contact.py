@@ -87,13 +87,16 @@ def _awkward_meshes():
     }
 
 
+@pytest.fixture(scope="module")
+def object_localizer(tiny_models):
+    folder = tiny_models.releases["interactvlm-3d-oafford-lemon-piad"]
+    return Localizer.from_folders(folder, tiny_models.clip, dtype=torch.float32)
+
+
 @pytest.mark.parametrize("name", list(_awkward_meshes()))
-def test_contact_stage_on_awkward_meshes(tiny_models, name):
-    localizer = Localizer.from_folders(
-        tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32
-    )
+def test_contact_stage_on_awkward_meshes(object_localizer, name):
     mesh = _awkward_meshes()[name]
-    contact = estimate_object_contact(localizer, PHOTO, "thing", mesh)
+    contact = estimate_object_contact(object_localizer, PHOTO, "thing", mesh)
     assert contact.renders.fragments.mask.float().mean() > 0.01  # drawn in the 4 views
     assert contact.vertices.shape == (mesh.num_vertices,) and np.isfinite(contact.vertices).all()
     assert 0 <= contact.vertices.min() and contact.vertices.max() <= 1
