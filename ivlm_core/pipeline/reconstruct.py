@@ -145,7 +145,7 @@ class ContactPipeline:
         human_localizer: Localizer,
         object_localizer: Localizer,
         body_views: CanonicalBodyViews,
-        mapping,
+        mapping,  # scipy.sparse matrix SMPL-H -> SMPL-X
         *,
         device: str = "cpu",
         demo: bool = False,
@@ -234,7 +234,7 @@ class ContactPipeline:
         *,
         progress: ProgressCallback | None = None,
         cancel: Callable[[], bool] | None = None,
-        pil_image=None,
+        pil_image=None,  # PIL.Image, for EXIF focal length
     ) -> ReconstructResult:
         image = _check_photo(image)
         checked = _check_objects(objects)

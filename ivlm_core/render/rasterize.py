@@ -211,7 +211,9 @@ def _face_planes(screen: torch.Tensor, faces: torch.Tensor, height: int, width: 
     a = -dv * inv_area[..., None]
     b = du * inv_area[..., None]
     c = (du * (y0[..., None] - v[..., nxt]) - dv * (x0[..., None] - u[..., nxt])) * inv_area[..., None]
-    planes = torch.cat([a, b, c, 1.0 / z], dim=-1).reshape(-1, 12).to(torch.float32)
+    planes = torch.cat([a, b, c, 1.0 / z], dim=-1).to(torch.float32)
+    usable &= torch.isfinite(planes).all(-1)  # a sliver of near-zero area can overflow its plane equations
+    planes = planes.reshape(-1, 12)
     zero = torch.zeros_like(x0)
     box = torch.stack(
         [
