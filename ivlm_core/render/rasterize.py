@@ -38,8 +38,9 @@ import torch
 
 _EMPTY = torch.iinfo(torch.int64).max
 # Box widths and heights (pixels) of the dense grids. A face is tested on the smallest grid that holds its
-# box when that costs no more than its row spans would (a cost model in units of one grid test, measured:
-# a span row costs about _ROW_COST tests, a span pixel _PIXEL_COST), or when the grid is tiny anyway.
+# box when that costs no more than its spans would, or when the grid is tiny anyway. Costs are in units of
+# one grid test: a span line about _ROW_COST, a span pixel _PIXEL_COST (set by timing the demo mug, whose
+# 20-60 px faces sit at the boundary, and primitive cylinders on the project's CPU; results never depend on them).
 _GRID_TIERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _ALWAYS_GRID_AREA = 64
 _ROW_COST = 8
