@@ -45,6 +45,7 @@ _GRID_TIERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _ALWAYS_GRID_AREA = 64
 _ROW_COST = 8
 _PIXEL_COST = 1.5
+_COMPACT_FROM = 2  # grids of more pixels than this gather their hits before the scatter
 
 
 @dataclass
@@ -188,45 +189,44 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 
 
 def _face_planes(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float):
-    """Per (view, face) pixel boxes and barycentric planes, flattened to [B * F, ...].
+    """Pixel boxes and barycentric planes of the (view, face) pairs that can cover a pixel centre.
 
-    Returns planes [B*F, 12] = (a_k, b_k, c_k, 1/z_k) such that corner k's screen barycentric at pixel
-    (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, box [B*F, 4] = (x0, y0, w, h), with w = h = 0 for
-    faces that cannot be drawn (closer than znear, off screen, zero area, non-finite), and the screen
-    area [B*F] in pixels (about the pixels covered, before clipping to the image).
+    Returns pair [P] (view * F + face index within `faces`), planes [P, 12] = (a_k, b_k, c_k, 1/z_k) such that
+    corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, box [P, 4] =
+    (x0, y0, w, h), and the screen area [P] in pixels (about the pixels covered, before clipping to the image).
+    Pairs that cannot be drawn (a corner closer than znear, no pixel centre in the box, zero area,
+    non-finite) are left out before the planes are built: on dense meshes most faces cover no pixel centre.
     Every quantity is built from coordinate differences, so float32 keeps sub-pixel accuracy.
     """
-    tri = screen[:, faces]  # [B, F, 3 corners, (u, v, z)]
-    u, v, z = tri[..., 0], tri[..., 1], tri[..., 2]
+    n_views, n_vertices = screen.shape[:2]
+    corner = (faces[None] + (torch.arange(n_views, device=faces.device) * n_vertices)[:, None, None]).reshape(-1)
+    tri = screen.reshape(-1, 3).index_select(0, corner).view(-1, 3, 3)  # [B*F, 3 corners, (u, v, z)]
+    u, v = tri[..., 0], tri[..., 1]
     x0 = torch.ceil(u.amin(-1)).clamp(min=0)
     x1 = torch.floor(u.amax(-1)).clamp(max=width - 1)
     y0 = torch.ceil(v.amin(-1)).clamp(min=0)
     y1 = torch.floor(v.amax(-1)).clamp(max=height - 1)
-    nxt, prv = [1, 2, 0], [2, 0, 1]
-    du = u[..., prv] - u[..., nxt]  # the edge opposite each corner
-    dv = v[..., prv] - v[..., nxt]
-    area = du[..., 0] * (v[..., 0] - v[..., 1]) - dv[..., 0] * (u[..., 0] - u[..., 1])  # signed double area
     # NaN/inf coordinates fail these comparisons, so they are dropped here too.
-    usable = (z >= znear).all(-1) & (area != 0) & torch.isfinite(area) & (x1 >= x0) & (y1 >= y0)
-    inv_area = 1.0 / torch.where(usable, area, torch.ones_like(area))
-    a = -dv * inv_area[..., None]
-    b = du * inv_area[..., None]
-    c = (du * (y0[..., None] - v[..., nxt]) - dv * (x0[..., None] - u[..., nxt])) * inv_area[..., None]
-    planes = torch.cat([a, b, c, 1.0 / z], dim=-1).to(torch.float32)
-    usable &= torch.isfinite(planes).all(-1)  # a sliver of near-zero area can overflow its plane equations
-    planes = planes.reshape(-1, 12)
-    zero = torch.zeros_like(x0)
-    box = torch.stack(
-        [
-            torch.where(usable, x0, zero),
-            torch.where(usable, y0, zero),
-            torch.where(usable, x1 - x0 + 1, zero),
-            torch.where(usable, y1 - y0 + 1, zero),
-        ],
-        dim=-1,
-    )
-    covered = torch.where(usable, area.abs() / 2, torch.zeros_like(area))
-    return planes, box.reshape(-1, 4).to(torch.int64), covered.reshape(-1)
+    pair = ((tri[..., 2] >= znear).all(-1) & (x1 >= x0) & (y1 >= y0)).nonzero()[:, 0]
+    tri = tri.index_select(0, pair)
+    corner_box = torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=-1).index_select(0, pair)
+    x0, y0 = corner_box[:, 0, None], corner_box[:, 1, None]
+    nxt = tri.roll(-1, 1)  # corner k + 1 for each corner k
+    edge = tri.roll(1, 1) - nxt  # the edge opposite each corner: (du, dv, -)
+    du, dv = edge[..., 0], edge[..., 1]
+    area = du[:, 0] * (tri[:, 0, 1] - tri[:, 1, 1]) - dv[:, 0] * (tri[:, 0, 0] - tri[:, 1, 0])  # signed double area
+    inv_area = (1.0 / area)[:, None]
+    c = (du * (y0 - nxt[..., 1]) - dv * (x0 - nxt[..., 0])) * inv_area
+    planes = torch.cat([-dv * inv_area, du * inv_area, c, 1.0 / tri[..., 2]], dim=-1).to(torch.float32)
+    # Zero area, and slivers of near-zero area whose plane equations overflow (the sum is then not finite), cover
+    # nothing. Usually every pair is kept, so the second compaction is skipped.
+    ok = (area != 0) & torch.isfinite(planes.sum(-1))
+    covered = area.abs() / 2
+    box = corner_box.to(torch.int64)
+    if not bool(ok.all()):
+        keep = ok.nonzero()[:, 0]
+        return pair[keep], planes[keep], box[keep], covered[keep]
+    return pair, planes, box, covered
 
 
 def _scatter_candidates(
@@ -234,7 +234,7 @@ def _scatter_candidates(
     planes: torch.Tensor,
     dx: torch.Tensor,
     dy: torch.Tensor,
-    valid: torch.Tensor,
+    valid: torch.Tensor | None,
     pixel_base: torch.Tensor,
     face: torch.Tensor,
     strides: tuple[int, int],
@@ -243,7 +243,8 @@ def _scatter_candidates(
 ) -> None:
     """Tests candidates and min-reduces their packed (depth, face) keys into zbuf.
 
-    planes [P, 12] and pixel_base, face [P, 1] broadcast against dx, dy, valid [P, K] (or [K]); a candidate's
+    planes [P, 12] and pixel_base, face [P, 1] broadcast against dx, dy, valid [P, K] (or [K]; valid None: all
+    candidates are in their face's box); a candidate's
     zbuf index is pixel_base + dx * strides[0] + dy * strides[1].
     compact: gather the hits before the scatter (cheaper when most candidates miss); otherwise every
     candidate is scattered, misses into zbuf's last (spare) element, which saves the gathers.
@@ -253,7 +254,9 @@ def _scatter_candidates(
     l1 = planes[:, 1:2] * dxf + planes[:, 4:5] * dyf + planes[:, 7:8]
     l2 = planes[:, 2:3] * dxf + planes[:, 5:6] * dyf + planes[:, 8:9]
     inv_z = l0 * planes[:, 9:10] + l1 * planes[:, 10:11] + l2 * planes[:, 11:12]
-    inside = valid & (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    if valid is not None:
+        inside &= valid
     if not compact:
         pixel = torch.where(inside, pixel_base + dx * strides[0] + dy * strides[1], zbuf.numel() - 1)
         depth_bits = (1.0 / inv_z).view(torch.int32).to(torch.int64)
@@ -263,8 +266,8 @@ def _scatter_candidates(
     if not bool(inside.any()):
         return
     rows, cols = inside.nonzero(as_tuple=True)
-    dx_i = dx.expand_as(inside)[rows, cols]
-    dy_i = dy.expand_as(inside)[rows, cols]
+    dx_i = dx[cols] if dx.dim() == 1 else dx.expand_as(inside)[rows, cols]
+    dy_i = dy[cols] if dy.dim() == 1 else dy.expand_as(inside)[rows, cols]
     pixel = pixel_base[rows, 0] + dx_i * strides[0] + dy_i * strides[1]
     depth_bits = (1.0 / inv_z[rows, cols]).view(torch.int32).to(torch.int64)
     zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | face[rows, 0], reduce="amin")
@@ -290,8 +293,12 @@ def _rasterize_grid(zbuf, planes, box, pixel_base, face, sel, grid_w, grid_h, wi
     step = max(1, max_candidates // (grid_w * grid_h))
     for start in range(0, sel.numel(), step):
         idx = sel[start : start + step]
-        valid = (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
-        _scatter_candidates(zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], (1, width), znear)
+        # Tiers up to 4 are exact sizes, so such a grid is the box itself.
+        valid = None if max(grid_w, grid_h) <= 4 else (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
+        _scatter_candidates(
+            zbuf, planes.index_select(0, idx), dx, dy, valid, pixel_base.index_select(0, idx)[:, None],
+            face.index_select(0, idx)[:, None], (1, width), znear,
+        )  # fmt: skip
 
 
 def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -363,23 +370,24 @@ def _rasterize_lines(zbuf, planes, box, pixel_base, face, sel, strides, znear, m
     for start, stop in _chunks(box[sel, 3], max_candidates):
         idx = sel[start:stop]
         owner, dy = _expand(box[idx, 3])  # one item per (face, row)
-        row_planes = planes[idx][owner]
-        lo, count = _row_spans(row_planes, dy, box[idx, 2][owner])
+        row_pair = idx.index_select(0, owner)
+        row_planes = planes.index_select(0, row_pair)
+        lo, count = _row_spans(row_planes, dy, box[:, 2].index_select(0, row_pair))
         lower, span = 0, 8
         while lower < int(count.max()):
             rows = ((count > lower) & (count <= span)).nonzero()[:, 0]
             offsets = torch.arange(span, device=zbuf.device)
             for row_start in range(0, rows.numel(), max(1, max_candidates // span)):
                 r = rows[row_start : row_start + max(1, max_candidates // span)]
-                pair = idx[owner[r]]
+                pair = row_pair.index_select(0, r)
                 _scatter_candidates(
                     zbuf,
-                    row_planes[r],
-                    lo[r, None] + offsets,
-                    dy[r, None],
-                    offsets < count[r, None],
-                    pixel_base[pair, None],
-                    face[pair, None],
+                    row_planes.index_select(0, r),
+                    lo.index_select(0, r)[:, None] + offsets,
+                    dy.index_select(0, r)[:, None],
+                    offsets < count.index_select(0, r)[:, None],
+                    pixel_base.index_select(0, pair)[:, None],
+                    face.index_select(0, pair)[:, None],
                     strides,
                     znear,
                     compact=False,
@@ -448,20 +456,16 @@ def rasterize(
     tiers = torch.tensor(_GRID_TIERS, device=screen.device)
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk]
-        planes, box, covered = _face_planes(screen, chunk, height, width, znear)
-        pair = torch.arange(box.shape[0], device=screen.device)
+        pair, planes, box, covered = _face_planes(screen, chunk, height, width, znear)
         face = pair % chunk.shape[0] + first
         pixel_base = (pair // chunk.shape[0]) * (height * width) + box[:, 1] * width + box[:, 0]
         grid = _grid_shapes(box, covered, tiers)
-        order = torch.argsort(grid)
         counts = torch.bincount(grid, minlength=len(_GRID_TIERS) ** 2 + 1).tolist()
-        offset = 0
         for shape, count in enumerate(counts[:-1]):
             if count:
                 grid_w, grid_h = _GRID_TIERS[shape // len(_GRID_TIERS)], _GRID_TIERS[shape % len(_GRID_TIERS)]
-                sel = order[offset : offset + count]
+                sel = (grid == shape).nonzero()[:, 0]
                 _rasterize_grid(zbuf, planes, box, pixel_base, face, sel, grid_w, grid_h, width, znear, max_candidates)
-            offset += count
-        spans = order[offset:][box[order[offset:], 2] > 0]
+        spans = (grid == len(_GRID_TIERS) ** 2).nonzero()[:, 0]
         _rasterize_spans(zbuf, planes, box, pixel_base, face, spans, width, znear, max_candidates)
     return _resolve(zbuf, screen, faces, n_views, height, width)
