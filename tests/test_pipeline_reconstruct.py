@@ -127,6 +127,25 @@ def test_refit_with_all_zero_contacts_is_skipped(pipeline, scene, run_with_bad_o
     assert "needs both" in pipeline.refit(result.body, result.camera, [missing])[0].placement.reason
 
 
+def test_object_in_centimetres_keeps_contacts_but_is_not_placed_and_inside_out_is_rewound(
+    pipeline, scene, run_with_bad_object
+):
+    result, _ = run_with_bad_object
+    mug = result.objects[0]
+    mesh = scene.object_mesh
+    in_cm = ObjectInput(
+        scene.label, TriangleMesh(mesh.vertices * 100, mesh.faces), mug.object_contact, mug.body_contact
+    )
+    inside_out = ObjectInput(
+        scene.label, TriangleMesh(mesh.vertices, mesh.faces[:, ::-1].copy()), mug.object_contact, mug.body_contact
+    )
+    masks = {scene.label: scene.object_mask}
+    cm, flipped = pipeline.refit(result.body, result.camera, [in_cm, inside_out], object_masks=masks)
+    assert cm.placement.status == "skipped" and "apply the object's scale" in cm.placement.reason
+    assert cm.object_contact is not None  # what the user sent is kept, nothing lost
+    assert flipped.placement.placed and any("inside out" in n for n in flipped.notes)
+
+
 def test_cancel_between_stages(pipeline, scene):
     calls = []
 

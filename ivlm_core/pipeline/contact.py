@@ -14,8 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ivlm_core.lift.canonical_body import CanonicalBodyViews
-from ivlm_core.lift.operator import LiftOperator
-from ivlm_core.lift.pixel_maps import PixelMaps
+from ivlm_core.lift.operator import lift_object_once
 from ivlm_core.lift.smplx_conversion import smpl_to_smplx
 from ivlm_core.localize.localizer import Localizer, LocalizeResult
 from ivlm_core.mesh import TriangleMesh
@@ -74,6 +73,5 @@ def estimate_object_contact(
     result = localizer.localize(photo, label, mode, views=renders.sam_images)
     if result.logits is None:
         return ObjectContact(None, result, renders, result.cap_note or NO_CONTACT_TOKEN)
-    maps = PixelMaps.from_fragments(renders.fragments, renders.faces, renders.num_vertices, renders.view_set.names)
-    contact = LiftOperator(maps, result.logits.device).object(result.logits).cpu().numpy()
+    contact = lift_object_once(renders.fragments, renders.faces, renders.num_vertices, result.logits).cpu().numpy()
     return ObjectContact(contact, result, renders)

@@ -31,7 +31,7 @@ from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_bod
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.localize.prompts import check_label
-from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
 from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
@@ -97,8 +97,8 @@ class RunOptions:
     focal_px: float | None = None
     body_vertices: np.ndarray | None = None  # a client body, used as is (camera frame)
     body_params: dict[str, np.ndarray] | None = None
-    body_fit: BodyFitOptions = BodyFitOptions()
-    placement: PlacementOptions = PlacementOptions()
+    body_fit: BodyFitOptions = field(default_factory=BodyFitOptions)
+    placement: PlacementOptions = field(default_factory=PlacementOptions)
     stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
 
     def __post_init__(self) -> None:
@@ -109,8 +109,18 @@ class RunOptions:
             )
 
 
-def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | None]]:
-    """Each object with None, or the reason it cannot be used (its mesh is unusable)."""
+@dataclass
+class _CheckedObject:
+    """An object after the mesh checks: `obj` carries the mesh the object path uses (see `review_object_mesh`)."""
+
+    obj: ObjectInput
+    reason: str | None = None  # unusable: why (nothing is computed for it)
+    notes: tuple[str, ...] = ()  # usable, with these remarks for the user
+    placement_blocker: str | None = None  # contacts are computed, but it is not placed: why and what to do
+
+
+def _check_objects(objects: list[ObjectInput]) -> list[_CheckedObject]:
+    """Each object with its usable mesh and remarks, or the reason it cannot be used (its mesh is unusable)."""
     if not objects:
         raise BadInputError("no objects were given", "Send at least one object mesh with its label.")
     for index, obj in enumerate(objects):
@@ -119,15 +129,12 @@ def _check_objects(objects: list[ObjectInput]) -> list[tuple[ObjectInput, str | 
     for obj in objects:
         try:
             mesh = validate_mesh(obj.mesh.vertices, obj.mesh.faces, name=f"object '{obj.label}'")
-            extent = float(np.ptp(mesh.vertices, axis=0).max())
-            if extent < 1e-4:
-                raise MeshError(
-                    f"object '{obj.label}': all vertices lie within {extent:.1e} m (a point, not a shape)",
-                    "Apply the object's scale in Blender (Ctrl+A) and send it in metres.",
-                )
-            checked.append((ObjectInput(obj.label, mesh, obj.object_contact, obj.body_contact), None))
+            review = review_object_mesh(mesh, obj.label)
         except MeshError as exc:
-            checked.append((obj, str(exc)))
+            checked.append(_CheckedObject(obj, str(exc)))
+            continue
+        usable = ObjectInput(obj.label, review.mesh, obj.object_contact, obj.body_contact)
+        checked.append(_CheckedObject(usable, None, review.notes, review.placement_blocker))
     return checked
 
 
@@ -153,7 +160,7 @@ class ContactPipeline:
         human_localizer: Localizer,
         object_localizer: Localizer,
         body_views: CanonicalBodyViews,
-        mapping,  # noqa: ANN001 (scipy.sparse matrix SMPL-H -> SMPL-X)
+        mapping,  # scipy.sparse matrix SMPL-H -> SMPL-X
         *,
         device: str = "cpu",
         demo: bool = False,
@@ -262,7 +269,7 @@ class ContactPipeline:
         *,
         progress: ProgressCallback | None = None,
         cancel: Callable[[], bool] | None = None,
-        pil_image=None,  # noqa: ANN001 (PIL.Image, for EXIF focal length)
+        pil_image=None,  # PIL.Image, for EXIF focal length
     ) -> ReconstructResult:
         image = _check_photo(image)
         checked = _check_objects(objects)
@@ -278,7 +285,7 @@ class ContactPipeline:
 
         height, width = image.shape[:2]
         camera = camera_for_image((height, width), options.focal_px, pil_image)
-        usable = [obj for obj, reason in checked if reason is None]
+        usable = [item.obj for item in checked if item.reason is None]
 
         t = stage("perceive", 0.0, "finding the person and the objects")
         perception = self.perceiver.perceive(image, [obj.label for obj in usable]) if usable else None
@@ -298,14 +305,17 @@ class ContactPipeline:
         timings["contact"] = time.perf_counter() - t
 
         t = stage("fit", 0.8, "placing the objects")
-        for obj, reason in checked:
-            if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+        for item in checked:
+            obj = item.obj
+            if item.reason is not None:
+                outcomes.append(_unusable(item))
                 continue
             body_contact, object_contact, answers, contact_notes = contacts[obj.label]
             detection = perception.objects.get(obj.label) if perception is not None else None
-            outcome = ObjectOutcome(obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers)
-            outcome.notes += contact_notes
+            outcome = ObjectOutcome(
+                obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers
+            )
+            outcome.notes += [*item.notes, *contact_notes]
             if detection is not None:
                 outcome.detection_box = [float(v) for v in detection.box]
                 outcome.detection_score = float(detection.score)
@@ -315,8 +325,14 @@ class ContactPipeline:
                 outcomes.append(outcome)
                 continue
             outcome.placement = self._place(
-                body, obj, body_contact, object_contact, camera, detection.mask if detection else None,
-                perception.person.mask if perception is not None and perception.person is not None else None, options,
+                body,
+                item,
+                body_contact,
+                object_contact,
+                camera,
+                detection.mask if detection else None,
+                perception.person.mask if perception is not None and perception.person is not None else None,
+                options,
             )
             outcomes.append(outcome)
         timings["fit"] = time.perf_counter() - t
@@ -324,11 +340,19 @@ class ContactPipeline:
             progress("done", 1.0, "finished")
         person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
+            self.demo,
+            camera,
+            body,
+            outcomes,
+            notes,
+            timings,
+            perception.people_count if perception else 0,
             person.mask if person is not None else None,
         )
 
-    def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
+    def _body(
+        self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+    ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
@@ -341,7 +365,12 @@ class ContactPipeline:
         fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
         try:
             return fit_body(
-                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
+                fit_model,
+                perception.person.keypoints,
+                camera.matrix,
+                camera.image_size,
+                perception.person.mask,
+                options.body_fit,
             )
         except BadInputError as exc:
             if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
@@ -356,7 +385,7 @@ class ContactPipeline:
             self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
         return self._fit_model
 
-    def _contact(self, image: np.ndarray, obj: ObjectInput):  # noqa: ANN202
+    def _contact(self, image: np.ndarray, obj: ObjectInput):
         notes: list[str] = []
         human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
         if human.smplx is None:
@@ -369,14 +398,28 @@ class ContactPipeline:
         answers = {"human": human.localize.text, "object": target.localize.text}
         return human.smplx, target.vertices, answers, notes
 
-    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:  # noqa: ANN001
+    def _place(
+        self, body, item, body_contact, object_contact, camera, object_mask, person_mask, options
+    ) -> ObjectPlacement:
+        obj = item.obj
+        if item.placement_blocker is not None:
+            return ObjectPlacement("skipped", item.placement_blocker)
         if body is None:
             return ObjectPlacement("skipped", "no body to place the object against")
         if body_contact is None or object_contact is None:
-            return ObjectPlacement("skipped", "no contact was predicted, so nothing says where the object touches the body")
+            return ObjectPlacement(
+                "skipped", "no contact was predicted, so nothing says where the object touches the body"
+            )
         inputs = PlacementInputs(
-            body.vertices, np.asarray(self.body.model.faces, np.int64), body_contact, obj.mesh, object_contact,
-            camera.matrix, camera.image_size, object_mask, person_mask,
+            body.vertices,
+            np.asarray(self.body.model.faces, np.int64),
+            body_contact,
+            obj.mesh,
+            object_contact,
+            camera.matrix,
+            camera.image_size,
+            object_mask,
+            person_mask,
         )
         placement = place_object(inputs, options.placement)
         if placement.placed and object_mask is None:
@@ -397,15 +440,20 @@ class ContactPipeline:
     ) -> list[ObjectOutcome]:
         """Re-places objects from contacts the user edited; no perception or language model runs."""
         outcomes = []
-        for obj, reason in _check_objects(objects):
-            if reason is None and (obj.object_contact is None or obj.body_contact is None):
-                reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
-            if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+        for item in _check_objects(objects):
+            obj = item.obj
+            if item.reason is None and (obj.object_contact is None or obj.body_contact is None):
+                item.reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
+            if item.reason is not None:
+                outcomes.append(_unusable(item))
                 continue
             mask = (object_masks or {}).get(obj.label)
-            placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)
-            outcomes.append(ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact))
+            placement = self._place(
+                body, item, obj.body_contact, obj.object_contact, camera, mask, person_mask, options
+            )
+            outcomes.append(
+                ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact, notes=list(item.notes))
+            )
         return outcomes
 
 
@@ -419,6 +467,11 @@ def _localizers(
         return joint, joint
     human = Localizer.from_folders(release_dirs[0], clip_dir, role="human", **options)
     return human, Localizer.from_folders(release_dirs[1], clip_dir, role="object", **options)
+
+
+def _unusable(item: _CheckedObject) -> ObjectOutcome:
+    assert item.reason is not None
+    return ObjectOutcome(item.obj.label, ObjectPlacement("skipped", item.reason), None, None, notes=[item.reason])
 
 
 def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fraction: float = 0.8) -> BodyFit:

@@ -97,9 +97,9 @@ class PinholeCameras:
     cv_camera_from_world: [B, 4, 4], world -> CV_CAMERA (+X right, +Y down, +Z forward), metres.
     intrinsics: [B, 3, 3] OpenCV K; pixel (row i, col j) is centred at (u=j, v=i).
     image_size: (height, width) in pixels.
-    znear: faces with a vertex closer than this (along +Z) are not drawn. PyTorch3D's FoV znear=1 does
-        not clip rasterised faces (its rasteriser only drops points behind the camera), so neither do
-        we: this only rejects faces at or behind the camera plane.
+    znear: nothing closer than this (along +Z) is drawn; faces crossing it are clipped there. PyTorch3D's
+        FoV znear=1 does not clip rasterised faces (its rasteriser only drops points behind the camera), so
+        the default is tiny: in effect, only what is at or behind the camera plane is cut away.
     """
 
     cv_camera_from_world: torch.Tensor
