@@ -189,6 +189,11 @@ def _ptr(array: np.ndarray) -> ctypes.c_void_p:
     return ctypes.c_void_p(array.ctypes.data)
 
 
+def _gate(face_z: np.ndarray | None, depth: np.ndarray | None) -> tuple[ctypes.c_void_p | None, ctypes.c_void_p | None]:
+    """The kernel's occlusion arguments: both NULL without a depth map. The caller keeps the arrays alive."""
+    return (None, None) if depth is None else (_ptr(face_z), _ptr(depth))
+
+
 def _blur(image_size: tuple[int, int], sigma: float) -> tuple[float, float]:
     """(blur radius in pixels, NDC units per pixel squared), as `image_terms.soft_silhouette` computes them."""
     ndc_per_px = 2.0 / min(image_size)
@@ -216,7 +221,6 @@ class _LogMissSum(torch.autograd.Function):
         radius, ndc2 = _blur(image_size, sigma)
         uv_np = np.ascontiguousarray(uv.detach().cpu().numpy(), dtype=np.float32)
         total = np.zeros(h * w, np.float32)
-        gate = (None, None) if depth is None else (_ptr(face_z), _ptr(depth))
         _library.soft_sil_forward(
             _ptr(uv_np),
             _ptr(faces),
@@ -226,11 +230,13 @@ class _LogMissSum(torch.autograd.Function):
             ctypes.c_float(radius),
             ctypes.c_float(ndc2),
             ctypes.c_float(sigma),
-            *gate,
+            *_gate(face_z, depth),
             _ptr(total),
         )
         ctx.uv_np, ctx.faces, ctx.image_size, ctx.sigma, ctx.device = uv_np, faces, image_size, sigma, uv.device
-        ctx.gate = gate
+        # The arrays themselves, not pointers to them: the backward pass runs after the caller has dropped them
+        # (views of temporary tensors), and a bare address would then read freed memory.
+        ctx.face_z, ctx.depth = face_z, depth
         return torch.from_numpy(total).to(uv.device)
 
     @staticmethod
@@ -248,7 +254,7 @@ class _LogMissSum(torch.autograd.Function):
             ctypes.c_float(radius),
             ctypes.c_float(ndc2),
             ctypes.c_float(ctx.sigma),
-            *ctx.gate,
+            *_gate(ctx.face_z, ctx.depth),
             _ptr(grad),
             _ptr(grad_uv),
         )
