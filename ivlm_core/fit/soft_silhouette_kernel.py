@@ -7,8 +7,9 @@ scatters in the backward pass) one step costs seconds on CPU, so the baseline co
 one scene. Here each face loops over the same pixels of its blur-expanded bounding box, the forward pass
 sums the same per-pair log(1 - p) into each pixel, and the backward pass applies the analytic gradient of
 that same expression to the face's three projected vertices. Nothing is approximated; the only pairs dropped
-are those with p < 1e-13 (bounding-box corners), which change no float32 sum and cost most of the time:
-their p is a subnormal float, whose arithmetic is many times slower (3x for a whole call, measured).
+are those with p < 1e-13, which change no float32 sum: most of the box of a long thin face (decimated meshes
+have many) lies that far from it, and skipping the exp and log there made a call about 3x faster (measured on
+the decimated mug with a 1 px blur). PyTorch3D's 7 px blur on the dense meshes of the baseline skips none.
 `tests/test_fit.py` checks values and gradients against the PyTorch version.
 
 The C file is compiled once with the system C compiler into the cache folder and loaded with ctypes (no
@@ -99,7 +100,7 @@ void soft_sil_forward(const float *uv, const int64_t *faces, int64_t n_faces, in
                 if (depth && !(face_z[f] < depth[r * w + c])) continue;
                 int inside; float d[3], tq[9];
                 float s = pair(tr, (float)c, (float)r, ndc2, d, tq, &inside);
-                if (s > FAR * sigma) continue; /* p < 1e-13: adds nothing a float can hold, and is slow (subnormal) */
+                if (s > FAR * sigma) continue; /* p < 1e-13: changes no float32 sum; skips the exp and log */
                 float prob = 1.0f / (1.0f + expf(s / sigma));
                 float miss = 1.0f - prob;
                 total[r * w + c] += logf(miss < 1e-7f ? 1e-7f : miss);
