@@ -9,7 +9,7 @@ sums the same per-pair log(1 - p) into each pixel, and the backward pass applies
 that same expression to the face's three projected vertices. Nothing is approximated; the only pairs dropped
 are those with p < 1e-13, which change no float32 sum: most of the box of a long thin face (decimated meshes
 have many) lies that far from it, and skipping the exp and log there made a call about 3x faster (measured on
-the decimated mug with a 1 px blur). PyTorch3D's 7 px blur on the dense meshes of the baseline skips none.
+the decimated mug with a 1 px blur). With the baseline's 7 px blur on dense meshes, few pairs are that far.
 `tests/test_fit.py` checks values and gradients against the PyTorch version.
 
 The C file is compiled once with the system C compiler into the cache folder and loaded with ctypes (no
