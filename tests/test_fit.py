@@ -184,6 +184,40 @@ def test_compiled_soft_silhouette_equals_the_pytorch_one():
     assert torch.allclose(grad_fast, grad_ref, atol=1e-5 * float(grad_ref.abs().max()))
 
 
+def test_compiled_soft_silhouette_backward_after_the_caller_dropped_its_depths():
+    """The backward pass runs after the caller has dropped the depth tensors it passed (temporaries, as in
+    `soft_iou_loss`); it must still use their values. It once kept only their addresses and read freed memory,
+    which made placement differ between runs of one process."""
+    import trimesh
+
+    if not kernel_available():
+        pytest.skip("no C compiler: soft_silhouette_fast falls back to the PyTorch version")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    vertices = torch.tensor(sphere.vertices, dtype=torch.float32)
+    faces = torch.tensor(sphere.faces)
+    k = torch.tensor([[300.0, 0, 32.0], [0, 300.0, 32.0], [0, 0, 1]])
+    size = (64, 64)
+    uv = torch.stack([project(vertices + torch.tensor([dx, 0.0, 1.0]), k)[0] for dx in (0.0, 0.02)])
+    uv.requires_grad_(True)
+    grads = []
+    for function in (soft_silhouette, soft_silhouette_fast):
+        uv.grad = None
+        occluder = torch.full(size, float("inf"))
+        occluder[:, 32:] = 1.0  # in front of the second sphere only
+        face_depth = torch.tensor([1.1, 0.9])[:, None].expand(2, len(faces)).contiguous()
+        sil = function(uv, faces, size, 1e-4, face_depth, occluder)
+        del occluder, face_depth
+        # Fresh tensors of the same sizes, likely to reuse the freed memory, filled with values that would flip the gate.
+        junk = [torch.full((len(faces),), v) for v in (-1e30, 1e30) for _ in range(20)]
+        junk += [torch.full(size, -1.0) for _ in range(20)]
+        (sil * torch.arange(64.0)).sum().backward()
+        grads.append(uv.grad.clone())
+        del junk
+    reference, fast = grads
+    assert float(reference.abs().max()) > 1.0
+    assert torch.allclose(fast, reference, atol=1e-5 * float(reference.abs().max()))
+
+
 @pytest.fixture(scope="module")
 def chair_case(synthetic_body_files):
     return make_fit_case("sit_chair", 0)
