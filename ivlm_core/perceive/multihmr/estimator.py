@@ -162,7 +162,9 @@ def body_init_from_estimate(estimate: PersonEstimate, body: LoadedBodyModel, sou
 
     Multi-HMR places the person-centre joint c at `center_cam` and rotates about it: v = R (v_local - c) +
     center_cam. smplx rotates about the rest pelvis J0 and adds transl: v = R (v_local - J0) + J0 + transl;
-    equal when transl = center_cam - R (c - J0) - J0, with c and J0 from the same unrotated body."""
+    equal when transl = center_cam - R (c - J0) - J0, with c and J0 from the same unrotated body. That body is
+    posed with the fit's parameters only (shape and body pose): the expression also moves the regressed head
+    joint, by well under a millimetre, and the fit does not use it."""
     from scipy.spatial.transform import Rotation
 
     if body.model.batch_size != 1:
@@ -174,8 +176,6 @@ def body_init_from_estimate(estimate: PersonEstimate, body: LoadedBodyModel, sou
         out = body.model(
             betas=torch.tensor(betas[None], dtype=torch.float32)[:, : body.model.num_betas],
             body_pose=torch.tensor(rotvecs[1:22].reshape(1, -1), dtype=torch.float32),
-            jaw_pose=torch.tensor(rotvecs[52:53], dtype=torch.float32),
-            expression=torch.tensor(estimate.expression[None, :10], dtype=torch.float32),
         )
     joints = out.joints[0].numpy().astype(np.float64)
     pelvis, center = joints[0], joints[estimate.center_joint]
