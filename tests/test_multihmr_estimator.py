@@ -131,3 +131,17 @@ def test_match_person_picks_the_one_in_the_box(body, scene):
     init, reason = match_person(estimates, elsewhere, body, scene.intrinsics, "Multi-HMR (test)")
     assert init is None and "none of the 2 people" in reason
     assert match_person([], box, body, scene.intrinsics, "x") == (None, "Multi-HMR found no person in the photo")
+
+
+def test_the_optional_checkpoint_loads_or_says_why_not(tmp_path, estimator):
+    """Missing: the pipeline fits from keypoints and says so. Another model family in its place: the same, and the
+    note names what was found. Present: loaded (the tiny one is flagged DEMO)."""
+    none, note = MultiHMREstimator.optional(tmp_path)
+    assert none is None and note.startswith("no Multi-HMR checkpoint (optional)") and "keypoints alone" in note
+    wrong = paths.multihmr_checkpoint(tmp_path)
+    wrong.parent.mkdir(parents=True)
+    torch.save({"pytorch-lightning_version": "2.2.0", "state_dict": {"smpl_head.w": torch.zeros(1)}}, wrong)
+    none, note = MultiHMREstimator.optional(tmp_path)
+    assert none is None and "PyTorch Lightning checkpoint" in note and "keypoints alone" in note
+    loaded, note = MultiHMREstimator.optional(estimator.report.path.parent.parent)
+    assert loaded is not None and loaded.demo and note == ""

@@ -59,8 +59,9 @@ class BodyFitOptions:
 
 @dataclass
 class BodyFit:
-    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted" or "client"; `start` says what a
-    fit started from: "keypoints" (the standing starts) or the first estimate's source (e.g. Multi-HMR)."""
+    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted", "client" or "estimated" (a first
+    estimate used unrefined); `start` says what it started from: "keypoints" (the standing starts) or the first
+    estimate's source (e.g. Multi-HMR)."""
 
     vertices: np.ndarray  # [10475, 3]
     joints: np.ndarray  # [J, 3] smplx output joints

@@ -25,12 +25,15 @@ from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel, load_body_model
 from ivlm_core.errors import BadInputError, IVLMError, MeshError
 from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
+from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
 from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator, match_person
+from ivlm_core.perceive.people import PeopleChoice
 from ivlm_core.perceive.perceiver import Perception, Perceiver
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 
@@ -86,6 +89,7 @@ class ReconstructResult:
     timings_s: dict[str, float]
     people_count: int = 0
     person_mask: np.ndarray | None = None  # [H, W] bool
+    people: PeopleChoice | None = None  # every person's box, which one was used and why
     frame: str = "CV_CAMERA: x right, y down, z forward; metres; camera at the origin"
 
 
@@ -97,6 +101,7 @@ class RunOptions:
     body_fit: BodyFitOptions = BodyFitOptions()
     placement: PlacementOptions = PlacementOptions()
     stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
+    person_box: tuple[float, float, float, float] | None = None  # xyxy pixels: the person the client means
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(OPTIONAL_STAGES)
@@ -142,7 +147,11 @@ class ContactPipeline:
         *,
         device: str = "cpu",
         demo: bool = False,
+        body_estimator: MultiHMREstimator | None = None,
+        body_estimator_note: str = "",
     ) -> None:
+        self.body_estimator = body_estimator  # optional learned first body estimate (Multi-HMR)
+        self.body_estimator_note = body_estimator_note  # why there is none, said in every result
         self.perceiver = perceiver
         self.body = body
         self.human_localizer = human_localizer
@@ -164,6 +173,7 @@ class ContactPipeline:
             ("random-weight human-contact release", getattr(self.human_localizer, "is_demo", False)),
             ("random-weight object-contact release", getattr(self.object_localizer, "is_demo", False)),
             ("canonical views from the synthetic SMPL-H body", getattr(self.body_views, "is_demo", False)),
+            ("random-weight Multi-HMR", self.body_estimator is not None and self.body_estimator.demo),
         ]
         return [name for name, generated in parts if generated]
 
@@ -180,6 +190,8 @@ class ContactPipeline:
         """The user's model files (see `ivlm_core.paths` for the layout)."""
         dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
         body = load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
+        hmr_dtype = torch.float16 if str(device).startswith("cuda") else torch.float32  # upstream ran fp16 on GPUs
+        estimator, estimator_note = MultiHMREstimator.optional(root, device, hmr_dtype)
         return cls(
             Perceiver.from_models_dir(root, device=device),
             body,
@@ -188,6 +200,8 @@ class ContactPipeline:
             load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
+            body_estimator=estimator,
+            body_estimator_note=estimator_note,
         )
 
     @classmethod
@@ -240,13 +254,14 @@ class ContactPipeline:
         usable = [obj for obj, reason in checked if reason is None]
 
         t = stage("perceive", 0.0, "finding the person and the objects")
-        perception = self.perceiver.perceive(image, [obj.label for obj in usable]) if usable else None
+        labels = [obj.label for obj in usable]
+        perception = self.perceiver.perceive(image, labels, person_box=options.person_box) if usable else None
         timings["perceive"] = time.perf_counter() - t
         if perception is not None:
             notes += perception.notes
 
         t = stage("body", 0.2, "fitting the SMPL-X body")
-        body = self._body(perception, camera, options, notes)
+        body = self._body(image, perception, camera, options, notes)
         timings["body"] = time.perf_counter() - t
 
         outcomes: list[ObjectOutcome] = []
@@ -284,10 +299,12 @@ class ContactPipeline:
         person = perception.person if perception is not None else None
         return ReconstructResult(
             self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
-            person.mask if person is not None else None,
+            person.mask if person is not None else None, perception.people if perception is not None else None,
         )
 
-    def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
+    def _body(
+        self, image: np.ndarray, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+    ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
@@ -297,17 +314,41 @@ class ContactPipeline:
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
-        fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
+        init = self._first_estimate(image, perception, camera, notes)
+        fit_model = self._batched_body(1 if init is not None else len(options.body_fit.yaw_starts_deg))
         try:
-            return fit_body(
-                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
-            )
+            fit = fit_body(
+                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask,
+                options.body_fit, init=init,
+            )  # fmt: skip
+            if init is not None:
+                notes.append(f"body: started from {init.source}, refined on the keypoints and the silhouette")
+            return fit
         except BadInputError as exc:
+            if init is not None:  # the learned estimate needs no keypoints: use it as it is, and say so
+                notes.append(f"body not refined ({exc.message}): it is {init.source}'s estimate as it is")
+                estimate = body_from_client(self.body, params=init.params())
+                estimate.source, estimate.start = "estimated", init.source
+                return estimate
             if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
                 notes.append(DEMO_BODY_NOTE)
                 return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
+
+    def _first_estimate(
+        self, image: np.ndarray, perception: Perception, camera: CameraIntrinsics, notes: list[str]
+    ) -> BodyInit | None:
+        """Multi-HMR's estimate of the chosen person (our intrinsics), or None with a note saying why."""
+        if self.body_estimator is None:
+            if self.body_estimator_note:
+                notes.append(self.body_estimator_note)
+            return None
+        people = self.body_estimator(image, camera.matrix)
+        init, reason = match_person(people, perception.person.box, self.body, camera.matrix, self.body_estimator.name)
+        if init is None:
+            notes.append(f"{reason}: the body is fitted from keypoints alone")
+        return init
 
     def _batched_body(self, batch: int) -> LoadedBodyModel:
         cached = getattr(self, "_fit_model", None)

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel
-from ivlm_core.errors import BadInputError
+from ivlm_core.errors import BadInputError, ModelFileError, ModelFilesMissingError
 from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.perceive.multihmr.convert_multihmr import LoadReport, load_multihmr
 from ivlm_core.perceive.multihmr.modeling_multihmr import MultiHMRModel
@@ -115,6 +115,19 @@ class MultiHMREstimator:
     ) -> MultiHMREstimator:
         """`<root>/multihmr/multiHMR_896_L.pt` (root: IVLM_MODELS_DIR by default)."""
         return cls.from_file(paths.multihmr_checkpoint(Path(root) if root is not None else None), device, dtype)
+
+    @classmethod
+    def optional(
+        cls, root: Path | None = None, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> tuple[MultiHMREstimator | None, str]:
+        """The estimator if its file is in the models folder and usable, else None and a note saying why
+        (it is optional: without it the body is fitted from keypoints alone)."""
+        try:
+            return cls.from_models_dir(root, device, dtype), ""
+        except ModelFilesMissingError:
+            return None, "no Multi-HMR checkpoint (optional): the body is fitted from keypoints alone"
+        except ModelFileError as exc:
+            return None, f"Multi-HMR checkpoint not used ({exc.message}); the body is fitted from keypoints alone"
 
     @property
     def demo(self) -> bool:
