@@ -202,6 +202,7 @@ class JobRunner:
                 options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
             ),
             stages=frozenset(options["stages"]),
+            person_box=options.get("person_box_xyxy"),
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
