@@ -271,7 +271,8 @@ def _reference_people(raw, features: torch.Tensor, k: torch.Tensor, threshold: f
         results.append({
             "index": (n, i, j), "score": float(scores[n, i, j]), "rotations": torch.stack(rotations),
             "betas": x[a] @ raw[hph + "decshape.weight"].T + raw[hph + "decshape.bias"] + raw[hph + "init_betas"][0],
-            "expression": x[a] @ raw[hph + "decexpression.weight"].T + raw[hph + "decexpression.bias"] + raw[hph + "init_expression"][0],
+            "expression": x[a] @ raw[hph + "decexpression.weight"].T + raw[hph + "decexpression.bias"]
+            + raw[hph + "init_expression"][0],
             "depth": depth, "center_px": center_px, "center_cam": center_cam,
         })  # fmt: skip
     return results

@@ -108,7 +108,8 @@ _DIRECT = {
     "x_attention_head.transformer.to_token_embedding.weight": "head.token_in.weight",
     "x_attention_head.transformer.to_token_embedding.bias": "head.token_in.bias",
     "x_attention_head.decpose.weight": "head.pose_out.weight", "x_attention_head.decpose.bias": "head.pose_out.bias",
-    "x_attention_head.decshape.weight": "head.betas_out.weight", "x_attention_head.decshape.bias": "head.betas_out.bias",
+    "x_attention_head.decshape.weight": "head.betas_out.weight",
+    "x_attention_head.decshape.bias": "head.betas_out.bias",
     "x_attention_head.deccam.weight": "head.camera_out.weight", "x_attention_head.deccam.bias": "head.camera_out.bias",
     "x_attention_head.decexpression.weight": "head.expression_out.weight",
     "x_attention_head.decexpression.bias": "head.expression_out.bias",
@@ -245,7 +246,10 @@ def identify_family(obj: object) -> str | None:
     if "model_state_dict" in obj and isinstance(obj["model_state_dict"], dict):
         state_keys = [k for k in obj["model_state_dict"] if isinstance(k, str)]
         if any(k.startswith(("mlp_pose.", "body_model.", "dec_to_token.")) for k in state_keys):
-            return "a Multi-HMR checkpoint for the Anny body model (e.g. multiHMR_672_L_anny), which predicts Anny, not SMPL-X"
+            return (
+                "a Multi-HMR checkpoint for the Anny body model (e.g. multiHMR_672_L_anny), which predicts Anny, "
+                "not SMPL-X"
+            )
         if not any(k.startswith("x_attention_head.") for k in state_keys) or not any(
             k.startswith("backbone.encoder.") for k in state_keys
         ):
