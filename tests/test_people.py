@@ -56,6 +56,11 @@ def test_the_rule_on_hand_made_masks():
     assert nearest.chosen == 1 and "none reaches 'cup'" in nearest.reason and "px away" in nearest.reason
     assert choose_person(people, masks, {}).chosen == 0  # no object: the detector's best
     assert choose_person([], None, cup).chosen is None
+    crowd = [_det([10 * i, 0, 10 * i + 8, 100], 0.9 - 0.01 * i) for i in range(10)]
+    crowd_masks = np.stack([_mask([10 * i, 0, 10 * i + 8, 100]) for i in range(8)])  # only the first 8 segmented
+    choice = choose_person(crowd, crowd_masks, {"cup": np.array([40.0, 40.0, 48.0, 48.0])})
+    assert choice.chosen == 4 and choice.reason.startswith("10 people detected (the 8 with the highest")
+    assert len(choice.candidates) == 10 and choice.candidates[9].object_overlap is None
 
 
 def test_the_client_names_a_person_by_box():

@@ -81,37 +81,41 @@ def choose_person(
     object_boxes: dict[str, np.ndarray],
     client_box: np.ndarray | None = None,
 ) -> PeopleChoice:
-    """people: detections best first; masks: bool [len(people), H, W] (None without a segmenter pass); object
-    boxes by label (objects that were found); client_box: the xyxy box the client named, if any."""
+    """people: detections best first; masks: bool [M, H, W] of the first M <= len(people) (the others are listed,
+    not compared; None without a segmenter pass); object boxes by label (the objects found); client_box: the
+    xyxy box the client named, if any."""
     if client_box is not None:
         return _client_choice(people, client_box)
     if not people:
         return PeopleChoice([], None, None, "no person found")
+    count = len(people)
     if masks is None or not object_boxes:
         candidates = [PersonCandidate(p.box, p.score) for p in people]
-        why = "the only person detected" if len(people) == 1 else (
-            f"{len(people)} people detected and no object found to tell who uses it; chose the highest detector score "
+        why = "the only person detected" if count == 1 else (
+            f"{count} people detected and no object found to tell who uses it; chose the highest detector score "
             f"({people[0].score:.2f})"
         )  # fmt: skip
         return PeopleChoice(candidates, 0, people[0].box, why)
     height, width = masks.shape[1:]
     around = {label: enlarged(box, OBJECT_MARGIN, height, width) for label, box in object_boxes.items()}
     overlaps = [max(mask_share_in_box(mask, box) for box in around.values()) for mask in masks]
-    candidates = [PersonCandidate(p.box, p.score, o) for p, o in zip(people, overlaps, strict=True)]
-    if len(people) == 1:
+    measured = len(overlaps)
+    candidates = [PersonCandidate(p.box, p.score, overlaps[i] if i < measured else None) for i, p in enumerate(people)]
+    if count == 1:
         return PeopleChoice(candidates, 0, people[0].box, "the only person detected")
     labels = ", ".join(repr(label) for label in object_boxes)
+    compared = "" if measured == count else f" (the {measured} with the highest detector scores compared)"
     if max(overlaps) > 0.0:
         best = next(i for i, o in enumerate(overlaps) if o >= max(overlaps) - TIE)  # ties: the higher score (earlier)
         reason = (
-            f"{len(people)} people detected; chose {_named(best, len(people))}, whose mask covers the most of the area "
+            f"{count} people detected{compared}; chose {_named(best, count)}, whose mask covers the most of the area "
             f"around {labels} ({overlaps[best]:.0%}; the others {_others(best, overlaps, '%')})"
         )
         return PeopleChoice(candidates, best, people[best].box, reason)
-    gaps = [min(box_gap(p.box, box) for box in object_boxes.values()) for p in people]
-    best = min(range(len(people)), key=lambda i: (round(gaps[i]), i))
+    gaps = [min(box_gap(p.box, box) for box in object_boxes.values()) for p in people[:measured]]
+    best = min(range(measured), key=lambda i: (round(gaps[i]), i))
     reason = (
-        f"{len(people)} people detected and none reaches {labels}; chose {_named(best, len(people))}, the nearest "
+        f"{count} people detected{compared} and none reaches {labels}; chose {_named(best, count)}, the nearest "
         f"to it ({gaps[best]:.0f} px away; the others {_others(best, gaps, 'px')})"
     )
     return PeopleChoice(candidates, best, people[best].box, reason)

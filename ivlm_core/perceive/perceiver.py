@@ -20,7 +20,7 @@ from ivlm_core.perceive import folders
 from ivlm_core.perceive.detect import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Detection, ObjectDetector
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes, check_labels, prompt_phrase
 from ivlm_core.perceive.keypoints import KeypointEstimator
-from ivlm_core.perceive.people import MAX_CANDIDATES, PeopleChoice, PersonCandidate, choose_person
+from ivlm_core.perceive.people import MAX_CANDIDATES, PeopleChoice, choose_person
 from ivlm_core.perceive.segment import BoxSegmenter
 
 PERSON_LABEL = "person"
@@ -176,20 +176,17 @@ class Perceiver:
         boxes = [d.box for d in compared] + extra + [d.box for d in object_dets.values()]
         masks, mask_scores = self.segmenter.segment(array, np.stack(boxes)) if boxes else (None, None)
         choice = choose_person(
-            compared,
+            people,
             None if masks is None or client_box is not None else masks[: len(compared)],
             {label: det.box for label, det in object_dets.items()},
             client_box,
         )
-        choice = PeopleChoice(  # people beyond MAX_CANDIDATES are listed for the client, not compared
-            choice.candidates + [PersonCandidate(p.box, p.score) for p in people[MAX_CANDIDATES:]],
-            choice.chosen, choice.box, choice.reason,
-        )  # fmt: skip
         if len(people) > 1 or client_box is not None:
             notes.append(f"person: {choice.reason}")
         person_result = None
         if choice.box is not None:
-            index = choice.chosen if choice.chosen is not None else len(compared)
+            measured = choice.chosen is not None and choice.chosen < len(compared)
+            index = choice.chosen if measured else len(compared)  # else the client's box was segmented there
             person_result = PersonDetection(
                 box=np.asarray(choice.box, np.float32),
                 score=people[choice.chosen].score if choice.chosen is not None else 0.0,
