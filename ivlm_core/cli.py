@@ -191,14 +191,16 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from ivlm_core import paths
-    from ivlm_core.doctor import check_model_files, format_report
+    from ivlm_core.doctor import check_model_files, check_optional_model_files, format_report
 
     root = Path(args.models) if args.models else paths.models_dir()
     statuses = check_model_files(root)
+    optional = check_optional_model_files(root)
     if args.json:
-        print(json.dumps({"models_dir": str(root), "items": [s.to_dict() for s in statuses]}, indent=2))
+        items = {"items": [s.to_dict() for s in statuses], "optional_items": [s.to_dict() for s in optional]}
+        print(json.dumps({"models_dir": str(root), **items}, indent=2))
     else:
-        print(format_report(statuses, root))
+        print(format_report(statuses, root, optional))
 
 
 def _cmd_fetch_public_models(args: argparse.Namespace) -> None:

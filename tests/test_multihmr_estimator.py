@@ -145,3 +145,21 @@ def test_the_optional_checkpoint_loads_or_says_why_not(tmp_path, estimator):
     assert none is None and "PyTorch Lightning checkpoint" in note and "keypoints alone" in note
     loaded, note = MultiHMREstimator.optional(estimator.report.path.parent.parent)
     assert loaded is not None and loaded.demo and note == ""
+
+
+def test_doctor_lists_the_optional_checkpoint(tmp_path, estimator):
+    from ivlm_core.doctor import check_model_files, check_optional_model_files, format_report
+
+    (absent,) = check_optional_model_files(tmp_path)
+    assert not absent.present and absent.path == str(paths.multihmr_checkpoint(tmp_path))
+    report = format_report(check_model_files(tmp_path), tmp_path, [absent])
+    assert "[absent] Multi-HMR" in report and "naverlabs.com" in report and "non-commercial" in report
+    assert len(check_model_files(tmp_path)) == 9  # an optional file never counts as missing (no DEMO mode for it)
+    wrong = paths.multihmr_checkpoint(tmp_path)
+    wrong.parent.mkdir(parents=True)
+    torch.save({"model_state_dict": {"mlp_pose.0.weight": torch.zeros(1)}, "args": None}, wrong)
+    (problem,) = check_optional_model_files(tmp_path)
+    assert not problem.present and "Anny body model" in problem.problem
+    assert "[PROBLEM] Multi-HMR" in format_report([], tmp_path, [problem])
+    (present,) = check_optional_model_files(estimator.report.path.parent.parent)
+    assert present.present and "[ok] Multi-HMR" in format_report([], tmp_path, [present])
