@@ -282,3 +282,13 @@ def test_without_usable_keypoints_the_estimate_is_the_body_and_says_so(pipeline,
     assert any(n.startswith("body not refined (only 0 keypoints are confident") for n in result.notes)
     truth = body_from_client(body, params=_camera_params(body, two, 0)).vertices
     assert np.abs(result.body.vertices - truth).max() < 1e-4
+
+
+def test_cli_takes_a_person_box():
+    from ivlm_core.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["reconstruct", "photo.png", "--object", "m.obj:mug", "--person-box", "1", "2", "30", "40"]
+    )
+    assert args.person_box == [1.0, 2.0, 30.0, 40.0]
+    assert build_parser().parse_args(["reconstruct", "photo.png"]).person_box is None
