@@ -292,3 +292,25 @@ def test_cli_takes_a_person_box():
     )
     assert args.person_box == [1.0, 2.0, 30.0, 40.0]
     assert build_parser().parse_args(["reconstruct", "photo.png"]).person_box is None
+
+
+def test_the_generated_release_runs_in_the_pipeline(pipeline, two, tmp_path):
+    """The real loader and estimator on the tiny release-format checkpoint, inside a run: its random people either
+    match the chosen person (the fit starts from it) or not (keypoints alone); either way the result says which."""
+    from ivlm_core.demo.tiny_multihmr import ensure_tiny_multihmr
+    from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator
+
+    estimator = MultiHMREstimator.from_file(ensure_tiny_multihmr(tmp_path))
+    fast = BodyFitOptions(yaw_starts_deg=(0.0,), camera_steps=5, full_steps=5)
+    options = RunOptions(focal_px=float(two.intrinsics[0, 0]), body_fit=fast, stages=frozenset({"body"}))
+    pipeline.body_estimator = estimator
+    try:
+        assert "random-weight Multi-HMR" in pipeline.demo_parts()
+        result = pipeline.run(two.image, [ObjectInput("chair", two.scene.object_mesh)], options)
+    finally:
+        pipeline.body_estimator = None
+    if result.body.start == estimator.name:
+        assert any(n.startswith(f"body: started from {estimator.name}") for n in result.notes)
+    else:
+        assert result.body.start == "keypoints"
+        assert any("Multi-HMR" in n and "keypoints alone" in n for n in result.notes)
