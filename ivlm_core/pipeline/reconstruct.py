@@ -351,6 +351,8 @@ class ContactPipeline:
         return init
 
     def _batched_body(self, batch: int) -> LoadedBodyModel:
+        if batch == self.body.model.batch_size:  # one start (from a first estimate): the loaded model will do
+            return self.body
         cached = getattr(self, "_fit_model", None)
         if cached is None or cached.model.batch_size != batch:
             self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)

@@ -31,6 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_THRESHOLD = 0.3  # upstream demo's det_thresh
 DEFAULT_NMS_KERNEL = 3  # upstream demo's nms_kernel_size
 MATCH_MIN_IOU = 0.3  # a Multi-HMR person and a detector box are the same person above this box overlap
+MATCH_MAX_PEOPLE = 10  # the most confident people compared with the box (each costs a body-model evaluation)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def match_person(
         return None, "Multi-HMR found no person in the photo"
     best: tuple[float, BodyInit | None] = (-1.0, None)
     k = np.asarray(intrinsics, np.float64)
-    for estimate in estimates:
+    for estimate in sorted(estimates, key=lambda e: -e.score)[:MATCH_MAX_PEOPLE]:
         init = body_init_from_estimate(estimate, body, source)
         vertices = body_from_client(body, params=init.params()).vertices
         if (vertices[:, 2] <= 1e-3).any():
