@@ -158,29 +158,27 @@ def _run_checks(checks: list[_Check], root: Path | None) -> list[ModelFileStatus
     return out
 
 
+def _status_lines(s: ModelFileStatus, tag: str, problem_label: str = "problem") -> list[str]:
+    lines = [f"[{tag}] {s.name}", f"      {s.path}"]
+    if not s.present:
+        lines += [f"      {problem_label}: {s.problem}", f"      get it:  {s.source}"]
+        if s.hint:
+            lines.append(f"      fix:     {s.hint}")
+    return lines
+
+
 def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[ModelFileStatus] | None = None) -> str:
     """The text `ivlm doctor` prints."""
     lines = [f"Models folder: {root}  (set IVLM_MODELS_DIR or --models to change it)", ""]
     for s in statuses:
-        lines.append(f"[{'ok' if s.present else 'MISSING'}] {s.name}")
-        lines.append(f"      {s.path}")
-        if not s.present:
-            lines.append(f"      problem: {s.problem}")
-            lines.append(f"      get it:  {s.source}")
-            if s.hint:
-                lines.append(f"      fix:     {s.hint}")
+        lines += _status_lines(s, "ok" if s.present else "MISSING")
     missing = sum(not s.present for s in statuses)
     if optional:
         lines += ["", "Optional:"]
     for s in optional or []:
         absent = not Path(s.path).exists()  # not there is fine; there but unusable is a problem
-        lines.append(f"[{'ok' if s.present else 'absent' if absent else 'PROBLEM'}] {s.name}")
-        lines.append(f"      {s.path}")
-        if not s.present:
-            lines.append(f"      {'note' if absent else 'problem'}: {s.problem}")
-            lines.append(f"      get it:  {s.source}")
-            if s.hint:
-                lines.append(f"      fix:     {s.hint}")
+        tag = "ok" if s.present else "absent" if absent else "PROBLEM"
+        lines += _status_lines(s, tag, "note" if absent else "problem")
     lines.append("")
     lines.append(
         "All model files are present: the server runs the real pipeline."
