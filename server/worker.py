@@ -72,6 +72,8 @@ class ModelSpec:
 def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
     names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}",
              HUMAN_RELEASE, OBJECT_RELEASE]  # fmt: skip
+    if pipeline.body_estimator is not None:
+        names.append(pipeline.body_estimator.name)
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
