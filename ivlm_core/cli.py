@@ -123,7 +123,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
     jobs: list[tuple[str, np.ndarray, Image.Image | None, RunOptions, list]] = []
     objects = [_parse_object(spec) for spec in args.object]
-    base = RunOptions(focal_px=args.focal)
+    base = RunOptions(focal_px=args.focal, person_box=tuple(args.person_box) if args.person_box else None)
     if args.demo_scene:
         from ivlm_core.demo.scenes import make_scene
 
@@ -196,14 +196,16 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from ivlm_core import paths
-    from ivlm_core.doctor import check_model_files, format_report
+    from ivlm_core.doctor import check_model_files, check_optional_model_files, format_report
 
     root = Path(args.models) if args.models else paths.models_dir()
     statuses = check_model_files(root)
+    optional = check_optional_model_files(root)
     if args.json:
-        print(json.dumps({"models_dir": str(root), "items": [s.to_dict() for s in statuses]}, indent=2))
+        items = {"items": [s.to_dict() for s in statuses], "optional_items": [s.to_dict() for s in optional]}
+        print(json.dumps({"models_dir": str(root), **items}, indent=2))
     else:
-        print(format_report(statuses, root))
+        print(format_report(statuses, root, optional))
 
 
 def _cmd_plan(args: argparse.Namespace) -> None:
@@ -287,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--object", action="append", default=[], metavar="MESH:LABEL", help="object mesh file and label")
     rec.add_argument("--out", default="reconstruct_output")
     rec.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else a 55 degree view)")
+    rec.add_argument(
+        "--person-box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+        help="with several people: the person to use, by box in pixels (default: the one using the object)",
+    )  # fmt: skip
     rec.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     rec.add_argument("--demo", action="store_true", help="use the generated DEMO models instead of real ones")
     rec.add_argument("--seed", type=int, default=0, help="seed of the demo scene")

@@ -133,11 +133,36 @@ def _checks() -> list[_Check]:
     return checks  # fmt: skip
 
 
+def _multihmr(root: Path) -> object:
+    """Reads the release's pickle (memory-mapped: no weights are read) and checks it is Multi-HMR for SMPL-X."""
+    from ivlm_core.perceive.multihmr.convert_multihmr import config_from_release, read_release
+
+    return config_from_release(read_release(paths.multihmr_checkpoint(root)))
+
+
+def _optional_checks() -> list[_Check]:
+    from ivlm_core.perceive.multihmr.convert_multihmr import RELEASE_PAGE
+
+    return [
+        _Check("Multi-HMR (learned first body estimate; without it the body is fitted from keypoints alone)",
+               paths.multihmr_checkpoint, RELEASE_PAGE, _multihmr),
+    ]  # fmt: skip
+
+
 def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
     """One status per required item, in pipeline order."""
+    return _run_checks(_checks(), root)
+
+
+def check_optional_model_files(root: Path | None = None) -> list[ModelFileStatus]:
+    """One status per optional item: the pipeline runs without them (and says so in its results)."""
+    return _run_checks(_optional_checks(), root)
+
+
+def _run_checks(checks: list[_Check], root: Path | None) -> list[ModelFileStatus]:
     root = Path(root) if root is not None else paths.models_dir()
     out = []
-    for check in _checks():
+    for check in checks:
         try:
             check.run(root)
             out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source))
@@ -170,21 +195,30 @@ def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) 
     return missing
 
 
-def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
+def _status_lines(s: ModelFileStatus, tag: str, problem_label: str = "problem") -> list[str]:
+    lines = [f"[{tag}] {s.name}", f"      {s.path}"]
+    if not s.present:
+        lines += [f"      {problem_label}: {s.problem}", f"      get it:  {s.source}"]
+        if s.hint:
+            lines.append(f"      fix:     {s.hint}")
+    return lines
+
+
+def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[ModelFileStatus] | None = None) -> str:
     """The text `ivlm doctor` prints."""
     lines = [f"Models folder: {root}  (set IVLM_MODELS_DIR or --models to change it)", ""]
     for s in statuses:
-        lines.append(f"[{'ok' if s.present else 'MISSING'}] {s.name}")
-        lines.append(f"      {s.path}")
-        if not s.present:
-            lines.append(f"      problem: {s.problem}")
-            lines.append(f"      get it:  {s.source}")
-            if s.hint:
-                lines.append(f"      fix:     {s.hint}")
+        lines += _status_lines(s, "ok" if s.present else "MISSING")
     joint = joint_release_status(root)
     lines.append(f"[{'ok' if joint.present else 'optional'}] {joint.name}")
     lines.append(f"      {joint.path}")
     missing = len(required_missing(statuses, root))
+    if optional:
+        lines += ["", "Optional:"]
+    for s in optional or []:
+        absent = not Path(s.path).exists()  # not there is fine; there but unusable is a problem
+        tag = "ok" if s.present else "absent" if absent else "PROBLEM"
+        lines += _status_lines(s, tag, "note" if absent else "problem")
     lines.append("")
     lines.append(
         "All model files are present: the server runs the real pipeline."

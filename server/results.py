@@ -11,7 +11,7 @@ from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, SkeletonOut
+from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, PeopleOut, SkeletonOut
 
 
 def job_result(
@@ -39,6 +39,7 @@ def job_result(
             joints=arrays.encode(result.body.joints),
             params={k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in result.body.params.items()},
             losses=result.body.losses,
+            start=result.body.start,
             skeleton=None if skeleton is None else skeleton_out(skeleton, result.body.joints),
         )
     objects = []
@@ -73,6 +74,7 @@ def job_result(
         body=body,
         objects=objects,
         people_count=plain["people_count"],
+        people=None if plain["people"] is None else PeopleOut(**plain["people"]),
         notes=plain["notes"],
         timings_s=plain["timings_s"],
         upright_photo=upright_photo,
@@ -103,6 +105,7 @@ def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
         state["body_vertices"] = result.body.vertices
         state["body_joints"] = result.body.joints
         state["body_source"] = np.array(result.body.source)
+        state["body_start"] = np.array(result.body.start)
         for name, value in result.body.params.items():
             state[array_keys.key(array_keys.BODY_PARAM, name)] = np.asarray(value)
     if result.person_mask is not None:
@@ -122,4 +125,5 @@ def body_from_state(state: dict[str, np.ndarray]) -> BodyFit | None:
     if "body_vertices" not in state:
         return None
     params = array_keys.entries(state, array_keys.BODY_PARAM)
-    return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]))
+    start = str(state["body_start"]) if "body_start" in state else "keypoints"  # jobs stored before it was kept
+    return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]), start=start)

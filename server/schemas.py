@@ -67,6 +67,11 @@ class EstimateOptions(_Strict):
     focal_px: float | None = Field(default=None, gt=0.0, le=1e6, description="the photo's focal length in pixels")
     optimise_scale: bool = Field(default=False, description="also fit a uniform scale of each object")
     body: ClientBody | None = None
+    person_box_xyxy: list[Annotated[float, Field(ge=-1e6, le=1e6)]] | None = Field(
+        default=None, min_length=4, max_length=4,
+        description="the person to use when the photo holds several: an xyxy pixel box, e.g. one of a result's "
+        "people.boxes_xyxy; the detected person it overlaps, or the box itself if it overlaps none",
+    )  # fmt: skip
 
 
 class EstimateRequest(_Strict):
@@ -195,7 +200,8 @@ class SkeletonOut(_Strict):
 
 
 class BodyOut(_Strict):
-    source: str = Field(description="fitted, client or demo")
+    source: str = Field(description="fitted, client, estimated (a learned estimate used unrefined) or demo")
+    start: str = Field(default="keypoints", description="what the fit started from: keypoints, or e.g. Multi-HMR")
     vertices: ArrayData = Field(description="float32 [10475, 3]")
     faces: ArrayData = Field(description="int32 [20908, 3]")
     joints: ArrayData = Field(description="float32 [J, 3] SMPL-X joints")
@@ -216,6 +222,17 @@ class ObjectOut(_Strict):
     detection_box_xyxy: list[float] | None
     detection_score: float | None
     notes: list[str]
+
+
+class PeopleOut(_Strict):
+    """Every person detected, so a client can offer another choice (send its box as options.person_box_xyxy)."""
+
+    boxes_xyxy: list[list[float]] = Field(description="each person's box in photo pixels, highest detector score first")
+    scores: list[float]
+    object_overlap: list[float | None] = Field(description="share of the area around the objects each one's mask covers")
+    chosen: int | None = Field(description="index of the person used; null when the client's own box was used")
+    chosen_box_xyxy: list[float] | None
+    reason: str = Field(description="why this person was used")
 
 
 class CameraOut(_Strict):
@@ -244,6 +261,7 @@ class JobResult(_Strict):
     body: BodyOut | None
     objects: list[ObjectOut]
     people_count: int
+    people: PeopleOut | None = None
     notes: list[str]
     timings_s: dict[str, float]
     upright_photo: str | None = Field(

@@ -86,6 +86,8 @@ def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
     provenance = pipeline.model_provenance()
     releases = [f"{name} ({provenance['language_model_precision']})" for name in pipeline.configuration.releases]
     names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}", *releases]
+    if pipeline.body_estimator is not None:
+        names.append(pipeline.body_estimator.name)
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
@@ -241,6 +243,7 @@ class JobRunner:
                 options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             ),
             stages=frozenset(options.stages),
+            person_box=options.person_box_xyxy,
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(

@@ -7,6 +7,8 @@ Fitting (CV_CAMERA frame, metres, the camera at the origin):
 - optional silhouette term: body surface points projected outside the person mask are pulled in;
 - several starts (facing the camera, turned either way, facing away; arms down) optimised as one batch,
   the lowest loss kept. First the global rotation and translation on the torso, then everything.
+- or one start from a first estimate (`BodyInit`, e.g. Multi-HMR's), whose pose and shape then centre the
+  priors: the learned estimate keeps what keypoints cannot see (depth), the keypoints correct the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from ivlm_core.body import LoadedBodyModel
 from ivlm_core.errors import BadInputError
+from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.image_terms import distance_field, project, sample_image
 from ivlm_core.perceive.coco import COCO_KEYPOINTS, NUM_COCO_KEYPOINTS
 
@@ -56,7 +59,9 @@ class BodyFitOptions:
 
 @dataclass
 class BodyFit:
-    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted" or "client"."""
+    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted", "client" or "estimated" (a first
+    estimate used unrefined); `start` says what it started from: "keypoints" (the standing starts) or the first
+    estimate's source (e.g. Multi-HMR)."""
 
     vertices: np.ndarray  # [10475, 3]
     joints: np.ndarray  # [J, 3] smplx output joints
@@ -65,6 +70,7 @@ class BodyFit:
     losses: dict[str, float] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    start: str = "keypoints"
 
 
 def _axis_angle(rotation: np.ndarray) -> np.ndarray:
@@ -98,8 +104,11 @@ def fit_body(
     image_size: tuple[int, int],
     person_mask: np.ndarray | None = None,
     options: BodyFitOptions = BodyFitOptions(),
+    init: BodyInit | None = None,
 ) -> BodyFit:
-    """Fits SMPL-X to COCO-17 keypoints [17, 3] (x, y, confidence; pixels) seen by intrinsics K."""
+    """Fits SMPL-X to COCO-17 keypoints [17, 3] (x, y, confidence; pixels) seen by intrinsics K.
+
+    Without `init`, `body` must have batch size len(options.yaw_starts_deg); with it, batch size 1."""
     start = time.perf_counter()
     keypoints = np.asarray(keypoints, np.float32)
     if keypoints.shape != (NUM_COCO_KEYPOINTS, 3) or not np.isfinite(keypoints).all():
@@ -114,8 +123,10 @@ def fit_body(
             f"{'complete' if confident[TORSO].all() else 'incomplete'}: too little to fit a body",
             "Use a photo where the person's shoulders and hips are visible, or supply the body.",
         )
-    batch = len(options.yaw_starts_deg)
+    batch = 1 if init is not None else len(options.yaw_starts_deg)
     model = body.model
+    if model.batch_size != batch:
+        raise ValueError(f"the body model has batch size {model.batch_size}; this fit runs {batch} start(s)")
     k = torch.tensor(intrinsics, dtype=torch.float32)
     target = torch.tensor(keypoints[:, :2])
     weight = torch.tensor(np.where(confident, keypoints[:, 2], 0.0), dtype=torch.float32)
@@ -128,10 +139,19 @@ def fit_body(
         [(centre[0] - intrinsics[0, 2]) * depth / intrinsics[0, 0], (centre[1] - intrinsics[1, 2]) * depth / intrinsics[1, 1], depth],
         dtype=torch.float32,
     )
-    global_orient = _starts(options).requires_grad_(True)
-    body_pose = _arms_down(batch).requires_grad_(True)
-    betas = torch.zeros(batch, 10, requires_grad=True)
-    transl = transl0.expand(batch, 3).clone().requires_grad_(True)
+    if init is None:
+        global_orient = _starts(options).requires_grad_(True)
+        body_pose = _arms_down(batch).requires_grad_(True)
+        betas = torch.zeros(batch, 10, requires_grad=True)
+        transl = transl0.expand(batch, 3).clone().requires_grad_(True)
+    else:
+        start_params = {name: torch.tensor(v[None], dtype=torch.float32) for name, v in init.params().items()}
+        global_orient, body_pose, betas, transl = (
+            start_params[name].requires_grad_(True) for name in ("global_orient", "body_pose", "betas", "transl")
+        )
+    # The priors pull towards the first estimate when there is one, towards the mean body otherwise.
+    pose_centre = body_pose.detach().clone() if init is not None else torch.zeros_like(body_pose)
+    betas_centre = betas.detach().clone() if init is not None else torch.zeros_like(betas)
 
     silhouette = None
     if person_mask is not None and person_mask.any():
@@ -154,8 +174,8 @@ def fit_body(
         if use is None:
             pose = body_pose.reshape(-1, 21, 3)
             bend = sum(torch.relu(-sign * pose[:, slot, axis]) ** 2 for slot, axis, sign in (*KNEES, *ELBOWS))
-            out["pose_prior"] = options.w_pose * (body_pose**2).sum(-1)
-            out["shape_prior"] = options.w_shape * (betas**2).sum(-1)
+            out["pose_prior"] = options.w_pose * ((body_pose - pose_centre) ** 2).sum(-1)
+            out["shape_prior"] = options.w_shape * ((betas - betas_centre) ** 2).sum(-1)
             out["bend_prior"] = options.w_bend * bend
             if silhouette is not None:
                 suv, sz = project(vertices[:, faces_sample], k)
@@ -202,6 +222,7 @@ def fit_body(
         source="fitted",
         losses=result_losses,
         timings_s={"prepare": t0 - start, "optimise": time.perf_counter() - t0},
+        start=init.source if init is not None else "keypoints",
     )
 
 

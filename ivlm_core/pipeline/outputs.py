@@ -15,6 +15,7 @@ from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline import array_keys
+from ivlm_core.perceive.people import PeopleChoice
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 
 RESULT_SCHEMA = "ivlm-result-1"
@@ -42,11 +43,13 @@ def result_to_dict(result: ReconstructResult) -> dict:
         if body is None
         else {
             "source": body.source,
+            "start": body.start,
             "params": {k: np.asarray(v).tolist() for k, v in body.params.items()},
             "losses": body.losses,
             "timings_s": body.timings_s,
         },
         "people_count": result.people_count,
+        "people": people_to_dict(result.people),
         "objects": [
             {
                 "label": o.label,
@@ -69,6 +72,21 @@ def result_to_dict(result: ReconstructResult) -> dict:
         ],
         "notes": result.notes,
         "timings_s": result.timings_s,
+    }
+
+
+def people_to_dict(people: PeopleChoice | None) -> dict | None:
+    """Every detected person's box and score, which one the run used (index, or None for the client's own box)
+    and why; the overlap with the objects where it was measured."""
+    if people is None:
+        return None
+    return {
+        "boxes_xyxy": [[float(v) for v in c.box] for c in people.candidates],
+        "scores": [float(c.score) for c in people.candidates],
+        "object_overlap": [c.object_overlap for c in people.candidates],
+        "chosen": people.chosen,
+        "chosen_box_xyxy": None if people.box is None else [float(v) for v in people.box],
+        "reason": people.reason,
     }
 
 

@@ -25,6 +25,7 @@ from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel, load_body_model
 from ivlm_core.errors import BadInputError, IVLMError, MeshError
 from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
+from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
 from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
@@ -32,7 +33,9 @@ from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.localize.prompts import check_label
 from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
-from ivlm_core.perceive.perceiver import Perceiver, Perception
+from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator, match_person
+from ivlm_core.perceive.people import PeopleChoice
+from ivlm_core.perceive.perceiver import Perception, Perceiver
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
 
@@ -89,6 +92,7 @@ class ReconstructResult:
     timings_s: dict[str, float]
     people_count: int = 0
     person_mask: np.ndarray | None = None  # [H, W] bool
+    people: PeopleChoice | None = None  # every person's box, which one was used and why
     frame: str = "CV_CAMERA: x right, y down, z forward; metres; camera at the origin"
 
 
@@ -100,6 +104,7 @@ class RunOptions:
     body_fit: BodyFitOptions = field(default_factory=BodyFitOptions)
     placement: PlacementOptions = field(default_factory=PlacementOptions)
     stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
+    person_box: tuple[float, float, float, float] | None = None  # xyxy pixels: the person the client means
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(OPTIONAL_STAGES)
@@ -165,10 +170,14 @@ class ContactPipeline:
         device: str = "cpu",
         demo: bool = False,
         configuration: Configuration = CONFIGURATIONS[0],
+        body_estimator: MultiHMREstimator | None = None,
+        body_estimator_note: str = "",
     ) -> None:
         self.configuration = configuration
         # The joint release is asked the object question in its ocontact mode (spec P9: never "hcontact-ocontact").
         self.object_mode = "ocontact" if configuration.joint else "oafford"
+        self.body_estimator = body_estimator  # optional learned first body estimate (Multi-HMR)
+        self.body_estimator_note = body_estimator_note  # why there is none, said in every result
         self.perceiver = perceiver
         self.body = body
         self.human_localizer = human_localizer
@@ -190,6 +199,7 @@ class ContactPipeline:
             ("random-weight human-contact release", getattr(self.human_localizer, "is_demo", False)),
             ("random-weight object-contact release", getattr(self.object_localizer, "is_demo", False)),
             ("canonical views from the synthetic SMPL-H body", getattr(self.body_views, "is_demo", False)),
+            ("random-weight Multi-HMR", self.body_estimator is not None and self.body_estimator.demo),
         ]
         return [name for name, generated in parts if generated]
 
@@ -209,6 +219,8 @@ class ContactPipeline:
         body = load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
         release_dirs = [paths.interactvlm_release_dir(name, root) for name in configuration.releases]
         human, target = _localizers(configuration, release_dirs, paths.clip_dir(root), device, dtype, sam_batch)
+        hmr_dtype = torch.float16 if str(device).startswith("cuda") else torch.float32  # upstream ran fp16 on GPUs
+        estimator, estimator_note = MultiHMREstimator.optional(root, device, hmr_dtype)
         return cls(
             Perceiver.from_models_dir(root, device=device),
             body,
@@ -218,6 +230,8 @@ class ContactPipeline:
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
             configuration=configuration,
+            body_estimator=estimator,
+            body_estimator_note=estimator_note,
         )
 
     @classmethod
@@ -288,13 +302,14 @@ class ContactPipeline:
         usable = [item.obj for item in checked if item.reason is None]
 
         t = stage("perceive", 0.0, "finding the person and the objects")
-        perception = self.perceiver.perceive(image, [obj.label for obj in usable]) if usable else None
+        labels = [obj.label for obj in usable]
+        perception = self.perceiver.perceive(image, labels, person_box=options.person_box) if usable else None
         timings["perceive"] = time.perf_counter() - t
         if perception is not None:
             notes += perception.notes
 
         t = stage("body", 0.2, "fitting the SMPL-X body")
-        body = self._body(perception, camera, options, notes)
+        body = self._body(image, perception, camera, options, notes)
         timings["body"] = time.perf_counter() - t
 
         outcomes: list[ObjectOutcome] = []
@@ -340,18 +355,12 @@ class ContactPipeline:
             progress("done", 1.0, "finished")
         person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo,
-            camera,
-            body,
-            outcomes,
-            notes,
-            timings,
-            perception.people_count if perception else 0,
-            person.mask if person is not None else None,
+            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
+            person.mask if person is not None else None, perception.people if perception is not None else None,
         )
 
     def _body(
-        self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+        self, image: np.ndarray, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
     ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
@@ -362,24 +371,45 @@ class ContactPipeline:
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
-        fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
+        init = self._first_estimate(image, perception, camera, notes)
+        fit_model = self._batched_body(1 if init is not None else len(options.body_fit.yaw_starts_deg))
         try:
-            return fit_body(
-                fit_model,
-                perception.person.keypoints,
-                camera.matrix,
-                camera.image_size,
-                perception.person.mask,
-                options.body_fit,
-            )
+            fit = fit_body(
+                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask,
+                options.body_fit, init=init,
+            )  # fmt: skip
+            if init is not None:
+                notes.append(f"body: started from {init.source}, refined on the keypoints and the silhouette")
+            return fit
         except BadInputError as exc:
+            if init is not None:  # the learned estimate needs no keypoints: use it as it is, and say so
+                notes.append(f"body not refined ({exc.message}): it is {init.source}'s estimate as it is")
+                estimate = body_from_client(self.body, params=init.params())
+                estimate.source, estimate.start = "estimated", init.source
+                return estimate
             if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
                 notes.append(DEMO_BODY_NOTE)
                 return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
 
+    def _first_estimate(
+        self, image: np.ndarray, perception: Perception, camera: CameraIntrinsics, notes: list[str]
+    ) -> BodyInit | None:
+        """Multi-HMR's estimate of the chosen person (our intrinsics), or None with a note saying why."""
+        if self.body_estimator is None:
+            if self.body_estimator_note:
+                notes.append(self.body_estimator_note)
+            return None
+        people = self.body_estimator(image, camera.matrix)
+        init, reason = match_person(people, perception.person.box, self.body, camera.matrix, self.body_estimator.name)
+        if init is None:
+            notes.append(f"{reason}: the body is fitted from keypoints alone")
+        return init
+
     def _batched_body(self, batch: int) -> LoadedBodyModel:
+        if batch == self.body.model.batch_size:  # one start (from a first estimate): the loaded model will do
+            return self.body
         cached = getattr(self, "_fit_model", None)
         if cached is None or cached.model.batch_size != batch:
             self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
