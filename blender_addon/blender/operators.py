@@ -547,8 +547,10 @@ def look_through(context: bpy.types.Context, camera: bpy.types.Object) -> list[b
         window = next((r for r in area.regions if r.type == "WINDOW"), None)
         if window is not None:
             with context.temp_override(area=area, region=window):
-                if bpy.ops.view3d.view_center_camera.poll():
+                try:
                     bpy.ops.view3d.view_center_camera()  # the whole photo in view
+                except RuntimeError:  # framing is a nicety: the view looks through the camera either way
+                    pass
         area.tag_redraw()
         views.append(space)
     return views
