@@ -7,14 +7,15 @@ scripts and headless tests use the same path; the disc's maths is in core/mark.p
 
 from __future__ import annotations
 
+import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import bpy
 from bpy.props import BoolProperty, FloatVectorProperty, StringProperty
 from bpy_extras import view3d_utils
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
 from ..core import contact, mark
 from ..core.messages import join_sentences
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # see operators.py
     Status = set[OperatorReturnItems]
 
 _GRAPHS: dict[tuple[int, int, int], list[list[int]]] = {}  # (mesh session_uid, vertices, faces) -> graph
+_GRAPHS_KEPT = 4
 _OVERLAPPING = ("HEADER", "TOOL_HEADER", "TOOLS", "UI", "HUD", "ASSET_SHELF", "ASSET_SHELF_HEADER")
 
 
@@ -90,8 +92,41 @@ class _GroupWeights(Mapping[int, float]):
         return self._count
 
 
-def _world_positions(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[list[float], bool]:
-    """Flat world xyz of the object's own vertices, and whether the evaluated mesh has the same topology.
+class _WorldPoints(Sequence[float]):
+    """Flat world xyz (as core.mark reads positions) of a mesh's vertices, each transformed when first read: a click
+    reads the few hundred vertices around it, not the whole mesh (10,475 for a body)."""
+
+    def __init__(self, local: array.array, matrix: Matrix) -> None:
+        self._local = local
+        self._rows = [[matrix[r][c] for c in range(4)] for r in range(3)]
+        self._points: dict[int, tuple[float, float, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float]: ...
+    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        vertex, axis = divmod(index, 3)
+        point = self._points.get(vertex)
+        if point is None:
+            x, y, z = self._local[3 * vertex : 3 * vertex + 3]
+            a, b, c = self._rows
+            point = (
+                a[0] * x + a[1] * y + a[2] * z + a[3],
+                b[0] * x + b[1] * y + b[2] * z + b[3],
+                c[0] * x + c[1] * y + c[2] * z + c[3],
+            )
+            self._points[vertex] = point
+        return point[axis]
+
+
+def _world_positions(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[_WorldPoints, bool]:
+    """The world positions of the object's own vertices, and whether the evaluated mesh has the same topology.
 
     As shown when modifiers only move vertices (a posed rig): the evaluated positions; otherwise (e.g. a
     Subdivision adds vertices) the mesh's own, which the contact group belongs to."""
@@ -101,14 +136,11 @@ def _world_positions(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> t
     try:
         same = len(shown.vertices) == len(own.vertices) and len(shown.polygons) == len(own.polygons)
         vertices = shown.vertices if same else own.vertices
-        matrix = obj.matrix_world
-        positions: list[float] = []
-        for v in vertices:
-            world = matrix @ v.co
-            positions += (world.x, world.y, world.z)
+        local = array.array("f", bytes(4 * 3 * len(vertices)))
+        vertices.foreach_get("co", local)
     finally:
         evaluated.to_mesh_clear()
-    return positions, same
+    return _WorldPoints(local, obj.matrix_world), same
 
 
 def _graph(mesh: bpy.types.Mesh) -> list[list[int]]:
@@ -122,7 +154,8 @@ def _graph(mesh: bpy.types.Mesh) -> list[list[int]]:
         mesh.polygons.foreach_get("loop_total", totals)
         mesh.loops.foreach_get("vertex_index", corners)
         faces = (corners[start : start + total] for start, total in zip(starts, totals, strict=True))
-        _GRAPHS.clear()  # one mesh at a time is enough: a click marks the body or the object
+        while len(_GRAPHS) >= _GRAPHS_KEPT:  # the oldest goes: a session marks a body and one object
+            del _GRAPHS[next(iter(_GRAPHS))]
         _GRAPHS[key] = mark.face_graph(len(mesh.vertices), faces)
     return _GRAPHS[key]
 
@@ -243,6 +276,9 @@ class MarkSession:
 
     @classmethod
     def start(cls, targets: list[MarkTarget]) -> MarkSession:
+        """A session on `targets`; their graphs are built now, so the first click is as quick as the others."""
+        for target in targets:
+            _graph(gather.mesh_of(target.obj))
         return cls(targets, _snapshot(targets))
 
     def handle(self, context: bpy.types.Context, event: bpy.types.Event) -> OperatorReturnItems:
