@@ -283,6 +283,9 @@ def test_a_run_without_contacts_gets_empty_groups_to_mark_then_refit(
     assert _decoded(addon, request["objects"][0]["object_contact"]) == pytest.approx(_dense(mug, group), abs=1e-6)
     assert _decoded(addon, request["objects"][0]["body_contact"]) == pytest.approx(_dense(body, group), abs=1e-6)
     assert _state().last_error == "" and mug["ivlm_status"] == "placed"
+    bpy.context.view_layer.objects.active = mug
+    assert bpy.ops.ivlm.reset_contact() == {"FINISHED"}  # back to the prediction: none
+    assert _group_weights(body, group) == {} and _group_weights(mug, group) == {}
 
 
 def _check_disc(obj: bpy.types.Object, group: str, centre: Vector, radius: float) -> None:
