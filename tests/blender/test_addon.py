@@ -263,9 +263,9 @@ def test_two_objects_placed_in_place_with_the_photo_as_camera_background(addon, 
 def test_manual_contact_marked_by_hand_then_refit(addon, tmp_path) -> None:
     """Contacts nobody predicted: thresholds of 1.0 at Estimate keep every group empty (no weight is above 1), as
     a run without a contact model gives them. The groups are there on the body and the object; Refit refuses until
-    contact is marked; then Mark Contact on the body (a ray from the photo camera, as a click through it) and on
-    the ball, and the real server's fit-only job places the ball from those marks."""
-    _, ball = _scene(tmp_path)
+    contact is marked; then Mark Contact (the operator, along a world-space ray) on the front of the body and on the
+    ball, and the real server's fit-only job places the ball from those marks."""
+    _scene(tmp_path)
     addon.body_threshold = addon.object_threshold = 1.0
     try:
         assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
