@@ -10,7 +10,7 @@ from __future__ import annotations
 import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import bpy
 from bpy.props import BoolProperty, FloatVectorProperty, StringProperty
@@ -92,9 +92,9 @@ class _GroupWeights(Mapping[int, float]):
         return self._count
 
 
-class _WorldPoints(Sequence[float]):
-    """Flat world xyz (as core.mark reads positions) of a mesh's vertices, each transformed when first read: a click
-    reads the few hundred vertices around it, not the whole mesh (10,475 for a body)."""
+class _WorldPoints:
+    """Flat world xyz (core.mark.Positions) of a mesh's vertices, each transformed when first read: a click reads
+    the few hundred vertices around it, not the whole mesh (10,475 for a body). Integer indices only."""
 
     def __init__(self, local: array.array, matrix: Matrix) -> None:
         self._local = local
@@ -104,13 +104,8 @@ class _WorldPoints(Sequence[float]):
     def __len__(self) -> int:
         return len(self._local)
 
-    @overload
-    def __getitem__(self, index: int) -> float: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[float]: ...
-    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def __getitem__(self, index: int) -> float:
+        # No typing.overload here: with one in the add-on, bpy 4.2.23 (Python 3.11) segfaulted on exit (reproduced)
         vertex, axis = divmod(index, 3)
         point = self._points.get(vertex)
         if point is None:

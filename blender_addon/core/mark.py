@@ -12,8 +12,20 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 Point = tuple[float, float, float]
+
+
+class Positions(Protocol):
+    """Flat xyz of a mesh's vertices, vertex i at [3i], [3i+1], [3i+2]: a list, an array.array, or a view that
+    computes them when read (the add-on's world positions)."""
+
+    def __getitem__(self, index: int, /) -> float: ...
+
+    def __len__(self) -> int: ...
+
+
 MIN_WEIGHT = 1e-4  # below this a weight is no contact (float32 vertex-group weights: rounding residue)
 
 
@@ -40,19 +52,19 @@ def face_graph(vertex_count: int, faces: Iterable[Sequence[int]]) -> list[list[i
     return [sorted(n) for n in neighbours]
 
 
-def vertex(positions: Sequence[float], index: int) -> Point:
+def vertex(positions: Positions, index: int) -> Point:
     """Vertex `index` of flat xyz `positions`."""
     return positions[3 * index], positions[3 * index + 1], positions[3 * index + 2]
 
 
-def nearest_vertex(positions: Sequence[float], point: Point) -> int:
+def nearest_vertex(positions: Positions, point: Point) -> int:
     """The index of the vertex closest to `point` (flat xyz `positions`, at least one vertex)."""
     if len(positions) < 3:
         raise ValueError("a mesh without vertices has no nearest vertex")
     return min(range(len(positions) // 3), key=lambda i: math.dist(vertex(positions, i), point))
 
 
-def seeds_around(positions: Sequence[float], point: Point, face: Iterable[int] | None) -> list[tuple[int, float]]:
+def seeds_around(positions: Positions, point: Point, face: Iterable[int] | None) -> list[tuple[int, float]]:
     """Where the distances start: the clicked face's vertices at their straight-line distance from the clicked
     point, or the nearest vertex when the face is not known (e.g. the ray hit a subdivided copy of the mesh)."""
     corners = list(face) if face is not None else [nearest_vertex(positions, point)]
@@ -60,7 +72,7 @@ def seeds_around(positions: Sequence[float], point: Point, face: Iterable[int] |
 
 
 def surface_distances(
-    positions: Sequence[float], graph: Sequence[Sequence[int]], seeds: Iterable[tuple[int, float]], limit: float
+    positions: Positions, graph: Sequence[Sequence[int]], seeds: Iterable[tuple[int, float]], limit: float
 ) -> dict[int, float]:
     """Shortest distances through the graph (straight segments between neighbours) from the seeds ((vertex, starting distance) pairs), for every vertex
     closer than `limit` (Dijkstra, stopped at the limit, so the cost is that of the disc, not of the mesh)."""
@@ -103,7 +115,7 @@ def combine(current: Mapping[int, float], disc: Mapping[int, float], remove: boo
 
 
 def mark(
-    positions: Sequence[float],
+    positions: Positions,
     graph: Sequence[Sequence[int]],
     point: Point,
     face: Iterable[int] | None,
