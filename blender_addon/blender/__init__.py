@@ -5,9 +5,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import operators, prefs, props, ui
+from . import mark, operators, prefs, props, ui
 
-_CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *ui.CLASSES)
+_CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *mark.CLASSES, *ui.CLASSES)
 
 
 @persistent

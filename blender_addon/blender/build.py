@@ -101,14 +101,40 @@ def paint_contact_colors(obj: bpy.types.Object, known: dict[str, array.array] | 
     strength = contact_strength(obj, known)
     if COLOR_ATTRIBUTE not in mesh.color_attributes:
         mesh.color_attributes.new(COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
-    colors = array.array("f", (0.6, 0.6, 0.6, 1.0)) * len(mesh.vertices)
+    colors = array.array("f", _contact_color(0.0)) * len(mesh.vertices)
     for i, s in enumerate(strength):
         if s > 0.0:
-            colors[4 * i : 4 * i + 3] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s)))
+            colors[4 * i : 4 * i + 4] = array.array("f", _contact_color(s))
     attribute = mesh.color_attributes[COLOR_ATTRIBUTE]
     if not isinstance(attribute, bpy.types.FloatColorAttribute):
         raise TypeError(f"{obj.name} has a colour attribute {COLOR_ATTRIBUTE} of another type; remove it")
     attribute.data.foreach_set("color", colors)
+
+
+def refresh_contact_colors(obj: bpy.types.Object, indices: list[int]) -> None:
+    """Recolours only these vertices from their contact groups (a Mark Contact click changes a few hundred, so the
+    whole mesh is not read back); the attribute is made for the whole mesh when it is missing."""
+    mesh = mesh_of(obj)
+    attribute = mesh.color_attributes.get(COLOR_ATTRIBUTE)
+    if not isinstance(attribute, bpy.types.FloatColorAttribute):
+        paint_contact_colors(obj)
+        return
+    groups = [g for g in obj.vertex_groups if g.name.startswith("contact_")]
+    for index in indices:
+        strength = 0.0
+        for group in groups:
+            try:
+                strength = max(strength, group.weight(index))
+            except RuntimeError:  # not a member
+                pass
+        attribute.data[index].color = _contact_color(strength)
+
+
+def _contact_color(strength: float) -> tuple[float, float, float, float]:
+    """Grey without contact, towards red with it."""
+    if strength <= 0.0:
+        return (0.6, 0.6, 0.6, 1.0)
+    return (0.6 + 0.4 * strength, 0.6 * (1 - strength), 0.6 * (1 - strength), 1.0)
 
 
 def group_weights(obj: bpy.types.Object, group: str) -> array.array:
@@ -263,6 +289,7 @@ class _PlacedPlan:
     object_contact: array.array | None
     body_contact: array.array | None
     note: str = ""
+    predicted: bool = False  # both sides have contact above their thresholds (else the groups start empty)
 
 
 _BUILT_KINDS = ("objects", "meshes", "cameras", "armatures", "images", "collections")  # objects go first
@@ -340,7 +367,17 @@ def _plan(result: dict, submitted: Submitted) -> tuple[list[_PlacedPlan], array.
         body_faces, _ = codec.decode(result["body"]["faces"])
     count = len(body_vertices) // 3 if body_vertices is not None else None
     plans = [_plan_object(c, o, count) for c, o in zip(submitted.sources, outcomes, strict=True)]
+    body_threshold = float(result["thresholds"]["body_contact"])
+    object_threshold = float(result["thresholds"]["object_contact"])
+    for plan in plans:
+        plan.predicted = _any_above(plan.body_contact, body_threshold) and _any_above(
+            plan.object_contact, object_threshold
+        )
     return plans, body_vertices, body_faces
+
+
+def _any_above(weights: array.array | None, threshold: float) -> bool:
+    return weights is not None and any(w > threshold for w in weights)
 
 
 def _background_image(result: dict, submitted: Submitted) -> bpy.types.Image:
@@ -425,14 +462,19 @@ def _evaluated_mesh(obj: bpy.types.Object) -> bpy.types.Mesh:
     )
 
 
+def _no_contact(count: int) -> array.array:
+    return array.array("f", bytes(4 * count))
+
+
 def _finish_placed(placed: bpy.types.Object, plan: _PlacedPlan, provenance: dict, threshold: float) -> None:
     outcome = plan.outcome
     scale = Vector(plan.capture.scale) if plan.source is not None else Vector((1.0, 1.0, 1.0))
     if outcome["camera_from_object"] is not None:
         place(placed, outcome["camera_from_object"], scale)
-    if plan.object_contact is not None:
-        set_contact(placed, contact.group_name(outcome["label"]), plan.object_contact, threshold)
+    weights = plan.object_contact if plan.object_contact is not None else _no_contact(plan.capture.vertex_count)
+    set_contact(placed, contact.group_name(outcome["label"]), weights, threshold)  # empty: to paint or mark into
     _stamp(placed, provenance)
+    placed["ivlm_contact_predicted"] = plan.predicted
     placed["ivlm_role"] = "object"
     placed["ivlm_label"] = outcome["label"]
     placed["ivlm_status"] = outcome["status"]
@@ -483,9 +525,12 @@ def build_result(
         body = None
         if body_vertices is not None and body_faces is not None:
             body = _build_body(collection, result, body_vertices, body_faces, provenance, options.rig_body)
-        for plan in plans:
-            if body is not None and plan.body_contact is not None:
-                set_contact(body, contact.group_name(plan.outcome["label"]), plan.body_contact, body_threshold)
+        for plan in plans:  # an empty group where nothing was predicted, for the user to paint or mark into
+            if body is not None:
+                weights = (
+                    plan.body_contact if plan.body_contact is not None else _no_contact(len(mesh_of(body).vertices))
+                )
+                set_contact(body, contact.group_name(plan.outcome["label"]), weights, body_threshold)
         placed: list[tuple[bpy.types.Object | None, _PlacedPlan]] = []
         for plan in plans:
             keep_own = options.object_mode == "IN_PLACE" and plan.source is not None

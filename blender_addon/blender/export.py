@@ -16,10 +16,10 @@ from ..core import contact
 from ..core.protocol import InputError
 from . import build, gather
 
-PRESETS = {
-    "fbx": {"ext": ".fbx"},
-    "gltf": {"ext": ".glb"},
-    "usd": {"ext": ".usdc"},
+PRESETS = {  # label: the format's name as its owner spells it (Autodesk FBX, Khronos glTF, OpenUSD)
+    "fbx": {"ext": ".fbx", "label": "FBX"},
+    "gltf": {"ext": ".glb", "label": "glTF"},
+    "usd": {"ext": ".usdc", "label": "USD"},
 }
 CONTACT_ATTRIBUTE = "_contact"
 

@@ -159,11 +159,15 @@ def find_objects(context: bpy.types.Context) -> tuple[list[bpy.types.Object], st
 
 
 def label_of(obj: bpy.types.Object) -> str:
-    """The label the model is asked about: the object's Label field, else the label a run placed it under (a placed
-    object or a copy of one, named "cup (IVLM)"), else its name without '.001' suffixes."""
+    """The label the model is asked about: the object's Label field, else `default_label`."""
+    return props.object_label(obj).replace("_", " ").strip() or default_label(obj)
+
+
+def default_label(obj: bpy.types.Object) -> str:
+    """The label used while the Label field is empty (the panel shows it there, greyed): the label a run placed the
+    object under (a placed object or a copy of one, named "cup (IVLM)"), else its name without '.001' suffixes."""
     placed_as = obj.get("ivlm_label")
-    label = props.object_label(obj).strip() or (placed_as if isinstance(placed_as, str) else "").strip()
-    label = label or obj.name.split(".")[0]
+    label = (placed_as if isinstance(placed_as, str) else "").strip() or obj.name.split(".")[0]
     return label.replace("_", " ").strip() or "object"
 
 

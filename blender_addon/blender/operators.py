@@ -1,4 +1,5 @@
-"""Operators: Check server, Estimate Contact (modal with a synchronous path), Cancel, Paint, Refit, Reset, Export.
+"""Operators: Check server, Estimate Contact (modal with a synchronous path), Cancel, Paint, Refit, Reset, View
+Through Photo Camera, Export (Mark Contact is in mark.py).
 
 Network calls never run on the UI thread in the modal path: a worker thread does socket I/O only and the timer
 tick reads its progress; scene data is changed on the main thread when the job is done (one undo step).
@@ -193,8 +194,11 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
             demo = " These are DEMO results: they are not meaningful." if runner.result["demo"] else ""
             text = join_sentences(f"Estimate Contact built {collection.name}", *notes) + demo
         else:
-            _apply_refit(info["collection"], runner.result)
-            text = "Refit re-placed the objects from the edited contacts."
+            text, complete = _apply_refit(info["collection"], runner.result)
+            if not complete:
+                state.last_error = text  # the panel keeps it in view
+                operator.report({"WARNING"}, text)
+                return {"FINISHED"}
     except UserError as exc:
         state.last_error = exc.user_text()
         operator.report({"ERROR"}, state.last_error)
@@ -434,12 +438,15 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             "This run has no body to place the objects against.",
             "Run Estimate Contact on a photo where the person can be seen.",
         )
-    entries = []
+    p = prefs.preferences(context)
+    entries, unmarked = [], []
     for obj in objects:
         label = obj["ivlm_label"]
         group = contact.group_name(label)
         object_weights = build.group_weights(obj, group)
         body_weights = build.group_weights(body, group)
+        if max(object_weights, default=0.0) <= p.object_threshold or max(body_weights, default=0.0) <= p.body_threshold:
+            unmarked.append(label)
         entries.append({
             "label": label,
             "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
@@ -447,7 +454,12 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         })  # fmt: skip
     if not entries:
         raise InputError("This run has no placed objects.", "Run Estimate Contact with the objects selected.")
-    p = prefs.preferences(context)
+    if len(unmarked) == len(entries):  # the server would skip every object: say what to do before sending
+        raise InputError(
+            f"No contact is marked on both the body and {_names(unmarked)} above the contact thresholds "
+            f"(body {p.body_threshold:.2f}, object {p.object_threshold:.2f}).",
+            "Paint or mark where they touch, on the body and on the object, then press Refit.",
+        )
     request = {
         "schema_version": API_SCHEMA_VERSION,
         "source_job_id": run["ivlm_job_id"],
@@ -457,7 +469,14 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
     return request, {"collection": run.session_uid}
 
 
-def _apply_refit(collection_uid: int, result: dict) -> None:
+def _names(labels: list[str]) -> str:
+    """'cup', 'cup and box', 'cup, box and ball'."""
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def _apply_refit(collection_uid: int, result: dict) -> tuple[str, bool]:
+    """Moves the objects Refit placed; returns the report (what was placed, why others were not) and whether
+    every object was placed."""
     collection = next((c for c in bpy.data.collections if c.session_uid == collection_uid), None)
     if collection is None:
         raise InputError(
@@ -465,6 +484,7 @@ def _apply_refit(collection_uid: int, result: dict) -> None:
         )
     _, objects = build.run_objects(collection)
     by_label = {o["ivlm_label"]: o for o in objects}
+    placed, skipped = [], []
     for outcome in result["objects"]:
         obj = by_label.get(outcome["label"])
         if obj is None:
@@ -473,7 +493,12 @@ def _apply_refit(collection_uid: int, result: dict) -> None:
         obj["ivlm_reason"] = outcome["reason"]
         if outcome["camera_from_object"] is not None:
             build.place(obj, outcome["camera_from_object"], obj.matrix_world.to_scale())
+            placed.append(outcome["label"])
+        else:
+            skipped.append(f"Refit did not place {outcome['label']}: {outcome['reason'] or 'no reason was given'}")
     collection["ivlm_refit_job_id"] = result["job_id"]
+    done = f"Refit re-placed {_names(placed)} from the edited contacts" if placed else "Refit placed no object"
+    return join_sentences(done, *skipped), not skipped
 
 
 class IVLM_OT_refit(_JobOperator):
@@ -499,6 +524,64 @@ class IVLM_OT_refit(_JobOperator):
         return _refit_body(context)
 
 
+def photo_camera(run: bpy.types.Collection) -> bpy.types.Object | None:
+    """The camera a run made from the photo."""
+    return next((o for o in run.objects if o.get("ivlm_role") == "camera" and o.type == "CAMERA"), None)
+
+
+def look_through(context: bpy.types.Context, camera: bpy.types.Object) -> list[bpy.types.SpaceView3D]:
+    """Makes the 3D view the operator runs in (else every 3D view of the screen) look through `camera`, and
+    returns them. The scene camera is left alone: a view shows another camera as its local camera."""
+    areas = [context.area] if context.area is not None and context.area.type == "VIEW_3D" else []
+    if not areas and context.screen is not None:
+        areas = [a for a in context.screen.areas if a.type == "VIEW_3D"]
+    views = []
+    for area in areas:
+        space = area.spaces.active
+        if not isinstance(space, bpy.types.SpaceView3D) or space.region_3d is None:
+            continue
+        if context.scene is None or context.scene.camera != camera or space.use_local_camera:
+            space.use_local_camera = True
+            space.camera = camera
+        space.region_3d.view_perspective = "CAMERA"
+        window = next((r for r in area.regions if r.type == "WINDOW"), None)
+        if window is not None:
+            with context.temp_override(area=area, region=window):
+                try:
+                    bpy.ops.view3d.view_center_camera()  # the whole photo in view
+                except RuntimeError:  # framing is a nicety: the view looks through the camera either way
+                    pass
+        area.tag_redraw()
+        views.append(space)
+    return views
+
+
+class IVLM_OT_view_photo_camera(bpy.types.Operator):
+    """Look through the photo's camera, the photo behind the scene, to check the body and the objects against it"""
+
+    bl_idname = "ivlm.view_photo_camera"
+    bl_label = "View Through Photo Camera"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        run = active_run(context)
+        if run is None or photo_camera(run) is None:
+            cls.poll_message_set(NO_RUN if run is None else "This run has no photo camera. Run Estimate Contact again.")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> Status:
+        run = active_run(context)
+        camera = photo_camera(run) if run is not None else None
+        if camera is None:
+            self.report({"ERROR"}, NO_RUN)
+            return {"CANCELLED"}
+        if not look_through(context, camera):
+            self.report({"ERROR"}, "There is no 3D view to look through the camera in. Open a 3D view.")
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
 class IVLM_OT_export(bpy.types.Operator):
     """Export the active run for animation (FBX, glTF or USD) with contacts baked and a sidecar JSON"""
 
@@ -508,7 +591,9 @@ class IVLM_OT_export(bpy.types.Operator):
 
     # `# type: ignore[valid-type]`: Blender's property annotations are calls (see props.py)
     filepath: StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
-    preset: EnumProperty(items=[(k, k.upper(), "") for k in export.PRESETS], default="fbx")  # type: ignore[valid-type]
+    preset: EnumProperty(  # type: ignore[valid-type]
+        name="Format", items=[(k, v["label"], f"{v['label']} ({v['ext']})") for k, v in export.PRESETS.items()]
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -550,6 +635,7 @@ CLASSES = (
     IVLM_OT_paint_contact,
     IVLM_OT_reset_contact,
     IVLM_OT_refit,
+    IVLM_OT_view_photo_camera,
     IVLM_OT_export,
 )
 

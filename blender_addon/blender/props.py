@@ -1,4 +1,5 @@
-"""UI state: per-window (not saved) job progress and server status; per-scene fallback photo path.
+"""UI state: per-window (not saved) job progress and server status; per scene the fallback photo path, Apply
+modifiers and the Mark Contact radius.
 
 Properties are declared the Blender way, as annotations whose value is a `bpy.props` call. Type checkers cannot
 read that syntax (fake-bpy-module issue 164), hence `# type: ignore[valid-type]` on each declaration; the values
@@ -32,6 +33,17 @@ class IVLM_PG_scene(bpy.types.PropertyGroup):
         default=True,
         description="Send the objects as shown, with their modifiers; the placed objects then get that mesh too. "
         "Off: send and place the meshes without their modifiers",
+    )
+    mark_radius: FloatProperty(  # type: ignore[valid-type]
+        name="Radius",
+        default=0.05,
+        min=0.002,
+        max=1.0,
+        soft_max=0.3,
+        subtype="DISTANCE",
+        unit="LENGTH",
+        description="Mark Contact: how far around the click the weight reaches, along the surface (full weight at "
+        "the click, falling smoothly to none at this distance)",
     )
 
 

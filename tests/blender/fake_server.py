@@ -174,8 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
             "job_id": self.server.job_id(),
             "kind": "estimate",
             "state": state,
-            "stage": "contact",
-            "progress": 0.3 if state == "running" else 1.0,
+            # a queued job has no stage yet (as the real server answers a submit): a test waiting for the running
+            # stage then sees a poll's answer, never the submit's
+            "stage": "queued" if state == "queued" else "contact",
+            "progress": {"queued": 0.0, "running": 0.3}.get(state, 1.0),
             "message": state,
             "demo": True,
             "created_at": 0.0,

@@ -260,6 +260,47 @@ def test_two_objects_placed_in_place_with_the_photo_as_camera_background(addon, 
     assert bpy.ops.ivlm.estimate_contact.poll()  # both are still selected and may be sent again
 
 
+def test_manual_contact_marked_by_hand_then_refit(addon, tmp_path) -> None:
+    """Contacts nobody predicted: thresholds of 1.0 at Estimate keep every group empty (no weight is above 1), as
+    a run without a contact model gives them. The groups are there on the body and the object; Refit refuses until
+    contact is marked; then Mark Contact (the operator, along a world-space ray) on the front of the body and on the
+    ball, and the real server's fit-only job places the ball from those marks."""
+    _scene(tmp_path)
+    addon.body_threshold = addon.object_threshold = 1.0
+    try:
+        assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    finally:
+        addon.body_threshold = addon.object_threshold = 0.5
+    run = bpy.data.collections["InteractVLM"].children[-1]
+    body = next(o for o in run.objects if o.get("ivlm_role") == "body")
+    placed = next(o for o in run.objects if o.get("ivlm_role") == "object")
+    group = contact_group("sports ball")
+    assert _members(body, group) == {} and _members(placed, group) == {}
+    assert placed["ivlm_contact_predicted"] is False and placed["ivlm_status"] == "skipped"
+    with pytest.raises(RuntimeError, match="No contact is marked on both the body and sports ball"):
+        bpy.ops.ivlm.refit("EXEC_DEFAULT")
+
+    bpy.context.scene.ivlm.mark_radius = 0.08
+    chest = sum((body.matrix_world @ v.co for v in body.data.vertices), Vector()) / len(body.data.vertices)
+    front = chest + Vector((0.0, -0.5, 0.0))  # half a metre before the body, on the camera's side (-Y)
+    assert bpy.ops.ivlm.mark_contact(object_name=placed.name, ray_origin=front, ray_direction=(0.0, 1.0, 0.0)) == {
+        "FINISHED"
+    }
+    ball_centre = placed.matrix_world.translation
+    side = ball_centre + Vector((1.0, 0.0, 0.0))  # the ball from its side, where nothing is in the way
+    assert bpy.ops.ivlm.mark_contact(object_name=placed.name, ray_origin=side, ray_direction=ball_centre - side) == {
+        "FINISHED"
+    }
+    body_marks, ball_marks = _members(body, group), _members(placed, group)
+    assert len(body_marks) > 5 and max(body_marks.values()) > 0.9
+    assert len(ball_marks) > 5 and max(ball_marks.values()) > 0.9
+    before = placed.matrix_world.copy()
+    assert bpy.ops.ivlm.refit("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
+    assert len(run["ivlm_refit_job_id"]) == 32 and placed.matrix_world != before
+    assert _members(body, group) == body_marks  # Refit moves the object; the marks stay as they were
+
+
 def contact_group(label: str) -> str:
     return "contact_" + label.replace(" ", "_")
 

@@ -1,5 +1,5 @@
-"""The add-on in real Blender (bpy 5.0.1, headless), installed the legacy way, against a stand-in server whose answers
-the test controls (fake_server.py): inputs and their messages, how results are built (upright photo, moved photo,
+"""The add-on in real Blender (headless bpy), installed the legacy way, against a stand-in server whose answers the
+test controls (fake_server.py; the `addon` and `server` fixtures are in conftest.py): inputs and their messages, how results are built (upright photo, moved photo,
 renamed or deleted sources, modifiers, in-place objects, scene camera, run names), Check Server, and cancelling a
 job nobody waits for. The journey against the real server is in test_addon.py.
 """
@@ -14,7 +14,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,34 +24,9 @@ bpy = pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 import fake_server
-import legacy_addon
-
-import build_addon
+import recording_layout
 
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
-
-
-@pytest.fixture(scope="module")
-def addon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    """The add-on's modules (operators, build, gather, ...) once enabled, and its preferences."""
-    tmp = tmp_path_factory.mktemp("behaviour")
-    extension_zip = build_addon.build(ROOT / "blender_addon", tmp / "dist")
-    with legacy_addon.enabled_legacy_addon(extension_zip, tmp) as module:
-        modules = {name: sys.modules[f"{module}.blender.{name}"] for name in ("operators", "build", "gather", "export")}
-        prefs = bpy.context.preferences.addons[module].preferences
-        yield SimpleNamespace(**modules, prefs=prefs, module=module)
-
-
-@pytest.fixture()
-def server(addon: SimpleNamespace) -> Iterator[fake_server.FakeServer]:
-    with fake_server.running() as httpd:
-        addon.prefs.server_url = httpd.url
-        addon.prefs.token = ""
-        addon.prefs.object_mode = "DUPLICATE"
-        addon.prefs.set_scene_camera = True
-        addon.prefs.body_threshold = addon.prefs.object_threshold = 0.5
-        yield httpd
-    addon.operators.cancel_all()
 
 
 def _png(path: Path, width: int = 64, height: int = 48) -> Path:
@@ -574,20 +548,6 @@ def test_a_job_is_cancelled_when_blender_quits_or_the_addon_is_disabled(
     assert f"POST /v1/jobs/{job_id}/cancel" in server.requests, server.requests
 
 
-class _Layout:
-    """Stands in for Blender's UILayout when the panel is drawn from a test (headless Blender draws nothing):
-    records every label's text; rows, boxes, columns and buttons are recorders too."""
-
-    def __init__(self, labels: list[str]) -> None:
-        self.labels = labels
-
-    def label(self, text: str = "", icon: str = "NONE") -> None:
-        self.labels.append(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: _Layout(self.labels)
-
-
 def test_the_panel_wraps_long_messages(addon: SimpleNamespace, tmp_path: Path) -> None:
     _scene(tmp_path, ("cup", "cube", 0))
     ui = sys.modules[f"{addon.module}.blender.ui"]
@@ -600,8 +560,7 @@ def test_the_panel_wraps_long_messages(addon: SimpleNamespace, tmp_path: Path) -
     _state().server_status = (
         "DEMO mode. Started with --demo: generated assets and random-weight models. Results are not meaningful."
     )
-    labels: list[str] = []
-    ui.IVLM_PT_main.draw(SimpleNamespace(layout=_Layout(labels)), bpy.context)
+    labels = recording_layout.draw(ui.IVLM_PT_main, bpy.context).labels
     width = messages.chars_for_width(300)  # no region in a test's context: the panel assumes 300 px
     assert all(len(line) <= width for line in labels), [line for line in labels if len(line) > width]
     text = " ".join(labels)
