@@ -45,8 +45,9 @@ def _naive_body(result: dict, codec, frames) -> None:
     faces, _ = codec.decode(result["body"]["faces"])
     world = frames.cv_points_to_world(vertices)
     mesh = bpy.data.meshes.new("naive body")
-    mesh.from_pydata([world[i: i + 3] for i in range(0, len(world), 3)], [],
-                     [faces[i: i + 3] for i in range(0, len(faces), 3)])  # fmt: skip
+    mesh.from_pydata(
+        [world[i : i + 3] for i in range(0, len(world), 3)], [], [faces[i : i + 3] for i in range(0, len(faces), 3)]
+    )
     body = bpy.data.objects.new("naive body", mesh)
     bpy.context.scene.collection.objects.link(body)
     group = body.vertex_groups.new(name="contact")
@@ -100,8 +101,10 @@ def main() -> None:
             result = runner.result
         finally:
             server.stop()
-        print(f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
-              f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}")  # fmt: skip
+        print(
+            f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
+            f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}"
+        )
         choice = gather.PhotoChoice(image.session_uid, image.name, str(folder / "photo.png"), "photo.png")
         submitted = gather.Submitted(choice, photo, ".png", [source])
         everything, rigged, ours, naive = [], [], [], []
@@ -117,11 +120,15 @@ def main() -> None:
             _naive_body(result, codec, frames)
             naive.append(time.perf_counter() - start)
     me, mr, mo, mn = (1000 * statistics.median(t) for t in (everything, rigged, ours, naive))
-    print(f"result -> scene, everything (body, 50k object, groups, attributes, colours, camera): median {me:.1f} ms"
-          f" over {args.repeats} (target <= 100 ms)")  # fmt: skip
+    print(
+        f"result -> scene, everything (body, 50k object, groups, attributes, colours, camera): median {me:.1f} ms"
+        f" over {args.repeats} (target <= 100 ms)"
+    )
     print(f"the same with the body rigged (55-bone armature, skinning groups, modifier): median {mr:.1f} ms")
-    print(f"body mesh + body contact group: ours {mo:.1f} ms, naive (from_pydata, per-vertex add) {mn:.1f} ms: "
-          f"{mn / mo:.1f}x")  # fmt: skip
+    print(
+        f"body mesh + body contact group: ours {mo:.1f} ms, naive (from_pydata, per-vertex add) {mn:.1f} ms: "
+        f"{mn / mo:.1f}x"
+    )
 
 
 if __name__ == "__main__":

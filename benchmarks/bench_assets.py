@@ -185,10 +185,13 @@ class Stages:
         obj = ObjectInput(asset.label, mesh, contact.vertices, body_contact)
         fit, outcomes = timed(
             lambda: self.pipeline.refit(
-                self.body, self.camera, [obj], object_masks={asset.label: self.scene.object_mask},
+                self.body,
+                self.camera,
+                [obj],
+                object_masks={asset.label: self.scene.object_mask},
                 person_mask=self.scene.person_mask,
             )
-        )  # fmt: skip
+        )
         row["fit"] = fit.__dict__
         row["fit_status"] = outcomes[0].placement.status
         return row

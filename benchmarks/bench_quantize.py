@@ -26,8 +26,11 @@ import torch
 from ivlm_core.localize import prompts, quantize
 from ivlm_core.localize.generation import generate_with_cache
 
-SHAPES = {"attention q/k/v/o (5120x5120)": (5120, 5120), "mlp gate/up (13824x5120)": (13824, 5120),
-          "mlp down (5120x13824)": (5120, 13824)}  # fmt: skip
+SHAPES = {
+    "attention q/k/v/o (5120x5120)": (5120, 5120),
+    "mlp gate/up (13824x5120)": (13824, 5120),
+    "mlp down (5120x13824)": (5120, 13824),
+}
 PRECISIONS = ("bf16", "int8", "nf4")
 
 
@@ -134,8 +137,14 @@ def tiny_release_figures() -> dict:
             prompt = localizer.tokenizer.encode_prompt(prompts.contact_prompt("hcontact", "chair"))
             with torch.inference_mode():
                 embeddings = net.prompt_embeddings(prompt, localizer._photo_features(photo))
-                forced = generate_with_cache(net.llm, embeddings, max_new_tokens=0, eos_token_id=-1, seg_token_ids=net.config.seg_token_ids,
-                                             forced_tokens=[*range(300, 320), net.config.seg_token_ids[-1]])  # fmt: skip
+                forced = generate_with_cache(
+                    net.llm,
+                    embeddings,
+                    max_new_tokens=0,
+                    eos_token_id=-1,
+                    seg_token_ids=net.config.seg_token_ids,
+                    forced_tokens=[*range(300, 320), net.config.seg_token_ids[-1]],
+                )
             outputs[name] = (contact, forced)
         reference, reference_forced = outputs["fp32"]
         rows[release] = {}

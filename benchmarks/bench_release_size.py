@@ -88,13 +88,18 @@ class Memory:
 # ---- building the release-size parts -----------------------------------------------------------------------
 
 
-def joint_release_config(tiny: bool, token_ids: dict[str, int]):  # noqa: ANN201 (ReleaseConfig)
+def joint_release_config(tiny: bool, token_ids: dict[str, int]):
     """The joint release's config.json fields at 13B (or tiny for the rehearsal), read by the real reader. The seg
     token ids are the tiny tokenizer's (the prompt is tokenised with it; the embedding keeps the 13B vocabulary)."""
     import tempfile
 
-    raw = dict(memory_plan.NOMINAL_RELEASE, token_type="Gen-Hu-Obj", hC_sam_view_type="4MV-Z_Vitru",
-               oC_sam_view_type="4MV-Z_HM_BM", **token_ids)  # fmt: skip
+    raw = dict(
+        memory_plan.NOMINAL_RELEASE,
+        token_type="Gen-Hu-Obj",
+        hC_sam_view_type="4MV-Z_Vitru",
+        oC_sam_view_type="4MV-Z_HM_BM",
+        **token_ids,
+    )
     if tiny:
         width = sam.tiny_sam_config().mask_decoder_config.hidden_size
         raw.update(
@@ -118,7 +123,7 @@ def _random(
 
 def build_network(
     config, device: torch.device, dtype: torch.dtype, precision: str, tiny: bool, memory: Memory, log
-) -> InteractVLMNetwork:  # noqa: ANN001, E501
+) -> InteractVLMNetwork:
     """The network with random weights: the decoder generated and quantised one matrix at a time."""
     from transformers import CLIPVisionConfig, CLIPVisionModel, SamModel
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
@@ -183,7 +188,7 @@ def build_network(
     return network
 
 
-def build_perceiver(device: torch.device, tiny: bool):  # noqa: ANN201 (Perceiver)
+def build_perceiver(device: torch.device, tiny: bool):
     """The Perceiver with its three models at hub sizes (random weights), the tiny folders' processors."""
     from transformers import GroundingDinoForObjectDetection, SamModel, VitPoseForPoseEstimation
 
@@ -205,17 +210,21 @@ def build_perceiver(device: torch.device, tiny: bool):  # noqa: ANN201 (Perceive
 # ---- the job -----------------------------------------------------------------------------------------------
 
 
-def force_answers(localizer, answer_tokens: int, generations: list) -> None:  # noqa: ANN001
+def force_answers(localizer, answer_tokens: int, generations: list) -> None:
     """Random weights never stop: every request decodes a fixed answer ending in the mode's seg token."""
     config = localizer.network.config
 
-    def generate(embeddings: torch.Tensor):  # noqa: ANN202
+    def generate(embeddings: torch.Tensor):
         seg = config.hseg_token_idx if len(generations) % 2 == 0 else config.oseg_token_idx
         forced = [*range(300, 300 + answer_tokens - 2), seg, localizer.tokenizer.eos_id]
         generation = generate_with_cache(
-            localizer.network.llm, embeddings, max_new_tokens=0, eos_token_id=-1,
-            seg_token_ids=config.seg_token_ids, forced_tokens=forced,
-        )  # fmt: skip
+            localizer.network.llm,
+            embeddings,
+            max_new_tokens=0,
+            eos_token_id=-1,
+            seg_token_ids=config.seg_token_ids,
+            forced_tokens=forced,
+        )
         generations.append(generation)
         return generation
 
@@ -279,10 +288,18 @@ def run(args: argparse.Namespace) -> dict:
     memory.record("build")
     if args.build_only:  # memory of the parts only (a job at real size is too slow for a shared CPU)
         per_layer = quantize.weight_bytes(llm_layers[0]) / GB
-        return {"configuration": configuration.name, "device": str(device), "dtype": str(dtype), "parts_gb": parts,
-                "build_s": stages, "peak_gb": dict(memory.peaks), "rss_gb": memory.now_gb(),
-                "layers_built": len(llm_layers), "decoder_layer_gb": per_layer,
-                "language_model_at_40_layers_gb": parts["language model"] + (40 - len(llm_layers)) * per_layer}  # fmt: skip
+        return {
+            "configuration": configuration.name,
+            "device": str(device),
+            "dtype": str(dtype),
+            "parts_gb": parts,
+            "build_s": stages,
+            "peak_gb": dict(memory.peaks),
+            "rss_gb": memory.now_gb(),
+            "layers_built": len(llm_layers),
+            "decoder_layer_gb": per_layer,
+            "language_model_at_40_layers_gb": parts["language model"] + (40 - len(llm_layers)) * per_layer,
+        }
     run_layers = min(args.run_layers or len(llm_layers), len(llm_layers))
     network.llm.model.layers = torch.nn.ModuleList(list(llm_layers)[:run_layers])  # all stay resident in llm_layers
     tokenizer = ReleaseTokenizer.from_folder(joint_folder, **ids)
@@ -353,9 +370,12 @@ def report(figures: dict, args: argparse.Namespace) -> None:
         return
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     plan = memory_plan.plan_configuration(
-        memory_plan.configuration_named(figures["configuration"]), device=device, dtype=memory_plan.default_dtype(device),
-        nominal=True, sam_batch=args.sam_batch,
-    )  # fmt: skip
+        memory_plan.configuration_named(figures["configuration"]),
+        device=device,
+        dtype=memory_plan.default_dtype(device),
+        nominal=True,
+        sam_batch=args.sam_batch,
+    )
     print(f"\n{figures['configuration']} on {figures['device']} ({figures['dtype']} where not quantised)")
     print("bytes per part (measured) vs plan:")
     planned: dict[str, float] = {}
@@ -366,8 +386,10 @@ def report(figures: dict, args: argparse.Namespace) -> None:
         key = next((k for k in ("perception", "language model", "SAM", "CLIP", "heads") if k in name), name)
         print(f"  {name:22} {value:7.2f} GB   plan {planned.get(key, float('nan')):7.2f} GB")
     print("peak resident memory per stage:", {k: round(v, 2) for k, v in figures["peak_gb"].items()})
-    print(f"plan: weights {plan.weights_bytes / GB:.2f} GB + KV {plan.kv_cache.bytes / GB:.2f} + largest transient "
-          f"{plan.peak_transient.bytes / GB:.2f} ({plan.peak_transient.name}) + margin {plan.margin_bytes / GB:.2f} = {plan.need_gb:.2f} GB")  # fmt: skip
+    print(
+        f"plan: weights {plan.weights_bytes / GB:.2f} GB + KV {plan.kv_cache.bytes / GB:.2f} + largest transient "
+        f"{plan.peak_transient.bytes / GB:.2f} ({plan.peak_transient.name}) + margin {plan.margin_bytes / GB:.2f} = {plan.need_gb:.2f} GB"
+    )
     print("build seconds:", {k: round(v, 1) for k, v in figures["build_s"].items()})
     print(
         "job seconds per stage:",
@@ -376,8 +398,10 @@ def report(figures: dict, args: argparse.Namespace) -> None:
     )
     llm = figures["llm"]
     scale = llm["scale_to_all_layers"]
-    print(f"LLM ({llm['layers_run']} of {llm['layers_resident']} layers run): prefill {llm['prefill_s']} s, "
-          f"decode/token {llm['decode_per_token_s']} s" + (f"; x{scale:.0f} for all layers" if scale != 1 else ""))  # fmt: skip
+    print(
+        f"LLM ({llm['layers_run']} of {llm['layers_resident']} layers run): prefill {llm['prefill_s']} s, "
+        f"decode/token {llm['decode_per_token_s']} s" + (f"; x{scale:.0f} for all layers" if scale != 1 else "")
+    )
 
 
 def simulate_card(args: argparse.Namespace) -> None:
@@ -394,8 +418,10 @@ def simulate_card(args: argparse.Namespace) -> None:
     if not configuration.joint:
         raise SystemExit(f"the plan chose {configuration.name}; this benchmark builds the joint release only")
     args.precision, args.sam_batch = configuration.llm_precision, choice.plan.sam_batch
-    print(f"simulated {args.simulate_gb:g} GB card: the plan chose {configuration.name} (SAM {choice.plan.sam_batch} "
-          f"view(s) per call): {choice.reason}")  # fmt: skip
+    print(
+        f"simulated {args.simulate_gb:g} GB card: the plan chose {configuration.name} (SAM {choice.plan.sam_batch} "
+        f"view(s) per call): {choice.reason}"
+    )
 
 
 def main() -> None:
@@ -428,8 +454,10 @@ def main() -> None:
     report(figures, args)
     if args.simulate_gb is not None:
         done = figures["contacts"]["body"] and figures["contacts"]["object"]
-        print(f"simulated {args.simulate_gb:g} GB card: job {'COMPLETED' if done else 'FAILED'} in {figures['job_s']:.1f} s, "
-              f"peak {max(figures['peak_gb'].values()):.2f} GB")  # fmt: skip
+        print(
+            f"simulated {args.simulate_gb:g} GB card: job {'COMPLETED' if done else 'FAILED'} in {figures['job_s']:.1f} s, "
+            f"peak {max(figures['peak_gb'].values()):.2f} GB"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     sys.stdout.flush()

@@ -41,8 +41,9 @@ def _request(kind: str, seed: int, stages: list[str]) -> dict:
     scene = make_scene(kind, seed)
     buffer = io.BytesIO()
     Image.fromarray(scene.image).save(buffer, "PNG")
-    return estimate_request(buffer.getvalue(), [(scene.label, scene.object_mesh.vertices, scene.object_mesh.faces)],
-                            stages=stages)  # fmt: skip
+    return estimate_request(
+        buffer.getvalue(), [(scene.label, scene.object_mesh.vertices, scene.object_mesh.faces)], stages=stages
+    )
 
 
 def _same(result: dict, reference: dict) -> bool:
@@ -68,7 +69,7 @@ def _same(result: dict, reference: dict) -> bool:
     return True
 
 
-def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threading.Lock) -> dict:  # noqa: ANN001
+def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threading.Lock) -> dict:
     while True:
         try:
             job = client.submit(body)
@@ -128,7 +129,7 @@ class HealthProber:
         return result
 
 
-def _probe_process(url: str, stop, ready, send, interval: float) -> None:  # noqa: ANN001
+def _probe_process(url: str, stop, ready, send, interval: float) -> None:
     ready.set()
     latencies: list[tuple[float, float]] = []
     _probe_health(url, stop, latencies, interval)
@@ -153,8 +154,10 @@ def main() -> None:
         try:
             client = server.client(timeout=120)
             health = client.health()
-            print(f"server {health['server_version']} on {health['device']}, demo={health['demo']}, "
-                  f"queue capacity {args.queue_capacity}, stages {stages or 'none'}")  # fmt: skip
+            print(
+                f"server {health['server_version']} on {health['device']}, demo={health['demo']}, "
+                f"queue capacity {args.queue_capacity}, stages {stages or 'none'}"
+            )
             counters, lock = {"busy": 0}, threading.Lock()
             start = time.perf_counter()
             references = [_run_job(client, body, args.busy_wait, counters, lock) for body in requests]
@@ -169,7 +172,7 @@ def main() -> None:
                     which = (index + j) % len(requests)
                     try:
                         result = _run_job(own, requests[which], args.busy_wait, counters, lock)
-                    except Exception as exc:  # noqa: BLE001 (counted and reported)
+                    except Exception as exc:
                         result = exc
                     with lock:
                         outcomes.append((which, result))
@@ -190,8 +193,10 @@ def main() -> None:
     total = args.clients * args.jobs_per_client
     errors = [r for _, r in outcomes if isinstance(r, Exception)]
     correct = sum(1 for which, r in outcomes if not isinstance(r, Exception) and _same(r, references[which]))
-    print(f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
-          f"{correct} correct (equal to their reference), {len(errors)} failed")  # fmt: skip
+    print(
+        f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
+        f"{correct} correct (equal to their reference), {len(errors)} failed"
+    )
     for exc in errors[:3]:
         print(f"  failure: {exc}")
     print(f"SERVER_BUSY answers (then retried): {counters['busy']}")
@@ -212,7 +217,7 @@ def _latency_summary(seconds: list[float]) -> str:
     return f"p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} probes"
 
 
-def _large_object_phase(server, faces: int, stages: list[str]) -> tuple:  # noqa: ANN001
+def _large_object_phase(server, faces: int, stages: list[str]) -> tuple:
     """One full job (body and fit too) on an icosphere of about `faces` faces; health probed every 5 ms."""
     import trimesh
 

@@ -119,11 +119,24 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
             del network
     rows = {name: statistics.median(values) for name, values in times.items()}
-    print(f"load ({args.precision}, float32 where not quantised, {args.layers} layers): " + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items())
-          + f"; .bin / safetensors = {rows['bin'] / rows['safetensors']:.2f}")  # fmt: skip
+    print(
+        f"load ({args.precision}, float32 where not quantised, {args.layers} layers): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in rows.items())
+        + f"; .bin / safetensors = {rows['bin'] / rows['safetensors']:.2f}"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"layers": args.layers, "precision": args.precision, "bytes": total,
-                                               "convert_s": convert_s, "load_s": times}, indent=2))  # fmt: skip
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "layers": args.layers,
+                    "precision": args.precision,
+                    "bytes": total,
+                    "convert_s": convert_s,
+                    "load_s": times,
+                },
+                indent=2,
+            )
+        )
     if not args.keep:
         shutil.rmtree(root)
 

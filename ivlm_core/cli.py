@@ -1,25 +1,25 @@
 """`ivlm`: the pipeline from the command line.
 
-    ivlm demo [--out DIR] [--scene sit_chair|hold_mug|foot_on_ball] [--seed N]
-        Render -> Localize -> Lift on generated demo assets (what ./run.sh runs until the server exists).
-    ivlm assets [--out DIR] [--scenes N]
-        Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
-    ivlm render-object MESH [--out DIR] [--size 1024]
-        InteractVLM's 4 object views of a mesh (what SAM sees), flat overlays and pixel maps.
-    ivlm canonical-views
-        The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
-    ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
-        One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
-    ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
-        Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
-    ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
-        The local inference server the Blender add-on talks to (what ./run.sh starts).
-    ivlm doctor [--models DIR]
-        Which model files are present and missing, where to get each and where to put it.
-    ivlm plan [--gpu-memory-gb GB] [--device cuda|cpu] [--models DIR | --nominal] [--json]
-        Every model configuration with the memory it needs, which fit the budget, and the one chosen.
-    ivlm fetch-public-models [--models DIR]
-        Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
+ivlm demo [--out DIR] [--scene sit_chair|hold_mug|foot_on_ball] [--seed N]
+    Render -> Localize -> Lift on generated demo assets (what ./run.sh runs until the server exists).
+ivlm assets [--out DIR] [--scenes N]
+    Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
+ivlm render-object MESH [--out DIR] [--size 1024]
+    InteractVLM's 4 object views of a mesh (what SAM sees), flat overlays and pixel maps.
+ivlm canonical-views
+    The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
+ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
+    One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
+ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
+    Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
+ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
+    The local inference server the Blender add-on talks to (what ./run.sh starts).
+ivlm doctor [--models DIR]
+    Which model files are present and missing, where to get each and where to put it.
+ivlm plan [--gpu-memory-gb GB] [--device cuda|cpu] [--models DIR | --nominal] [--json]
+    Every model configuration with the memory it needs, which fit the budget, and the one chosen.
+ivlm fetch-public-models [--models DIR]
+    Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _cmd_assets(args: argparse.Namespace) -> None:
     print(f"synthetic body models (DEMO): {models.root}")
     objects = out / "objects"
     objects.mkdir(parents=True, exist_ok=True)
-    for key, build in DEMO_OBJECTS.items():
+    for build in DEMO_OBJECTS.values():
         obj = build()
         trimesh.Trimesh(obj.mesh.vertices, obj.mesh.faces, process=False).export(objects / f"{obj.name}.obj")
         print(f"object {obj.name}: {obj.mesh.num_vertices} vertices, {obj.mesh.num_faces} faces")
@@ -100,7 +100,7 @@ def _cmd_convert_release(args: argparse.Namespace) -> None:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def _parse_object(spec: str):  # noqa: ANN202 (ObjectInput)
+def _parse_object(spec: str):
     from ivlm_core.mesh import load_mesh
     from ivlm_core.pipeline.reconstruct import ObjectInput
 
@@ -136,8 +136,10 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
             )
         jobs.append((scene.name, scene.image, None, options, objects or [ObjectInput(scene.label, scene.object_mesh)]))
     else:
-        files = [Path(args.image)] if args.image else sorted(
-            p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        files = (
+            [Path(args.image)]
+            if args.image
+            else sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         )
         if not files:
             raise BadInputError(f"no images found in {args.images}", f"Put {', '.join(IMAGE_SUFFIXES)} files there.")
@@ -213,7 +215,9 @@ def _cmd_plan(args: argparse.Namespace) -> None:
     from ivlm_core.pipeline import plan as memory_plan
 
     root = Path(args.models) if args.models else paths.models_dir()
-    nominal = args.nominal or not any(paths.interactvlm_release_dir(r, root).is_dir() for c in memory_plan.CONFIGURATIONS for r in c.releases)
+    nominal = args.nominal or not any(
+        paths.interactvlm_release_dir(r, root).is_dir() for c in memory_plan.CONFIGURATIONS for r in c.releases
+    )
     plans = memory_plan.plan_all(args.device, root=None if nominal else root, nominal=nominal)
     if args.gpu_memory_gb is not None:
         budget, source = int(args.gpu_memory_gb * memory_plan.GB), f"--gpu-memory-gb {args.gpu_memory_gb:g}"
@@ -238,7 +242,11 @@ def _cmd_plan(args: argparse.Namespace) -> None:
     else:
         print(memory_plan.format_plans(plans, budget, source, choice.plan if choice else None))
         print()
-        print(f"Chosen: {choice.plan.configuration.name}: {choice.reason}" if choice else f"error [{failure.code}]: {failure.message}")
+        print(
+            f"Chosen: {choice.plan.configuration.name}: {choice.reason}"
+            if choice
+            else f"error [{failure.code}]: {failure.message}"
+        )
 
 
 def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
@@ -285,14 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     source = rec.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", help="a photo")
     source.add_argument("--images", help="a folder of photos (each gets its own output folder)")
-    source.add_argument("--demo-scene", choices=("sit_chair", "hold_mug", "foot_on_ball"), help="a generated DEMO scene")
+    source.add_argument(
+        "--demo-scene", choices=("sit_chair", "hold_mug", "foot_on_ball"), help="a generated DEMO scene"
+    )
     rec.add_argument("--object", action="append", default=[], metavar="MESH:LABEL", help="object mesh file and label")
     rec.add_argument("--out", default="reconstruct_output")
     rec.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else a 55 degree view)")
     rec.add_argument(
-        "--person-box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+        "--person-box",
+        type=float,
+        nargs=4,
+        metavar=("X0", "Y0", "X1", "Y1"),
         help="with several people: the person to use, by box in pixels (default: the one using the object)",
-    )  # fmt: skip
+    )
     rec.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     rec.add_argument("--demo", action="store_true", help="use the generated DEMO models instead of real ones")
     rec.add_argument("--seed", type=int, default=0, help="seed of the demo scene")
@@ -311,16 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     mode = srv.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="demo", action="store_true", default=None, help="always use generated DEMO models")
-    mode.add_argument("--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files")
+    mode.add_argument(
+        "--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files"
+    )
     srv.add_argument("--queue-capacity", type=int, default=16, help="jobs that may wait; more get SERVER_BUSY")
     srv.add_argument("--max-request-mb", type=float, default=256.0)
     srv.add_argument("--max-image-pixels", type=int, default=50_000_000)
     srv.add_argument("--job-ttl-hours", type=float, default=168.0, help="finished jobs older than this are deleted")
-    srv.add_argument("--gpu-memory-gb", type=float, default=None,
-                     help="plan the model configuration for this much memory (default: the free GPU memory; on the CPU "
-                          "the available host memory, or no limit for DEMO models); `ivlm plan` shows the choices")
-    srv.add_argument("--convert-on-start", action="store_true",
-                     help="convert .bin releases to safetensors once, before loading (logs progress; faster later starts)")
+    srv.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="plan the model configuration for this much memory (default: the free GPU memory; on the CPU "
+        "the available host memory, or no limit for DEMO models); `ivlm plan` shows the choices",
+    )
+    srv.add_argument(
+        "--convert-on-start",
+        action="store_true",
+        help="convert .bin releases to safetensors once, before loading (logs progress; faster later starts)",
+    )
     srv.set_defaults(func=_cmd_serve)
 
     doc = sub.add_parser("doctor", help="which model files are present or missing, and where to get them")

@@ -113,24 +113,50 @@ def _checks() -> list[_Check]:
 
     registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
     checks = [
-        _Check("SMPL-X body model", lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
-               "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)", _body_file("smplx")),
-        _Check("canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
-               lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian",
-               f"InteractVLM's data.zip: {registration}; or SMPL-H to regenerate them: registration at {MANO_SITE} "
-               "(MANO / SMPL+H licence)", _canonical_views),
-        _Check("SMPL -> SMPL-X contact mapping", lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
-               registration, _mapping),
+        _Check(
+            "SMPL-X body model",
+            lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
+            "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)",
+            _body_file("smplx"),
+        ),
+        _Check(
+            "canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
+            lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian",
+            f"InteractVLM's data.zip: {registration}; or SMPL-H to regenerate them: registration at {MANO_SITE} "
+            "(MANO / SMPL+H licence)",
+            _canonical_views,
+        ),
+        _Check(
+            "SMPL -> SMPL-X contact mapping",
+            lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
+            registration,
+            _mapping,
+        ),
     ]
     for release in (HUMAN_RELEASE, OBJECT_RELEASE):
-        checks.append(_Check(f"InteractVLM release {release}",
-                             lambda r, n=release: paths.interactvlm_release_dir(n, r), registration, _release(release)))
-    checks.append(_Check("CLIP ViT-L/14 vision tower", paths.clip_dir,
-                         "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip))
+        checks.append(
+            _Check(
+                f"InteractVLM release {release}",
+                lambda r, n=release: paths.interactvlm_release_dir(n, r),
+                registration,
+                _release(release),
+            )
+        )
+    checks.append(
+        _Check(
+            "CLIP ViT-L/14 vision tower", paths.clip_dir, "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip
+        )
+    )
     for name, spec in SPECS.items():
-        checks.append(_Check(f"{spec.role} ({name})", lambda r, n=name: paths.perception_dir(n, r),
-                             f"Hugging Face hub: {spec.hub_name} ({spec.licence})", _perception(name)))
-    return checks  # fmt: skip
+        checks.append(
+            _Check(
+                f"{spec.role} ({name})",
+                lambda r, n=name: paths.perception_dir(n, r),
+                f"Hugging Face hub: {spec.hub_name} ({spec.licence})",
+                _perception(name),
+            )
+        )
+    return checks
 
 
 def _multihmr(root: Path) -> object:
@@ -144,9 +170,13 @@ def _optional_checks() -> list[_Check]:
     from ivlm_core.perceive.multihmr.convert_multihmr import RELEASE_PAGE
 
     return [
-        _Check("Multi-HMR (learned first body estimate; without it the body is fitted from keypoints alone)",
-               paths.multihmr_checkpoint, RELEASE_PAGE, _multihmr),
-    ]  # fmt: skip
+        _Check(
+            "Multi-HMR (learned first body estimate; without it the body is fitted from keypoints alone)",
+            paths.multihmr_checkpoint,
+            RELEASE_PAGE,
+            _multihmr,
+        ),
+    ]
 
 
 def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
@@ -177,8 +207,12 @@ def joint_release_status(root: Path | None = None) -> ModelFileStatus:
 
     root = Path(root) if root is not None else paths.models_dir()
     registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
-    check = _Check(f"InteractVLM joint release {JOINT_RELEASE} (alternative to the two releases)",
-                   lambda r: paths.interactvlm_release_dir(JOINT_RELEASE, r), registration, _release(JOINT_RELEASE))  # fmt: skip
+    check = _Check(
+        f"InteractVLM joint release {JOINT_RELEASE} (alternative to the two releases)",
+        lambda r: paths.interactvlm_release_dir(JOINT_RELEASE, r),
+        registration,
+        _release(JOINT_RELEASE),
+    )
     try:
         check.run(root)
         return ModelFileStatus(check.name, str(check.path(root)), True, check.source)

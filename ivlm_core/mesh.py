@@ -171,7 +171,7 @@ def read_obj(path: str | Path, *, name: str | None = None, max_faces: int = MAX_
     faces: list[list[int]] = []
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            for line_no, line in enumerate(handle, start=1):
+            for line_no, line in enumerate(handle, start=1):  # noqa: B007 (read by the ValueError message)
                 parts = line.split()
                 if not parts:
                     continue

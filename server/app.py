@@ -134,8 +134,11 @@ def create_app(service: JobService) -> FastAPI:
     )
     app.router.route_class = _FastJSONRoute
     app.add_middleware(
-        RequestGuard, max_body_bytes=settings.max_request_bytes, token=settings.token,
-        allowed_hosts=settings.allowed_hosts(), body_timeout_s=settings.body_timeout_s,
+        RequestGuard,
+        max_body_bytes=settings.max_request_bytes,
+        token=settings.token,
+        allowed_hosts=settings.allowed_hosts(),
+        body_timeout_s=settings.body_timeout_s,
     )
 
     @app.exception_handler(IVLMError)
@@ -155,21 +158,29 @@ def create_app(service: JobService) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status_code, "BAD_INPUT")
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(
+            exc.status_code, "BAD_INPUT"
+        )
         hint = "See /openapi.json for the routes." if exc.status_code in (404, 405) else "Send JSON (application/json)."
         return JSONResponse({"code": code, "message": str(exc.detail), "hint": hint}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse({"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500)
+        return JSONResponse(
+            {"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500
+        )
 
     limits = Limits(
-        max_request_bytes=settings.max_request_bytes, max_image_pixels=settings.max_image_pixels,
-        max_mesh_vertices=settings.max_mesh_vertices, max_mesh_faces=settings.max_mesh_faces,
-        max_connections=settings.max_connections, head_timeout_s=settings.head_timeout_s,
-        body_timeout_s=settings.body_timeout_s, keep_alive_s=settings.keep_alive_s,
-    )  # fmt: skip
+        max_request_bytes=settings.max_request_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_mesh_vertices=settings.max_mesh_vertices,
+        max_mesh_faces=settings.max_mesh_faces,
+        max_connections=settings.max_connections,
+        head_timeout_s=settings.head_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+    )
 
     @app.get("/v1/health", response_model=Health, responses=_ERRORS, tags=["server"])
     async def health() -> Health:

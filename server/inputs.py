@@ -51,7 +51,9 @@ def decode_photo(b64: str, settings: ServerSettings) -> Photo:
     try:
         raw = arrays.decode_base64(b64)
     except (binascii.Error, ValueError) as exc:
-        raise BadInputError(f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64.") from exc
+        raise BadInputError(
+            f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64."
+        ) from exc
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -63,7 +65,9 @@ def decode_photo(b64: str, settings: ServerSettings) -> Photo:
                 f"image is not a readable PNG or JPEG file ({exc})", "Save the reference photo as PNG or JPEG."
             ) from exc
         if image.format not in PHOTO_FORMATS:
-            raise BadInputError(f"image is a {image.format} file; PNG or JPEG expected", "Save the photo as PNG or JPEG.")
+            raise BadInputError(
+                f"image is a {image.format} file; PNG or JPEG expected", "Save the photo as PNG or JPEG."
+            )
         width, height = image.size
         if width * height > settings.max_image_pixels:
             raise _too_many_pixels(f"the image claims {width}x{height} pixels", settings)
@@ -75,7 +79,8 @@ def decode_photo(b64: str, settings: ServerSettings) -> Photo:
             pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise BadInputError(
-                f"the {image.format} image is truncated or damaged ({exc})", "Re-save the photo and send the whole file."
+                f"the {image.format} image is truncated or damaged ({exc})",
+                "Re-save the photo and send the whole file.",
             ) from exc
     return Photo(raw, pixels, orientation)
 
@@ -84,7 +89,7 @@ def exif_orientation(image: Image.Image) -> int:
     """The EXIF Orientation tag (1-8); 1 when absent, unreadable or out of range."""
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except Exception:  # noqa: BLE001 (malformed EXIF is common and never fatal: the photo is used as stored)
+    except Exception:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -124,7 +129,9 @@ def check_labels(labels: list[str]) -> list[str]:
 
 
 def placement_options(threshold_body: float, threshold_object: float, optimise_scale: bool) -> PlacementOptions:
-    return PlacementOptions(body_threshold=threshold_body, object_threshold=threshold_object, optimise_scale=optimise_scale)
+    return PlacementOptions(
+        body_threshold=threshold_body, object_threshold=threshold_object, optimise_scale=optimise_scale
+    )
 
 
 def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
@@ -132,11 +139,15 @@ def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, 
     if options.body is None:
         return None, None
     if options.body.vertices is not None:
-        vertices = arrays.decode(options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3))
+        vertices = arrays.decode(
+            options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3)
+        )
         return vertices.astype(np.float64), None
     if options.body.params is not None:
         return None, {k: np.asarray(v, np.float32) for k, v in options.body.params.items()}
-    raise BadInputError("options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters.")
+    raise BadInputError(
+        "options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters."
+    )
 
 
 def decode_contact(payload: ArrayData, what: str, length: int) -> np.ndarray:

@@ -63,7 +63,11 @@ class JobService:
         self.demo = models.demo
         self.models_dir = models_dir
         # Server folders and how messages name them instead (longest first, so the most specific one wins).
-        folders = {models_dir: "<models folder>", settings.data_dir: "<data folder>", paths.cache_dir(): "<cache folder>"}
+        folders = {
+            models_dir: "<models folder>",
+            settings.data_dir: "<data folder>",
+            paths.cache_dir(): "<cache folder>",
+        }
         self.folders = {str(Path(k)): v for k, v in folders.items() if k is not None} | {str(Path.home()): "~"}
         self.demo_reason = self.public(demo_reason)
         self.missing = missing or []
@@ -194,7 +198,9 @@ class JobService:
             )
         labels, source_inputs = self._fit_source(source.job_id)
         arrays: dict[str, np.ndarray] = {}
-        for obj, label in zip(request.objects, inputs.check_labels([obj.label for obj in request.objects]), strict=True):
+        for obj, label in zip(
+            request.objects, inputs.check_labels([obj.label for obj in request.objects]), strict=True
+        ):
             if label not in labels:
                 raise BadInputError(
                     f"'{label}' is not an object of job {source.job_id} (its objects: {', '.join(labels)})",
@@ -249,14 +255,23 @@ class JobService:
             "Try again in a few seconds (see the Retry-After header).",
         )
 
-    def _enqueue(self, record: EstimateRecord | FitRecord, arrays: dict[str, np.ndarray], photo: bytes | None) -> JobStatus:
+    def _enqueue(
+        self, record: EstimateRecord | FitRecord, arrays: dict[str, np.ndarray], photo: bytes | None
+    ) -> JobStatus:
         """Reserves a queue slot, writes the job's files, and only then queues it, so the worker never sees a job
         whose inputs are not on disk and a full queue never leaves files behind."""
         now = time.time()
         status = JobStatus(
-            job_id=uuid.uuid4().hex, kind=record.kind, state="queued", stage="queued", progress=0.0,
-            message="waiting for the worker", demo=self.demo, created_at=now, updated_at=now,
-        )  # fmt: skip
+            job_id=uuid.uuid4().hex,
+            kind=record.kind,
+            state="queued",
+            stage="queued",
+            progress=0.0,
+            message="waiting for the worker",
+            demo=self.demo,
+            created_at=now,
+            updated_at=now,
+        )
         with self._lock:
             if self._waiting() >= self.settings.queue_capacity:
                 raise self._busy()
@@ -300,11 +315,15 @@ class JobService:
                 if exc.code == "NOT_FOUND":
                     self._forget(job_id)
                 else:  # damaged: the job now says so too, and no fit can start from it
-                    self._update(job_id, state="failed", message=exc.message, error=ErrorBody(**exc.to_dict()), persist=True)
+                    self._update(
+                        job_id, state="failed", message=exc.message, error=ErrorBody(**exc.to_dict()), persist=True
+                    )
                 raise
         if status.state in ("failed", "cancelled") and status.error is not None:
             raise ServerError(status.error.code, status.error.message, status.error.hint)
-        raise ServerError("JOB_NOT_FINISHED", f"job {job_id} is {status.state}", "Poll the job's status until it is done.")
+        raise ServerError(
+            "JOB_NOT_FINISHED", f"job {job_id} is {status.state}", "Poll the job's status until it is done."
+        )
 
     def cancel(self, job_id: str) -> JobStatus:
         with self._lock:
@@ -320,7 +339,9 @@ class JobService:
             if running:
                 self._cancel_id.value = job_id.encode()  # the worker checks it between stages
         if queued:
-            self._finish(job_id, "cancelled", "cancelled before it started", CancelledError("cancelled before it started"))
+            self._finish(
+                job_id, "cancelled", "cancelled before it started", CancelledError("cancelled before it started")
+            )
         else:
             self._update(job_id, message="cancelling after the current stage")
         return self.status(job_id)
@@ -351,7 +372,7 @@ class JobService:
                 try:
                     self._step()
                     failures = 0
-                except Exception as exc:  # noqa: BLE001 (the supervisor must never die silently)
+                except Exception as exc:
                     failures += 1
                     log.exception("the job supervisor failed (job %s)", self._handling)
                     self._fail_handled_job(exc)
@@ -359,7 +380,7 @@ class JobService:
                         self._give_up(exc)
                         return
                     self._stopping.wait(POLL_S)
-        except Exception as exc:  # noqa: BLE001 (starting the worker failed: nothing can run)
+        except Exception as exc:
             log.exception("the job supervisor could not start the worker")
             self._give_up(exc)
         finally:
@@ -370,9 +391,10 @@ class JobService:
         if job_id is None or job_id not in self._jobs:
             return
         error = ServerError(
-            "INTERNAL", f"the server failed while handling this job ({type(exc).__name__}: {exc})",
+            "INTERNAL",
+            f"the server failed while handling this job ({type(exc).__name__}: {exc})",
             "Submit the job again; if it happens again, see the server log.",
-        )  # fmt: skip
+        )
         with self._lock:
             if self._running == job_id:
                 self._cancel_id.value = job_id.encode()  # the worker stops it; its report then frees the worker
@@ -381,9 +403,10 @@ class JobService:
     def _give_up(self, exc: Exception) -> None:
         """No job can run any more: say so in health and fail the jobs that wait."""
         self.runner_error = ServerError(
-            "INTERNAL", f"the server's job supervisor stopped after repeated errors ({type(exc).__name__}: {exc})",
+            "INTERNAL",
+            f"the server's job supervisor stopped after repeated errors ({type(exc).__name__}: {exc})",
             "See the server log, then restart the server.",
-        )  # fmt: skip
+        )
         log.error("%s", self.runner_error.message)
         with self._lock:
             waiting, self._queue = list(self._queue), deque()
@@ -414,9 +437,11 @@ class JobService:
         self._from_worker, outbox = self._context.Pipe(duplex=False)
         self._cancel_id.value = b""
         self._process = self._context.Process(
-            target=worker_main, args=(self.models, self.settings, inbox, outbox, self._cancel_id),
-            name="ivlm-worker", daemon=True,
-        )  # fmt: skip
+            target=worker_main,
+            args=(self.models, self.settings, inbox, outbox, self._cancel_id),
+            name="ivlm-worker",
+            daemon=True,
+        )
         self._process.start()
         inbox.close()  # the child's ends: closing ours lets either side see the other go away
         outbox.close()
@@ -455,7 +480,9 @@ class JobService:
             with self._lock:
                 self._running = None
             return
-        if not self._update(job_id, state="running", stage="starting", message="starting", demo=self.demo, persist=True):
+        if not self._update(
+            job_id, state="running", stage="starting", message="starting", demo=self.demo, persist=True
+        ):
             with self._lock:  # the disk is full: the job waits, first in line, until there is room
                 self._running = None
                 self._queue.appendleft(job_id)
@@ -535,19 +562,22 @@ class JobService:
         log.error("the worker process stopped unexpectedly (exit code %s); starting a new one", code)
         if job_id is not None:
             self._finish(
-                job_id, "failed", "the worker process stopped",
+                job_id,
+                "failed",
+                "the worker process stopped",
                 ServerError(
-                    "WORKER_CRASHED", f"the model worker process stopped unexpectedly (exit code {code}) during this job",
+                    "WORKER_CRASHED",
+                    f"the model worker process stopped unexpectedly (exit code {code}) during this job",
                     "The server has started a new worker; submit the job again. If it happens again, see the server "
                     "log: the inputs may need more memory than this machine has (decimate the mesh, shrink the photo).",
                 ),
-            )  # fmt: skip
+            )
         self._close_pipes()
         self._start_worker()
 
     # -- status bookkeeping ---------------------------------------------------------------------------
 
-    def _update(self, job_id: str, *, persist: bool = False, **changes) -> bool:  # noqa: ANN003
+    def _update(self, job_id: str, *, persist: bool = False, **changes) -> bool:
         """Changes a job's status in memory, and on disk with `persist`; False when the disk was full."""
         with self._lock:
             status = self._jobs[job_id] = self._jobs[job_id].model_copy(update={**changes, "updated_at": time.time()})
@@ -573,9 +603,15 @@ class JobService:
         body = None if error is None else ErrorBody(**self.public_error(error).to_dict())
         progress = 1.0 if state == "done" else self._jobs[job_id].progress
         self._update(
-            job_id, state=state, message=self.public(message), error=body, progress=progress, queue_position=None,
-            persist=True, **(digest or {}),
-        )  # fmt: skip
+            job_id,
+            state=state,
+            message=self.public(message),
+            error=body,
+            progress=progress,
+            queue_position=None,
+            persist=True,
+            **(digest or {}),
+        )
         return True
 
 

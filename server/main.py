@@ -31,7 +31,9 @@ def choose_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {requested}: this PyTorch build sees no CUDA GPU. Install a CUDA build (README: GPU setup).")
+        raise SystemExit(
+            f"--device {requested}: this PyTorch build sees no CUDA GPU. Install a CUDA build (README: GPU setup)."
+        )
     return requested
 
 
@@ -44,7 +46,9 @@ def build_service(settings: ServerSettings) -> JobService:
     missing = required_missing(statuses, root)
     if settings.demo is False and missing:
         names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
-        raise SystemExit(f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them.")
+        raise SystemExit(
+            f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them."
+        )
     demo = bool(settings.demo) or bool(missing)
     if settings.demo:
         reason = "started with --demo"
@@ -55,9 +59,13 @@ def build_service(settings: ServerSettings) -> JobService:
 
     choice = choose_configuration(settings, device, root, demo)
     models = ModelSpec(
-        demo=demo, models_root=None if demo else str(root), device=device, configuration=choice.plan.configuration.name,
-        sam_batch=choice.plan.sam_batch, convert_on_start=settings.convert_on_start,
-    )  # fmt: skip
+        demo=demo,
+        models_root=None if demo else str(root),
+        device=device,
+        configuration=choice.plan.configuration.name,
+        sam_batch=choice.plan.sam_batch,
+        convert_on_start=settings.convert_on_start,
+    )
     service = JobService(settings, models, demo_reason=reason, missing=missing, models_dir=root)
     service.configuration = choice.to_dict()
     return service
@@ -109,10 +117,15 @@ def serve(settings: ServerSettings) -> None:
         banner.append("  bearer token required")
     print("\n".join(banner), flush=True)
     config = uvicorn.Config(
-        app, log_level="info", access_log=False, timeout_graceful_shutdown=10, http=head_timeout_protocol(settings.head_timeout_s),
-        timeout_keep_alive=settings.keep_alive_s, limit_concurrency=settings.max_connections,
+        app,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        http=head_timeout_protocol(settings.head_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_head_bytes,
-    )  # fmt: skip
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown; that is a clean stop

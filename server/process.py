@@ -27,7 +27,7 @@ class ServerProcess:
     token: str | None = None
     log: list[str] = field(default_factory=list)
 
-    def client(self, token: str | None = None, timeout: float = 60.0):  # noqa: ANN201 (server.client.ServerClient)
+    def client(self, token: str | None = None, timeout: float = 60.0):
         from server.client import ServerClient
 
         return ServerClient(self.url, token=token, timeout=timeout)
@@ -54,9 +54,13 @@ def _health_state(url: str, token: str | None) -> str | None:
 
 
 def launch(
-    data_dir: Path, args: list[str] = (), env: dict[str, str] | None = None, token: str | None = None,
-    timeout: float = 600.0, python: str = sys.executable,
-) -> ServerProcess:  # fmt: skip
+    data_dir: Path,
+    args: list[str] = (),
+    env: dict[str, str] | None = None,
+    token: str | None = None,
+    timeout: float = 600.0,
+    python: str = sys.executable,
+) -> ServerProcess:
     """`ivlm serve --port 0` in a child process; returns once health says the models are loaded (or failed).
 
     `timeout` only bounds a start that hangs: a first start generates the DEMO assets, which takes minutes on a

@@ -68,10 +68,12 @@ class EstimateOptions(_Strict):
     optimise_scale: bool = Field(default=False, description="also fit a uniform scale of each object")
     body: ClientBody | None = None
     person_box_xyxy: list[Annotated[float, Field(ge=-1e6, le=1e6)]] | None = Field(
-        default=None, min_length=4, max_length=4,
+        default=None,
+        min_length=4,
+        max_length=4,
         description="the person to use when the photo holds several: an xyxy pixel box, e.g. one of a result's "
         "people.boxes_xyxy; the detected person it overlaps, or the box itself if it overlaps none",
-    )  # fmt: skip
+    )
 
 
 class EstimateRequest(_Strict):
@@ -229,7 +231,9 @@ class PeopleOut(_Strict):
 
     boxes_xyxy: list[list[float]] = Field(description="each person's box in photo pixels, highest detector score first")
     scores: list[float]
-    object_overlap: list[float | None] = Field(description="share of the area around the objects each one's mask covers")
+    object_overlap: list[float | None] = Field(
+        description="share of the area around the objects each one's mask covers"
+    )
     chosen: int | None = Field(description="index of the person used; null when the client's own box was used")
     chosen_box_xyxy: list[float] | None
     reason: str = Field(description="why this person was used")
@@ -241,9 +245,11 @@ class CameraOut(_Strict):
     image_size_hw: list[int] = Field(description="the analysed (upright) photo's size")
     intrinsics: list[list[float]]
     exif_orientation: int = Field(
-        default=1, ge=1, le=8,
+        default=1,
+        ge=1,
+        le=8,
         description="the photo's EXIF Orientation (1 when absent); the server analyses the photo with it applied",
-    )  # fmt: skip
+    )
 
 
 class JobResult(_Strict):

@@ -71,7 +71,7 @@ class HeadTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
-async def _drain(receive, budget: int, timeout_s: float) -> None:  # noqa: ANN001
+async def _drain(receive, budget: int, timeout_s: float) -> None:
     """Reads and discards the rest of the request body, up to `budget` bytes and `timeout_s` seconds."""
 
     async def drain() -> None:
@@ -90,7 +90,7 @@ async def _drain(receive, budget: int, timeout_s: float) -> None:  # noqa: ANN00
         pass  # a slow client gets the answer anyway, or a broken pipe
 
 
-async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # noqa: ANN001
+async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"code": code, "message": message, "hint": hint}).encode()
     await send(
         {
@@ -111,17 +111,22 @@ def token_matches(header: str | None, token: str) -> bool:
 
 
 class RequestGuard:
-    def __init__(  # noqa: ANN001
-        self, app, *, max_body_bytes: int, token: str | None, allowed_hosts: tuple[str, ...] | None,
+    def __init__(
+        self,
+        app,
+        *,
+        max_body_bytes: int,
+        token: str | None,
+        allowed_hosts: tuple[str, ...] | None,
         body_timeout_s: float = 10.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.token = token
         self.allowed_hosts = allowed_hosts
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -131,17 +136,21 @@ class RequestGuard:
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             if name.strip("[]") not in self.allowed_hosts:
                 await _send_error(
-                    send, "BAD_HOST", f"Host header {host!r} is not this machine",
+                    send,
+                    "BAD_HOST",
+                    f"Host header {host!r} is not this machine",
                     "Connect to http://127.0.0.1:<port>; the server only answers loopback names.",
-                )  # fmt: skip
+                )
                 return
         if self.token is not None and scope["path"] not in _PUBLIC_PATHS:
             if not token_matches(headers.get("authorization"), self.token):
                 await _send_error(
-                    send, "UNAUTHORIZED", "missing or wrong bearer token",
+                    send,
+                    "UNAUTHORIZED",
+                    "missing or wrong bearer token",
                     "Send 'Authorization: Bearer <token>' with the server's token (add-on preferences: Token).",
                     [(b"www-authenticate", b"Bearer")],
-                )  # fmt: skip
+                )
                 return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -163,10 +172,12 @@ class RequestGuard:
                 message = await asyncio.wait_for(receive(), max(0.0, started + allowed - time.monotonic()))
             except TimeoutError:
                 await _send_error(
-                    send, "REQUEST_TIMEOUT", f"the request body did not arrive in {allowed:.0f} s ({received:,} bytes came)",
+                    send,
+                    "REQUEST_TIMEOUT",
+                    f"the request body did not arrive in {allowed:.0f} s ({received:,} bytes came)",
                     f"Send the whole request without pausing; a body may take {self.body_timeout_s:.0f} s plus 1 s per MiB.",
                     [(b"connection", b"close")],
-                )  # fmt: skip
+                )
                 return
             if message["type"] != "http.request":
                 return  # the client went away
@@ -182,7 +193,7 @@ class RequestGuard:
                 break
         replayed = False
 
-        async def replay_receive():  # noqa: ANN202
+        async def replay_receive():
             nonlocal replayed
             if not replayed:
                 replayed = True

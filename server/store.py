@@ -166,14 +166,19 @@ class JobStore:
             log.warning("job %s: cannot read its %s: %s", job_id, what, exc)
             if not self.folder(job_id).is_dir():
                 raise ServerError("NOT_FOUND", f"the files of job {job_id} were deleted from the server", hint) from exc
-            raise ServerError("JOB_DAMAGED", f"the {what} of job {job_id} is missing or damaged on the server", hint) from exc
+            raise ServerError(
+                "JOB_DAMAGED", f"the {what} of job {job_id} is missing or damaged on the server", hint
+            ) from exc
 
     def request(self, job_id: str, hint: str = RESUBMIT) -> EstimateRecord | FitRecord:
         with self._reading(job_id, "request (request.json)", hint):
             return JobRecord.model_validate_json((self.folder(job_id) / "request.json").read_bytes()).root
 
     def inputs(self, job_id: str, hint: str = RESUBMIT) -> dict[str, np.ndarray]:
-        with self._reading(job_id, "inputs (inputs.npz)", hint), np.load(self.folder(job_id) / "inputs.npz", allow_pickle=False) as data:
+        with (
+            self._reading(job_id, "inputs (inputs.npz)", hint),
+            np.load(self.folder(job_id) / "inputs.npz", allow_pickle=False) as data,
+        ):
             return {k: data[k] for k in data.files}
 
     def photo(self, job_id: str) -> bytes | None:
@@ -182,7 +187,10 @@ class JobStore:
             return path.read_bytes() if path.is_file() else None
 
     def state(self, job_id: str, hint: str = RESUBMIT) -> dict[str, np.ndarray]:
-        with self._reading(job_id, "saved state (state.npz)", hint), np.load(self.folder(job_id) / "state.npz", allow_pickle=False) as data:
+        with (
+            self._reading(job_id, "saved state (state.npz)", hint),
+            np.load(self.folder(job_id) / "state.npz", allow_pickle=False) as data,
+        ):
             return {k: data[k] for k in data.files}
 
     def result(self, job_id: str, status: JobStatus) -> bytes:
@@ -192,7 +200,9 @@ class JobStore:
             if status.result_sha256 is None:  # recorded before digests were: at least it must be JSON
                 json.loads(data)
             elif result_digest(data) != (status.result_size_bytes, status.result_sha256):
-                raise ValueError(f"{len(data)} bytes that do not match the size and SHA-256 recorded when it was written")
+                raise ValueError(
+                    f"{len(data)} bytes that do not match the size and SHA-256 recorded when it was written"
+                )
         return data
 
     def load_all(self) -> list[JobStatus]:
@@ -221,10 +231,17 @@ class JobStore:
             kind = "estimate"
         message = f"the status of job {folder.name} is missing or damaged on the server"
         return JobStatus(
-            job_id=folder.name, kind=kind, state="failed", stage="damaged", progress=0.0, message=message,
-            error=ErrorBody(code="JOB_DAMAGED", message=message, hint=RESUBMIT), demo=False,
-            created_at=changed, updated_at=changed,
-        )  # fmt: skip
+            job_id=folder.name,
+            kind=kind,
+            state="failed",
+            stage="damaged",
+            progress=0.0,
+            message=message,
+            error=ErrorBody(code="JOB_DAMAGED", message=message, hint=RESUBMIT),
+            demo=False,
+            created_at=changed,
+            updated_at=changed,
+        )
 
     # -- cleaning -----------------------------------------------------------------------------------------
 

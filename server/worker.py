@@ -79,7 +79,9 @@ class ModelSpec:
         root = Path(self.models_root) if self.models_root else None
         if self.convert_on_start:
             convert_releases_once(configuration.releases, root)
-        return ContactPipeline.from_models_dir(root, device=self.device, configuration=configuration, sam_batch=self.sam_batch)
+        return ContactPipeline.from_models_dir(
+            root, device=self.device, configuration=configuration, sam_batch=self.sam_batch
+        )
 
 
 def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
@@ -91,7 +93,7 @@ def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
-def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:  # noqa: ANN001
+def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:
     """The child process's entry point: load, report, then run jobs until told to stop or the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Ctrl+C in a terminal reaches the whole process group; the server stops its worker itself (cancel, then
@@ -113,7 +115,7 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         log.error("could not load the models: %s", exc)
         send(LoadFailed(Failure.of(exc)))
         return
-    except Exception as exc:  # noqa: BLE001 (any loader failure must reach health, not vanish with the process)
+    except Exception as exc:
         log.exception("could not load the models")
         send(LoadFailed(Failure("INTERNAL", f"loading the models failed: {exc}", "See the server log.")))
         return
@@ -156,7 +158,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="ivlm-parent-watch", daemon=True).start()
 
 
-def _report_gpu(send) -> None:  # noqa: ANN001
+def _report_gpu(send) -> None:
     name = torch.cuda.get_device_name()
     while True:
         free, total = torch.cuda.mem_get_info()
@@ -167,9 +169,15 @@ def _report_gpu(send) -> None:  # noqa: ANN001
 class JobRunner:
     """Runs one job from the store to a result in the store; every outcome is reported, none is raised."""
 
-    def __init__(  # noqa: ANN001 (send: a callable; cancel_id: a multiprocessing Array)
-        self, pipeline: ContactPipeline, skeleton: Skeleton, store: JobStore, settings: ServerSettings, demo: bool,
-        send, cancel_id,
+    def __init__(
+        self,
+        pipeline: ContactPipeline,
+        skeleton: Skeleton,
+        store: JobStore,
+        settings: ServerSettings,
+        demo: bool,
+        send,
+        cancel_id,
     ) -> None:
         self.pipeline = pipeline
         self.skeleton = skeleton
@@ -201,19 +209,20 @@ class JobRunner:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             error = ServerError(
-                "GPU_OOM", f"the GPU ran out of memory during this job ({str(exc).splitlines()[0][:200]})",
+                "GPU_OOM",
+                f"the GPU ran out of memory during this job ({str(exc).splitlines()[0][:200]})",
                 "Close other programs using the GPU, send a smaller photo or a decimated mesh, or use a GPU with "
                 "more memory. The server has freed the memory and keeps serving.",
-            )  # fmt: skip
+            )
             self.send(Finished(job_id, "failed", "out of GPU memory", Failure.of(error)))
         except IVLMError as exc:
             self.send(Finished(job_id, "failed", exc.message, Failure.of(exc)))
-        except Exception as exc:  # noqa: BLE001 (a job's bug must never stop the worker)
+        except Exception as exc:
             log.exception("job %s failed", job_id)
             error = ServerError("INTERNAL", f"{type(exc).__name__}: {exc}", "See the server log.")
             self.send(Finished(job_id, "failed", "internal error", Failure.of(error)))
 
-    def _progress(self, job_id: str, labels: list[str]):  # noqa: ANN202
+    def _progress(self, job_id: str, labels: list[str]):
         def report(stage: str, fraction: float, message: str) -> None:
             if stage == "contact" and self.oom_label in labels:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated by IVLM_SERVER_TEST_FAULTS)")
@@ -247,9 +256,13 @@ class JobRunner:
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
-            data["image"], objects, run_options,
-            progress=self._progress(job_id, record.labels), cancel=lambda: self.cancelled(job_id), pil_image=pil,
-        )  # fmt: skip
+            data["image"],
+            objects,
+            run_options,
+            progress=self._progress(job_id, record.labels),
+            cancel=lambda: self.cancelled(job_id),
+            pil_image=pil,
+        )
         self._check_cancel(job_id)
         photo_out = _Photo(data["image"], record.exif_orientation)
         return self._result_json(job_id, "estimate", result, options, photo_out), refit_state(result)
@@ -273,7 +286,10 @@ class JobRunner:
         objects, masks = [], {}
         for label in record.labels:
             i = source.labels.index(label)
-            contacts = data[array_keys.key(array_keys.OBJECT_CONTACT, i)], data[array_keys.key(array_keys.BODY_CONTACT, i)]
+            contacts = (
+                data[array_keys.key(array_keys.OBJECT_CONTACT, i)],
+                data[array_keys.key(array_keys.BODY_CONTACT, i)],
+            )
             objects.append(ObjectInput(label, _mesh(source_inputs, i), *contacts))
             if array_keys.key(array_keys.OBJECT_MASK, i) in state:
                 masks[label] = state[array_keys.key(array_keys.OBJECT_MASK, i)]
@@ -295,7 +311,12 @@ class JobRunner:
         return self._result_json(job_id, "fit", result, options, photo_out, source_job_id=source_id), None
 
     def _result_json(
-        self, job_id: str, kind: str, result: ReconstructResult, options: EstimateOptions | FitOptions, photo: _Photo,
+        self,
+        job_id: str,
+        kind: str,
+        result: ReconstructResult,
+        options: EstimateOptions | FitOptions,
+        photo: _Photo,
         source_job_id: str | None = None,
     ) -> bytes:
         provenance = self.pipeline.model_provenance()
@@ -306,13 +327,24 @@ class JobRunner:
         }
         if self.demo:
             models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
-        thresholds = {"body_contact": options.body_contact_threshold, "object_contact": options.object_contact_threshold}
+        thresholds = {
+            "body_contact": options.body_contact_threshold,
+            "object_contact": options.object_contact_threshold,
+        }
         models.update({k: provenance[k] for k in ("configuration", "language_model_precision", "dtype")})
         out = job_result(
-            result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
-            skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds,
-            source_job_id=source_job_id, exif_orientation=photo.exif_orientation, upright_photo=photo.upright_jpeg(),
-        )  # fmt: skip
+            result,
+            job_id=job_id,
+            kind=kind,
+            body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
+            skeleton=self.skeleton,
+            server_version=SERVER_VERSION,
+            models=models,
+            thresholds=thresholds,
+            source_job_id=source_job_id,
+            exif_orientation=photo.exif_orientation,
+            upright_photo=photo.upright_jpeg(),
+        )
         return out.model_dump_json().encode()
 
 

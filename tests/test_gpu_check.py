@@ -16,9 +16,12 @@ pytestmark = pytest.mark.slow  # seven steps, each a fresh Python process with t
 def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_perception, synthetic_body_files) -> None:
     env = {**os.environ, "PYTHON": sys.executable, "IVLM_GPU_CHECK_OUT": str(tmp_path)}
     done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"], capture_output=True, text=True, env=env,
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=1800,
-    )  # fmt: skip
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     for step in range(8):

@@ -70,7 +70,10 @@ def test_object_lifter_averages_over_views_and_keeps_pixels_between_threshold_an
     """Probabilities between the 0.3 pixel threshold and 0.5 count, and a vertex selected in two views gets
     the mean of its two per-view values (their sum would exceed 1 for confident pixels)."""
     op = LiftOperator(tiny_maps())
-    sigmoid = lambda x: 1 / (1 + math.exp(-x))
+
+    def sigmoid(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
     p00, p01, p10 = sigmoid(-0.5), sigmoid(-0.2), sigmoid(-0.3)  # .3775, .4502, .4256: all in (0.3, 0.5)
     logits = torch.tensor([[[-0.5, -0.2], [0.0, 0.0]], [[-0.3, 0.0], [0.0, 0.0]]])
     expected = [

@@ -159,8 +159,14 @@ def test_static_cache_compiled_decoder_gives_the_dynamic_paths_tokens_and_seg_st
     photo, views = inputs
     folder = tiny_models.releases[HUMAN_RELEASE]
     dynamic = Localizer.from_folders(folder, tiny_models.clip, dtype=torch.float32)
-    static = Localizer(dynamic.network, dynamic.tokenizer, dynamic.image_processor, dynamic.report, decoder="static",
-                       compile_backend="aot_eager")  # fmt: skip
+    static = Localizer(
+        dynamic.network,
+        dynamic.tokenizer,
+        dynamic.image_processor,
+        dynamic.report,
+        decoder="static",
+        compile_backend="aot_eager",
+    )
     a = dynamic.localize(photo, "chair", "hcontact", views=views)
     b = static.localize(photo, "chair", "hcontact", views=views)
     assert isinstance(static._static, StaticDecoder) and static._static.compiled

@@ -35,8 +35,16 @@ Q_OAFFORD = (
     "where the human is making contact."
 )
 LABELS = [
-    "chair", "tennis_racket", "Sports_Ball", "  mug ", "hot dog", "naïve-café", "日本刀", "it's", "3d_printed_vase",
-]  # fmt: skip
+    "chair",
+    "tennis_racket",
+    "Sports_Ball",
+    "  mug ",
+    "hot dog",
+    "naïve-café",
+    "日本刀",
+    "it's",
+    "3d_printed_vase",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +60,7 @@ def _load(folder: Path, ids: dict[str, int]) -> ReleaseTokenizer:
 
 
 @pytest.fixture(scope="module")
-def gen(folders) -> ReleaseTokenizer:  # noqa: ANN001
+def gen(folders) -> ReleaseTokenizer:
     return _load(*folders["Gen"])
 
 
@@ -94,9 +102,20 @@ def test_label_rules() -> None:
         P.label_from_filename("chair.jpg")
     assert "<label>__<id>" in info.value.hint
     bad = [
-        "", "   ", "\n", "chair\nsofa", "cup\rmug", "a\x00b", "a\u2028b",
-        "a<image>", "mug [SEG]", "[seg]", "<im_end>", "x</s>", "y" * 101,
-    ]  # fmt: skip
+        "",
+        "   ",
+        "\n",
+        "chair\nsofa",
+        "cup\rmug",
+        "a\x00b",
+        "a\u2028b",
+        "a<image>",
+        "mug [SEG]",
+        "[seg]",
+        "<im_end>",
+        "x</s>",
+        "y" * 101,
+    ]
     for label in bad:
         with pytest.raises(BadInputError) as info:
             P.normalize_label(label)
@@ -167,8 +186,7 @@ def test_parse_affordance_from_every_template() -> None:
             assert P.parse_affordance("ASSISTANT: " + answer.lower().replace("[oseg]", "[OSEG]")) == affordance
     assert P.parse_affordance("Sure, the object contact region is [SEG].") is None
     both = (
-        "Body parts: left hand, contact mask: [HSEG]. "
-        "The affordance type is grasp, and the contact region is [OSEG]."
+        "Body parts: left hand, contact mask: [HSEG]. The affordance type is grasp, and the contact region is [OSEG]."
     )
     parsed = P.parse_answer(both)
     assert parsed == P.ParsedAnswer(["left hand"], "grasp", ["[HSEG]", "[OSEG]"])
@@ -185,7 +203,7 @@ def _expected_ids(sp: spm.SentencePieceProcessor, prompt: str, ids: dict[str, in
 
 
 @pytest.mark.parametrize("kind", ["Gen", "Gen-Hu-Obj"])
-def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:  # noqa: ANN001
+def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:
     folder, ids = folders[kind]
     tok = _load(folder, ids)
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
@@ -202,11 +220,16 @@ def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:  # noqa
         assert sp.decode(got[at + 2 :]) == prompt.split("<im_end>\n")[1]
 
 
-def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:
     folder, ids = folders["Gen-Hu-Obj"]
     tok = _load(folder, ids)
-    assert ids == {"[SEG]": VOCAB_SIZE, "<im_start>": VOCAB_SIZE + 1, "<im_end>": VOCAB_SIZE + 2,
-                   "[HSEG]": VOCAB_SIZE + 3, "[OSEG]": VOCAB_SIZE + 4}  # fmt: skip
+    assert ids == {
+        "[SEG]": VOCAB_SIZE,
+        "<im_start>": VOCAB_SIZE + 1,
+        "<im_end>": VOCAB_SIZE + 2,
+        "[HSEG]": VOCAB_SIZE + 3,
+        "[OSEG]": VOCAB_SIZE + 4,
+    }
     assert {t: tok.token_id(t) for t in ids} == ids
     assert (tok.seg_token_idx, tok.hseg_token_idx, tok.oseg_token_idx) == (ids["[SEG]"], ids["[HSEG]"], ids["[OSEG]"])
     assert (tok.bos_id, tok.eos_id, tok.unk_id) == (1, 2, 0)
@@ -229,13 +252,13 @@ def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:  
     assert tok2.encode_prompt(prompt) == _expected_ids(sp, prompt, swapped)
 
 
-def _broken(tmp_path: Path, folders, name: str) -> Path:  # noqa: ANN001
+def _broken(tmp_path: Path, folders, name: str) -> Path:
     folder = tmp_path / name
     shutil.copytree(folders["Gen-Hu-Obj"][0], folder)
     return folder
 
 
-def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:
     ok = dict(seg_token_idx=VOCAB_SIZE, hseg_token_idx=VOCAB_SIZE + 3, oseg_token_idx=VOCAB_SIZE + 4)
 
     folder = _broken(tmp_path, folders, "no_model")
@@ -256,7 +279,9 @@ def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  #
 
     # Config and files disagree: the error names the file and the config field.
     folder = _broken(tmp_path, folders, "mismatch")
-    with pytest.raises(ModelFileError, match=rf"seg_token_idx is {VOCAB_SIZE + 1}.*added_tokens\.json.*\[SEG\]={VOCAB_SIZE}"):
+    with pytest.raises(
+        ModelFileError, match=rf"seg_token_idx is {VOCAB_SIZE + 1}.*added_tokens\.json.*\[SEG\]={VOCAB_SIZE}"
+    ):
         ReleaseTokenizer.from_folder(folder, **{**ok, "seg_token_idx": VOCAB_SIZE + 1})
     with pytest.raises(ModelFileError, match=r"oseg_token_idx.*added_tokens\.json"):
         ReleaseTokenizer.from_folder(folder, **{**ok, "oseg_token_idx": VOCAB_SIZE + 3})
@@ -282,7 +307,7 @@ def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  #
 
 
 # --- tokenizer: whitespace around added tokens --------------------------------------------------------
-def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folders) -> None:  # noqa: ANN001
+def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folders) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(folders["Gen"][0] / "tokenizer.model"))
     im_start, im_end, seg = gen.im_start_id, gen.im_end_id, gen.seg_token_idx
     # The "\n" after <im_end> never reaches SentencePiece, and the next word keeps its dummy-prefix "▁".
@@ -301,7 +326,7 @@ def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folde
     assert len(gen.encode("<image>")) > 2
 
 
-def test_special_token_flags_from_special_tokens_map(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_special_token_flags_from_special_tokens_map(tmp_path: Path, folders) -> None:
     """A token listed in special_tokens_map.json as an AddedToken follows its lstrip/rstrip flags (4.31's rule
     for special tokens); as a plain string it strips both sides like any added token."""
     folder = tmp_path / "flags"
@@ -341,9 +366,45 @@ def test_real_llama_system_prefix_ids() -> None:
     folder = os.environ.get("IVLM_RELEASE_TOKENIZER_DIR")
     if not folder:
         pytest.skip("set IVLM_RELEASE_TOKENIZER_DIR to a release folder to compare with real LLaMA-2 ids")
-    public = [1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444,
-              29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 3148, 1001,
-              29901, 32001, -200, 32002]  # fmt: skip
+    public = [
+        1,
+        319,
+        13563,
+        1546,
+        263,
+        12758,
+        5199,
+        322,
+        385,
+        23116,
+        21082,
+        20255,
+        29889,
+        450,
+        20255,
+        4076,
+        8444,
+        29892,
+        13173,
+        29892,
+        322,
+        1248,
+        568,
+        6089,
+        304,
+        278,
+        5199,
+        29915,
+        29879,
+        5155,
+        29889,
+        3148,
+        1001,
+        29901,
+        32001,
+        -200,
+        32002,
+    ]
     config = json.loads((Path(folder) / "config.json").read_text())
     tok = ReleaseTokenizer.from_folder(
         Path(folder),
@@ -356,7 +417,7 @@ def test_real_llama_system_prefix_ids() -> None:
 
 
 # --- tiny tokenizer ---------------------------------------------------------------------------------
-def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:
     model = train_tiny_sentencepiece()
     assert model == train_tiny_sentencepiece()  # deterministic
     assert model == (folders["Gen"][0] / "tokenizer.model").read_bytes()
@@ -370,8 +431,11 @@ def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:  # noqa: ANN001
     ids = write_tiny_tokenizer(tmp_path / "t", "Gen")
     assert ids == {"[SEG]": VOCAB_SIZE, "<im_start>": VOCAB_SIZE + 1, "<im_end>": VOCAB_SIZE + 2}
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
-        "added_tokens.json", "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json",
-    ]  # fmt: skip
+        "added_tokens.json",
+        "special_tokens_map.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+    ]
     assert json.loads((tmp_path / "t" / "added_tokens.json").read_text()) == ids
     config = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "LlamaTokenizer" and config["model_max_length"] == 512

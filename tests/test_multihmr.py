@@ -142,8 +142,13 @@ def _bicubic_matrix(size_in: int, size_out: int, scale: float) -> torch.Tensor:
         src = (dst + 0.5) / scale - 0.5
         base = math.floor(src)
         t = src - base
-        near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # |x| <= 1
-        far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # 1 < |x| < 2
+
+        def near(x: float) -> float:  # |x| <= 1
+            return ((a + 2) * x - (a + 3)) * x * x + 1
+
+        def far(x: float) -> float:  # 1 < |x| < 2
+            return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
         for offset, weight in zip((-1, 0, 1, 2), (far(t + 1), near(t), near(1 - t), far(2 - t)), strict=True):
             out[dst, min(max(base + offset, 0), size_in - 1)] += weight
     return out
@@ -268,13 +273,22 @@ def _reference_people(raw, features: torch.Tensor, k: torch.Tensor, threshold: f
         offset = _mlp(raw, "mlp_offset", features[n, i, j])
         center_px = (torch.tensor([j, i], dtype=torch.float64) + 0.5 + offset) * p
         center_cam = depth * torch.linalg.solve(k[n], torch.cat([center_px, torch.ones(1, dtype=torch.float64)]))
-        results.append({
-            "index": (n, i, j), "score": float(scores[n, i, j]), "rotations": torch.stack(rotations),
-            "betas": x[a] @ raw[hph + "decshape.weight"].T + raw[hph + "decshape.bias"] + raw[hph + "init_betas"][0],
-            "expression": x[a] @ raw[hph + "decexpression.weight"].T + raw[hph + "decexpression.bias"]
-            + raw[hph + "init_expression"][0],
-            "depth": depth, "center_px": center_px, "center_cam": center_cam,
-        })  # fmt: skip
+        results.append(
+            {
+                "index": (n, i, j),
+                "score": float(scores[n, i, j]),
+                "rotations": torch.stack(rotations),
+                "betas": x[a] @ raw[hph + "decshape.weight"].T
+                + raw[hph + "decshape.bias"]
+                + raw[hph + "init_betas"][0],
+                "expression": x[a] @ raw[hph + "decexpression.weight"].T
+                + raw[hph + "decexpression.bias"]
+                + raw[hph + "init_expression"][0],
+                "depth": depth,
+                "center_px": center_px,
+                "center_cam": center_cam,
+            }
+        )
     return results
 
 

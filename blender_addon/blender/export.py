@@ -54,8 +54,18 @@ def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -
             "vertex_count": len(gather.mesh_of(obj).vertices),
             "matrix_world": [list(row) for row in obj.matrix_world.row],
         }
-    keys = ("ivlm_job_id", "ivlm_refit_job_id", "ivlm_schema", "ivlm_result_schema", "ivlm_server_version",
-            "ivlm_demo", "ivlm_models", "ivlm_thresholds", "ivlm_source_image", "ivlm_frame")  # fmt: skip
+    keys = (
+        "ivlm_job_id",
+        "ivlm_refit_job_id",
+        "ivlm_schema",
+        "ivlm_result_schema",
+        "ivlm_server_version",
+        "ivlm_demo",
+        "ivlm_models",
+        "ivlm_thresholds",
+        "ivlm_source_image",
+        "ivlm_frame",
+    )
     present = collection.keys()
     provenance = {k: collection[k] for k in keys if k in present}
     provenance["blender_version"] = bpy.app.version_string
@@ -86,8 +96,14 @@ def export_run(
         # No leaf bones: the rig's 55 bones are SMPL-X's joints, and engines and retargeters expect those only.
         bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True, add_leaf_bones=False)
     elif preset == "gltf":
-        bpy.ops.export_scene.gltf(filepath=filepath, use_selection=True, export_extras=True, export_cameras=True,
-                                  export_attributes=True, export_format="GLB")  # fmt: skip
+        bpy.ops.export_scene.gltf(
+            filepath=filepath,
+            use_selection=True,
+            export_extras=True,
+            export_cameras=True,
+            export_attributes=True,
+            export_format="GLB",
+        )
     else:
         bpy.ops.wm.usd_export(filepath=filepath, selected_objects_only=True, export_custom_properties=True)
     sidecar_path = os.path.splitext(filepath)[0] + ".ivlm.json"

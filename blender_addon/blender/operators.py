@@ -203,7 +203,7 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
         state.last_error = exc.user_text()
         operator.report({"ERROR"}, state.last_error)
         return {"CANCELLED"}
-    except Exception as exc:  # noqa: BLE001 (a bug: shown as one line, never a traceback in the UI)
+    except Exception as exc:
         return _unexpected(operator, "Building the result", exc)
     operator.report({"INFO"}, text)
     return {"FINISHED"}
@@ -241,7 +241,7 @@ class _JobOperator(bpy.types.Operator):
             props.window_state(context).last_error = exc.user_text()
             self.report({"ERROR"}, exc.user_text())
             return {"CANCELLED"}
-        except Exception as exc:  # noqa: BLE001 (a bug: shown as one line, never a traceback in the UI)
+        except Exception as exc:
             return _unexpected(self, self.bl_label, exc)
 
     def execute(self, context: bpy.types.Context) -> Status:
@@ -447,11 +447,13 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         body_weights = build.group_weights(body, group)
         if max(object_weights, default=0.0) <= p.object_threshold or max(body_weights, default=0.0) <= p.body_threshold:
             unmarked.append(label)
-        entries.append({
-            "label": label,
-            "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
-            "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
-        })  # fmt: skip
+        entries.append(
+            {
+                "label": label,
+                "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
+                "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
+            }
+        )
     if not entries:
         raise InputError("This run has no placed objects.", "Run Estimate Contact with the objects selected.")
     if len(unmarked) == len(entries):  # the server would skip every object: say what to do before sending

@@ -91,18 +91,25 @@ def _draw_pair(
     label = str(obj.get("ivlm_label", obj.name))
     group = contact.group_name(label)
     column = layout.column()
-    wrapped_label(column, context, f"Contact: body ↔ {label}" if body is not None else f"Contact: {label}",
-                  icon="MOD_VERTEX_WEIGHT")  # fmt: skip
+    wrapped_label(
+        column,
+        context,
+        f"Contact: body ↔ {label}" if body is not None else f"Contact: {label}",
+        icon="MOD_VERTEX_WEIGHT",
+    )
     if obj.get("ivlm_status") == "skipped":
         why = str(obj.get("ivlm_reason", "")) or "no reason was given"
         wrapped_label(column, context, join_sentences(f"{label} was not placed: {why}"), icon="ERROR")
     if not obj.get("ivlm_contact_predicted", True):
         wrapped_label(
-            column, context,
-            join_sentences(f"No contact was predicted for {label}", "Paint or mark where it touches the body, on "
-                           "both, then press Refit"),
+            column,
+            context,
+            join_sentences(
+                f"No contact was predicted for {label}",
+                "Paint or mark where it touches the body, on both, then press Refit",
+            ),
             icon="INFO",
-        )  # fmt: skip
+        )
     row = column.row(align=True)
     for target, name in ((body, "body"), (obj, label)):
         if target is not None and group in target.vertex_groups:

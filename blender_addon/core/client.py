@@ -67,14 +67,16 @@ class ServerClient:
             raw = answer.read()
         except ConnectionRefusedError as exc:
             raise ServerError(
-                "CONNECTION_REFUSED", f"Nothing listens on {self.host}:{self.port}.",
+                "CONNECTION_REFUSED",
+                f"Nothing listens on {self.host}:{self.port}.",
                 "Start the server (./run.sh) or check the URL in the add-on preferences.",
-            ) from exc  # fmt: skip
+            ) from exc
         except TimeoutError as exc:  # socket.timeout is TimeoutError
             raise ServerError(
-                "TIMEOUT", f"No answer came from {self.host}:{self.port} within the timeout.",
+                "TIMEOUT",
+                f"No answer came from {self.host}:{self.port} within the timeout.",
                 "The server may be loading models or overloaded; try again, or raise the timeouts in the preferences.",
-            ) from exc  # fmt: skip
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise ServerError(
                 "CONNECTION_REFUSED",
@@ -118,9 +120,10 @@ class ServerClient:
         version = health.get("api_schema_version")
         if version != API_SCHEMA_VERSION:
             raise ServerError(
-                "SCHEMA_MISMATCH", f"The server speaks API '{version}', this add-on '{API_SCHEMA_VERSION}'.",
+                "SCHEMA_MISMATCH",
+                f"The server speaks API '{version}', this add-on '{API_SCHEMA_VERSION}'.",
                 "Install matching versions of the add-on and the server.",
-            )  # fmt: skip
+            )
         return health
 
     def submit(self, body: dict, upload_timeout: float = 60.0) -> dict:

@@ -148,7 +148,9 @@ def _joint_region(body: LoadedBodyModel, joints: tuple[int, ...], threshold: flo
     return np.flatnonzero(weights[:, list(joints)].sum(1) > threshold)
 
 
-def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: np.ndarray, joints: np.ndarray, seed: int):
+def _place_object(
+    kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: np.ndarray, joints: np.ndarray, seed: int
+):
     """World-from-object transform putting the object against the body for this scene kind."""
     body_tree = _surface_tree(vertices, np.asarray(body.model.faces, np.int64), seed)
     local = obj.mesh.vertices
@@ -156,7 +158,9 @@ def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: n
         pelvis = joints[0]
         # The backrest's front face (local z = -0.19) goes just behind the hips and lower back; the seat
         # top (local y = 0.45, 0.46 m square) goes just under the lowest body point above its footprint.
-        hips = vertices[(np.abs(vertices[:, 0] - pelvis[0]) < 0.25) & (np.abs(vertices[:, 1] - pelvis[1] - 0.05) < 0.25)]
+        hips = vertices[
+            (np.abs(vertices[:, 0] - pelvis[0]) < 0.25) & (np.abs(vertices[:, 1] - pelvis[1] - 0.05) < 0.25)
+        ]
         centre_z = hips[:, 2].min() - 0.02 + 0.19
         above_seat = (np.abs(vertices[:, 0] - pelvis[0]) < 0.23) & (np.abs(vertices[:, 2] - centre_z) < 0.23)
         seat_y = vertices[above_seat, 1].min() - TOUCH_GAP
@@ -219,7 +223,12 @@ def make_scene(kind: str, seed: int = 0, body: LoadedBodyModel | None = None) ->
         object_mask=obj_mask,
         intrinsics=k,
         cv_camera_from_world=cam_from_world,
-        body_params={"betas": betas, "global_orient": global_orient, "body_pose": pose.reshape(-1), "transl": np.zeros(3)},
+        body_params={
+            "betas": betas,
+            "global_orient": global_orient,
+            "body_pose": pose.reshape(-1),
+            "transl": np.zeros(3),
+        },
         body_vertices=vertices,
         body_faces=faces,
         object_mesh=obj.mesh,

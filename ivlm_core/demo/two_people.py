@@ -129,10 +129,14 @@ def make_two_people_scene(
     obj = scene.object_vertices_world()
     cam = _frame_all(scene.cv_camera_from_world, scene.intrinsics, np.concatenate([scene.body_vertices, second, obj]))
     image, masks = _render(
-        [(scene.body_vertices, scene.body_faces, SKIN), (second, scene.body_faces, SHIRT),
-         (obj, scene.object_mesh.faces, OBJECT_COLOR[SCENE_OBJECT[kind]])],
-        cam, scene.intrinsics,
-    )  # fmt: skip
+        [
+            (scene.body_vertices, scene.body_faces, SKIN),
+            (second, scene.body_faces, SHIRT),
+            (obj, scene.object_mesh.faces, OBJECT_COLOR[SCENE_OBJECT[kind]]),
+        ],
+        cam,
+        scene.intrinsics,
+    )
     return TwoPeopleScene(
         scene=scene,
         image=image,

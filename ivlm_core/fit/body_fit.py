@@ -28,11 +28,24 @@ from ivlm_core.perceive.coco import COCO_KEYPOINTS, NUM_COCO_KEYPOINTS
 
 # SMPL-X output joint for each COCO keypoint (55-59 are smplx's nose/eye/ear vertex joints).
 SMPLX_JOINT_FOR_COCO = {
-    "nose": 55, "left_eye": 57, "right_eye": 56, "left_ear": 59, "right_ear": 58,
-    "left_shoulder": 16, "right_shoulder": 17, "left_elbow": 18, "right_elbow": 19,
-    "left_wrist": 20, "right_wrist": 21, "left_hip": 1, "right_hip": 2,
-    "left_knee": 4, "right_knee": 5, "left_ankle": 7, "right_ankle": 8,
-}  # fmt: skip
+    "nose": 55,
+    "left_eye": 57,
+    "right_eye": 56,
+    "left_ear": 59,
+    "right_ear": 58,
+    "left_shoulder": 16,
+    "right_shoulder": 17,
+    "left_elbow": 18,
+    "right_elbow": 19,
+    "left_wrist": 20,
+    "right_wrist": 21,
+    "left_hip": 1,
+    "right_hip": 2,
+    "left_knee": 4,
+    "right_knee": 5,
+    "left_ankle": 7,
+    "right_ankle": 8,
+}
 COCO_TO_SMPLX = torch.tensor([SMPLX_JOINT_FOR_COCO[name] for name in COCO_KEYPOINTS])
 TORSO = [COCO_KEYPOINTS.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
 # body_pose slots (joint - 1) and the sign of a forward bend about the joint's axis.
@@ -85,7 +98,9 @@ def _starts(options: BodyFitOptions) -> torch.Tensor:
 
     facing = Rotation.from_euler("x", 180, degrees=True)  # BODY (Y up, Z front) -> CV camera, facing it
     return torch.tensor(
-        np.stack([(facing * Rotation.from_euler("y", yaw, degrees=True)).as_rotvec() for yaw in options.yaw_starts_deg]),
+        np.stack(
+            [(facing * Rotation.from_euler("y", yaw, degrees=True)).as_rotvec() for yaw in options.yaw_starts_deg]
+        ),
         dtype=torch.float32,
     )
 
@@ -136,7 +151,11 @@ def fit_body(
     depth = float(intrinsics[0, 0]) * TORSO_LENGTH_M / max(torso_px, 1.0)
     centre = keypoints[TORSO, :2].mean(0)
     transl0 = torch.tensor(
-        [(centre[0] - intrinsics[0, 2]) * depth / intrinsics[0, 0], (centre[1] - intrinsics[1, 2]) * depth / intrinsics[1, 1], depth],
+        [
+            (centre[0] - intrinsics[0, 2]) * depth / intrinsics[0, 0],
+            (centre[1] - intrinsics[1, 2]) * depth / intrinsics[1, 1],
+            depth,
+        ],
         dtype=torch.float32,
     )
     if init is None:
@@ -180,7 +199,9 @@ def fit_body(
             if silhouette is not None:
                 suv, sz = project(vertices[:, faces_sample], k)
                 metres_per_px = sz.detach().mean(-1, keepdim=True) / float(intrinsics[0, 0])
-                out["silhouette"] = options.w_silhouette * (sample_image(silhouette, suv) * metres_per_px).mean(-1) * 100
+                out["silhouette"] = (
+                    options.w_silhouette * (sample_image(silhouette, suv) * metres_per_px).mean(-1) * 100
+                )
         return out
 
     def run(params: list[torch.Tensor], steps: int, use: list[int] | None) -> dict[str, torch.Tensor]:
@@ -258,7 +279,12 @@ def body_from_client(
     n = min(tensors["betas"].shape[1], body.model.num_betas)
     betas[:, :n] = tensors["betas"][:, :n]
     with torch.no_grad():
-        out = body.model(betas=betas, body_pose=tensors["body_pose"], global_orient=tensors["global_orient"], transl=tensors["transl"])
+        out = body.model(
+            betas=betas,
+            body_pose=tensors["body_pose"],
+            global_orient=tensors["global_orient"],
+            transl=tensors["transl"],
+        )
     return BodyFit(
         out.vertices[0].numpy().astype(np.float64),
         out.joints[0].numpy().astype(np.float64),

@@ -178,9 +178,15 @@ def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
 
 
 def _optimise(
-    options: PlacementOptions, size: float, total_of: Callable[..., torch.Tensor],
-    d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor, steps: int, lr_share: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    options: PlacementOptions,
+    size: float,
+    total_of: Callable[..., torch.Tensor],
+    d6: torch.Tensor,
+    trans: torch.Tensor,
+    log_scale: torch.Tensor,
+    steps: int,
+    lr_share: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adam over a batch of hypotheses (6D rotation, translation, log scale), each keeping its lowest-loss state.
 
     Why the lowest state and not the last: Adam's last steps on a flat valley (a mug's spin when its handle is
@@ -272,10 +278,17 @@ class _Terms:
     """
 
     def __init__(
-        self, options: PlacementOptions, contacts: _Contacts, points: torch.Tensor, normals: torch.Tensor,
-        body_v: torch.Tensor, body_n: torch.Tensor, body_tree: cKDTree, images: _ImageData | None,
+        self,
+        options: PlacementOptions,
+        contacts: _Contacts,
+        points: torch.Tensor,
+        normals: torch.Tensor,
+        body_v: torch.Tensor,
+        body_n: torch.Tensor,
+        body_tree: cKDTree,
+        images: _ImageData | None,
         k: torch.Tensor,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.options, self.contacts, self.pts, self.pts_n = options, contacts, points, normals
         self.body_v, self.body_n, self.body_tree, self.images, self.k = body_v, body_n, body_tree, images, k
         self.body_contact_tree = cKDTree(contacts.body_c.numpy())
@@ -466,18 +479,30 @@ def place_object(
     k = torch.tensor(inputs.intrinsics, dtype=dtype)
     images = _image_data(inputs, options, rng)
     terms_of = _Terms(
-        options, contacts, centred[sample_idx], obj_normals[sample_idx], body_v, body_n,
-        cKDTree(inputs.body_vertices), images, k,
-    )  # fmt: skip
+        options,
+        contacts,
+        centred[sample_idx],
+        obj_normals[sample_idx],
+        body_v,
+        body_n,
+        cKDTree(inputs.body_vertices),
+        images,
+        k,
+    )
     keep = _best_by_total(terms_of, rotations, translations, options.keep_hypotheses)
     if initial is not None and 0 not in keep.tolist():
         keep = torch.cat([keep.new_zeros(1), keep[:-1]])
 
     # Optimise the kept hypotheses together.
     d6, trans, log_scale = _optimise(
-        options, size, lambda *state: terms_of.total(terms_of(*state)),
-        matrix_to_rotation_6d(rotations[keep]), translations[keep], torch.zeros(len(keep), dtype=dtype), options.steps,
-    )  # fmt: skip
+        options,
+        size,
+        lambda *state: terms_of.total(terms_of(*state)),
+        matrix_to_rotation_6d(rotations[keep]),
+        translations[keep],
+        torch.zeros(len(keep), dtype=dtype),
+        options.steps,
+    )
     with torch.no_grad():
         terms = terms_of(d6, trans, log_scale)
         total = terms_of.total(terms)
@@ -495,9 +520,15 @@ def place_object(
             return terms_of.total(terms_of(*state)) + iou_weight * iou(*state)
 
         d6, trans, log_scale = _optimise(
-            options, size, refined_total, d6[chosen], trans[chosen], log_scale[chosen], options.refine_steps,
+            options,
+            size,
+            refined_total,
+            d6[chosen],
+            trans[chosen],
+            log_scale[chosen],
+            options.refine_steps,
             options.refine_lr_share,
-        )  # fmt: skip
+        )
         with torch.no_grad():
             terms = terms_of(d6, trans, log_scale)
             terms["iou"] = iou(d6, trans, log_scale)
@@ -508,9 +539,16 @@ def place_object(
 
 
 def _result(
-    terms: dict[str, torch.Tensor], total: torch.Tensor, d6: torch.Tensor, trans: torch.Tensor,
-    log_scale: torch.Tensor, centre: np.ndarray, keep: torch.Tensor, have_masks: bool, timings: dict[str, float],
-) -> ObjectPlacement:  # fmt: skip
+    terms: dict[str, torch.Tensor],
+    total: torch.Tensor,
+    d6: torch.Tensor,
+    trans: torch.Tensor,
+    log_scale: torch.Tensor,
+    centre: np.ndarray,
+    keep: torch.Tensor,
+    have_masks: bool,
+    timings: dict[str, float],
+) -> ObjectPlacement:
     """The lowest-total hypothesis as the placement, with every optimised one as a candidate."""
     best = int(total.argmin())
 

@@ -39,9 +39,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _next_token(
-    llm: LlamaForCausalLM, last_state: torch.Tensor, step: int, forced: Sequence[int] | None
-) -> int:
+def _next_token(llm: LlamaForCausalLM, last_state: torch.Tensor, step: int, forced: Sequence[int] | None) -> int:
     logits = llm.lm_head(last_state)
     choice = int(torch.argmax(logits, dim=-1))
     return int(forced[step]) if forced is not None else choice
@@ -135,7 +133,9 @@ class StaticDecoder:
     float tolerance of a different kernel schedule. Not thread-safe: one per Localizer, one request at a time.
     """
 
-    def __init__(self, llm: LlamaForCausalLM, max_cache_len: int, *, compile: bool = True, backend: str | None = None) -> None:
+    def __init__(
+        self, llm: LlamaForCausalLM, max_cache_len: int, *, compile: bool = True, backend: str | None = None
+    ) -> None:
         """`backend`: torch.compile's backend; default inductor (with CUDA graphs on a GPU). Tests on the CPU pass
         "aot_eager": the same graph capture without C++ code generation, which takes minutes on a small CPU."""
         from transformers.cache_utils import StaticCache
@@ -156,9 +156,12 @@ class StaticDecoder:
 
     def _step(self, embedded: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         out = self.llm.model(
-            inputs_embeds=embedded, past_key_values=self.cache, cache_position=position,
-            position_ids=position[None], use_cache=True,
-        )  # fmt: skip
+            inputs_embeds=embedded,
+            past_key_values=self.cache,
+            cache_position=position,
+            position_ids=position[None],
+            use_cache=True,
+        )
         return out.last_hidden_state[0, -1].clone()  # clone: CUDA-graph outputs are overwritten by the next replay
 
     @torch.no_grad()
@@ -182,9 +185,12 @@ class StaticDecoder:
         start = time.perf_counter()
         positions = torch.arange(length, device=self.device)
         out = self.llm.model(
-            inputs_embeds=prompt_embeddings, past_key_values=self.cache, cache_position=positions,
-            position_ids=positions[None], use_cache=True,
-        )  # fmt: skip
+            inputs_embeds=prompt_embeddings,
+            past_key_values=self.cache,
+            cache_position=positions,
+            position_ids=positions[None],
+            use_cache=True,
+        )
         state = out.last_hidden_state[0, -1]
         token = _next_token(self.llm, state, 0, forced_tokens)
         _sync(self.device)

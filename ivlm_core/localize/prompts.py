@@ -54,9 +54,7 @@ MODES = ("hcontact", "h2dcontact", "oafford", "ocontact")
 PROMPT_STYLES = ("clean", "upstream_demo")
 
 HCONTACT_PARTS_QUESTION = "Which body parts are in contact with the {label}? Segment these contact areas."
-H2DCONTACT_QUESTION = (
-    "Segment the area on the human's body that is in direct contact with the {label} in this image."
-)
+H2DCONTACT_QUESTION = "Segment the area on the human's body that is in direct contact with the {label} in this image."
 OAFFORD_AFFORD_QUESTION = (
     "What type of affordance does the human-object interaction suggest? "
     "Then, segment the area on the {label} where the human is making contact."
@@ -278,10 +276,31 @@ def parse_answer(text: str) -> ParsedAnswer:
 # SMPL's 24-part vertex segmentation (the names of `smpl_vert_segmentation.json`, public with SMPL); the `parts`
 # answers list the parts a contact covers (upstream merges some of them; listing all 24 is the upper bound).
 SMPL_PART_NAMES = (
-    "hips", "leftUpLeg", "rightUpLeg", "spine", "leftLeg", "rightLeg", "spine1", "leftFoot", "rightFoot", "spine2",
-    "leftToeBase", "rightToeBase", "neck", "leftShoulder", "rightShoulder", "head", "leftArm", "rightArm",
-    "leftForeArm", "rightForeArm", "leftHand", "rightHand", "leftHandIndex1", "rightHandIndex1",
-)  # fmt: skip
+    "hips",
+    "leftUpLeg",
+    "rightUpLeg",
+    "spine",
+    "leftLeg",
+    "rightLeg",
+    "spine1",
+    "leftFoot",
+    "rightFoot",
+    "spine2",
+    "leftToeBase",
+    "rightToeBase",
+    "neck",
+    "leftShoulder",
+    "rightShoulder",
+    "head",
+    "leftArm",
+    "rightArm",
+    "leftForeArm",
+    "rightForeArm",
+    "leftHand",
+    "rightHand",
+    "leftHandIndex1",
+    "rightHandIndex1",
+)
 LONGEST_AFFORDANCE = "wrap_grasp"  # the longest affordance name of LEMON/PIAD
 ANSWER_CAP_MARGIN = 1.25  # the cap allows 25 % more than the longest answer, plus a few tokens
 ANSWER_CAP_EXTRA = 8
@@ -297,7 +316,7 @@ def longest_answers(label: str = "x" * MAX_LABEL_CHARS) -> list[str]:
     return filled
 
 
-def answer_token_cap(count_tokens) -> int:  # noqa: ANN001 (Callable[[str], int])
+def answer_token_cap(count_tokens) -> int:
     """The most new tokens generation should allow: the longest answer in tokens (by `count_tokens`, the release
     tokenizer's count, + 1 for `</s>`) times ANSWER_CAP_MARGIN plus ANSWER_CAP_EXTRA. A cut answer would read as
     "no contact", so the cap errs long; it only costs time when a model rambles."""

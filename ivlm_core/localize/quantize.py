@@ -37,8 +37,15 @@ logging.getLogger("bitsandbytes.autograd._functions").addFilter(
 )
 INT8_THRESHOLD = 6.0  # LLM.int8 outlier threshold: transformers' default for load_in_8bit (upstream's path)
 NF4_BLOCK = 64  # bitsandbytes' default block size for 4-bit weights
-LAYER_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")  # fmt: skip
+LAYER_PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
 
 
 class QuantizationUnavailableError(IVLMError):
@@ -53,7 +60,7 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def bitsandbytes_module(device: torch.device | str):  # noqa: ANN201 (the bitsandbytes module)
+def bitsandbytes_module(device: torch.device | str):
     """Imports bitsandbytes and checks it has kernels for `device` by quantising and running a tiny layer.
 
     Raises QuantizationUnavailableError naming the package and the fallback (the unquantised configurations).
@@ -75,7 +82,7 @@ def bitsandbytes_module(device: torch.device | str):  # noqa: ANN201 (the bitsan
             torch.randn(64, 64), None, "nf4", device, torch.float32 if device.type == "cpu" else torch.bfloat16
         )
         probe(torch.zeros(1, 64, device=device, dtype=probe.compute_dtype))
-    except Exception as exc:  # noqa: BLE001 (any failure here means: no working kernels for this device)
+    except Exception as exc:
         raise QuantizationUnavailableError(
             f"'{BITSANDBYTES}' {getattr(bnb, '__version__', '?')} has no working 4-bit kernels for {device} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}).",
@@ -109,9 +116,13 @@ def quantized_linear(
     elif precision == "nf4":
         with torch.device("meta"):
             module = bnb.nn.Linear4bit(
-                in_features, out_features, bias=bias is not None, compute_dtype=compute_dtype, quant_type="nf4",
+                in_features,
+                out_features,
+                bias=bias is not None,
+                compute_dtype=compute_dtype,
+                quant_type="nf4",
                 compress_statistics=True,
-            )  # fmt: skip
+            )
         module.weight = bnb.nn.Params4bit(
             data.contiguous(), requires_grad=False, quant_type="nf4", compress_statistics=True, blocksize=NF4_BLOCK
         )
@@ -173,7 +184,7 @@ def weight_bytes(module: nn.Module) -> int:
     return total
 
 
-def _quant_state_bytes(state) -> int:  # noqa: ANN001 (bitsandbytes QuantState)
+def _quant_state_bytes(state) -> int:
     total = 0
     for name in ("absmax", "code", "offset"):
         value = getattr(state, name, None)

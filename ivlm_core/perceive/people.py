@@ -91,10 +91,14 @@ def choose_person(
     count = len(people)
     if masks is None or not object_boxes:
         candidates = [PersonCandidate(p.box, p.score) for p in people]
-        why = "the only person detected" if count == 1 else (
-            f"{count} people detected and no object found to tell who uses it; chose the highest detector score "
-            f"({people[0].score:.2f})"
-        )  # fmt: skip
+        why = (
+            "the only person detected"
+            if count == 1
+            else (
+                f"{count} people detected and no object found to tell who uses it; chose the highest detector score "
+                f"({people[0].score:.2f})"
+            )
+        )
         return PeopleChoice(candidates, 0, people[0].box, why)
     height, width = masks.shape[1:]
     around = {label: enlarged(box, OBJECT_MARGIN, height, width) for label, box in object_boxes.items()}

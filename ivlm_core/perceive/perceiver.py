@@ -200,9 +200,13 @@ class Perceiver:
             if det is None:
                 objects[label] = None
             elif label not in object_dets:  # the person prompt: the chosen person is that "object"
-                objects[label] = None if person_result is None else ObjectDetection(
-                    label, person_result.box, person_result.score, person_result.mask, person_result.mask_score
-                )  # fmt: skip
+                objects[label] = (
+                    None
+                    if person_result is None
+                    else ObjectDetection(
+                        label, person_result.box, person_result.score, person_result.mask, person_result.mask_score
+                    )
+                )
             else:
                 objects[label] = ObjectDetection(label, det.box, det.score, masks[index], float(mask_scores[index]))
                 index += 1

@@ -14,8 +14,8 @@ import trimesh
 from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
-from ivlm_core.pipeline import array_keys
 from ivlm_core.perceive.people import PeopleChoice
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 
 RESULT_SCHEMA = "ivlm-result-1"
@@ -90,7 +90,9 @@ def people_to_dict(people: PeopleChoice | None) -> dict | None:
     }
 
 
-def save_result(result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray) -> Path:
+def save_result(
+    result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray
+) -> Path:
     """Writes result.json, arrays.npz and PLY meshes (body, placed objects) into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

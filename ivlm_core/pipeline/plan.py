@@ -47,13 +47,29 @@ RENDER_BYTES_PER_PIXEL = 96  # depth, face id (int64), barycentrics, normals, co
 PERCEPTION_INPUT = (800, 1333)  # Grounding DINO's resize; its encoder dominates the perception transient
 PROMPT_TEXT_TOKENS = 130  # the longest question with a 100-character label, tokenised (see prompt_tokens)
 NOMINAL_RELEASE = {  # a 13B release's config.json fields (spec §1.2, §1.7): the plan without the files
-    "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40, "intermediate_size": 13824,
-    "vocab_size": 32005, "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "seg_token_idx": 32000,
-    "token_type": "Gen", "img_emb_len": 255, "multiview_channels": 4, "multiview_cam_cond": True,
-    "cam_encoder_type": "vi_v1", "hC_sam_view_type": "4MV-Z_Vitru_mv2", "oC_sam_view_type": "4MV-Z_HM",
-    "hC_loss_weight": 3.0, "oC_loss_weight": 3.0, "mm_hidden_size": 1024, "mm_vision_select_layer": -2,
-    "out_dim": 256, "bos_token_id": 1, "eos_token_id": 2,
-}  # fmt: skip
+    "hidden_size": 5120,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 40,
+    "intermediate_size": 13824,
+    "vocab_size": 32005,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 4096,
+    "seg_token_idx": 32000,
+    "token_type": "Gen",
+    "img_emb_len": 255,
+    "multiview_channels": 4,
+    "multiview_cam_cond": True,
+    "cam_encoder_type": "vi_v1",
+    "hC_sam_view_type": "4MV-Z_Vitru_mv2",
+    "oC_sam_view_type": "4MV-Z_HM",
+    "hC_loss_weight": 3.0,
+    "oC_loss_weight": 3.0,
+    "mm_hidden_size": 1024,
+    "mm_vision_select_layer": -2,
+    "out_dim": 256,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -189,7 +205,7 @@ def release_shapes(config: ReleaseConfig, name: str) -> ReleaseShapes:
     return ReleaseShapes(name=name, config=config, **counts)
 
 
-def _disk_cached(kind: str, key: str, compute):  # noqa: ANN001, ANN202 (a JSON-able value)
+def _disk_cached(kind: str, key: str, compute):
     """`compute()` once per machine: counting on the meta device needs transformers' model modules, whose import
     alone takes seconds (the server's API process plans before it starts). Keyed by the transformers version."""
     import hashlib
@@ -263,14 +279,20 @@ def nominal_release_config() -> ReleaseConfig:
         return load_release_config(Path(tmp))
 
 
-def clip_vit_l_14_config():  # noqa: ANN201 (CLIPVisionConfig)
+def clip_vit_l_14_config():
     """openai/clip-vit-large-patch14's vision tower, as its hub config.json gives it."""
     from transformers import CLIPVisionConfig
 
     return CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
-        patch_size=14, projection_dim=768, hidden_act="quick_gelu",
-    )  # fmt: skip
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -388,7 +410,7 @@ def _answer_cap(folder: str, seg: int, hseg: int | None, oseg: int | None) -> in
         tokenizer = ReleaseTokenizer.from_folder(
             Path(folder), seg_token_idx=seg, hseg_token_idx=hseg, oseg_token_idx=oseg
         )
-    except Exception:  # noqa: BLE001 (no tokenizer in a nominal plan: estimate LLaMA-2's count)
+    except Exception:
         return prompts.answer_token_cap(prompts.estimated_llama_tokens)
     return prompts.answer_token_cap(lambda text: len(tokenizer.encode_text(text)))
 
@@ -402,7 +424,7 @@ def _text_tokens(folder: str, seg: int, hseg: int | None, oseg: int | None) -> i
         tokenizer = ReleaseTokenizer.from_folder(
             Path(folder), seg_token_idx=seg, hseg_token_idx=hseg, oseg_token_idx=oseg
         )
-    except Exception:  # noqa: BLE001 (no tokenizer in a nominal plan: use the stated count)
+    except Exception:
         return PROMPT_TEXT_TOKENS
     return max(len(tokenizer.encode_prompt(prompts.contact_prompt(mode, LONGEST_LABEL))) for mode in prompts.MODES)
 
@@ -501,8 +523,19 @@ def plan_configuration(
     transients = _transients(shapes, dtype, sam_batch, perception, answer_cap)
     subtotal = sum(p.bytes for p in weights) + kv + max(p.bytes for p in transients)
     margin = int(MARGIN_FIXED_GB[kind] * GB + MARGIN_FRACTION * subtotal)
-    return Plan(configuration, kind, str(dtype).replace("torch.", ""), sam_batch, weights, transients, kv_cache, margin,
-                available=not missing, missing=missing, nominal=nominal)  # fmt: skip
+    return Plan(
+        configuration,
+        kind,
+        str(dtype).replace("torch.", ""),
+        sam_batch,
+        weights,
+        transients,
+        kv_cache,
+        margin,
+        available=not missing,
+        missing=missing,
+        nominal=nominal,
+    )
 
 
 def _existing(folder: Path) -> Path | None:
@@ -531,8 +564,17 @@ def plan_all(
     plans = []
     for configuration in CONFIGURATIONS:
         for sam_batch in (4, 1):
-            plans.append(plan_configuration(configuration, device=device, dtype=dtype, root=root, nominal=nominal,
-                                            sam_batch=sam_batch, answer_cap=answer_cap))  # fmt: skip
+            plans.append(
+                plan_configuration(
+                    configuration,
+                    device=device,
+                    dtype=dtype,
+                    root=root,
+                    nominal=nominal,
+                    sam_batch=sam_batch,
+                    answer_cap=answer_cap,
+                )
+            )
     return plans
 
 

@@ -35,7 +35,7 @@ from ivlm_core.localize.prompts import check_label
 from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
 from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator, match_person
 from ivlm_core.perceive.people import PeopleChoice
-from ivlm_core.perceive.perceiver import Perception, Perceiver
+from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
 
@@ -254,7 +254,9 @@ class ContactPipeline:
             load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
             human,
             target,
-            load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device),
+            load_canonical_body_views(
+                paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device
+            ),
             load_mapping(models.smpl_to_smplx.parent),
             device=device,
             demo=True,
@@ -264,7 +266,9 @@ class ContactPipeline:
     def model_provenance(self) -> dict[str, str]:
         """The models and precisions a result came from (for result files and the server's results)."""
         report = self.human_localizer.report
-        precision = report.llm_precision if report.llm_precision != "native" else str(report.dtype).replace("torch.", "")
+        precision = (
+            report.llm_precision if report.llm_precision != "native" else str(report.dtype).replace("torch.", "")
+        )
         return {
             "configuration": self.configuration.name,
             "language_model_precision": precision,
@@ -355,12 +359,24 @@ class ContactPipeline:
             progress("done", 1.0, "finished")
         person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
-            person.mask if person is not None else None, perception.people if perception is not None else None,
+            self.demo,
+            camera,
+            body,
+            outcomes,
+            notes,
+            timings,
+            perception.people_count if perception else 0,
+            person.mask if person is not None else None,
+            perception.people if perception is not None else None,
         )
 
     def _body(
-        self, image: np.ndarray, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+        self,
+        image: np.ndarray,
+        perception: Perception | None,
+        camera: CameraIntrinsics,
+        options: RunOptions,
+        notes: list[str],
     ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
@@ -375,9 +391,14 @@ class ContactPipeline:
         fit_model = self._batched_body(1 if init is not None else len(options.body_fit.yaw_starts_deg))
         try:
             fit = fit_body(
-                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask,
-                options.body_fit, init=init,
-            )  # fmt: skip
+                fit_model,
+                perception.person.keypoints,
+                camera.matrix,
+                camera.image_size,
+                perception.person.mask,
+                options.body_fit,
+                init=init,
+            )
             if init is not None:
                 notes.append(f"body: started from {init.source}, refined on the keypoints and the silhouette")
             return fit
@@ -488,7 +509,12 @@ class ContactPipeline:
 
 
 def _localizers(
-    configuration: Configuration, release_dirs: list[Path], clip_dir: Path, device: str, dtype: torch.dtype, sam_batch: int
+    configuration: Configuration,
+    release_dirs: list[Path],
+    clip_dir: Path,
+    device: str,
+    dtype: torch.dtype,
+    sam_batch: int,
 ) -> tuple[Localizer, Localizer]:
     """(human, object) localizers of a configuration: one shared Localizer for the joint release."""
     options = {"device": device, "dtype": dtype, "llm_precision": configuration.llm_precision, "sam_batch": sam_batch}

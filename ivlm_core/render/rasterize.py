@@ -296,9 +296,16 @@ def _rasterize_grid(zbuf, planes, box, pixel_base, face, sel, grid_w, grid_h, wi
         # Tiers up to 4 are exact sizes, so such a grid is the box itself.
         valid = None if max(grid_w, grid_h) <= 4 else (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
         _scatter_candidates(
-            zbuf, planes.index_select(0, idx), dx, dy, valid, pixel_base.index_select(0, idx)[:, None],
-            face.index_select(0, idx)[:, None], (1, width), znear,
-        )  # fmt: skip
+            zbuf,
+            planes.index_select(0, idx),
+            dx,
+            dy,
+            valid,
+            pixel_base.index_select(0, idx)[:, None],
+            face.index_select(0, idx)[:, None],
+            (1, width),
+            znear,
+        )
 
 
 def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -353,9 +360,16 @@ def _rasterize_spans(zbuf, planes, box, pixel_base, face, sel, width, znear, max
     swap_xy = torch.tensor([3, 4, 5, 0, 1, 2, 6, 7, 8, 9, 10, 11], device=planes.device)
     tall_sel = sel[tall]
     _rasterize_lines(
-        zbuf, planes[tall_sel][:, swap_xy], box[tall_sel][:, [1, 0, 3, 2]], pixel_base[tall_sel], face[tall_sel],
-        torch.arange(tall_sel.numel(), device=sel.device), (width, 1), znear, max_candidates,
-    )  # fmt: skip
+        zbuf,
+        planes[tall_sel][:, swap_xy],
+        box[tall_sel][:, [1, 0, 3, 2]],
+        pixel_base[tall_sel],
+        face[tall_sel],
+        torch.arange(tall_sel.numel(), device=sel.device),
+        (width, 1),
+        znear,
+        max_candidates,
+    )
 
 
 def _rasterize_lines(zbuf, planes, box, pixel_base, face, sel, strides, znear, max_candidates) -> None:

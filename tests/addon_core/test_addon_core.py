@@ -69,8 +69,16 @@ def test_contact_batches_and_names() -> None:
 def test_bone_layout_known_values() -> None:
     names = ["pelvis", "spine1", "left_hip", "spine3", "neck", "head", "left_collar", "dup"]
     parents = [-1, 0, 0, 1, 3, 4, 3, 5]
-    joints = [(0, 0, 1.0), (0, 0, 1.2), (0.1, 0, 0.9), (0, 0, 1.4), (0, 0, 1.6), (0, 0, 1.7), (0.1, 0, 1.5),
-              (0, 0, 1.7)]  # fmt: skip
+    joints = [
+        (0, 0, 1.0),
+        (0, 0, 1.2),
+        (0.1, 0, 0.9),
+        (0, 0, 1.4),
+        (0, 0, 1.6),
+        (0, 0, 1.7),
+        (0.1, 0, 1.5),
+        (0, 0, 1.7),
+    ]
     layout = rig.bone_layout(names, parents, joints)
     assert [head for head, _ in layout] == joints  # every bone starts on its joint
     assert layout[0][1] == (0, 0, 1.2)  # pelvis has two children: it points at spine1, the chain that goes on

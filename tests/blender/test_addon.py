@@ -51,8 +51,9 @@ def server(tmp_path_factory):
 def addon(tmp_path_factory, server):
     zip_path = build_addon.build(ROOT / "blender_addon", tmp_path_factory.mktemp("dist"))
     bpy.ops.wm.read_homefile(use_empty=True)
-    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                      enable_on_install=True)  # fmt: skip
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(zip_path), repo="user_default", enable_on_install=True
+    )
     assert result == {"FINISHED"}
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.server_url = server.url

@@ -65,8 +65,13 @@ def test_the_panel_brings_the_run_settings_and_they_reach_the_run(
 
     fields = {f.prop: f for f in drawn.fields}
     # what the artist changes in the panel is what the next run sends and builds with
-    for prop, value in (("body_threshold", 0.3), ("object_threshold", 0.4), ("object_mode", "IN_PLACE"),
-                        ("rig_body", False), ("set_scene_camera", False)):  # fmt: skip
+    for prop, value in (
+        ("body_threshold", 0.3),
+        ("object_threshold", 0.4),
+        ("object_mode", "IN_PLACE"),
+        ("rig_body", False),
+        ("set_scene_camera", False),
+    ):
         setattr(fields[prop].data, prop, value)
     body, info = addon.operators._estimate_body(bpy.context)
     assert body["options"] == pytest.approx({"body_contact_threshold": 0.3, "object_contact_threshold": 0.4})
@@ -365,11 +370,20 @@ def test_mark_contact_in_the_3d_view_clicks_ctrl_clicks_and_esc(
     def observe() -> tuple[dict[int, float], dict[int, float]]:
         return _group_weights(mug, "contact_mug"), _group_weights(body, "contact_mug")
 
-    PROBE.update(observe=observe, seen=[], events=[
-        click, _event("LEFTMOUSE", x, y, ctrl=True), click,
-        _event("LEFTMOUSE", header.x + 5, header.y + 5), _event("LEFTMOUSE", window.x - 5, window.y - 5),
-        _event("MIDDLEMOUSE", x, y), _event("LEFTMOUSE", x, y, value="RELEASE"), _event("ESC"),
-    ])  # fmt: skip
+    PROBE.update(
+        observe=observe,
+        seen=[],
+        events=[
+            click,
+            _event("LEFTMOUSE", x, y, ctrl=True),
+            click,
+            _event("LEFTMOUSE", header.x + 5, header.y + 5),
+            _event("LEFTMOUSE", window.x - 5, window.y - 5),
+            _event("MIDDLEMOUSE", x, y),
+            _event("LEFTMOUSE", x, y, value="RELEASE"),
+            _event("ESC"),
+        ],
+    )
     with bpy.context.temp_override(area=area, region=ui):  # pressed in the sidebar
         assert bpy.ops.ivlm_test.mark_probe(object_name=mug.name) == {"FINISHED"}
     assert PROBE["poll while marking"] is False  # one session at a time

@@ -23,11 +23,11 @@ NO_OPTIONAL_STAGES = {"stages": []}  # perceive + contact only: the quickest rea
 HOLD_LABEL = "simulate-long-stage"
 
 
-def _submit(client, scene, label=None, **options):  # noqa: ANN001, ANN202
+def _submit(client, scene, label=None, **options):
     return client.submit(estimate_request(scene.png, [(label or scene.label, scene.vertices, scene.faces)], **options))
 
 
-def _error(call) -> ApiError:  # noqa: ANN001
+def _error(call) -> ApiError:
     with pytest.raises(ApiError) as info:
         call()
     return info.value
@@ -38,7 +38,9 @@ def _chunked_post(url: str, path: str, token: str, chunks: int, chunk_bytes: int
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    connection.request("POST", path, body=(b" " * chunk_bytes for _ in range(chunks)), headers=headers, encode_chunked=True)
+    connection.request(
+        "POST", path, body=(b" " * chunk_bytes for _ in range(chunks)), headers=headers, encode_chunked=True
+    )
     answer = connection.getresponse()
     try:
         return answer.status, json.loads(answer.read())
@@ -46,7 +48,7 @@ def _chunked_post(url: str, path: str, token: str, chunks: int, chunk_bytes: int
         connection.close()
 
 
-def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:  # noqa: ANN001
+def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = client.status(job_id)
@@ -57,7 +59,7 @@ def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 1
 
 
 @pytest.fixture(scope="module")
-def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
+def finished_job(server, demo_scene):
     """One full estimate job, watched while it runs: (job id, result, statuses seen, health answers while running)."""
     client = server.client()
     job = _submit(client, demo_scene)
@@ -71,7 +73,7 @@ def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
     return job["job_id"], client.result(job["job_id"]), seen, healths
 
 
-def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:  # noqa: ANN001
+def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:
     health = server.client().health()
     assert health["status"] == "ok"
     assert health["api_schema_version"] == API_SCHEMA_VERSION
@@ -84,7 +86,7 @@ def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:  #
     assert "DEMO MODE" in "".join(server.log)  # said at start too
 
 
-def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     assert result["job_id"] == job_id and result["kind"] == "estimate"
     assert result["demo"] is True and any(note.startswith("DEMO") for note in result["notes"])
@@ -115,7 +117,7 @@ def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # n
     assert (server.data_dir / "jobs" / job_id / "result.json").is_file()  # on disk before it was reported done
 
 
-def test_progress_is_reported_stage_by_stage(finished_job) -> None:  # noqa: ANN001
+def test_progress_is_reported_stage_by_stage(finished_job) -> None:
     _, _, seen, _ = finished_job
     order = ["queued", "starting", "perceive", "body", "contact", "fit", "done"]
     stages = [s["stage"] for s in seen]
@@ -125,14 +127,14 @@ def test_progress_is_reported_stage_by_stage(finished_job) -> None:  # noqa: ANN
     assert {"contact", "done"} <= set(stages)
 
 
-def test_health_answers_while_a_job_runs(finished_job) -> None:  # noqa: ANN001
+def test_health_answers_while_a_job_runs(finished_job) -> None:
     job_id, _, _, healths = finished_job
     assert healths, "the job finished before health could be asked"
     assert all(h["status"] == "ok" for h in healths)
     assert any(h["queue"]["running"] == job_id for h in healths)
 
 
-def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     client = server.client()
     vertices = demo_scene.vertices
@@ -155,7 +157,7 @@ def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_j
     assert gap < 0.05, f"the painted cap ends {gap:.3f} m from the painted feet"
 
 
-def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
     job_id, _, _, _ = finished_job
     client = server.client()
     n = len(demo_scene.vertices)
@@ -172,7 +174,7 @@ def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:  # n
         assert error.body["hint"]
 
 
-def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: ANN001
+def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:
     client = server.client()
     running = _submit(client, demo_scene)
     _wait_state(client, running["job_id"], ("running",))
@@ -189,7 +191,7 @@ def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: AN
     assert client.health()["queue"]["length"] == 0
 
 
-def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_scene, oom_label) -> None:  # noqa: ANN001
+def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_scene, oom_label) -> None:
     client = server.client()
     job = _submit(client, demo_scene, label=oom_label, **NO_OPTIONAL_STAGES)
     status = client.wait_finished(job["job_id"])
@@ -201,7 +203,7 @@ def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_s
     assert client.wait_finished(after["job_id"])["state"] == "done"
 
 
-def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene, crash_label) -> None:  # noqa: ANN001
+def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene, crash_label) -> None:
     """Model work runs in a child process: if it dies (a segfault, the kernel's OOM killer), the API keeps
     answering, the job it was running fails with WORKER_CRASHED, and a new worker takes the next job."""
     client = server.client()
@@ -217,14 +219,17 @@ def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels (valid signature, IHDR and CRC; no pixel data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
-def _bad_requests(scene) -> list:  # noqa: ANN001
+def _bad_requests(scene) -> list:
     good = estimate_request(scene.png, [(scene.label, scene.vertices, scene.faces)])
     nan_vertices = scene.vertices.copy()
     nan_vertices[7] = np.nan
@@ -232,24 +237,45 @@ def _bad_requests(scene) -> list:  # noqa: ANN001
     out_of_range = scene.faces.copy()
     out_of_range[0, 0] = len(scene.vertices) + 5
     return [
-        ("truncated PNG", {**good, "image": base64.b64encode(scene.png[: len(scene.png) // 2]).decode()}, 400, "BAD_INPUT"),
-        ("PNG claiming 50000x50000", {**good, "image": base64.b64encode(_png_header(50000, 50000)).decode()}, 413,
-         "PAYLOAD_TOO_LARGE"),
+        (
+            "truncated PNG",
+            {**good, "image": base64.b64encode(scene.png[: len(scene.png) // 2]).decode()},
+            400,
+            "BAD_INPUT",
+        ),
+        (
+            "PNG claiming 50000x50000",
+            {**good, "image": base64.b64encode(_png_header(50000, 50000)).decode()},
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
         ("not an image", {**good, "image": base64.b64encode(b"hello").decode()}, 400, "BAD_INPUT"),
         ("wrong schema version", {**good, "schema_version": "ivlm-api-0"}, 400, "SCHEMA_MISMATCH"),
         ("NaN vertices", estimate_request(scene.png, [(scene.label, nan_vertices, scene.faces)]), 400, "BAD_INPUT"),
-        ("3 million faces", estimate_request(scene.png, [(scene.label, scene.vertices, many_faces)]), 413,
-         "PAYLOAD_TOO_LARGE"),
-        ("face index out of range", estimate_request(scene.png, [(scene.label, scene.vertices, out_of_range)]), 400,
-         "BAD_INPUT"),
+        (
+            "3 million faces",
+            estimate_request(scene.png, [(scene.label, scene.vertices, many_faces)]),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            "face index out of range",
+            estimate_request(scene.png, [(scene.label, scene.vertices, out_of_range)]),
+            400,
+            "BAD_INPUT",
+        ),
         ("missing objects", {k: v for k, v in good.items() if k != "objects"}, 422, "BAD_INPUT"),
-        ("vertices not base64", {**good, "objects": [{**good["objects"][0], "vertices": {**array_payload(scene.vertices),
-         "data": "***"}}]}, 400, "BAD_INPUT"),
+        (
+            "vertices not base64",
+            {**good, "objects": [{**good["objects"][0], "vertices": {**array_payload(scene.vertices), "data": "***"}}]},
+            400,
+            "BAD_INPUT",
+        ),
         ("repeated labels", {**good, "objects": good["objects"] * 2}, 400, "BAD_INPUT"),
-    ]  # fmt: skip
+    ]
 
 
-def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:  # noqa: ANN001
+def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:
     client = server.client()
     for name, body, status, code in _bad_requests(demo_scene):
         error = _error(lambda b=body: client.submit(b))
@@ -258,7 +284,7 @@ def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:  # noqa:
     assert client.health()["status"] == "ok" and client.health()["queue"]["length"] == 0
 
 
-def test_bad_requests_outside_the_schema(server) -> None:  # noqa: ANN001
+def test_bad_requests_outside_the_schema(server) -> None:
     client = server.client()
     cases = [
         (lambda: client.request("GET", "/v1/jobs/not-a-job-id"), 422, "BAD_INPUT"),
@@ -275,7 +301,7 @@ def test_bad_requests_outside_the_schema(server) -> None:  # noqa: ANN001
     assert client.health()["status"] == "ok"
 
 
-def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa: ANN001
+def test_token_queue_and_size_limits(start_server, demo_scene) -> None:
     token = "a-long-random-test-token-0123456789"
     server = start_server("--queue-capacity", "1", "--max-request-mb", "1", token=token)
     anonymous, wrong, client = server.client(), server.client("x" * 40), server.client(token)
@@ -286,7 +312,8 @@ def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa:
 
     # Declared sizes well past the socket buffers: the client must still read the answer, not a broken pipe.
     for megabytes in (2, 24):
-        error = _error(lambda: client.request("POST", "/v1/jobs", b"{" + b" " * (megabytes * 1024 * 1024) + b"}"))
+        body = b"{" + b" " * (megabytes * 1024 * 1024) + b"}"
+        error = _error(lambda body=body: client.request("POST", "/v1/jobs", body))
         assert (error.status, error.code) == (413, "PAYLOAD_TOO_LARGE")
     status, answer = _chunked_post(server.url, "/v1/jobs", token, chunks=24, chunk_bytes=1024 * 1024)
     assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
@@ -304,7 +331,7 @@ def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa:
     client.cancel(running["job_id"])
 
 
-def _wait_stage(client, job_id: str, stage: str, timeout: float = 300.0) -> None:  # noqa: ANN001
+def _wait_stage(client, job_id: str, stage: str, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while client.status(job_id)["stage"] != stage:
         assert time.monotonic() < deadline, f"job {job_id} never reached its {stage} stage"
@@ -341,7 +368,9 @@ def _plant_damaged_jobs(jobs: Path, model_job: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux /proc")
-def test_a_restart_keeps_results_interrupts_unfinished_jobs_and_expiry_cleans_up(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+def test_a_restart_keeps_results_interrupts_unfinished_jobs_and_expiry_cleans_up(
+    start_server, demo_scene, tmp_path
+) -> None:
     """kill -9 of the server: its worker exits at once (it ran its job on, here a stage of minutes), a restart serves the
     results it reported, marks the jobs it had running or queued exactly INTERRUPTED and damaged job folders
     failed (they vanished, and were never cleaned); a server with a short TTL then deletes them all."""
@@ -393,7 +422,7 @@ def test_a_restart_keeps_results_interrupts_unfinished_jobs_and_expiry_cleans_up
     assert info.value.code == "NOT_FOUND"
 
 
-def test_cors_is_off(server) -> None:  # noqa: ANN001
+def test_cors_is_off(server) -> None:
     """A web page the user visits must not be able to drive the server from their browser."""
     host, port = server.url.removeprefix("http://").split(":")
     origin = {"Origin": "http://evil.example"}
@@ -408,7 +437,7 @@ def test_cors_is_off(server) -> None:  # noqa: ANN001
         assert answer.status == (200 if method == "GET" else 405)
 
 
-def test_ctrl_c_stops_the_server_and_its_worker_cleanly(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+def test_ctrl_c_stops_the_server_and_its_worker_cleanly(start_server, demo_scene, tmp_path) -> None:
     """Ctrl+C in a terminal reaches the server and its worker process: the running job must end cancelled (its
     status on disk), not be taken for a worker crash, and the server must exit cleanly."""
     server = start_server(data_dir=tmp_path)

@@ -26,13 +26,25 @@ def test_result_lists_every_person_and_the_body_start(synthetic_body_files):
     from server.results import body_from_state, job_result, refit_state
 
     people = PeopleChoice(
-        [PersonCandidate(np.array([1, 2, 30, 40], np.float32), 0.9, 0.0), PersonCandidate(np.array([50, 2, 90, 40], np.float32), 0.6, 0.4)],
-        1, np.array([50, 2, 90, 40], np.float32), "2 people detected; chose person 2 of 2, ...",
-    )  # fmt: skip
+        [
+            PersonCandidate(np.array([1, 2, 30, 40], np.float32), 0.9, 0.0),
+            PersonCandidate(np.array([50, 2, 90, 40], np.float32), 0.6, 0.4),
+        ],
+        1,
+        np.array([50, 2, 90, 40], np.float32),
+        "2 people detected; chose person 2 of 2, ...",
+    )
     body = BodyFit(np.zeros((10475, 3)), np.zeros((127, 3)), {}, "fitted", start="Multi-HMR (x)")
     result = ReconstructResult(False, CameraIntrinsics(500.0, (100, 120), "client"), body, [], [], {}, 2, None, people)
-    out = job_result(result, job_id="0" * 32, kind="estimate", body_faces=np.zeros((1, 3), np.int32),
-                     server_version="t", models={}, thresholds={})  # fmt: skip
+    out = job_result(
+        result,
+        job_id="0" * 32,
+        kind="estimate",
+        body_faces=np.zeros((1, 3), np.int32),
+        server_version="t",
+        models={},
+        thresholds={},
+    )
     assert out.people.chosen == 1 and out.people.boxes_xyxy[0] == [1.0, 2.0, 30.0, 40.0]
     assert out.people.scores == [pytest.approx(0.9), pytest.approx(0.6)] and out.people.object_overlap == [0.0, 0.4]
     assert out.body.start == "Multi-HMR (x)" and out.people.reason.startswith("2 people detected")

@@ -18,7 +18,7 @@ from server.client import estimate_request
 pytestmark = pytest.mark.slow
 
 
-def test_a_24_gb_budget_runs_the_joint_release_in_int8_and_says_so_everywhere(start_server, demo_scene) -> None:  # noqa: ANN001
+def test_a_24_gb_budget_runs_the_joint_release_in_int8_and_says_so_everywhere(start_server, demo_scene) -> None:
     server = start_server("--gpu-memory-gb", "24")
     client = server.client()
     health = client.health()
@@ -39,9 +39,20 @@ def test_a_24_gb_budget_runs_the_joint_release_in_int8_and_says_so_everywhere(st
     assert result["objects"][0]["object_contact"] is not None  # the joint release answered the object question
 
 
-def test_a_budget_too_small_for_every_configuration_refuses_to_start(tmp_path) -> None:  # noqa: ANN001
-    command = [sys.executable, "-m", "ivlm_core.cli", "serve", "--demo", "--port", "0", "--gpu-memory-gb", "4",
-               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+def test_a_budget_too_small_for_every_configuration_refuses_to_start(tmp_path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "ivlm_core.cli",
+        "serve",
+        "--demo",
+        "--port",
+        "0",
+        "--gpu-memory-gb",
+        "4",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "GPU_MEMORY_TOO_SMALL" in done.stderr and "no configuration fits 4.0 GB" in done.stderr

@@ -16,7 +16,7 @@ from server.settings import ServerSettings, is_loopback
 from server.store import EstimateRecord, JobStore
 
 
-def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:  # noqa: ANN001
+def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:
     ServerSettings(host="127.0.0.1", data_dir=tmp_path, token=None).check()
     with pytest.raises(BadInputError, match="without a token"):
         ServerSettings(host="0.0.0.0", data_dir=tmp_path, token=None).check()
@@ -50,7 +50,7 @@ def test_arrays_round_trip_and_reject_bad_payloads() -> None:
         arrays.decode(arrays.encode(bad), "v", dtype="float32", shape=(None, 3))
 
 
-def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None:  # noqa: ANN001
+def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None:
     """The step-by-step decoder accepts and refuses exactly what b64decode(validate=True) does, at step edges too."""
     import binascii
 
@@ -77,18 +77,31 @@ def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None: 
 
 def _status(job_id: str, state: str, age_s: float) -> JobStatus:
     then = time.time() - age_s
-    return JobStatus(job_id=job_id, kind="estimate", state=state, stage=state, progress=0.0, message="",
-                     demo=True, created_at=then, updated_at=then)  # fmt: skip
+    return JobStatus(
+        job_id=job_id,
+        kind="estimate",
+        state=state,
+        stage=state,
+        progress=0.0,
+        message="",
+        demo=True,
+        created_at=then,
+        updated_at=then,
+    )
 
 
 def _record() -> EstimateRecord:
     return EstimateRecord(labels=["cup"], options=EstimateOptions())
 
 
-def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
+def test_store_expires_only_old_finished_jobs(tmp_path) -> None:
     store = JobStore(tmp_path)
-    jobs = [_status("a" * 32, "done", 100), _status("b" * 32, "failed", 100), _status("c" * 32, "done", 1),
-            _status("d" * 32, "queued", 100)]  # fmt: skip
+    jobs = [
+        _status("a" * 32, "done", 100),
+        _status("b" * 32, "failed", 100),
+        _status("c" * 32, "done", 1),
+        _status("d" * 32, "queued", 100),
+    ]
     for status in jobs:
         store.create(status, _record(), {"x": np.zeros(2)}, b"photo")
     assert {s.job_id for s in store.load_all()} == {s.job_id for s in jobs}
@@ -102,7 +115,7 @@ def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
         store.folder("../escape")
 
 
-def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:
     from ivlm_core.cli import main
     from ivlm_core.doctor import check_model_files
 
@@ -116,7 +129,7 @@ def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) 
     assert "DEMO mode" in text
 
 
-def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tiny_perception) -> None:  # noqa: ANN001
+def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tiny_perception) -> None:
     import shutil
 
     from ivlm_core import paths
@@ -168,7 +181,7 @@ def test_the_add_on_knows_the_same_finished_states() -> None:
     assert tuple(ADDON_FINISHED) == FINISHED_STATES
 
 
-def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:  # noqa: ANN001
+def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:
     """The item said "get it: InteractVLM site" and, on the next line, "fix: register at the MANO site": either
     gives the views (data.zip holds them, SMPL-H regenerates them), so both lines must name both."""
     from ivlm_core.doctor import check_model_files
@@ -180,7 +193,7 @@ def test_doctor_names_both_ways_to_the_canonical_body_views(tmp_path) -> None:  
     assert "data.zip" in views.hint and "SMPL+H" in views.hint
 
 
-def _service_without_worker(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
+def _service_without_worker(tmp_path, monkeypatch):
     """A real JobService whose supervisor loop runs inline and whose steps the test supplies (no worker process)."""
     from server.jobs import JobService
     from server.worker import ModelSpec
@@ -190,7 +203,7 @@ def _service_without_worker(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
     return service
 
 
-def test_the_supervisor_fails_the_job_an_unexpected_error_hit_and_goes_on(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_the_supervisor_fails_the_job_an_unexpected_error_hit_and_goes_on(tmp_path, monkeypatch) -> None:
     """An exception in the supervisor thread used to end it silently: jobs stayed running or queued for good."""
     service = _service_without_worker(tmp_path, monkeypatch)
     job = service._enqueue(_record(), {"x": np.zeros(2)}, None)
@@ -212,7 +225,7 @@ def test_the_supervisor_fails_the_job_an_unexpected_error_hit_and_goes_on(tmp_pa
     assert service.state != "error" and service.runner_error is None
 
 
-def test_a_supervisor_that_cannot_go_on_says_error_and_fails_what_waits(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_supervisor_that_cannot_go_on_says_error_and_fails_what_waits(tmp_path, monkeypatch) -> None:
     from server.errors import ServerError
     from server.jobs import MAX_STEP_FAILURES
 

@@ -52,13 +52,39 @@ ALLOWED_GLOBALS: list[Any] = [
 ]
 
 # smplx's SMPLX module arrays and parameters: what a `smpl_layer.<name>.bm_x.` subtree may hold.
-SMPLX_MODULE_KEYS = frozenset((
-    "J_regressor", "betas", "body_pose", "expr_dirs", "expression", "faces_tensor", "global_orient", "jaw_pose",
-    "lbs_weights", "left_hand_components", "left_hand_mean", "left_hand_pose", "leye_pose", "lmk_bary_coords",
-    "lmk_faces_idx", "parents", "pose_mean", "posedirs", "reye_pose", "right_hand_components", "right_hand_mean",
-    "right_hand_pose", "shapedirs", "transl", "v_template", "vertex_joint_selector.extra_joints_idxs",
-    "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords", "neck_kin_chain",
-))  # fmt: skip
+SMPLX_MODULE_KEYS = frozenset(
+    (
+        "J_regressor",
+        "betas",
+        "body_pose",
+        "expr_dirs",
+        "expression",
+        "faces_tensor",
+        "global_orient",
+        "jaw_pose",
+        "lbs_weights",
+        "left_hand_components",
+        "left_hand_mean",
+        "left_hand_pose",
+        "leye_pose",
+        "lmk_bary_coords",
+        "lmk_faces_idx",
+        "parents",
+        "pose_mean",
+        "posedirs",
+        "reye_pose",
+        "right_hand_components",
+        "right_hand_mean",
+        "right_hand_pose",
+        "shapedirs",
+        "transl",
+        "v_template",
+        "vertex_joint_selector.extra_joints_idxs",
+        "dynamic_lmk_faces_idx",
+        "dynamic_lmk_bary_coords",
+        "neck_kin_chain",
+    )
+)
 _SMPL_LAYER = re.compile(r"^smpl_layer\.[A-Za-z0-9_]+\.bm_x\.(.+)$")
 IGNORED_REASONS = {
     "smpl_layer": "the SMPL-X body model's own arrays (the user's SMPL-X file is used instead)",
@@ -69,26 +95,40 @@ IGNORED_REASONS = {
 
 _BLOCK = re.compile(r"^backbone\.encoder\.blocks\.(\d+)\.(.+)$")
 _BLOCK_PARTS = {
-    "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
-    "attn.proj.weight": "attention.o_proj.weight", "attn.proj.bias": "attention.o_proj.bias",
-    "ls1.gamma": "layer_scale1.lambda1", "ls2.gamma": "layer_scale2.lambda1",
-    "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
-    "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
-    "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
-}  # fmt: skip
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "attn.proj.weight": "attention.o_proj.weight",
+    "attn.proj.bias": "attention.o_proj.bias",
+    "ls1.gamma": "layer_scale1.lambda1",
+    "ls2.gamma": "layer_scale2.lambda1",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+    "mlp.fc1.weight": "mlp.fc1.weight",
+    "mlp.fc1.bias": "mlp.fc1.bias",
+    "mlp.fc2.weight": "mlp.fc2.weight",
+    "mlp.fc2.bias": "mlp.fc2.bias",
+}
 _QKV_PARTS = {"attn.qkv.weight": "weight", "attn.qkv.bias": "bias"}  # split into q_proj / k_proj / v_proj
 _HEAD_LAYER = re.compile(r"^x_attention_head\.transformer\.transformer\.layers\.(\d+)\.([012])\.(.+)$")
 _HEAD_LAYER_PARTS = {
-    ("0", "norm.weight"): "norm1.weight", ("0", "norm.bias"): "norm1.bias",
+    ("0", "norm.weight"): "norm1.weight",
+    ("0", "norm.bias"): "norm1.bias",
     ("0", "fn.to_qkv.weight"): "self_attn.qkv.weight",
-    ("0", "fn.to_out.0.weight"): "self_attn.out.weight", ("0", "fn.to_out.0.bias"): "self_attn.out.bias",
-    ("1", "norm.weight"): "norm2.weight", ("1", "norm.bias"): "norm2.bias",
-    ("1", "fn.to_q.weight"): "cross_attn.q.weight", ("1", "fn.to_kv.weight"): "cross_attn.kv.weight",
-    ("1", "fn.to_out.0.weight"): "cross_attn.out.weight", ("1", "fn.to_out.0.bias"): "cross_attn.out.bias",
-    ("2", "norm.weight"): "norm3.weight", ("2", "norm.bias"): "norm3.bias",
-    ("2", "fn.net.0.weight"): "mlp.0.weight", ("2", "fn.net.0.bias"): "mlp.0.bias",
-    ("2", "fn.net.3.weight"): "mlp.2.weight", ("2", "fn.net.3.bias"): "mlp.2.bias",
-}  # fmt: skip
+    ("0", "fn.to_out.0.weight"): "self_attn.out.weight",
+    ("0", "fn.to_out.0.bias"): "self_attn.out.bias",
+    ("1", "norm.weight"): "norm2.weight",
+    ("1", "norm.bias"): "norm2.bias",
+    ("1", "fn.to_q.weight"): "cross_attn.q.weight",
+    ("1", "fn.to_kv.weight"): "cross_attn.kv.weight",
+    ("1", "fn.to_out.0.weight"): "cross_attn.out.weight",
+    ("1", "fn.to_out.0.bias"): "cross_attn.out.bias",
+    ("2", "norm.weight"): "norm3.weight",
+    ("2", "norm.bias"): "norm3.bias",
+    ("2", "fn.net.0.weight"): "mlp.0.weight",
+    ("2", "fn.net.0.bias"): "mlp.0.bias",
+    ("2", "fn.net.3.weight"): "mlp.2.weight",
+    ("2", "fn.net.3.bias"): "mlp.2.bias",
+}
 _DIRECT = {
     "backbone.encoder.cls_token": "backbone.embeddings.cls_token",
     "backbone.encoder.mask_token": "backbone.embeddings.mask_token",
@@ -96,10 +136,14 @@ _DIRECT = {
     "backbone.encoder.patch_embed.proj.bias": "backbone.embeddings.patch_embeddings.projection.bias",
     "backbone.encoder.norm.weight": "backbone.layernorm.weight",
     "backbone.encoder.norm.bias": "backbone.layernorm.bias",
-    "mlp_classif.0.weight": "person_score.0.weight", "mlp_classif.0.bias": "person_score.0.bias",
-    "mlp_classif.2.weight": "person_score.2.weight", "mlp_classif.2.bias": "person_score.2.bias",
-    "mlp_offset.0.weight": "center_offset.0.weight", "mlp_offset.0.bias": "center_offset.0.bias",
-    "mlp_offset.2.weight": "center_offset.2.weight", "mlp_offset.2.bias": "center_offset.2.bias",
+    "mlp_classif.0.weight": "person_score.0.weight",
+    "mlp_classif.0.bias": "person_score.0.bias",
+    "mlp_classif.2.weight": "person_score.2.weight",
+    "mlp_classif.2.bias": "person_score.2.bias",
+    "mlp_offset.0.weight": "center_offset.0.weight",
+    "mlp_offset.0.bias": "center_offset.0.bias",
+    "mlp_offset.2.weight": "center_offset.2.weight",
+    "mlp_offset.2.bias": "center_offset.2.bias",
     # upstream's cross_queries_x / _values_x are indexed by the patch row, _y by the column
     "x_attention_head.cross_queries_x": "head.query_rows",
     "x_attention_head.cross_queries_y": "head.query_cols",
@@ -107,13 +151,15 @@ _DIRECT = {
     "x_attention_head.cross_values_y": "head.value_cols",
     "x_attention_head.transformer.to_token_embedding.weight": "head.token_in.weight",
     "x_attention_head.transformer.to_token_embedding.bias": "head.token_in.bias",
-    "x_attention_head.decpose.weight": "head.pose_out.weight", "x_attention_head.decpose.bias": "head.pose_out.bias",
+    "x_attention_head.decpose.weight": "head.pose_out.weight",
+    "x_attention_head.decpose.bias": "head.pose_out.bias",
     "x_attention_head.decshape.weight": "head.betas_out.weight",
     "x_attention_head.decshape.bias": "head.betas_out.bias",
-    "x_attention_head.deccam.weight": "head.camera_out.weight", "x_attention_head.deccam.bias": "head.camera_out.bias",
+    "x_attention_head.deccam.weight": "head.camera_out.weight",
+    "x_attention_head.deccam.bias": "head.camera_out.bias",
     "x_attention_head.decexpression.weight": "head.expression_out.weight",
     "x_attention_head.decexpression.bias": "head.expression_out.bias",
-}  # fmt: skip
+}
 _FLATTENED = {  # stored with leading singleton dimensions ([1, n] or [1, 1, n]); ours are [n]
     "x_attention_head.transformer.pos_embedding": "head.token_offset",
     "x_attention_head.init_body_pose": "head.mean_pose",
@@ -304,7 +350,7 @@ def read_release(path: Path) -> ReleaseCheckpoint:
     except pickle.UnpicklingError as exc:
         try:
             refused = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # noqa: BLE001 (legacy files cannot be scanned; the load error itself is reported)
+        except Exception:
             refused = []
         if refused:
             raise ModelFileError(

@@ -264,10 +264,18 @@ class MultiHMRModel(nn.Module):
         if people == 0:
             empty = features.new_zeros((0,)).float()
             return MultiHMROutput(
-                scores, batch, rows, cols, empty, empty.reshape(0, 2), empty, empty.reshape(0, 3),
-                empty.reshape(0, SMPLX_ROTATIONS, 3, 3), empty.reshape(0, config.num_betas),
+                scores,
+                batch,
+                rows,
+                cols,
+                empty,
+                empty.reshape(0, 2),
+                empty,
+                empty.reshape(0, 3),
+                empty.reshape(0, SMPLX_ROTATIONS, 3, 3),
+                empty.reshape(0, config.num_betas),
                 empty.reshape(0, EXPRESSION_COEFFICIENTS),
-            )  # fmt: skip
+            )
         rays = fourier_ray_embedding(
             patch_rays(intrinsics, config.grid, config.patch_size), config.camera_bands, config.camera_max_resolution
         )
