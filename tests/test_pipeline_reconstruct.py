@@ -88,7 +88,8 @@ def test_degenerate_mesh_is_skipped_with_its_reason(run_with_bad_object):
 def test_several_people_are_reported(run_with_bad_object):
     result, _ = run_with_bad_object
     assert result.people_count == 3
-    assert "3 people detected; using the one with the highest score" in result.notes
+    noted = [note for note in result.notes if "people detected" in note]
+    assert len(noted) == 1 and noted[0].startswith("person: 3 people detected") and "chose person 1 of 3" in noted[0]
 
 
 def test_no_person_found_returns_no_body_and_skips_placement(pipeline, scene):
