@@ -134,7 +134,8 @@ for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_module, "_reconstruct")] = _multiarray._reconstruct
     _ALLOWED[(_module, "scalar")] = _multiarray.scalar
 for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    _ALLOWED[(_module, "_frombuffer")] = _numeric._frombuffer
+    # private, so absent from numpy's stubs; pickles of arrays name it
+    _ALLOWED[(_module, "_frombuffer")] = _numeric._frombuffer  # type: ignore[attr-defined]
 
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 

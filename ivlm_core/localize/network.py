@@ -24,7 +24,7 @@ from ivlm_core.localize.prompts import IMAGE_TOKEN_INDEX  # LLaVA's sentinel for
 
 def llama_config(config: ReleaseConfig) -> LlamaConfig:
     """LLaMA-2 as LISA/InteractVLM use it: no GQA, RoPE base 10000, untied head, standard RMSNorm."""
-    return LlamaConfig(
+    return LlamaConfig(  # type: ignore[call-arg]  # rope_theta: a **kwargs of __post_init__, not typed
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,

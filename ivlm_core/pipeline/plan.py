@@ -317,7 +317,8 @@ def hub_perception_configs() -> dict:
     transformers' default configs of these classes are those checkpoints' architectures."""
     from transformers import GroundingDinoConfig, SamConfig, VitPoseConfig
 
-    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": VitPoseConfig(num_labels=17)}
+    vitpose = VitPoseConfig(num_labels=17)  # type: ignore[call-arg]  # num_labels: a **kwargs of __post_init__, not typed
+    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": vitpose}
 
 
 @functools.lru_cache(maxsize=8)
