@@ -75,7 +75,7 @@ class InteractVLMNetwork(nn.Module):
             raise ValueError("the prompt must contain exactly one image sentinel")
         at = input_ids.index(IMAGE_TOKEN_INDEX)
         embed = self.llm.get_input_embeddings()
-        device = embed.weight.device
+        device = embed.get_parameter("weight").device
         before = embed(torch.tensor([input_ids[:at]], device=device))
         after = embed(torch.tensor([input_ids[at + 1 :]], device=device))
         return torch.cat([before, image_features.to(before.dtype), after], dim=1)

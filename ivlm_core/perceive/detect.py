@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoProcessor, GroundingDinoForObjectDetection
+from transformers import AutoProcessor, GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
@@ -82,7 +82,7 @@ class ObjectDetector:
     def __init__(
         self,
         model: GroundingDinoForObjectDetection,
-        processor: object,
+        processor: GroundingDinoProcessor,
         *,
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
@@ -110,11 +110,10 @@ class ObjectDetector:
         with folders.loading("grounding-dino", folder, "the processor files (preprocessor / tokenizer)"):
             processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         with folders.loading("grounding-dino", folder, folders.weights_file(folder)):
-            model, info = GroundingDinoForObjectDetection.from_pretrained(
-                folder, local_files_only=True, dtype=dtype, output_loading_info=True
-            )
+            model, info = folders.pretrained_with_info(GroundingDinoForObjectDetection, folder, dtype)
         folders.check_loading_info("grounding-dino", folder, info)
-        return cls(model.to(device), processor, demo=folders.is_demo_config(config), **options)
+        model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
+        return cls(model, processor, demo=folders.is_demo_config(config), **options)
 
     @property
     def device(self) -> torch.device:
