@@ -74,7 +74,8 @@ class SparseStandIn:
         state = getattr(self, "state", None)
         if not isinstance(state, dict):
             raise ValueError("a sparse matrix without its data")
-        shape = tuple(int(s) for s in state.get("_shape", state.get("shape", ())))
+        stored_shape = state["_shape"] if "_shape" in state else state.get("shape", ())
+        shape = tuple(int(s) for s in stored_shape)
         if len(shape) != 2:
             raise ValueError("a sparse matrix without a 2-D shape")
         data = np.asarray(resolve(state["data"]))
