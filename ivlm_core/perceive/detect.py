@@ -14,14 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import AutoProcessor, GroundingDinoForObjectDetection, GroundingDinoProcessor
+from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_labels, prompt_phrase
+
+if TYPE_CHECKING:
+    from transformers import GroundingDinoProcessor
 
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
