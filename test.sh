@@ -37,4 +37,19 @@ else
     echo "[ivlm test] SKIPPED the newest Blender (bpy 5.3 needs Python 3.13, none found; pyenv install 3.13)" >&2
 fi
 run_pytest .venv-typecheck/bin/python -m pytest tests/typecheck  # mypy on the add-on, against fake-bpy-module
+
+# Lint and types of the whole tree (ruff and mypy pinned in requirements/typecheck.in; config in pyproject.toml).
+# mypy reads .venv's packages (torch, numpy, pydantic, ...) and keeps its cache in .mypy_cache (git-ignored).
+run_check() {  # what is checked, then the command: a failure is reported by name and fails the run
+    local what="$1"
+    shift
+    if ! "$@"; then
+        echo "[ivlm test] FAILED: $what (command: $*)" >&2
+        status=1
+    fi
+}
+run_check "lint (ruff check; 'ruff check --fix .' fixes some)" .venv-typecheck/bin/ruff check .
+run_check "formatting (ruff format --check; 'ruff format .' fixes it)" .venv-typecheck/bin/ruff format --check .
+run_check "types of ivlm_core and server (mypy)" .venv-typecheck/bin/mypy --config-file pyproject.toml \
+    --python-executable .venv/bin/python --cache-dir .mypy_cache ivlm_core server
 exit $status

@@ -158,10 +158,10 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         pipeline = ContactPipeline.demo_pipeline(args.device)
     else:
         pipeline = ContactPipeline.from_models_dir(Path(args.models) if args.models else None, device=args.device)
-    for name, image, pil, options, objs in jobs:
+    for name, image, photo, options, objs in jobs:
         print(f"{name}:")
         result = pipeline.run(
-            image, objs, options, pil_image=pil, progress=lambda stage, f, msg: print(f"  [{f:4.0%}] {stage}: {msg}")
+            image, objs, options, pil_image=photo, progress=lambda stage, f, msg: print(f"  [{f:4.0%}] {stage}: {msg}")
         )
         out = save_result(
             result, Path(args.out) / name, {o.label: o.mesh for o in objs}, np.asarray(pipeline.body.model.faces)
@@ -219,6 +219,7 @@ def _cmd_plan(args: argparse.Namespace) -> None:
         paths.interactvlm_release_dir(r, root).is_dir() for c in memory_plan.CONFIGURATIONS for r in c.releases
     )
     plans = memory_plan.plan_all(args.device, root=None if nominal else root, nominal=nominal)
+    budget: int | None  # bytes; None: no limit
     if args.gpu_memory_gb is not None:
         budget, source = int(args.gpu_memory_gb * memory_plan.GB), f"--gpu-memory-gb {args.gpu_memory_gb:g}"
     elif args.device.startswith("cuda"):

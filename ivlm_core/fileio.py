@@ -30,7 +30,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compressed: bool = True) -> None:
     """np.savez(_compressed) into `path` atomically (the temp name keeps the .npz suffix numpy wants)."""
     with atomic_path(path) as tmp:
-        (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
+        # Every reader loads with allow_pickle=False; saying it here also keeps `arrays` from reaching the keyword.
+        (np.savez_compressed if compressed else np.savez)(tmp, allow_pickle=False, **arrays)
 
 
 def file_sha256(path: Path) -> str:

@@ -203,7 +203,7 @@ def load_mesh(path: str | Path, *, max_faces: int = MAX_FACES) -> TriangleMesh:
     import trimesh
 
     try:
-        loaded = trimesh.load(path, process=False, force="mesh")
+        loaded = trimesh.load_mesh(path, process=False)
     except Exception as exc:  # trimesh raises many types for unreadable files
         raise MeshError(f"{path.stem}: cannot read {path.name} ({exc}).", "Use OBJ, PLY, STL, OFF or GLB.") from exc
     return validate_mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces), name=path.stem, max_faces=max_faces)

@@ -7,7 +7,7 @@
 #   .venv-blender  bpy==5.0.1 (Blender as a module; pins numpy<2) for running the add-on in tests
 #   .venv-blender-oldest  bpy==4.2.23 (4.2 LTS, the oldest Blender the add-on supports; Python 3.11)
 #   .venv-blender-newest  bpy==5.3.0 (the newest bpy on the index; its wheels need Python 3.13)
-#   .venv-typecheck  mypy + fake-bpy-module-5-0 (bpy stubs; kept apart from the real bpy, see the lock's .in file)
+#   .venv-typecheck  mypy, ruff + fake-bpy-module-5-0 (bpy stubs; kept apart from the real bpy, see the lock's .in file)
 set -euo pipefail
 
 IVLM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -98,7 +98,7 @@ ivlm_ensure_blender_env() {
 }
 
 ivlm_ensure_typecheck_env() {
-    _ivlm_ensure_locked_env .venv-typecheck typecheck-lock.txt "mypy, fake-bpy-module-5-0"
+    _ivlm_ensure_locked_env .venv-typecheck typecheck-lock.txt "mypy, ruff, fake-bpy-module-5-0"
 }
 
 ivlm_ensure_blender_oldest_env() {

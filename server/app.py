@@ -46,7 +46,9 @@ from server.security import RequestGuard
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 408, 409, 410, 413, 422, 429, 500, 503, 507)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 408, 409, 410, 413, 422, 429, 500, 503, 507)
+}
 _NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity")
 JobId = Path(pattern=JOB_ID_PATTERN, description="a job id (32 lowercase hex digits)")
 

@@ -8,9 +8,9 @@ import binascii
 import numpy as np
 
 from ivlm_core.errors import BadInputError
-from server.schemas import ArrayData
+from server.schemas import ArrayData, ArrayDtype
 
-DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1")}
+DTYPES: dict[ArrayDtype, np.dtype] = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint8": np.dtype("u1")}
 BASE64_STEP = 1 << 20  # characters decoded per call; a multiple of 4, so every step ends on a quantum boundary
 
 
@@ -29,7 +29,7 @@ def decode_base64(text: str) -> bytes:
     return b"".join(steps)
 
 
-def encode(array: np.ndarray, dtype: str = "float32") -> ArrayData:
+def encode(array: np.ndarray, dtype: ArrayDtype = "float32") -> ArrayData:
     arr = np.ascontiguousarray(np.asarray(array), dtype=DTYPES[dtype])
     return ArrayData(dtype=dtype, shape=list(arr.shape), data=base64.b64encode(arr.tobytes()).decode("ascii"))
 
@@ -41,7 +41,7 @@ def value(payload: dict) -> np.ndarray:
 
 
 def decode(
-    payload: ArrayData, what: str, *, dtype: str, shape: tuple[int | None, ...], finite: bool = True
+    payload: ArrayData, what: str, *, dtype: ArrayDtype, shape: tuple[int | None, ...], finite: bool = True
 ) -> np.ndarray:
     """The array, after checking dtype, shape (None = any length), byte count and finiteness.
 

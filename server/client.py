@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, FINISHED_STATES
+from server.schemas import API_SCHEMA_VERSION, FINISHED_STATES, ArrayDtype
 
 
 class ApiError(Exception):
@@ -31,7 +31,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def array_payload(array: np.ndarray, dtype: str = "float32") -> dict[str, Any]:
+def array_payload(array: np.ndarray, dtype: ArrayDtype = "float32") -> dict[str, Any]:
     return arrays.encode(array, dtype).model_dump()
 
 

@@ -55,5 +55,6 @@ def public_text(text: str, folders: dict[str, str]) -> str:
     '/home/ana/ivlm-models/body_models' -> '<models folder>/body_models': a client never learns the server's paths.
     """
     for folder in sorted(folders, key=len, reverse=True):
-        text = re.sub(re.escape(folder.rstrip("/")) + r"(?=/|\b|$)", lambda _, name=folders[folder]: name, text)
+        literal = folders[folder].replace("\\", "\\\\")  # the name as it is: a replacement's backslashes escaped
+        text = re.sub(re.escape(folder.rstrip("/")) + r"(?=/|\b|$)", literal, text)
     return text

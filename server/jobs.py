@@ -15,13 +15,14 @@ path of the server's disk (`public_text`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import threading
 import time
 import uuid
 from collections import deque
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,15 @@ from ivlm_core.pipeline.reconstruct import CancelledError
 from server import inputs
 from server.errors import ServerError, public_text
 from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
-from server.schemas import FINISHED_STATES, ErrorBody, EstimateRequest, FitRequest, GpuInfo, JobStatus
+from server.schemas import (
+    FINISHED_STATES,
+    ErrorBody,
+    EstimateRequest,
+    FitRequest,
+    GpuInfo,
+    JobStatus,
+    ServerState,
+)
 from server.settings import ServerSettings
 from server.store import EstimateRecord, FitRecord, JobStore
 from server.worker import ModelSpec, worker_main
@@ -89,9 +98,11 @@ class JobService:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._context = multiprocessing.get_context("spawn")  # fork is unsafe with threads, CUDA and torch
-        self._cancel_id = self._context.Array("c", 32)  # the job the worker must stop; read by the worker
+        self._cancel_id = self._context.Array(ctypes.c_char, 32)  # the job the worker must stop; read by the worker
         self._process: multiprocessing.process.BaseProcess | None = None
-        self._to_worker = self._from_worker = None
+        # The pipes to and from the worker: set with self._process, closed when it ends.
+        self._to_worker: Connection | None = None
+        self._from_worker: Connection | None = None
         self._supervisor = threading.Thread(target=self._supervise, name="ivlm-supervisor", daemon=True)
 
     # -- life cycle ---------------------------------------------------------------------------------------
@@ -126,7 +137,7 @@ class JobService:
         self._supervisor.join(timeout + 5.0)
 
     @property
-    def state(self) -> str:
+    def state(self) -> ServerState:
         if self.load_error is not None or self.runner_error is not None:
             return "error"
         if self._supervisor.ident is not None and not self._supervisor.is_alive() and not self._stopping.is_set():
@@ -420,6 +431,7 @@ class JobService:
         if self._process is None:  # loading failed and the worker has exited: queued jobs fail above
             self._stopping.wait(POLL_S)
             return
+        assert self._from_worker is not None  # started with the process
         ready = wait([self._from_worker, self._process.sentinel], timeout=POLL_S)
         if self._from_worker in ready:
             try:
@@ -447,7 +459,7 @@ class JobService:
         outbox.close()
 
     def _stop_worker(self) -> None:
-        if self._process is None or self._to_worker is None:
+        if self._process is None or self._to_worker is None or self._from_worker is None:
             return
         try:
             self._to_worker.send(Stop())
@@ -466,8 +478,9 @@ class JobService:
         self._close_pipes()
 
     def _close_pipes(self) -> None:
-        self._to_worker.close()
-        self._from_worker.close()
+        for pipe in (self._to_worker, self._from_worker):
+            if pipe is not None:
+                pipe.close()
 
     def _hand_out_next_job(self) -> None:
         with self._lock:
@@ -488,6 +501,7 @@ class JobService:
                 self._queue.appendleft(job_id)
             self._update(job_id, state="queued", stage="queued", message="waiting for disk space on the server")
             return
+        assert self._to_worker is not None  # a job is handed out only once the worker has loaded
         self._to_worker.send(RunJob(job_id))
 
     def _check_storage(self) -> None:
@@ -549,6 +563,7 @@ class JobService:
 
     def _worker_died(self) -> None:
         """Fails the job it was running (if any) and starts a new worker, which loads the models again."""
+        assert self._process is not None  # called by _step, which has a process
         code = self._process.exitcode
         self._process.join(1.0)
         with self._lock:

@@ -104,11 +104,13 @@ def serve(settings: ServerSettings) -> None:
     sock = listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
+    plan = service.configuration
+    assert plan is not None  # build_service sets it
     banner = [
         f"{LISTENING} http://{shown}:{port}  (server {SERVER_VERSION}, device {service.device})",
         f"  data folder: {settings.data_dir}",
-        f"  configuration: {service.configuration['configuration']} ({service.configuration['description']}, SAM "
-        f"{service.configuration['sam_batch']} view(s) per call): {service.configuration['reason']}",
+        f"  configuration: {plan['configuration']} ({plan['description']}, SAM "
+        f"{plan['sam_batch']} view(s) per call): {plan['reason']}",
     ]
     if service.demo:
         banner.append(f"  DEMO MODE: {service.demo_reason}. Results come from generated assets and random-weight")
@@ -122,7 +124,8 @@ def serve(settings: ServerSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
         http=head_timeout_protocol(settings.head_timeout_s),
-        timeout_keep_alive=settings.keep_alive_s,
+        # uvicorn annotates an int, but only hands it to loop.call_later, which takes seconds as a float
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_head_bytes,
     )

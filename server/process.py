@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _health_state(url: str, token: str | None) -> str | None:
 
 def launch(
     data_dir: Path,
-    args: list[str] = (),
+    args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     token: str | None = None,
     timeout: float = 600.0,
@@ -73,11 +74,13 @@ def launch(
     process = subprocess.Popen(  # its own process group, so a test can send it Ctrl+C as a terminal would
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True
     )
+    stdout = process.stdout
+    assert stdout is not None  # stdout=PIPE
     log: list[str] = []
     url = None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
+        line = stdout.readline()
         if not line:
             break
         log.append(line)
@@ -88,7 +91,7 @@ def launch(
         process.kill()
         raise RuntimeError("the server did not start:\n" + "".join(log))
     server = ServerProcess(process, url, Path(data_dir), token, log)
-    threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()  # keep the pipe drained
+    threading.Thread(target=lambda: log.extend(stdout), daemon=True).start()  # keep the pipe drained
     while time.monotonic() < deadline:
         if _health_state(url, token) not in (None, "loading"):
             return server

@@ -11,14 +11,23 @@ from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, PeopleOut, SkeletonOut
+from server.schemas import (
+    API_SCHEMA_VERSION,
+    BodyOut,
+    CameraOut,
+    JobKind,
+    JobResult,
+    ObjectOut,
+    PeopleOut,
+    SkeletonOut,
+)
 
 
 def job_result(
     result: ReconstructResult,
     *,
     job_id: str,
-    kind: str,
+    kind: JobKind,
     body_faces: np.ndarray,
     skeleton: Skeleton | None = None,
     server_version: str,

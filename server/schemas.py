@@ -28,10 +28,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+ArrayDtype = Literal["float32", "int32", "uint8"]
+ServerState = Literal["loading", "ok", "error"]
+
+
 class ArrayData(_Strict):
     """A numeric array: base64 of its little-endian C-order bytes."""
 
-    dtype: Literal["float32", "int32", "uint8"]
+    dtype: ArrayDtype
     shape: list[Annotated[int, Field(ge=0, le=100_000_000)]] = Field(min_length=1, max_length=2)
     data: str = Field(description="base64 (standard alphabet) of the array's bytes")
 
@@ -170,7 +174,7 @@ class Limits(_Strict):
 
 
 class Health(_Strict):
-    status: Literal["loading", "ok", "error"] = Field(description="loading models, ready, or models failed to load")
+    status: ServerState = Field(description="loading models, ready, or models failed to load")
     server_version: str
     api_schema_version: str
     result_schema: str

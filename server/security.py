@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Sequence
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -90,7 +91,7 @@ async def _drain(receive, budget: int, timeout_s: float) -> None:
         pass  # a slow client gets the answer anyway, or a broken pipe
 
 
-async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_error(send, code: str, message: str, hint: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"code": code, "message": message, "hint": hint}).encode()
     await send(
         {

@@ -49,7 +49,7 @@ from server import SERVER_VERSION, inputs
 from server.errors import ServerError
 from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
 from server.results import body_from_state, camera_from_state, job_result, refit_state
-from server.schemas import EstimateOptions, FitOptions
+from server.schemas import EstimateOptions, FitOptions, JobKind
 from server.settings import ServerSettings
 from server.store import EstimateRecord, FitRecord, JobStore
 
@@ -194,6 +194,7 @@ class JobRunner:
         return self.cancel_id.value.decode() == job_id
 
     def run(self, job_id: str) -> None:
+        state: dict[str, np.ndarray] | None  # the fit-state an estimate keeps for a later fit
         try:
             match self.store.request(job_id):
                 case EstimateRecord() as record:
@@ -244,6 +245,7 @@ class JobRunner:
         options = record.options
         objects = [ObjectInput(label, _mesh(data, i)) for i, label in enumerate(record.labels)]
         params = record.client_body_params
+        box = options.person_box_xyxy  # four numbers (the schema checks the length)
         run_options = RunOptions(
             focal_px=options.focal_px,
             body_vertices=data.get("client_body_vertices"),
@@ -252,7 +254,7 @@ class JobRunner:
                 options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             ),
             stages=frozenset(options.stages),
-            person_box=options.person_box_xyxy,
+            person_box=None if box is None else (box[0], box[1], box[2], box[3]),
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
@@ -313,7 +315,7 @@ class JobRunner:
     def _result_json(
         self,
         job_id: str,
-        kind: str,
+        kind: JobKind,
         result: ReconstructResult,
         options: EstimateOptions | FitOptions,
         photo: _Photo,

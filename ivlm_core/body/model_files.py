@@ -213,7 +213,7 @@ def model_arrays(raw: dict[str, Any], model_type: str, source: Path) -> dict[str
     v, j, f = spec.n_vertices, spec.n_joints, spec.n_faces
     out: dict[str, np.ndarray] = {}
 
-    def get(key: str, required: bool = True) -> np.ndarray | None:
+    def find(key: str, required: bool) -> np.ndarray | None:
         if key not in raw:
             if required:
                 raise ModelFileError(
@@ -231,6 +231,11 @@ def model_arrays(raw: dict[str, Any], model_type: str, source: Path) -> dict[str
             raise ModelFileError(f"{source}: {key!r} is not an array ({_describe(exc)}).", BROKEN_FILE_HINT) from exc
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise ModelFileError(f"{source}: {key!r} is not numeric (dtype {arr.dtype}).", BROKEN_FILE_HINT)
+        return arr
+
+    def get(key: str) -> np.ndarray:
+        arr = find(key, required=True)
+        assert arr is not None  # find raises for a missing required entry
         return arr
 
     def check(key: str, arr: np.ndarray, shape: tuple[int | None, ...]) -> np.ndarray:
@@ -263,8 +268,8 @@ def model_arrays(raw: dict[str, Any], model_type: str, source: Path) -> dict[str
         raise ModelFileError(f"{source}: 'kintree_table' is not a tree whose parents come first.", BROKEN_FILE_HINT)
     out["kintree_table"] = kintree
     for side in ("l", "r"):
-        comps = get(f"hands_components{side}", required=spec.landmarks)
-        mean = get(f"hands_mean{side}", required=spec.landmarks)
+        comps = find(f"hands_components{side}", required=spec.landmarks)
+        mean = find(f"hands_mean{side}", required=spec.landmarks)
         # some SMPL-H downloads ship without the hand PCA; a full basis and a flat mean are equivalent
         # for the layers (axis-angle hands), which is how this project poses hands
         out[f"hands_components{side}"] = (
@@ -275,7 +280,7 @@ def model_arrays(raw: dict[str, Any], model_type: str, source: Path) -> dict[str
         lmk = check("lmk_faces_idx", get("lmk_faces_idx"), (None,)).astype(np.int64)
         out["lmk_faces_idx"] = lmk
         out["lmk_bary_coords"] = check("lmk_bary_coords", get("lmk_bary_coords"), (len(lmk), 3)).astype(np.float64)
-        dyn = get("dynamic_lmk_faces_idx", required=False)
+        dyn = find("dynamic_lmk_faces_idx", required=False)
         if dyn is not None:
             out["dynamic_lmk_faces_idx"] = check("dynamic_lmk_faces_idx", dyn, (79, 17)).astype(np.int64)
             bary = check("dynamic_lmk_bary_coords", get("dynamic_lmk_bary_coords"), (79, 17, 3))

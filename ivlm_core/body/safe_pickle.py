@@ -74,7 +74,8 @@ class SparseStandIn:
         state = getattr(self, "state", None)
         if not isinstance(state, dict):
             raise ValueError("a sparse matrix without its data")
-        shape = tuple(int(s) for s in state.get("_shape", state.get("shape", ())))
+        stored_shape = state["_shape"] if "_shape" in state else state.get("shape", ())
+        shape = tuple(int(s) for s in stored_shape)
         if len(shape) != 2:
             raise ValueError("a sparse matrix without a 2-D shape")
         data = np.asarray(resolve(state["data"]))
@@ -134,7 +135,8 @@ for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_module, "_reconstruct")] = _multiarray._reconstruct
     _ALLOWED[(_module, "scalar")] = _multiarray.scalar
 for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    _ALLOWED[(_module, "_frombuffer")] = _numeric._frombuffer
+    # private, so absent from numpy's stubs; pickles of arrays name it
+    _ALLOWED[(_module, "_frombuffer")] = _numeric._frombuffer  # type: ignore[attr-defined]
 
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 

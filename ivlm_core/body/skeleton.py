@@ -30,13 +30,13 @@ def body_skeleton(body: LoadedBodyModel) -> Skeleton:
     """The skeleton of an smplx SMPL-X module (real or the synthetic demo body)."""
     from smplx.joint_names import JOINT_NAMES
 
-    parents = body.model.parents.detach().cpu().numpy().astype(np.int32)
+    parents = body.model.get_buffer("parents").detach().cpu().numpy().astype(np.int32)
     count = len(parents)
     if body.model_type != "smplx" or count != SMPLX_KINEMATIC_JOINTS:
         raise ValueError(
             f"rigging needs an SMPL-X model with {SMPLX_KINEMATIC_JOINTS} joints; got {body.model_type} with {count}"
         )
-    weights = body.model.lbs_weights.detach().cpu().numpy()
+    weights = body.model.get_buffer("lbs_weights").detach().cpu().numpy()
     vertex, joint = np.nonzero(weights > WEIGHT_EPSILON)
     return Skeleton(
         joint_names=list(JOINT_NAMES[:count]),

@@ -86,7 +86,7 @@ def _body_with_eyes(shape: Shape, v: np.ndarray, f: np.ndarray) -> RestMesh:
     for centre in centres:  # grow each opening to exactly HOLE_EDGES boundary edges
 
         def on_this_rim(a: np.ndarray, b: np.ndarray, n_faces: int, c: np.ndarray = centre) -> bool:
-            return n_faces == 1 and np.linalg.norm((a + b) / 2 - c) < 2 * EYEBALL_RADIUS
+            return n_faces == 1 and bool(np.linalg.norm((a + b) / 2 - c) < 2 * EYEBALL_RADIUS)
 
         rim = _rim_length(v, f, centre)
         if rim > HOLE_EDGES:

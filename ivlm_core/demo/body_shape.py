@@ -125,7 +125,9 @@ def body_sdf() -> Union:
     )
 
 
-def grid_axes(coarse: float = 0.008, fine: float = 0.002, medium: float = 0.004) -> tuple[np.ndarray, ...]:
+def grid_axes(
+    coarse: float = 0.008, fine: float = 0.002, medium: float = 0.004
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sampling axes for marching cubes: coarse on the body, fine through the hands, medium on the head."""
     xs = graded_axis(-0.93, 0.93, coarse, [(-0.93, -0.655, fine), (0.655, 0.93, fine), (-0.1, 0.1, medium)])
     ys = graded_axis(-1.23, 0.53, coarse, [(0.125, 0.225, fine), (0.25, 0.53, medium), (-1.23, -1.12, medium)])

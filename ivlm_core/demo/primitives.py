@@ -229,7 +229,8 @@ def scan_like(faces: int = 1_300_000, seed: int = 0) -> TriangleMesh:
     rng = np.random.default_rng(seed)
     grid = np.arange(n + 1)
     gu, gw = np.meshgrid(grid, grid, indexing="ij")
-    lattice, quads = [], []
+    lattice: list[np.ndarray] = []
+    quads: list[np.ndarray] = []
     for axis in range(3):
         for side in (0, n):
             coords = np.zeros((n + 1, n + 1, 3), np.int64)

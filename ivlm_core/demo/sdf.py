@@ -10,13 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 FAR = 1.0  # value of points that no primitive is near: outside, far from every surface
 _MARGIN = 0.02  # evaluate a child this far beyond its box, so near-surface values are exact
 
 
 class Shape:
-    """A node of the shape tree: `lo`/`hi` bound the region where it is negative (plus blending)."""
+    """A node of the shape tree: `lo`/`hi` bound the region where it is negative (plus blending).
+
+    The primitives take points and sizes as anything array-like (tuples in the body's design) and keep
+    float arrays.
+    """
 
     lo: np.ndarray
     hi: np.ndarray
@@ -25,18 +30,13 @@ class Shape:
         raise NotImplementedError
 
 
-@dataclass
 class RoundCone(Shape):
     """A capsule from a to b whose radius goes linearly from ra to rb (limbs, fingers, neck)."""
 
-    a: np.ndarray
-    b: np.ndarray
-    ra: float
-    rb: float
-
-    def __post_init__(self) -> None:
-        self.a, self.b = np.asarray(self.a, float), np.asarray(self.b, float)
-        r = max(self.ra, self.rb)
+    def __init__(self, a: ArrayLike, b: ArrayLike, ra: float, rb: float) -> None:
+        self.a, self.b = np.asarray(a, float), np.asarray(b, float)
+        self.ra, self.rb = ra, rb
+        r = max(ra, rb)
         self.lo = np.minimum(self.a, self.b) - r
         self.hi = np.maximum(self.a, self.b) + r
 
@@ -47,30 +47,22 @@ class RoundCone(Shape):
         return np.linalg.norm(p - closest, axis=1) - (self.ra + (self.rb - self.ra) * t)
 
 
-@dataclass
 class Sphere(Shape):
     """A ball (heel, chin, eyeball sockets)."""
 
-    centre: np.ndarray
-    radius: float
-
-    def __post_init__(self) -> None:
-        self.centre = np.asarray(self.centre, float)
-        self.lo, self.hi = self.centre - self.radius, self.centre + self.radius
+    def __init__(self, centre: ArrayLike, radius: float) -> None:
+        self.centre, self.radius = np.asarray(centre, float), radius
+        self.lo, self.hi = self.centre - radius, self.centre + radius
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         return np.linalg.norm(p - self.centre, axis=1) - self.radius
 
 
-@dataclass
 class Ellipsoid(Shape):
     """An axis-aligned ellipsoid (approximate distance, exact zero set): head, torso masses, muscles."""
 
-    centre: np.ndarray
-    radii: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.centre, self.radii = np.asarray(self.centre, float), np.asarray(self.radii, float)
+    def __init__(self, centre: ArrayLike, radii: ArrayLike) -> None:
+        self.centre, self.radii = np.asarray(centre, float), np.asarray(radii, float)
         self.lo, self.hi = self.centre - self.radii, self.centre + self.radii
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
@@ -80,18 +72,13 @@ class Ellipsoid(Shape):
         return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
-@dataclass
 class RoundBox(Shape):
     """An axis-aligned box with rounded edges: `half` is the inner half-size, `rounding` is added on."""
 
-    centre: np.ndarray
-    half: np.ndarray
-    rounding: float
-
-    def __post_init__(self) -> None:
-        self.centre, self.half = np.asarray(self.centre, float), np.asarray(self.half, float)
-        self.lo = self.centre - self.half - self.rounding
-        self.hi = self.centre + self.half + self.rounding
+    def __init__(self, centre: ArrayLike, half: ArrayLike, rounding: float) -> None:
+        self.centre, self.half, self.rounding = np.asarray(centre, float), np.asarray(half, float), rounding
+        self.lo = self.centre - self.half - rounding
+        self.hi = self.centre + self.half + rounding
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         q = np.abs(p - self.centre) - self.half

@@ -125,7 +125,7 @@ def write_tiny_grounding_dino(folder: Path, seed: int = 0) -> Path:
         vocab={piece: i for i, piece in enumerate(vocab)}, do_lower_case=True, model_max_length=256
     )
     image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 224, "longest_edge": 320})
-    swin = SwinConfig(
+    swin = SwinConfig(  # type: ignore[call-arg]  # out_features: a **kwargs of __post_init__, not typed
         image_size=224,
         patch_size=4,
         embed_dim=16,
@@ -181,7 +181,7 @@ def write_tiny_vitpose(folder: Path, seed: int = 0) -> Path:
     """Tiny ViTPose (256x192 input, patch 16, hidden 32, 2 layers, simple decoder, 17 COCO heatmaps)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    backbone = VitPoseBackboneConfig(
+    backbone = VitPoseBackboneConfig(  # type: ignore[call-arg]  # out_indices: a **kwargs of __post_init__, not typed
         image_size=[256, 192],
         patch_size=[16, 16],
         hidden_size=32,

@@ -49,8 +49,9 @@ def body_uv(
     vertices: np.ndarray, faces: np.ndarray, rigid_parts: list[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(vt [T, 2], ft [F, 3]) for a body mesh; `rigid_parts` (eyeballs) get charts 5, 6, ..."""
+    parts = rigid_parts or []
     vertex_chart = _chart_of_points(vertices)
-    for k, part in enumerate(rigid_parts or []):
+    for k, part in enumerate(parts):
         vertex_chart[part] = 5 + k
     # a face belongs to the chart most of its corners are in (the first corner's on a three-way tie)
     fc = vertex_chart[faces]
@@ -66,7 +67,7 @@ def body_uv(
             continue
         p = vertices[corner_vertex[sel]]
         if chart >= 5:
-            centre = vertices[rigid_parts[chart - 5]].mean(axis=0)
+            centre = vertices[parts[chart - 5]].mean(axis=0)
             d = p - centre
             d /= np.linalg.norm(d, axis=1, keepdims=True)
             a, h = (np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi) + 0.5), (d[:, 1] + 1) / 2

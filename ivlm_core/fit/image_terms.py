@@ -58,6 +58,19 @@ def _edge(p0: torch.Tensor, p1: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return (p1[:, 0] - p0[:, 0]) * (p[:, 1] - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (p[:, 0] - p0[:, 0])
 
 
+def occlusion_depths(
+    face_depth: torch.Tensor | None, occluder_depth: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(face_depth [B, F], occluder_depth [H, W]) when occlusion is asked for (an occluder depth), else None.
+
+    Raises ValueError for an occluder depth without the faces' depths."""
+    if occluder_depth is None:
+        return None
+    if face_depth is None:
+        raise ValueError("occluder_depth needs face_depth, the depth of each face")
+    return face_depth, occluder_depth
+
+
 def soft_silhouette(
     uv: torch.Tensor,
     faces: torch.Tensor,
@@ -77,6 +90,7 @@ def soft_silhouette(
     work proportional to the covered area instead of pixels x faces.
     """
     h, w = image_size
+    occlusion = occlusion_depths(face_depth, occluder_depth)
     ndc_per_px = 2.0 / min(h, w)
     radius_px = float(np.sqrt(np.log(1.0 / 1e-4 - 1.0) * sigma)) / ndc_per_px
     batch = uv.shape[0]
@@ -107,8 +121,9 @@ def soft_silhouette(
         inside = ((e0 >= 0) & (e1 >= 0) & (e2 >= 0)) | ((e0 <= 0) & (e1 <= 0) & (e2 <= 0))
         signed = torch.where(inside, -d2, d2) * ndc_per_px**2
         prob = torch.sigmoid(-signed / sigma)
-        if occluder_depth is not None:
-            prob = torch.where(face_depth[b][face_id] < occluder_depth[rows, cols], prob, torch.zeros_like(prob))
+        if occlusion is not None:
+            faces_z, occluder_z = occlusion
+            prob = torch.where(faces_z[b][face_id] < occluder_z[rows, cols], prob, torch.zeros_like(prob))
         log_miss = torch.log((1.0 - prob).clamp_min(1e-7))
         total = uv.new_zeros(h * w).index_add(0, rows * w + cols, log_miss)
         out.append((1.0 - torch.exp(total)).reshape(h, w))

@@ -25,6 +25,8 @@ costs a soft rasterisation per step, so it only sees the few hypotheses that are
 
 from __future__ import annotations
 
+import functools
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -301,7 +303,7 @@ class _Terms:
         }
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.weights[name] * value for name, value in terms.items())
+        return functools.reduce(operator.add, (self.weights[name] * value for name, value in terms.items()))
 
     def __call__(self, d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor) -> dict[str, torch.Tensor]:
         rot = rotation_6d_to_matrix(d6)
@@ -401,7 +403,9 @@ def _iou_term(
     inputs: PlacementInputs, options: PlacementOptions, centre: np.ndarray, k: torch.Tensor, body_depth: torch.Tensor
 ) -> Callable[..., torch.Tensor]:
     """1 - soft IoU [B] of the decimated object's visible silhouette with the object mask, per hypothesis."""
-    window = mask_window(inputs.object_mask, body_depth)
+    mask = inputs.object_mask
+    assert mask is not None  # the image evidence, and so this term, exists only with an object mask
+    window = mask_window(mask, body_depth)
     local = np.asarray(inputs.object_mesh.vertices, np.float64)
     coarse_v, coarse_f = decimated_faces(local, np.asarray(inputs.object_mesh.faces), options.iou_faces)
     coarse = torch.tensor(coarse_v - centre, dtype=torch.float32)

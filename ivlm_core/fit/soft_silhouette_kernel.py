@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ivlm_core import paths
-from ivlm_core.fit.image_terms import soft_silhouette
+from ivlm_core.fit.image_terms import occlusion_depths, soft_silhouette
 
 _SOURCE = r"""
 #include <math.h>
@@ -192,13 +192,22 @@ def kernel_available() -> bool:
     return _library is not None
 
 
+def _loaded() -> ctypes.CDLL:
+    """The compiled library (soft_silhouette_fast checks kernel_available() before using it)."""
+    if _library is None:
+        raise RuntimeError(f"the soft-silhouette kernel is not available ({_unavailable or 'not compiled'})")
+    return _library
+
+
 def _ptr(array: np.ndarray) -> ctypes.c_void_p:
     return ctypes.c_void_p(array.ctypes.data)
 
 
 def _gate(face_z: np.ndarray | None, depth: np.ndarray | None) -> tuple[ctypes.c_void_p | None, ctypes.c_void_p | None]:
     """The kernel's occlusion arguments: both NULL without a depth map. The caller keeps the arrays alive."""
-    return (None, None) if depth is None else (_ptr(face_z), _ptr(depth))
+    if face_z is None or depth is None:  # set together by soft_silhouette_fast
+        return None, None
+    return _ptr(face_z), _ptr(depth)
 
 
 def _blur(image_size: tuple[int, int], sigma: float) -> tuple[float, float]:
@@ -228,7 +237,7 @@ class _LogMissSum(torch.autograd.Function):
         radius, ndc2 = _blur(image_size, sigma)
         uv_np = np.ascontiguousarray(uv.detach().cpu().numpy(), dtype=np.float32)
         total = np.zeros(h * w, np.float32)
-        _library.soft_sil_forward(
+        _loaded().soft_sil_forward(
             _ptr(uv_np),
             _ptr(faces),
             ctypes.c_int64(len(faces)),
@@ -252,7 +261,7 @@ class _LogMissSum(torch.autograd.Function):
         radius, ndc2 = _blur(ctx.image_size, ctx.sigma)
         grad = np.ascontiguousarray(grad_total.detach().cpu().numpy(), dtype=np.float32)
         grad_uv = np.zeros_like(ctx.uv_np)
-        _library.soft_sil_backward(
+        _loaded().soft_sil_backward(
             _ptr(ctx.uv_np),
             _ptr(ctx.faces),
             ctypes.c_int64(len(ctx.faces)),
@@ -284,10 +293,11 @@ def soft_silhouette_fast(
         return soft_silhouette(uv, faces, image_size, sigma, face_depth, occluder_depth)
     faces_np = np.ascontiguousarray(faces.detach().cpu().numpy(), dtype=np.int64)
     h, w = image_size
-    depth = None if occluder_depth is None else np.ascontiguousarray(occluder_depth.detach().cpu().numpy(), np.float32)
+    occlusion = occlusion_depths(face_depth, occluder_depth)
+    depth = None if occlusion is None else np.ascontiguousarray(occlusion[1].detach().cpu().numpy(), np.float32)
     out = []
     for b in range(len(uv)):
-        face_z = None if depth is None else np.ascontiguousarray(face_depth[b].detach().cpu().numpy(), np.float32)
+        face_z = None if occlusion is None else np.ascontiguousarray(occlusion[0][b].detach().cpu().numpy(), np.float32)
         log_miss = _LogMissSum.apply(uv[b], faces_np, image_size, sigma, face_z, depth)
         out.append(1.0 - torch.exp(log_miss).reshape(h, w))
     return torch.stack(out)

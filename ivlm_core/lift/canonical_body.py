@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -65,6 +66,10 @@ def has_canonical_views(folder: Path) -> bool:
     return all((folder / name).is_file() for name in files)
 
 
+@overload
+def _read_images(folder: Path, pattern: str, required: Literal[True]) -> np.ndarray: ...
+@overload
+def _read_images(folder: Path, pattern: str, required: bool) -> np.ndarray | None: ...
 def _read_images(folder: Path, pattern: str, required: bool) -> np.ndarray | None:
     images = []
     for name in HUMAN_VIEWS.names:

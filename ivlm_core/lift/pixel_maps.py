@@ -43,7 +43,7 @@ class PixelMaps:
 
     def valid(self) -> np.ndarray:
         """Pixels showing the mesh: all three vertex ids in range (the rule InteractVLM lifts with)."""
-        return ((self.vertex_ids >= 0) & (self.vertex_ids < self.num_vertices)).all(-1)
+        return np.asarray(((self.vertex_ids >= 0) & (self.vertex_ids < self.num_vertices)).all(-1))
 
     @classmethod
     def from_fragments(

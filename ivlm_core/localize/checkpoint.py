@@ -248,7 +248,8 @@ def load_network(
         {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True
     )
     network.sam = sam_model
-    network.vision_tower = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype, local_files_only=True).to(device)
+    vision_tower = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype, local_files_only=True)
+    network.vision_tower = vision_tower.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
     # Rotary frequencies are a non-persistent buffer: rebuild them rather than load them.
     network.llm.model.rotary_emb = LlamaRotaryEmbedding(llama_config(config)).to(device)
     network.requires_grad_(False)

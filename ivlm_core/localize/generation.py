@@ -142,7 +142,7 @@ class StaticDecoder:
 
         self.llm = llm
         self.max_cache_len = max_cache_len
-        weight = llm.get_input_embeddings().weight
+        weight = llm.get_input_embeddings().get_parameter("weight")
         self.cache = StaticCache(config=llm.config, max_cache_len=max_cache_len)
         self.device = weight.device
         self.compiled = compile

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -41,6 +43,14 @@ PHOTO_MODES = ("h2dcontact",)
 DECODERS = ("dynamic", "static")
 SAM_BATCH = 4  # views per SAM image-encoder call; the memory plan lowers it to 1 on small GPUs
 EMBEDDING_CACHE_SIZE = 4
+
+
+class _DecodeOptions(TypedDict):
+    """The keyword arguments both decoders take (generation.py)."""
+
+    max_new_tokens: int
+    eos_token_id: int
+    seg_token_ids: Sequence[int]
 
 
 @dataclass
@@ -229,7 +239,7 @@ class Localizer:
             text=text,
             token_ids=generation.tokens,
             found_contact=generation.found_seg,
-            seg_token=self.tokenizer.decode([generation.seg_token]) if generation.found_seg else None,
+            seg_token=None if generation.seg_token is None else self.tokenizer.decode([generation.seg_token]),
             logits=logits,
             body_parts=parsed.body_parts,
             affordance=parsed.affordance,
@@ -241,7 +251,7 @@ class Localizer:
         )
 
     def _generate(self, embeddings: torch.Tensor) -> Generation:
-        options = {
+        options: _DecodeOptions = {
             "max_new_tokens": self.max_new_tokens,
             "eos_token_id": self.tokenizer.eos_id,
             "seg_token_ids": self.network.config.seg_token_ids,
@@ -270,10 +280,12 @@ class Localizer:
         mode: str,
     ) -> torch.Tensor:
         """The first seg token's state -> per-view prompts -> SAM over all views in one batch -> float32 logits."""
+        seg_state, seg_token = generation.seg_state, generation.seg_token
+        assert seg_state is not None and seg_token is not None  # called when the answer has a seg token
         embeddings, input_size = self._view_embeddings(views)
         dtype = embeddings.dtype
         tokens = self.network.view_prompt_tokens(
-            generation.seg_state.to(dtype), generation.seg_token, torch.as_tensor(cameras, device=embeddings.device)
+            seg_state.to(dtype), seg_token, torch.as_tensor(cameras, device=embeddings.device)
         )
         decoder = self.network.mask_decoder_for("object" if mode in OBJECT_MODES else "human")
         low_res = sam.decode_views(self.network.sam, embeddings, tokens, mask_decoder=decoder)

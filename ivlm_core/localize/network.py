@@ -24,7 +24,7 @@ from ivlm_core.localize.prompts import IMAGE_TOKEN_INDEX  # LLaVA's sentinel for
 
 def llama_config(config: ReleaseConfig) -> LlamaConfig:
     """LLaMA-2 as LISA/InteractVLM use it: no GQA, RoPE base 10000, untied head, standard RMSNorm."""
-    return LlamaConfig(
+    return LlamaConfig(  # type: ignore[call-arg]  # rope_theta: a **kwargs of __post_init__, not typed
         vocab_size=config.vocab_size,
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -75,7 +75,7 @@ class InteractVLMNetwork(nn.Module):
             raise ValueError("the prompt must contain exactly one image sentinel")
         at = input_ids.index(IMAGE_TOKEN_INDEX)
         embed = self.llm.get_input_embeddings()
-        device = embed.weight.device
+        device = embed.get_parameter("weight").device
         before = embed(torch.tensor([input_ids[:at]], device=device))
         after = embed(torch.tensor([input_ids[at + 1 :]], device=device))
         return torch.cat([before, image_features.to(before.dtype), after], dim=1)

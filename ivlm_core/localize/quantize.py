@@ -21,11 +21,15 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ivlm_core.errors import IVLMError
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM
 
 LLM_PRECISIONS = ("native", "int8", "nf4")
 BITSANDBYTES = "bitsandbytes"
@@ -78,10 +82,9 @@ def bitsandbytes_module(device: torch.device | str):
             f"Install it with `pip install {BITSANDBYTES_PIN}`. {fallback}",
         ) from exc
     try:
-        probe = quantized_linear(
-            torch.randn(64, 64), None, "nf4", device, torch.float32 if device.type == "cpu" else torch.bfloat16
-        )
-        probe(torch.zeros(1, 64, device=device, dtype=probe.compute_dtype))
+        compute_dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+        probe = quantized_linear(torch.randn(64, 64), None, "nf4", device, compute_dtype)
+        probe(torch.zeros(1, 64, device=device, dtype=compute_dtype))
     except Exception as exc:
         raise QuantizationUnavailableError(
             f"'{BITSANDBYTES}' {getattr(bnb, '__version__', '?')} has no working 4-bit kernels for {device} "
@@ -107,6 +110,7 @@ def quantized_linear(
 
     out_features, in_features = weight.shape
     data = weight.detach().to(compute_dtype)
+    module: bnb.nn.Linear8bitLt | bnb.nn.Linear4bit
     if precision == "int8":
         with torch.device("meta"):
             module = bnb.nn.Linear8bitLt(
@@ -144,7 +148,11 @@ def layer_projection_names(num_layers: int) -> Iterator[str]:
 
 
 def quantize_llm(
-    llm: nn.Module, weights: dict[str, torch.Tensor], precision: str, device: torch.device, compute_dtype: torch.dtype
+    llm: LlamaForCausalLM,
+    weights: dict[str, torch.Tensor],
+    precision: str,
+    device: torch.device,
+    compute_dtype: torch.dtype,
 ) -> list[str]:
     """Replaces the decoder projections of `llm` (built on the meta device) by quantised layers made from
     `weights` (our key names, `llm.` prefix), popping what it used. Returns the quantised module names."""

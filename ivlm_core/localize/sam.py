@@ -461,8 +461,8 @@ def encode_images(sam: SamModel, pixel_values: Tensor) -> Tensor:
 
 
 def _check_decode_inputs(sam: SamModel, image_embeddings: Tensor, sparse_tokens: Tensor) -> None:
-    size = sam.config.prompt_encoder_config.image_embedding_size
-    channels = sam.config.mask_decoder_config.hidden_size
+    size = sam.config.prompt_encoder_config.image_embedding_size  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
+    channels = sam.config.mask_decoder_config.hidden_size  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
     if image_embeddings.ndim != 4 or tuple(image_embeddings.shape[1:]) != (channels, size, size):
         expected = f"[V, {channels}, {size}, {size}]"
         raise ValueError(f"image embeddings must be {expected}, got {list(image_embeddings.shape)}")

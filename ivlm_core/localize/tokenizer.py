@@ -366,7 +366,8 @@ class ReleaseTokenizer:
     def _pieces_to_string(self, pieces: list[str]) -> str:
         """LlamaTokenizer.convert_tokens_to_string: special tokens written out (a space before one that
         follows ordinary text), the pieces between them decoded by SentencePiece."""
-        out, current, prev_special = "", [], False
+        out, prev_special = "", False
+        current: list[str] = []
         for i, piece in enumerate(pieces):
             if piece in self._flags:  # one of the special tokens (added tokens never reach here)
                 if not prev_special and i != 0:

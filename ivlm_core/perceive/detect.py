@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from transformers import AutoProcessor, GroundingDinoForObjectDetection
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_labels, prompt_phrase
+
+if TYPE_CHECKING:
+    from transformers import GroundingDinoProcessor
 
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
@@ -82,7 +86,7 @@ class ObjectDetector:
     def __init__(
         self,
         model: GroundingDinoForObjectDetection,
-        processor: object,
+        processor: GroundingDinoProcessor,
         *,
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
@@ -110,11 +114,10 @@ class ObjectDetector:
         with folders.loading("grounding-dino", folder, "the processor files (preprocessor / tokenizer)"):
             processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
         with folders.loading("grounding-dino", folder, folders.weights_file(folder)):
-            model, info = GroundingDinoForObjectDetection.from_pretrained(
-                folder, local_files_only=True, dtype=dtype, output_loading_info=True
-            )
+            model, info = folders.pretrained_with_info(GroundingDinoForObjectDetection, folder, dtype)
         folders.check_loading_info("grounding-dino", folder, info)
-        return cls(model.to(device), processor, demo=folders.is_demo_config(config), **options)
+        model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
+        return cls(model, processor, demo=folders.is_demo_config(config), **options)
 
     @property
     def device(self) -> torch.device:

@@ -12,12 +12,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from safetensors import SafetensorError
 
 from ivlm_core import paths
 from ivlm_core.errors import IVLMError, ModelFileError, ModelFilesMissingError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+Model = TypeVar("Model", bound="PreTrainedModel")
 
 DEMO_MARKER_KEY = "ivlm_tiny_demo"  # set in config.json of the project's tiny random-weight folders
 
@@ -172,6 +178,13 @@ def loading(name: str, folder: Path, file: Path | str) -> Iterator[None]:
             f"Could not load {shown} of {spec.role} in {folder} ({type(exc).__name__}: {exc}).",
             f"The file is damaged or from another model. {download_hint(spec, folder)}",
         ) from exc
+
+
+def pretrained_with_info(model_class: type[Model], folder: Path, dtype: torch.dtype) -> tuple[Model, dict[str, Any]]:
+    """`model_class.from_pretrained(folder)` offline, with transformers' loading info (see check_loading_info)."""
+    loaded = model_class.from_pretrained(folder, local_files_only=True, dtype=dtype, output_loading_info=True)
+    # transformers types from_pretrained as returning the model alone; output_loading_info=True adds the info
+    return cast("tuple[Model, dict[str, Any]]", loaded)
 
 
 def check_loading_info(name: str, folder: Path, info: dict[str, Any]) -> None:

@@ -58,8 +58,9 @@ def prompt_phrase(label: str) -> str:
     return " ".join(label.replace("_", " ").lower().split())
 
 
-def check_boxes(boxes: np.ndarray | Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
-    """Boxes as float32 [N, 4] xyxy pixels clipped to the image; each must be finite with positive area."""
+def check_boxes(boxes: np.ndarray | Sequence[float] | Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Boxes (one box, or [N, 4]) as float32 [N, 4] xyxy pixels clipped to the image; each must be finite with
+    positive area."""
     array = np.asarray(boxes, dtype=np.float64)
     if array.size == 0:
         return np.zeros((0, 4), np.float32)

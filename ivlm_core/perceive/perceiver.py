@@ -185,6 +185,7 @@ class Perceiver:
             notes.append(f"person: {choice.reason}")
         person_result = None
         if choice.box is not None:
+            assert masks is not None and mask_scores is not None  # the chosen box was among those segmented
             measured = choice.chosen is not None and choice.chosen < len(compared)
             index = choice.chosen if measured else len(compared)  # else the client's box was segmented there
             person_result = PersonDetection(
@@ -208,6 +209,7 @@ class Perceiver:
                     )
                 )
             else:
+                assert masks is not None and mask_scores is not None  # each object box was segmented
                 objects[label] = ObjectDetection(label, det.box, det.score, masks[index], float(mask_scores[index]))
                 index += 1
         return Perception((height, width), person_result, len(people), objects, notes, self.demo, choice)

@@ -28,7 +28,7 @@ class BoxSegmenter:
         self.processor = processor
         self.demo = demo
         pad = processor.image_processor.pad_size
-        side = model.config.vision_config.image_size
+        side = model.config.vision_config.image_size  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
         if (pad["height"], pad["width"]) != (side, side) or processor.image_processor.size["longest_edge"] != side:
             raise ModelFileError(
                 f"The SAM processor makes {pad['height']}x{pad['width']} inputs but the model expects {side}x{side}.",
@@ -45,9 +45,10 @@ class BoxSegmenter:
         with folders.loading("sam", folder, "the processor file (preprocessor_config.json)"):
             processor = SamProcessor.from_pretrained(folder, local_files_only=True)
         with folders.loading("sam", folder, folders.weights_file(folder)):
-            model, info = SamModel.from_pretrained(folder, local_files_only=True, dtype=dtype, output_loading_info=True)
+            model, info = folders.pretrained_with_info(SamModel, folder, dtype)
         folders.check_loading_info("sam", folder, info)
-        return cls(model.to(device), processor, demo=folders.is_demo_config(config))
+        model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
+        return cls(model, processor, demo=folders.is_demo_config(config))
 
     @property
     def device(self) -> torch.device:

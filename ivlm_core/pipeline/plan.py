@@ -26,6 +26,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -257,6 +258,7 @@ def _count_release(raw_json: str) -> dict[str, int]:
             parts.append(AttentionSplitter(config.out_dim))
         segment_anything = SamModel(sam.vit_h_sam_config())
     extra_decoders = 2 * _numel(segment_anything.mask_decoder) if config.separate_decoders else 0
+    sam_vision: Any = segment_anything.config.vision_config  # typed as its inputs (dict | None); it is a config
     return {
         "layer_projections": projections,
         "projection_rows": layers * (hidden + 2 * kv + hidden + 2 * config.intermediate_size + hidden),
@@ -265,8 +267,8 @@ def _count_release(raw_json: str) -> dict[str, int]:
         "other_llm": 2 * config.vocab_size * hidden + norms,
         "heads": sum(_numel(part) for part in parts),
         "sam": _numel(segment_anything) + extra_decoders,
-        "sam_heads": segment_anything.config.vision_config.num_attention_heads,
-        "sam_width": segment_anything.config.vision_config.hidden_size,
+        "sam_heads": sam_vision.num_attention_heads,
+        "sam_width": sam_vision.hidden_size,
     }
 
 
@@ -317,7 +319,8 @@ def hub_perception_configs() -> dict:
     transformers' default configs of these classes are those checkpoints' architectures."""
     from transformers import GroundingDinoConfig, SamConfig, VitPoseConfig
 
-    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": VitPoseConfig(num_labels=17)}
+    vitpose = VitPoseConfig(num_labels=17)  # type: ignore[call-arg]  # num_labels: a **kwargs of __post_init__, not typed
+    return {"grounding-dino": GroundingDinoConfig(), "sam": SamConfig(), "vitpose": vitpose}
 
 
 @functools.lru_cache(maxsize=8)
@@ -631,6 +634,7 @@ def choose(
                 if plan is not best_skipped:
                     reason += f" ({best_skipped.configuration.name} needs {best_skipped.need_gb:.1f} GB)"
             return Choice(plan, budget_bytes, budget_source, reason)
+    assert budget_bytes is not None  # without a budget every plan fits
     smallest = min(candidates, key=lambda p: p.need_bytes)
     raise BudgetTooSmallError(
         f"no configuration fits {budget_bytes / GB:.1f} GB ({budget_source}): the smallest, "

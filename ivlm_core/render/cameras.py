@@ -17,6 +17,7 @@ Internally every camera is one `PinholeCameras` batch: world->CV_CAMERA extrinsi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +48,13 @@ def look_at_rotation(camera_position: torch.Tensor, up: tuple[float, float, floa
 
 
 def look_at_view_transform(
-    dist: torch.Tensor | float,
-    elev: torch.Tensor | float,
-    azim: torch.Tensor | float,
+    dist: torch.Tensor | float | Sequence[float],
+    elev: torch.Tensor | float | Sequence[float],
+    azim: torch.Tensor | float | Sequence[float],
     dtype: torch.dtype = torch.float64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PyTorch3D's `look_at_view_transform(dist, elev, azim, degrees=True)`: (R [B,3,3], T [B,3])."""
+    """PyTorch3D's `look_at_view_transform(dist, elev, azim, degrees=True)`: (R [B,3,3], T [B,3]); each of
+    dist, elev, azim is one value or B of them (broadcast together)."""
     dist_t, elev_t, azim_t = torch.broadcast_tensors(
         *(torch.as_tensor(v, dtype=dtype).reshape(-1) for v in (dist, elev, azim))
     )

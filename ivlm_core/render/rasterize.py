@@ -69,13 +69,13 @@ class Fragments:
         """The pixels a face covers, as flat lists (shading only needs these)."""
         flat_face = self.pix_to_face.reshape(-1)
         index = (flat_face >= 0).nonzero()[:, 0]
-        height, width = self.pix_to_face.shape[1:]
+        views, height, width = self.pix_to_face.shape
         return CoveredPixels(
             index=index,
             view=index // (height * width),
             face=flat_face[index],
             bary=self.bary.reshape(-1, 3)[index],
-            shape=tuple(self.pix_to_face.shape),
+            shape=(views, height, width),
         )
 
 

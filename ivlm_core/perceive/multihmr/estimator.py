@@ -69,9 +69,9 @@ def prepare_input(image: np.ndarray, size: int) -> tuple[np.ndarray, InputTransf
     offset_x = round((size - resized.width) * 0.5) if resized.width != size else 0
     offset_y = round((size - resized.height) * 0.5) if resized.width == size else 0
     pixels = np.asarray(padded, np.float32) / 255.0
-    pixels = (pixels - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    normalised = (pixels - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
     transform = InputTransform(resized.width / photo.width, resized.height / photo.height, offset_x, offset_y)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)), transform
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)), transform
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ class MultiHMREstimator:
         config = self.model.config
         pixels, transform = prepare_input(image, config.image_size)
         k_input = transform.intrinsics(np.asarray(intrinsics, np.float64))
-        device, dtype = self.model.person_score[0].weight.device, self.model.person_score[0].weight.dtype
+        weight = self.model.person_score[0].get_parameter("weight")
+        device, dtype = weight.device, weight.dtype
         with torch.inference_mode():
             out = self.model(
                 torch.from_numpy(pixels)[None].to(device, dtype),
@@ -234,10 +235,10 @@ def match_person(
         iou = _box_iou(np.concatenate([uv.min(0), uv.max(0)]), box)
         if iou > best[0]:
             best = (iou, init)
-    iou, init = best
-    if init is None or iou < MATCH_MIN_IOU:
+    best_iou, chosen = best
+    if chosen is None or best_iou < MATCH_MIN_IOU:
         return None, (
             f"none of the {len(estimates)} people Multi-HMR found matches the chosen person's box "
-            f"(best overlap {max(iou, 0.0):.2f} < {MATCH_MIN_IOU})"
+            f"(best overlap {max(best_iou, 0.0):.2f} < {MATCH_MIN_IOU})"
         )
-    return init, f"Multi-HMR's person with score {init.score:.2f} (box overlap {iou:.2f})"
+    return chosen, f"Multi-HMR's person with score {chosen.score:.2f} (box overlap {best_iou:.2f})"

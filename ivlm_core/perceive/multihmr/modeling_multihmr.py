@@ -137,6 +137,12 @@ class HeadPrediction:
 class HumanPredictionHead(nn.Module):
     """Multi-HMR's HPH: learned queries at the detected people's patches, cross-attending to the image."""
 
+    # buffers (registered in __init__): the mean prediction the head's outputs are offsets from
+    mean_pose: torch.Tensor
+    mean_betas: torch.Tensor
+    mean_camera: torch.Tensor
+    mean_expression: torch.Tensor
+
     def __init__(self, config: MultiHMRConfig) -> None:
         super().__init__()
         grid, context, width = config.grid, config.context_channels, config.head_width
@@ -243,7 +249,8 @@ class MultiHMRModel(nn.Module):
     @staticmethod
     def detect(scores: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image, row, column) [P] of every patch scoring >= threshold, image by image, row-major."""
-        return torch.nonzero(scores >= threshold, as_tuple=True)
+        image, row, column = torch.nonzero(scores >= threshold, as_tuple=True)
+        return image, row, column
 
     def metric_depth(self, raw: torch.Tensor, focal: torch.Tensor) -> torch.Tensor:
         """The head's depth output [P] -> metres, for the focal lengths [P] (input pixels) of each person's image."""
