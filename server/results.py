@@ -11,7 +11,16 @@ from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, PeopleOut, SkeletonOut
+from server.schemas import (
+    API_SCHEMA_VERSION,
+    BodyOut,
+    CameraOut,
+    JobResult,
+    ObjectOut,
+    PeopleOut,
+    SceneTruthOut,
+    SkeletonOut,
+)
 
 
 def job_result(
@@ -77,6 +86,7 @@ def job_result(
         people=None if plain["people"] is None else PeopleOut(**plain["people"]),
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+        scene_truth=None if plain["scene_truth"] is None else SceneTruthOut(**plain["scene_truth"]),
         upright_photo=upright_photo,
     )
 
