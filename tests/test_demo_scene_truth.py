@@ -20,6 +20,8 @@ from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline.reconstruct import DEMO_BODY_NOTE, ContactPipeline, ObjectInput, RunOptions
 from ivlm_core.pipeline.scene_truth import SCENE_TRUTH
 
+pytestmark = pytest.mark.slow  # each test runs the demo pipeline or regenerates a scene
+
 SEAT_TOP_Y = 0.45  # the demo chair's seat top in its local frame (y up); the seat is 0.46 m square about x = z = 0
 SEAT_HALF = 0.23
 PELVIS_HEIGHT_TOLERANCE_M = 0.04  # the pelvis's height over the seat, against the scene's true height
@@ -93,10 +95,12 @@ def test_a_saved_demo_photo_is_recognised_and_no_other(pipeline, chair, tmp_path
     found = provider.recognise(image, pil, notes)
     assert found is not None and found.scene.name == chair.name and notes == []
     assert found.focal_px == pytest.approx(float(chair.intrinsics[0, 0]))
-    true_pelvis = body_from_client(pipeline.body, params=chair.body_params).joints[0]
-    hips = found.keypoints[[11, 12], :2].mean(0)  # COCO left/right hip, near the pelvis in the photo
-    projected = chair.intrinsics @ transform_points(chair.cv_camera_from_world, true_pelvis[None])[0]
-    assert np.linalg.norm(hips - projected[:2] / projected[2]) < 15.0
+    # The keypoints are the true body's joints (inside it) or surface points: each falls on the body's silhouette
+    # in the photo, which is the visible person plus whatever the chair hides (2 px of slack for surface points).
+    silhouette = chair.person_mask | chair.object_mask
+    assert found.keypoints.shape == (17, 3) and (found.keypoints[:, 2] == 1.0).all()
+    for x, y in np.rint(found.keypoints[:, :2]).astype(int):
+        assert silhouette[y - 2 : y + 3, x - 2 : x + 3].any(), (x, y)
 
     # The same pixels without the tag (a user's photo, whatever its name): not a demo scene, nothing said.
     plain, plain_pil = _open(_png(chair.image))
@@ -172,6 +176,7 @@ def test_demo_chair_scene_places_the_chair_under_the_true_body(pipeline, chair):
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,  # a crash is not the expected failure
     reason="main's body fit does not seat the body from the true keypoints and mask (2026-12-06: 23.6 cm mean "
     "vertex error after centring; the chair then ends with the pelvis 1.8 cm over its seat and 27 cm in front of "
     "the seat's centre, against 19.5 cm over and 5.5 cm behind in truth; contact F1 0.26)",
