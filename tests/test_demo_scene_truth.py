@@ -200,3 +200,16 @@ def test_demo_chair_scene_gives_a_seated_body_with_the_chair_under_it(pipeline, 
     assert abs(fitted.pelvis_over_seat_m - truth.pelvis_over_seat_m) < PELVIS_HEIGHT_TOLERANCE_M, (fitted, truth)
     assert np.abs(fitted.pelvis_on_seat_xz).max() < SEAT_HALF, fitted
     assert fitted.contact_f1 >= MIN_CONTACT_F1, fitted
+
+
+def test_production_modules_do_not_import_the_demo_package():
+    """The scene truth reaches the pipeline only through ContactPipeline.demo_pipeline's provider (the seam)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ivlm_core.pipeline.reconstruct, ivlm_core.pipeline.outputs, server.worker, server.app; "
+        "print(sorted(m for m in sys.modules if m.startswith('ivlm_core.demo')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stdout
