@@ -125,16 +125,22 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     objects = [_parse_object(spec) for spec in args.object]
     base = RunOptions(focal_px=args.focal, person_box=tuple(args.person_box) if args.person_box else None)
     if args.demo_scene:
+        import io
+
+        from ivlm_core.demo.scene_truth import tagged_png
         from ivlm_core.demo.scenes import make_scene
 
         scene = make_scene(args.demo_scene, args.seed)
+        tagged = Image.open(io.BytesIO(tagged_png(scene)))  # as `ivlm assets` saves it: the demo recognises it
         options = base
         if args.scene_body:  # the tiny demo perception cannot fit a body; the scene's own body stands in
             options = RunOptions(
                 focal_px=float(scene.intrinsics[0, 0]),
                 body_vertices=transform_points(scene.cv_camera_from_world, scene.body_vertices),
             )
-        jobs.append((scene.name, scene.image, None, options, objects or [ObjectInput(scene.label, scene.object_mesh)]))
+        jobs.append(
+            (scene.name, scene.image, tagged, options, objects or [ObjectInput(scene.label, scene.object_mesh)])
+        )
     else:
         files = (
             [Path(args.image)]

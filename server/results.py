@@ -19,6 +19,7 @@ from server.schemas import (
     JobResult,
     ObjectOut,
     PeopleOut,
+    SceneTruthOut,
     SkeletonOut,
 )
 
@@ -86,6 +87,7 @@ def job_result(
         people=None if plain["people"] is None else PeopleOut(**plain["people"]),
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+        scene_truth=None if plain["scene_truth"] is None else SceneTruthOut(**plain["scene_truth"]),
         upright_photo=upright_photo,
     )
 

@@ -256,6 +256,15 @@ class CameraOut(_Strict):
     )
 
 
+class SceneTruthOut(_Strict):
+    """Which inputs of a DEMO result came from a generated demo scene's ground truth, and which stages ran."""
+
+    scene: str
+    inputs: dict[str, str] = Field(description="input (e.g. 'keypoints', 'body_contact:chair') -> its source")
+    stages_ran: list[str] = Field(description="the real stages that ran on those inputs")
+    stages_replaced: dict[str, str] = Field(description="stage -> what stood in for it")
+
+
 class JobResult(_Strict):
     schema_version: str
     result_schema: str
@@ -274,6 +283,10 @@ class JobResult(_Strict):
     people: PeopleOut | None = None
     notes: list[str]
     timings_s: dict[str, float]
+    scene_truth: SceneTruthOut | None = Field(
+        default=None,
+        description="DEMO only: the photo is a generated demo scene, and these inputs came from its ground truth",
+    )
     upright_photo: str | None = Field(
         default=None,
         description="base64 of a JPEG (quality 95) of the photo exactly as analysed, when its EXIF orientation "

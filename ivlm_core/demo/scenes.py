@@ -11,6 +11,7 @@ and camera, so many distinct scenes come from one kind (later benchmarks use 50+
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 import trimesh
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
@@ -43,6 +45,7 @@ FILL = 0.85  # the scene spans this share of the image along its tighter axis
 SKIN = (0.86, 0.68, 0.56)
 OBJECT_COLOR = {"chair": (0.55, 0.36, 0.22), "mug": (0.92, 0.92, 0.96), "ball": (0.95, 0.95, 0.92)}
 GENERATOR_VERSION = "ivlm-synthetic-scene-1"
+SCENE_TAG_KEY = "ivlm-demo-scene"  # PNG text chunk of a generated photo (see ivlm_core/demo/scene_truth.py)
 
 # SMPL-X body_pose joint slots (joint index - 1).
 L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE = 0, 1, 2, 3, 4
@@ -285,17 +288,34 @@ def _render_photo(body_vertices, body_faces, object_vertices, object_faces, colo
     return image, (face >= 0) & (face < len(body_faces)), face >= len(body_faces)
 
 
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """SHA-256 of a uint8 [H, W, 3] photo's shape and pixel bytes."""
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    digest = hashlib.sha256(f"{pixels.shape}".encode())
+    digest.update(pixels.tobytes())
+    return digest.hexdigest()
+
+
+def scene_tag(scene: SyntheticScene) -> PngInfo:
+    """The PNG text chunk that marks a photo as this generated scene (see the module docstring)."""
+    info = PngInfo()
+    tag = {"generator": GENERATOR_VERSION, "kind": scene.kind, "seed": scene.seed, "pixels_sha256": ""}
+    tag["pixels_sha256"] = pixels_sha256(scene.image)
+    info.add_text(SCENE_TAG_KEY, json.dumps(tag, sort_keys=True))
+    return info
+
+
 def save_scene(scene: SyntheticScene, out_dir: Path) -> Path:
     """Writes the scene to out_dir/<name>/ (photo named like InteractVLM's samples: <label>__<id>.png)."""
     folder = Path(out_dir) / scene.name
     folder.mkdir(parents=True, exist_ok=True)
-    for name, array in (
-        (f"{scene.name}.png", scene.image),
-        ("person_mask.png", scene.person_mask.astype(np.uint8) * 255),
-        ("object_mask.png", scene.object_mask.astype(np.uint8) * 255),
+    for name, array, info in (
+        (f"{scene.name}.png", scene.image, scene_tag(scene)),
+        ("person_mask.png", scene.person_mask.astype(np.uint8) * 255, None),
+        ("object_mask.png", scene.object_mask.astype(np.uint8) * 255, None),
     ):
         with atomic_path(folder / name) as tmp:
-            Image.fromarray(array).save(tmp, format="PNG")
+            Image.fromarray(array).save(tmp, format="PNG", pnginfo=info)
     with atomic_path(folder / "object_mesh.obj") as tmp:
         trimesh.Trimesh(scene.object_mesh.vertices, scene.object_mesh.faces, process=False).export(tmp, file_type="obj")
     save_npz_atomic(

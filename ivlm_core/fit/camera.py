@@ -27,7 +27,7 @@ class CameraIntrinsics:
 
     focal_px: float
     image_size: tuple[int, int]  # (height, width)
-    source: str  # "client", "exif" or "default"
+    source: str  # "client", "exif", "default", or "scene ground truth" (a generated DEMO scene)
 
     @property
     def matrix(self) -> np.ndarray:

@@ -72,6 +72,7 @@ def result_to_dict(result: ReconstructResult) -> dict:
         ],
         "notes": result.notes,
         "timings_s": result.timings_s,
+        "scene_truth": None if result.scene_truth is None else result.scene_truth.to_dict(),
     }
 
 

@@ -38,6 +38,7 @@ from ivlm_core.perceive.people import PeopleChoice
 from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
+from ivlm_core.pipeline.scene_truth import SCENE_TRUTH, RecognisedScene, TruthProvider, TruthUse
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class ReconstructResult:
     person_mask: np.ndarray | None = None  # [H, W] bool
     people: PeopleChoice | None = None  # every person's box, which one was used and why
     frame: str = "CV_CAMERA: x right, y down, z forward; metres; camera at the origin"
+    scene_truth: TruthUse | None = None  # DEMO: the inputs that came from a generated scene's ground truth
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ class ContactPipeline:
         configuration: Configuration = CONFIGURATIONS[0],
         body_estimator: MultiHMREstimator | None = None,
         body_estimator_note: str = "",
+        scene_truth: TruthProvider | None = None,
     ) -> None:
         self.configuration = configuration
         # The joint release is asked the object question in its ocontact mode (spec P9: never "hcontact-ocontact").
@@ -186,6 +189,7 @@ class ContactPipeline:
         self.mapping = mapping
         self.device = device
         self.demo = demo or bool(self.demo_parts())
+        self.scene_truth = scene_truth  # DEMO only: recognises the generated demo photos (see scene_truth.py)
 
     def demo_parts(self) -> list[str]:
         """The loaded parts that are the project's generated DEMO stand-ins (synthetic body, random weights).
@@ -241,6 +245,7 @@ class ContactPipeline:
         """Generated DEMO assets only: synthetic body, tiny random-weight perception and InteractVLM releases, loaded
         in `configuration` like real ones (the tiny joint release, the tiny language models quantised)."""
         from ivlm_core.demo.body_model import ensure_synthetic_body_models
+        from ivlm_core.demo.scene_truth import SceneTruthProvider
         from ivlm_core.demo.tiny_perception import ensure_tiny_perception
         from ivlm_core.demo.tiny_release import ensure_tiny_models
 
@@ -249,9 +254,10 @@ class ContactPipeline:
         perception_root = ensure_tiny_perception()
         release_dirs = [tiny.releases[name] for name in configuration.releases]
         human, target = _localizers(configuration, release_dirs, tiny.clip, device, torch.float32, sam_batch)
+        body = load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10)
         return cls(
             Perceiver.from_models_dir(next(iter(perception_root.values())).parent.parent, device=device),
-            load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
+            body,
             human,
             target,
             load_canonical_body_views(
@@ -261,6 +267,7 @@ class ContactPipeline:
             device=device,
             demo=True,
             configuration=configuration,
+            scene_truth=SceneTruthProvider(body),
         )
 
     def model_provenance(self) -> dict[str, str]:
@@ -301,13 +308,12 @@ class ContactPipeline:
                 progress(name, fraction, message)
             return time.perf_counter()
 
-        height, width = image.shape[:2]
-        camera = camera_for_image((height, width), options.focal_px, pil_image)
         usable = [item.obj for item in checked if item.reason is None]
 
         t = stage("perceive", 0.0, "finding the person and the objects")
-        labels = [obj.label for obj in usable]
-        perception = self.perceiver.perceive(image, labels, person_box=options.person_box) if usable else None
+        truth = self._recognise_scene(image, pil_image, notes)
+        camera = _camera(image, options, pil_image, truth)
+        perception = self._perceive(image, [obj.label for obj in usable], options, truth)
         timings["perceive"] = time.perf_counter() - t
         if perception is not None:
             notes += perception.notes
@@ -320,7 +326,8 @@ class ContactPipeline:
         t = stage("contact", 0.4, "rendering, localizing and lifting contact")
         contacts = {}
         for obj in usable:
-            contacts[obj.label] = self._contact(image, obj)
+            known = truth.contacts(obj.label, obj.mesh) if truth is not None else None
+            contacts[obj.label] = (*known, {}, []) if known is not None else self._contact(image, obj)
         timings["contact"] = time.perf_counter() - t
 
         t = stage("fit", 0.8, "placing the objects")
@@ -368,7 +375,23 @@ class ContactPipeline:
             perception.people_count if perception else 0,
             person.mask if person is not None else None,
             perception.people if perception is not None else None,
+            scene_truth=_truth_use(truth, body, outcomes, notes),
         )
+
+    def _recognise_scene(self, image: np.ndarray, pil_image, notes: list[str]) -> RecognisedScene | None:
+        """The generated demo scene this photo is, for a DEMO pipeline given a provider; None otherwise."""
+        if self.scene_truth is None or not self.demo:
+            return None
+        return self.scene_truth.recognise(image, pil_image, notes)
+
+    def _perceive(
+        self, image: np.ndarray, labels: list[str], options: RunOptions, truth: RecognisedScene | None
+    ) -> Perception | None:
+        if not labels:
+            return None
+        if truth is not None:
+            return truth.perception(labels)
+        return self.perceiver.perceive(image, labels, person_box=options.person_box)
 
     def _body(
         self,
@@ -523,6 +546,34 @@ def _localizers(
         return joint, joint
     human = Localizer.from_folders(release_dirs[0], clip_dir, role="human", **options)
     return human, Localizer.from_folders(release_dirs[1], clip_dir, role="object", **options)
+
+
+def _camera(image: np.ndarray, options: RunOptions, pil_image, truth: RecognisedScene | None) -> CameraIntrinsics:
+    """The client's focal length, else a recognised demo scene's true one, else EXIF or the default."""
+    size = image.shape[:2]
+    if truth is not None and options.focal_px is None:
+        truth.use.inputs["focal_length"] = SCENE_TRUTH
+        return CameraIntrinsics(truth.focal_px, size, SCENE_TRUTH)
+    return camera_for_image(size, options.focal_px, pil_image)
+
+
+def _truth_use(
+    truth: RecognisedScene | None, body: BodyFit | None, outcomes: list[ObjectOutcome], notes: list[str]
+) -> TruthUse | None:
+    """What a recognised demo scene supplied and which real stages ran on it, also said in the notes; None for
+    any other photo."""
+    if truth is None:
+        return None
+    use = truth.use
+    use.stages_ran = [
+        *(["body fit (on the true keypoints and person mask)"] if body is not None and body.source == "fitted" else []),
+        *(["placement"] if any(o.placement.placed for o in outcomes) else []),
+    ]
+    supplied = ", ".join(sorted(use.inputs))
+    notes.append(
+        f"DEMO scene '{use.scene}': from its ground truth: {supplied}; really ran: {', '.join(use.stages_ran) or 'nothing'}"
+    )
+    return use
 
 
 def _unusable(item: _CheckedObject) -> ObjectOutcome:
