@@ -11,7 +11,16 @@ from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, PeopleOut, SkeletonOut
+from server.schemas import (
+    API_SCHEMA_VERSION,
+    BodyOut,
+    CameraOut,
+    JobResult,
+    ObjectOut,
+    PartOut,
+    PeopleOut,
+    SkeletonOut,
+)
 
 
 def job_result(
@@ -27,6 +36,7 @@ def job_result(
     source_job_id: str | None = None,
     exif_orientation: int = 1,
     upright_photo: str | None = None,
+    parts: list[dict[str, str]] | None = None,
 ) -> JobResult:
     """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
     plain = result_to_dict(result)
@@ -75,6 +85,7 @@ def job_result(
         objects=objects,
         people_count=plain["people_count"],
         people=None if plain["people"] is None else PeopleOut(**plain["people"]),
+        parts=[PartOut(**part) for part in parts or []],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
         upright_photo=upright_photo,
