@@ -372,7 +372,10 @@ class ContactPipeline:
         timings["body"] = time.perf_counter() - t
 
         outcomes: list[ObjectOutcome] = []
-        t = stage("contact", 0.4, "rendering, localizing and lifting contact")
+        predicting = options.predict_contact and self.predicts_contact
+        t = stage(
+            "contact", 0.4, "rendering, localizing and lifting contact" if predicting else "no contact model runs"
+        )
         contacts = {}
         for obj in usable:
             contacts[obj.label] = self._contact(image, obj, options.predict_contact)
