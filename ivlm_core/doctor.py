@@ -349,7 +349,9 @@ def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[Mo
     if not missing:
         lines.append("All model files are present: the server runs the real pipeline.")
     else:
-        said = f"generated stand-ins for: {'; '.join(stand_ins)} (DEMO, results not meaningful)" if stand_ins else ""
+        said = (
+            f"generated stand-ins for: {'; '.join(stand_ins)} (DEMO mode: results not meaningful)" if stand_ins else ""
+        )
         if sources[parts.HUMAN_CONTACT] == parts.ABSENT:
             said = "; ".join(x for x in (said, "no contact model (contacts are painted)") if x)
         lines.append(
