@@ -12,7 +12,8 @@ ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
     One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
 ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
     Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
-ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
+ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo]
+           [--no-contact-model] [...]
     The local inference server the Blender add-on talks to (what ./run.sh starts).
 ivlm doctor [--models DIR]
     Which model files are present and missing, where to get each and where to put it.
@@ -196,6 +197,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         job_ttl_s=args.job_ttl_hours * 3600.0,
         gpu_memory_gb=args.gpu_memory_gb,
         convert_on_start=args.convert_on_start,
+        contact_model=not args.no_contact_model,
     )
     if args.token:
         settings.token = args.token
@@ -332,7 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode = srv.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="demo", action="store_true", default=None, help="always use generated DEMO models")
     mode.add_argument(
-        "--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files"
+        "--no-demo", dest="demo", action="store_false", help="refuse to start with any generated stand-in part"
+    )
+    srv.add_argument(
+        "--no-contact-model",
+        action="store_true",
+        help="load no contact model (no language model): Estimate fits the body and puts the objects in view, "
+        "with no contacts; paint or mark them in Blender and press Refit",
     )
     srv.add_argument("--queue-capacity", type=int, default=16, help="jobs that may wait; more get SERVER_BUSY")
     srv.add_argument("--max-request-mb", type=float, default=256.0)

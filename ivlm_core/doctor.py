@@ -1,7 +1,9 @@
 """What model files the full pipeline needs, which are present, and where to get and put the missing ones.
 
-`ivlm doctor` prints this; the server reports it in health and falls back to DEMO mode when anything is missing.
-Each check calls the same file checks the loaders use (cheap ones: no weights are read), so the two never disagree.
+`ivlm doctor` prints this, grouped by what the missing files unlock; the server reports it in health and loads
+each pipeline part (pipeline/parts.py) from the user's files when they are present, its generated stand-in when
+they are not, and no contact model at all when its release is missing (`planned_sources`). Each check calls the
+same file checks the loaders use (cheap ones: no weights are read), so the two never disagree.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from ivlm_core import paths
 from ivlm_core.errors import IVLMError
+from ivlm_core.pipeline import parts
 
 INTERACTVLM_SITE = "https://interactvlm.is.tue.mpg.de"
 MANO_SITE = "https://mano.is.tue.mpg.de"  # SMPL-H ("Extended SMPL+H model")
@@ -25,6 +28,7 @@ class ModelFileStatus:
     source: str  # where to get it (registration site or hub repository) and its licence
     problem: str = ""  # what is wrong when not present
     hint: str = ""  # how to fix it
+    parts: tuple[str, ...] = ()  # the pipeline parts (pipeline/parts.py) that need this item
 
     def to_dict(self) -> dict[str, str | bool]:
         return asdict(self)
@@ -36,6 +40,7 @@ class _Check:
     path: Callable[[Path], Path]
     source: str
     run: Callable[[Path], object]  # raises IVLMError when the files are not usable
+    parts: tuple[str, ...] = ()
 
 
 def _body_file(model_type: str) -> Callable[[Path], object]:
@@ -118,6 +123,7 @@ def _checks() -> list[_Check]:
             lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
             "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)",
             _body_file("smplx"),
+            (parts.BODY_MODEL,),
         ),
         _Check(
             "canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
@@ -125,26 +131,33 @@ def _checks() -> list[_Check]:
             f"InteractVLM's data.zip: {registration}; or SMPL-H to regenerate them: registration at {MANO_SITE} "
             "(MANO / SMPL+H licence)",
             _canonical_views,
+            (parts.CANONICAL_VIEWS,),
         ),
         _Check(
             "SMPL -> SMPL-X contact mapping",
             lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
             registration,
             _mapping,
+            (parts.CANONICAL_VIEWS,),
         ),
     ]
-    for release in (HUMAN_RELEASE, OBJECT_RELEASE):
+    for release, part in ((HUMAN_RELEASE, parts.HUMAN_CONTACT), (OBJECT_RELEASE, parts.OBJECT_CONTACT)):
         checks.append(
             _Check(
                 f"InteractVLM release {release}",
                 lambda r, n=release: paths.interactvlm_release_dir(n, r),
                 registration,
                 _release(release),
+                (part,),
             )
         )
     checks.append(
         _Check(
-            "CLIP ViT-L/14 vision tower", paths.clip_dir, "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip
+            "CLIP ViT-L/14 vision tower",
+            paths.clip_dir,
+            "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)",
+            _clip,
+            (parts.HUMAN_CONTACT, parts.OBJECT_CONTACT),
         )
     )
     for name, spec in SPECS.items():
@@ -154,6 +167,7 @@ def _checks() -> list[_Check]:
                 lambda r, n=name: paths.perception_dir(n, r),
                 f"Hugging Face hub: {spec.hub_name} ({spec.licence})",
                 _perception(name),
+                (parts.PERCEPTION,),
             )
         )
     return checks
@@ -195,9 +209,13 @@ def _run_checks(checks: list[_Check], root: Path | None) -> list[ModelFileStatus
     for check in checks:
         try:
             check.run(root)
-            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source))
+            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source, parts=check.parts))
         except IVLMError as exc:
-            out.append(ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint))
+            out.append(
+                ModelFileStatus(
+                    check.name, str(check.path(root)), False, check.source, exc.message, exc.hint, check.parts
+                )
+            )
     return out
 
 
@@ -229,6 +247,78 @@ def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) 
     return missing
 
 
+def part_availability(statuses: list[ModelFileStatus], root: Path | None = None) -> dict[str, bool]:
+    """Per pipeline part (parts.PARTS): whether all its items are present. A complete joint release stands in
+    for both separate releases (with CLIP, which it needs too)."""
+    available = {part: all(s.present for s in statuses if part in s.parts) for part in parts.PARTS}
+    clip = all(s.present for s in statuses if set(s.parts) == {parts.HUMAN_CONTACT, parts.OBJECT_CONTACT})
+    if clip and not (available[parts.HUMAN_CONTACT] and available[parts.OBJECT_CONTACT]):
+        if joint_release_status(root).present:
+            available[parts.HUMAN_CONTACT] = available[parts.OBJECT_CONTACT] = True
+    return available
+
+
+def planned_sources(
+    statuses: list[ModelFileStatus],
+    root: Path | None = None,
+    *,
+    demo: bool | None = None,
+    contact_model: bool = True,
+) -> dict[str, str]:
+    """Where the server loads each part from (parts.SOURCES): the user's files when present, else the generated
+    stand-in, except the contact models, which are absent (contacts painted by the user) when their release is
+    missing, or when `contact_model` is False.
+
+    `demo` True, or None with none of the user's parts present, loads the stand-ins for every part (the contact
+    models too, unless `contact_model` is False): the whole DEMO, as on a first start.
+    """
+    available = part_availability(statuses, root)
+    everything = demo is True or (demo is None and not any(available.values()))
+    sources = {}
+    for part in parts.PARTS:
+        if everything:
+            sources[part] = parts.STAND_IN
+        elif part in parts.CONTACT_PARTS and part != parts.CANONICAL_VIEWS:
+            sources[part] = parts.YOURS if available[part] else parts.ABSENT
+        else:
+            sources[part] = parts.YOURS if available[part] else parts.STAND_IN
+    if not contact_model:
+        sources[parts.HUMAN_CONTACT] = sources[parts.OBJECT_CONTACT] = parts.ABSENT
+    if sources[parts.HUMAN_CONTACT] == parts.ABSENT:
+        sources[parts.CANONICAL_VIEWS] = parts.ABSENT  # the views serve the human-contact model only
+    return sources
+
+
+UNLOCKS = (  # (what the user gets, the parts it needs, the items in words)
+    (
+        "body fit from your photo",
+        (parts.BODY_MODEL, parts.PERCEPTION),
+        "SMPL-X + the perception models (`ivlm fetch-public-models`)",
+    ),
+    (
+        "predicted contacts",
+        (parts.HUMAN_CONTACT, parts.OBJECT_CONTACT, parts.CANONICAL_VIEWS),
+        "an InteractVLM release (the two separate ones or the joint one) + CLIP + the canonical views",
+    ),
+)
+
+
+def unlock_lines(statuses: list[ModelFileStatus], root: Path | None = None) -> list[str]:
+    """Lines saying, per capability, whether it is ready or what it still needs (the missing items by name)."""
+    available = part_availability(statuses, root)
+    lines = ["What the files give you:"]
+    for title, needed, words in UNLOCKS:
+        if all(available[part] for part in needed):
+            lines.append(f"  [ready]   {title}")
+            continue
+        missing = [s.name for s in statuses if not s.present and any(p in needed and not available[p] for p in s.parts)]
+        lines.append(f"  [missing] {title}: needs {words}")
+        lines += [f"              missing: {name}" for name in missing]
+    if not all(available[part] for part in UNLOCKS[1][1]):
+        lines.append(f"  Without them, {parts.CONTACT_NOT_PREDICTED}.")
+    return lines
+
+
 def _status_lines(s: ModelFileStatus, tag: str, problem_label: str = "problem") -> list[str]:
     lines = [f"[{tag}] {s.name}", f"      {s.path}"]
     if not s.present:
@@ -253,13 +343,21 @@ def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[Mo
         absent = not Path(s.path).exists()  # not there is fine; there but unusable is a problem
         tag = "ok" if s.present else "absent" if absent else "PROBLEM"
         lines += _status_lines(s, tag, "note" if absent else "problem")
-    lines.append("")
-    lines.append(
-        "All model files are present: the server runs the real pipeline."
-        if not missing
-        else f"{missing} item(s) missing: the server starts in DEMO mode on generated assets (results not meaningful). "
-        "Public models can be fetched with `ivlm fetch-public-models` (needs internet); licensed ones need registration."
-    )
+    lines += ["", *unlock_lines(statuses, root), ""]
+    sources = planned_sources(statuses, root)
+    stand_ins = [parts.TITLES[p] for p, source in sources.items() if source == parts.STAND_IN]
+    if not missing:
+        lines.append("All model files are present: the server runs the real pipeline.")
+    else:
+        said = (
+            f"generated stand-ins for: {'; '.join(stand_ins)} (DEMO mode: results not meaningful)" if stand_ins else ""
+        )
+        if sources[parts.HUMAN_CONTACT] == parts.ABSENT:
+            said = "; ".join(x for x in (said, "no contact model (contacts are painted)") if x)
+        lines.append(
+            f"{missing} item(s) missing: the server uses your files where present and {said}. Public models can be "
+            "fetched with `ivlm fetch-public-models` (needs internet); licensed ones need registration."
+        )
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ from server.schemas import (
     JobStatus,
     Limits,
     MissingModelFile,
+    PartOut,
     QueueInfo,
 )
 from server.security import RequestGuard
@@ -197,6 +198,7 @@ def create_app(service: JobService) -> FastAPI:
             gpu=service.gpu,
             demo=service.demo,
             demo_reason=service.demo_reason,
+            parts=[PartOut(**source.to_dict()) for source in service.sources],
             models_loaded=service.loaded_models(),
             missing_model_files=[
                 MissingModelFile(

@@ -31,6 +31,7 @@ from ivlm_core import paths
 from ivlm_core.doctor import ModelFileStatus
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline.parts import PartSource
 from ivlm_core.pipeline.reconstruct import CancelledError
 from server import inputs
 from server.errors import ServerError, public_text
@@ -80,6 +81,8 @@ class JobService:
         self.folders = {str(Path(k)): v for k, v in folders.items() if k is not None} | {str(Path.home()): "~"}
         self.demo_reason = self.public(demo_reason)
         self.missing = missing or []
+        # Where each pipeline part comes from: as planned at start, then as the worker loaded it.
+        self.sources = [PartSource(part, source) for part, source in models.part_sources().items()]
         full_flag = settings.fault_label("disk-full-flag") if models.demo else None
         self.store = JobStore(settings.data_dir, full_flag=None if full_flag is None else Path(full_flag))
         self.models_loaded: list[str] = []
@@ -537,8 +540,10 @@ class JobService:
                         self._cancel_id.value = b""
             case GpuReport(name, free_bytes, total_bytes):
                 self.gpu = GpuInfo(name=name, free_bytes=free_bytes, total_bytes=total_bytes)
-            case Loaded(models_loaded, demo_parts):
+            case Loaded(models_loaded, demo_parts, sources):
                 self.models_loaded = list(models_loaded)
+                if sources:
+                    self.sources = [PartSource(part, source) for part, source in sources]
                 self._adopt_demo_flag(list(demo_parts))
                 self._loaded = True
                 log.info("models loaded; %s", "DEMO mode" if self.demo else "real models")

@@ -14,9 +14,11 @@ import torch
 import uvicorn
 
 from ivlm_core import paths
-from ivlm_core.doctor import check_model_files, required_missing
+from ivlm_core.doctor import check_model_files, planned_sources, required_missing
 from ivlm_core.errors import IVLMError
+from ivlm_core.pipeline import parts
 from ivlm_core.pipeline import plan as memory_plan
+from ivlm_core.pipeline.parts import PartSource, stand_in_summary
 from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
@@ -38,45 +40,61 @@ def choose_device(requested: str) -> str:
 
 
 def build_service(settings: ServerSettings) -> JobService:
-    """The job service, to load real models when all files are present, else (or when asked) DEMO assets."""
+    """The job service: each pipeline part from the user's files when present, its generated stand-in when not
+    (DEMO), no contact model when its release is missing or `--no-contact-model` (doctor.planned_sources)."""
     settings.check()
     device = choose_device(settings.device)
     root = Path(settings.models_dir) if settings.models_dir else paths.models_dir()
     statuses = check_model_files(root)
     missing = required_missing(statuses, root)
-    if settings.demo is False and missing:
-        names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
+    sources = planned_sources(statuses, root, demo=settings.demo, contact_model=settings.contact_model)
+    stand_ins = [part for part, source in sources.items() if source == parts.STAND_IN]
+    if settings.demo is False and stand_ins:
+        needed = [m for m in missing if set(m.parts) & set(stand_ins)]
+        names = "; ".join(f"{m.name}: {m.problem}" for m in needed)
         raise SystemExit(
             f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them."
         )
-    demo = bool(settings.demo) or bool(missing)
-    if settings.demo:
-        reason = "started with --demo"
-    elif missing:
-        reason = f"{len(missing)} model file item(s) missing under {root} (run `ivlm doctor`)"
-    else:
-        reason = ""
-
-    choice = choose_configuration(settings, device, root, demo)
+    demo = bool(stand_ins)
+    reason = demo_reason(settings, missing, [PartSource(part, source) for part, source in sources.items()], root)
+    contact = sources[parts.HUMAN_CONTACT] != parts.ABSENT or sources[parts.OBJECT_CONTACT] != parts.ABSENT
+    choice = choose_configuration(settings, device, root, nominal=demo or not contact, contact=contact)
     models = ModelSpec(
         demo=demo,
-        models_root=None if demo else str(root),
+        models_root=None if all(source == parts.STAND_IN for source in sources.values()) else str(root),
         device=device,
         configuration=choice.plan.configuration.name,
         sam_batch=choice.plan.sam_batch,
         convert_on_start=settings.convert_on_start,
+        sources=tuple(sources.items()),
     )
     service = JobService(settings, models, demo_reason=reason, missing=missing, models_dir=root)
     service.configuration = choice.to_dict()
     return service
 
 
-def choose_configuration(settings: ServerSettings, device: str, root: Path, demo: bool) -> memory_plan.Choice:
-    """The most accurate configuration that fits the budget (pipeline/plan.py). DEMO mode plans for the real
-    release shapes (nothing to read) and loads the tiny stand-ins in the chosen configuration. Exits with the
-    smallest configuration's need when nothing fits."""
-    budget, source = memory_plan.detect_budget(device, settings.gpu_memory_gb, demo=demo)
-    plans = memory_plan.plan_all(device, root=None if demo else root, nominal=demo)
+def demo_reason(settings: ServerSettings, missing: list, sources: list[PartSource], root: Path) -> str:
+    """Why the server is in DEMO mode, naming the stand-in parts ("" when none is a stand-in)."""
+    summary = stand_in_summary(sources)
+    if not summary:
+        return ""
+    if settings.demo:
+        return f"started with --demo: {summary}"
+    return f"{len(missing)} model file item(s) missing under {root} (run `ivlm doctor`): {summary}"
+
+
+def choose_configuration(
+    settings: ServerSettings, device: str, root: Path, nominal: bool, contact: bool = True
+) -> memory_plan.Choice:
+    """The most accurate configuration that fits the budget (pipeline/plan.py). `nominal` (DEMO stand-ins, or no
+    contact model) plans for the real release shapes (nothing to read); stand-ins load in the chosen
+    configuration. Without a contact model (`contact` False) no language model loads: nothing to fit in a budget.
+    Exits with the smallest configuration's need when nothing fits."""
+    if contact:
+        budget, source = memory_plan.detect_budget(device, settings.gpu_memory_gb, demo=nominal)
+    else:
+        budget, source = None, "no contact model is loaded, so no language model needs memory"
+    plans = memory_plan.plan_all(device, root=None if nominal else root, nominal=nominal)
     try:
         return memory_plan.choose(plans, budget, source)
     except IVLMError as exc:
@@ -115,6 +133,9 @@ def serve(settings: ServerSettings) -> None:
     if service.demo:
         banner.append(f"  DEMO MODE: {service.demo_reason}. Results come from generated assets and random-weight")
         banner.append("  models and are NOT meaningful. Put the model files in place (`ivlm doctor`) for real results.")
+    absent = [source.title for source in service.sources if source.source == parts.ABSENT]
+    if absent:
+        banner.append(f"  NOT LOADED: {'; '.join(absent)}. {parts.CONTACT_NOT_PREDICTED}.")
     if settings.token:
         banner.append("  bearer token required")
     print("\n".join(banner), flush=True)

@@ -49,6 +49,7 @@ class Stop:
 class Loaded:
     models_loaded: tuple[str, ...]
     demo_parts: tuple[str, ...]  # loaded parts that are generated DEMO stand-ins
+    sources: tuple[tuple[str, str], ...] = ()  # (part, source) per part as loaded (ivlm_core.pipeline.parts)
 
 
 @dataclass(frozen=True)

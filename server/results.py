@@ -18,6 +18,7 @@ from server.schemas import (
     JobKind,
     JobResult,
     ObjectOut,
+    PartOut,
     PeopleOut,
     SceneTruthOut,
     SkeletonOut,
@@ -37,6 +38,7 @@ def job_result(
     source_job_id: str | None = None,
     exif_orientation: int = 1,
     upright_photo: str | None = None,
+    parts: list[dict[str, str]] | None = None,
 ) -> JobResult:
     """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
     plain = result_to_dict(result)
@@ -85,6 +87,7 @@ def job_result(
         objects=objects,
         people_count=plain["people_count"],
         people=None if plain["people"] is None else PeopleOut(**plain["people"]),
+        parts=[PartOut(**part) for part in parts or []],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
         scene_truth=None if plain["scene_truth"] is None else SceneTruthOut(**plain["scene_truth"]),

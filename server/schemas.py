@@ -70,6 +70,10 @@ class EstimateOptions(_Strict):
     object_contact_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     focal_px: float | None = Field(default=None, gt=0.0, le=1e6, description="the photo's focal length in pixels")
     optimise_scale: bool = Field(default=False, description="also fit a uniform scale of each object")
+    predict_contact: bool = Field(
+        default=True,
+        description="false: no contact model runs; the objects are put in view with no contacts, to paint and refit",
+    )
     body: ClientBody | None = None
     person_box_xyxy: list[Annotated[float, Field(ge=-1e6, le=1e6)]] | None = Field(
         default=None,
@@ -140,6 +144,18 @@ class MissingModelFile(_Strict):
     hint: str
 
 
+class PartOut(_Strict):
+    """One part of the pipeline and where it came from (ivlm_core/pipeline/parts.py)."""
+
+    part: Literal["body_model", "perception", "human_contact", "object_contact", "canonical_views"]
+    title: str
+    source: Literal["yours", "stand-in", "absent"] = Field(
+        description="yours: from your model files; stand-in: generated (random weights or a synthetic body, "
+        "results are DEMO); absent: not loaded (contact models only: contacts are not predicted)"
+    )
+    meaning: str = Field(description="what a stand-in or an absent part means for the results; empty for yours")
+
+
 class QueueInfo(_Strict):
     length: int = Field(description="jobs waiting, not counting the one running")
     capacity: int
@@ -182,6 +198,7 @@ class Health(_Strict):
     gpu: GpuInfo | None
     demo: bool
     demo_reason: str
+    parts: list[PartOut] = Field(default=[], description="each part of the pipeline and where it comes from")
     models_loaded: list[str]
     missing_model_files: list[MissingModelFile]
     load_error: ErrorBody | None = Field(default=None, description="why the models could not be loaded")
@@ -281,6 +298,7 @@ class JobResult(_Strict):
     objects: list[ObjectOut]
     people_count: int
     people: PeopleOut | None = None
+    parts: list[PartOut] = Field(default=[], description="each part of the pipeline and where it came from")
     notes: list[str]
     timings_s: dict[str, float]
     scene_truth: SceneTruthOut | None = Field(

@@ -42,6 +42,7 @@ class ServerSettings:
     demo: bool | None = None  # None: demo exactly when model files are missing; True: always; False: never
     gpu_memory_gb: float | None = None  # the memory budget the configuration is planned for (None: detected)
     convert_on_start: bool = False  # convert .bin releases to safetensors once, before loading (faster later starts)
+    contact_model: bool = True  # False: no contact model is loaded (manual contact: painted, then Refit)
     queue_capacity: int = 16  # waiting jobs; one more answers SERVER_BUSY
     max_request_bytes: int = 256 * MIB
     max_image_pixels: int = 50_000_000

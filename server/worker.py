@@ -35,7 +35,7 @@ from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.localize.convert import convert_releases_once
 from ivlm_core.mesh import TriangleMesh
-from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline import array_keys, parts
 from ivlm_core.pipeline.plan import configuration_named
 from ivlm_core.pipeline.reconstruct import (
     DEMO_NOTE,
@@ -71,26 +71,51 @@ class ModelSpec:
     configuration: str = "separate"  # a name of ivlm_core.pipeline.plan.CONFIGURATIONS, chosen by the memory plan
     sam_batch: int = 4
     convert_on_start: bool = False
+    # (part, source) per pipeline part (ivlm_core.pipeline.parts); empty: every part is a stand-in with `demo`,
+    # else the user's
+    sources: tuple[tuple[str, str], ...] = ()
+
+    def part_sources(self) -> dict[str, str]:
+        return dict(self.sources) or dict.fromkeys(parts.PARTS, parts.STAND_IN if self.demo else parts.YOURS)
 
     def load(self) -> ContactPipeline:
         configuration = configuration_named(self.configuration)
-        if self.demo:
+        sources = self.part_sources()
+        if all(source == parts.STAND_IN for source in sources.values()):
             return ContactPipeline.demo_pipeline(self.device, configuration, self.sam_batch)
         root = Path(self.models_root) if self.models_root else None
-        if self.convert_on_start:
+        if self.convert_on_start and sources[parts.HUMAN_CONTACT] == parts.YOURS:
             convert_releases_once(configuration.releases, root)
-        return ContactPipeline.from_models_dir(
-            root, device=self.device, configuration=configuration, sam_batch=self.sam_batch
+        return ContactPipeline.from_parts(
+            root, sources, device=self.device, configuration=configuration, sam_batch=self.sam_batch
         )
 
 
 def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
     provenance = pipeline.model_provenance()
-    releases = [f"{name} ({provenance['language_model_precision']})" for name in pipeline.configuration.releases]
-    names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}", *releases]
+    sources = {source.part: source.source for source in pipeline.part_sources()}
+    loaded = [
+        (parts.PERCEPTION, "perception (detector, segmenter, keypoints)"),
+        (parts.BODY_MODEL, f"body model {pipeline.body.source.name}"),
+    ]
+    releases = pipeline.configuration.releases
+    if pipeline.configuration.joint:
+        loaded += [(parts.HUMAN_CONTACT, releases[0])] if sources[parts.HUMAN_CONTACT] != parts.ABSENT else []
+    else:
+        loaded += [
+            (part, release)
+            for part, release in zip((parts.HUMAN_CONTACT, parts.OBJECT_CONTACT), releases, strict=True)
+            if sources[part] != parts.ABSENT
+        ]
+    precision = provenance["language_model_precision"]
+    names = [
+        f"{'DEMO ' if sources[part] == parts.STAND_IN else ''}{name}"
+        + (f" ({precision})" if part in (parts.HUMAN_CONTACT, parts.OBJECT_CONTACT) else "")
+        for part, name in loaded
+    ]
     if pipeline.body_estimator is not None:
-        names.append(pipeline.body_estimator.name)
-    return [f"DEMO {name}" for name in names] if pipeline.demo else names
+        names.append(f"{'DEMO ' if pipeline.body_estimator.demo else ''}{pipeline.body_estimator.name}")
+    return names
 
 
 def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:
@@ -119,7 +144,8 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         log.exception("could not load the models")
         send(LoadFailed(Failure("INTERNAL", f"loading the models failed: {exc}", "See the server log.")))
         return
-    send(Loaded(tuple(loaded_model_names(pipeline)), tuple(pipeline.demo_parts())))
+    sources = tuple((source.part, source.source) for source in pipeline.part_sources())
+    send(Loaded(tuple(loaded_model_names(pipeline)), tuple(pipeline.demo_parts()), sources))
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
     if spec.device.startswith("cuda"):
         threading.Thread(target=_report_gpu, args=(send,), daemon=True).start()
@@ -255,6 +281,7 @@ class JobRunner:
             ),
             stages=frozenset(options.stages),
             person_box=None if box is None else (box[0], box[1], box[2], box[3]),
+            predict_contact=options.predict_contact,
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
@@ -308,6 +335,8 @@ class JobRunner:
             body, camera, objects, object_masks=masks, person_mask=state.get("person_mask"), options=run_options
         )
         notes = [DEMO_NOTE] if self.demo else []
+        notes += [s.note() for s in self.pipeline.part_sources() if s.source == parts.STAND_IN]
+        notes.append("placed from the contacts you painted or marked")
         result = ReconstructResult(self.demo, camera, body, outcomes, notes, {"fit": time.perf_counter() - start})
         photo_out = _Photo(source_inputs["image"], source.exif_orientation)
         return self._result_json(job_id, "fit", result, options, photo_out, source_job_id=source_id), None
@@ -322,13 +351,18 @@ class JobRunner:
         source_job_id: str | None = None,
     ) -> bytes:
         provenance = self.pipeline.model_provenance()
+        sources = self.pipeline.part_sources()
+        source_of = {source.part: source.source for source in sources}
         models = {
             "human_contact": provenance["human_contact"],
             "object_contact": provenance["object_contact"],
             "body_model": self.pipeline.body.source.name,
         }
-        if self.demo:
-            models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
+        for part, name in list(models.items()):
+            if source_of[part] == parts.STAND_IN:
+                models[part] = f"DEMO generated stand-in for {name}"
+            elif source_of[part] == parts.ABSENT:
+                models[part] = f"absent: {parts.CONTACT_NOT_PREDICTED}"
         thresholds = {
             "body_contact": options.body_contact_threshold,
             "object_contact": options.object_contact_threshold,
@@ -346,6 +380,7 @@ class JobRunner:
             source_job_id=source_job_id,
             exif_orientation=photo.exif_orientation,
             upright_photo=photo.upright_jpeg(),
+            parts=[source.to_dict() for source in sources],
         )
         return out.model_dump_json().encode()
 

@@ -17,6 +17,7 @@ from .messages import join_sentences
 from .protocol import ServerError, UserError
 
 MAX_MISSING_SHOWN = 3
+VIEWS = "canonical_views"  # a part health lists (server parts.py); absent only because the contact model is
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class HealthReport:
 
 
 def summarize(health: dict, checked_at: float) -> HealthReport:
-    """The lines for a health answer: version, device and state; DEMO mode and why; missing model files."""
+    """The lines for a health answer: version, device and state; DEMO mode and why (the stand-in parts); an absent
+    contact model and what that means; missing model files."""
     lines = [
         join_sentences(
             f"Server {health.get('server_version', '?')} on {health.get('device', '?')} is "
@@ -43,6 +45,10 @@ def summarize(health: dict, checked_at: float) -> HealthReport:
     if health.get("demo"):
         reason = str(health.get("demo_reason", "")).strip()
         lines.append(join_sentences("DEMO mode", reason, "Results are not meaningful"))
+    absent = [part for part in health.get("parts", []) if isinstance(part, dict) and part.get("source") == "absent"]
+    meanings = list(dict.fromkeys(str(part.get("meaning", "")) for part in absent if part.get("part") != VIEWS))
+    if meanings:
+        lines.append(join_sentences("No contact model is loaded", *meanings))
     missing = list(health.get("missing_model_files", []))
     for item in missing[:MAX_MISSING_SHOWN]:
         lines.append(join_sentences(f"Missing model file: {item.get('name', '?')}"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ivlm_core.errors import BadInputError, IVLMError, MeshError
 from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
 from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
+from ivlm_core.fit.place_in_view import place_in_view
 from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
 from ivlm_core.lift.smplx_conversion import load_mapping
@@ -36,7 +37,9 @@ from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
 from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator, match_person
 from ivlm_core.perceive.people import PeopleChoice
 from ivlm_core.perceive.perceiver import Perceiver, Perception
+from ivlm_core.pipeline import parts
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
+from ivlm_core.pipeline.parts import PartSource
 from ivlm_core.pipeline.plan import CONFIGURATIONS, HUMAN_RELEASE, JOINT_RELEASE, OBJECT_RELEASE, Configuration
 from ivlm_core.pipeline.scene_truth import SCENE_TRUTH, RecognisedScene, TruthProvider, TruthUse
 
@@ -107,6 +110,7 @@ class RunOptions:
     placement: PlacementOptions = field(default_factory=PlacementOptions)
     stages: frozenset[str] = frozenset(OPTIONAL_STAGES)  # which optional stages run
     person_box: tuple[float, float, float, float] | None = None  # xyxy pixels: the person the client means
+    predict_contact: bool = True  # False: no contact model runs (manual contact: the user paints, then refits)
 
     def __post_init__(self) -> None:
         unknown = set(self.stages) - set(OPTIONAL_STAGES)
@@ -164,10 +168,10 @@ class ContactPipeline:
         self,
         perceiver: Perceiver,
         body: LoadedBodyModel,
-        human_localizer: Localizer,
-        object_localizer: Localizer,
-        body_views: CanonicalBodyViews,
-        mapping,  # scipy.sparse matrix SMPL-H -> SMPL-X
+        human_localizer: Localizer | None,  # None: absent, body contacts are not predicted
+        object_localizer: Localizer | None,  # None: absent, object contacts are not predicted
+        body_views: CanonicalBodyViews | None,  # None with no human localizer
+        mapping,  # scipy.sparse matrix SMPL-H -> SMPL-X; None with no human localizer
         *,
         device: str = "cpu",
         demo: bool = False,
@@ -207,6 +211,26 @@ class ContactPipeline:
         ]
         return [name for name, generated in parts if generated]
 
+    def part_sources(self) -> list[PartSource]:
+        """Each part (parts.PARTS) as loaded: the user's, a generated stand-in (checked on what was loaded, like
+        `demo_parts`) or absent (a contact model that was not loaded)."""
+        loaded = {
+            parts.BODY_MODEL: (self.body, self.body.is_synthetic),
+            parts.PERCEPTION: (self.perceiver, perceiver_is_demo(self.perceiver)),
+            parts.HUMAN_CONTACT: (self.human_localizer, getattr(self.human_localizer, "is_demo", False)),
+            parts.OBJECT_CONTACT: (self.object_localizer, getattr(self.object_localizer, "is_demo", False)),
+            parts.CANONICAL_VIEWS: (self.body_views, getattr(self.body_views, "is_demo", False)),
+        }
+        return [
+            PartSource(name, parts.ABSENT if part is None else parts.STAND_IN if generated else parts.YOURS)
+            for name, (part, generated) in loaded.items()
+        ]
+
+    @property
+    def predicts_contact(self) -> bool:
+        """Whether any contact model is loaded (False: the manual-contact workflow, contacts are painted)."""
+        return self.human_localizer is not None or self.object_localizer is not None
+
     @classmethod
     def from_models_dir(
         cls,
@@ -219,19 +243,38 @@ class ContactPipeline:
     ) -> ContactPipeline:
         """The user's model files (see `ivlm_core.paths` for the layout) in `configuration` (plan.py): the two
         releases or the joint one, the language model in the load dtype, int8 or nf4."""
+        every = dict.fromkeys(parts.PARTS, parts.YOURS)
+        return cls.from_parts(root, every, device=device, dtype=dtype, configuration=configuration, sam_batch=sam_batch)
+
+    @classmethod
+    def from_parts(
+        cls,
+        root: Path | None,
+        sources: Mapping[str, str],
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | None = None,
+        configuration: Configuration = CONFIGURATIONS[0],
+        sam_batch: int = 4,
+    ) -> ContactPipeline:
+        """Each part (parts.PARTS) from where `sources` says: the user's files under `root` ("yours"), the
+        generated stand-in ("stand-in"), or not loaded ("absent": the contact models and views only).
+
+        Raises ModelFilesMissingError / ModelFileInvalidError for a "yours" part whose files are not usable."""
         dtype = dtype or (torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
-        body = load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
-        release_dirs = [paths.interactvlm_release_dir(name, root) for name in configuration.releases]
-        human, target = _localizers(configuration, release_dirs, paths.clip_dir(root), device, dtype, sam_batch)
+        human, target = _load_contact_models(sources, root, configuration, device, dtype, sam_batch)
+        views, mapping = (None, None)
+        if human is not None:
+            views, mapping = _load_views(sources[parts.CANONICAL_VIEWS], root, device)
         hmr_dtype = torch.float16 if str(device).startswith("cuda") else torch.float32  # upstream ran fp16 on GPUs
         estimator, estimator_note = MultiHMREstimator.optional(root, device, hmr_dtype)
         return cls(
-            Perceiver.from_models_dir(root, device=device),
-            body,
+            _load_perceiver(sources[parts.PERCEPTION], root, device),
+            _load_body(sources[parts.BODY_MODEL], root),
             human,
             target,
-            load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
-            load_mapping(paths.interactvlm_data_dir(root)),
+            views,
+            mapping,
             device=device,
             configuration=configuration,
             body_estimator=estimator,
@@ -272,7 +315,16 @@ class ContactPipeline:
 
     def model_provenance(self) -> dict[str, str]:
         """The models and precisions a result came from (for result files and the server's results)."""
-        report = self.human_localizer.report
+        localizer = self.human_localizer or self.object_localizer
+        if localizer is None:
+            return {
+                "configuration": "none (no contact model)",
+                "language_model_precision": "none",
+                "dtype": "none",
+                "human_contact": "absent",
+                "object_contact": "absent",
+            }
+        report = localizer.report
         precision = (
             report.llm_precision if report.llm_precision != "native" else str(report.dtype).replace("torch.", "")
         )
@@ -300,6 +352,9 @@ class ContactPipeline:
         checked = _check_objects(objects)
         timings: dict[str, float] = {}
         notes: list[str] = [DEMO_NOTE] if self.demo else []
+        notes += parts.part_notes(self.part_sources())
+        if not options.predict_contact and self.predicts_contact:
+            notes.append(f"contact prediction was not requested: {parts.CONTACT_NOT_PREDICTED}")
 
         def stage(name: str, fraction: float, message: str) -> float:
             if cancel is not None and cancel():
@@ -323,11 +378,16 @@ class ContactPipeline:
         timings["body"] = time.perf_counter() - t
 
         outcomes: list[ObjectOutcome] = []
-        t = stage("contact", 0.4, "rendering, localizing and lifting contact")
+        predicting = options.predict_contact and self.predicts_contact
+        t = stage(
+            "contact", 0.4, "rendering, localizing and lifting contact" if predicting else "no contact model runs"
+        )
         contacts = {}
         for obj in usable:
             known = truth.contacts(obj.label, obj.mesh) if truth is not None else None
-            contacts[obj.label] = (*known, {}, []) if known is not None else self._contact(image, obj)
+            contacts[obj.label] = (
+                (*known, {}, []) if known is not None else self._contact(image, obj, options.predict_contact)
+            )
         timings["contact"] = time.perf_counter() - t
 
         t = stage("fit", 0.8, "placing the objects")
@@ -459,18 +519,25 @@ class ContactPipeline:
             self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
         return self._fit_model
 
-    def _contact(self, image: np.ndarray, obj: ObjectInput):
+    def _contact(self, image: np.ndarray, obj: ObjectInput, wanted: bool = True):
+        """(body contact [10475] | None, object contact [N] | None, the language model's answers, notes); a
+        contact model that is absent (or not `wanted`) gives None without a note (the run's notes say it)."""
         notes: list[str] = []
-        human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
-        if human.smplx is None:
-            notes.append(f"body contact with '{obj.label}': {human.reason}")
-        target = estimate_object_contact(
-            self.object_localizer, image, obj.label, obj.mesh, mode=self.object_mode, device=self.device
-        )
-        if target.vertices is None:
-            notes.append(f"object contact on '{obj.label}': {target.reason}")
-        answers = {"human": human.localize.text, "object": target.localize.text}
-        return human.smplx, target.vertices, answers, notes
+        answers: dict[str, str] = {}
+        body_contact = object_contact = None
+        if wanted and self.human_localizer is not None:
+            human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
+            body_contact, answers["human"] = human.smplx, human.localize.text
+            if human.smplx is None:
+                notes.append(f"body contact with '{obj.label}': {human.reason}")
+        if wanted and self.object_localizer is not None:
+            target = estimate_object_contact(
+                self.object_localizer, image, obj.label, obj.mesh, mode=self.object_mode, device=self.device
+            )
+            object_contact, answers["object"] = target.vertices, target.localize.text
+            if target.vertices is None:
+                notes.append(f"object contact on '{obj.label}': {target.reason}")
+        return body_contact, object_contact, answers, notes
 
     def _place(
         self, body, item, body_contact, object_contact, camera, object_mask, person_mask, options
@@ -480,10 +547,9 @@ class ContactPipeline:
             return ObjectPlacement("skipped", item.placement_blocker)
         if body is None:
             return ObjectPlacement("skipped", "no body to place the object against")
-        if body_contact is None or object_contact is None:
-            return ObjectPlacement(
-                "skipped", "no contact was predicted, so nothing says where the object touches the body"
-            )
+        if body_contact is None or object_contact is None:  # the manual-contact workflow starts here
+            why = "no contact was predicted, so nothing says where the object touches the body"
+            return place_in_view(obj.mesh, camera, object_mask, body.vertices, why)
         inputs = PlacementInputs(
             body.vertices,
             np.asarray(self.body.model.faces, np.int64),
@@ -529,6 +595,82 @@ class ContactPipeline:
                 ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact, notes=list(item.notes))
             )
         return outcomes
+
+
+# -- loading each part from the user's files or its generated stand-in (ContactPipeline.from_parts) ------------
+
+
+def _load_body(source: str, root: Path | None) -> LoadedBodyModel:
+    """SMPL-X from the user's body-models folder, or the generated synthetic body."""
+    if source == parts.STAND_IN:
+        from ivlm_core.demo.body_model import ensure_synthetic_body_models
+
+        root = ensure_synthetic_body_models().root
+    return load_body_model("smplx", folder=paths.body_models_dir(root), num_betas=10)
+
+
+def _load_perceiver(source: str, root: Path | None, device: str) -> Perceiver:
+    """The detector, segmenter and keypoint models from the user's folders, or the tiny random-weight ones."""
+    if source == parts.STAND_IN:
+        from ivlm_core.demo.tiny_perception import ensure_tiny_perception
+
+        root = next(iter(ensure_tiny_perception().values())).parent.parent
+    return Perceiver.from_models_dir(root, device=device)
+
+
+def _load_views(source: str, root: Path | None, device: str) -> tuple[CanonicalBodyViews, object]:
+    """The canonical body views and the SMPL -> SMPL-X mapping: the user's InteractVLM data, or both made from
+    the generated synthetic bodies."""
+    if source == parts.STAND_IN:
+        from ivlm_core.demo.body_model import ensure_synthetic_body_models
+
+        root = ensure_synthetic_body_models().root
+    data = paths.interactvlm_data_dir(root)
+    return load_canonical_body_views(data, paths.body_models_dir(root), device=device), load_mapping(data)
+
+
+def _load_contact_models(
+    sources: Mapping[str, str],
+    root: Path | None,
+    configuration: Configuration,
+    device: str,
+    dtype: torch.dtype,
+    sam_batch: int,
+) -> tuple[Localizer | None, Localizer | None]:
+    """(human, object) contact localizers: the user's releases, the tiny random-weight ones (then in float32,
+    as the demo runs them), or None for an absent one. A joint configuration loads one release for both."""
+    wanted = [sources[parts.HUMAN_CONTACT], sources[parts.OBJECT_CONTACT]]
+    if wanted == [parts.ABSENT, parts.ABSENT]:
+        return None, None
+    if parts.STAND_IN in wanted:
+        from ivlm_core.demo.tiny_release import ensure_tiny_models
+
+        tiny = ensure_tiny_models()
+    if configuration.joint:
+        if parts.ABSENT in wanted:
+            raise ValueError("the joint release answers both questions: both contact parts are loaded or neither")
+        folder, clip = (
+            (tiny.releases[JOINT_RELEASE], tiny.clip)
+            if wanted[0] == parts.STAND_IN
+            else (paths.interactvlm_release_dir(JOINT_RELEASE, root), paths.clip_dir(root))
+        )
+        return _localizers(configuration, [folder], clip, device, dtype, sam_batch)
+    out: list[Localizer | None] = []
+    for source, release, role in zip(wanted, configuration.releases, ("human", "object"), strict=True):
+        if source == parts.ABSENT:
+            out.append(None)
+            continue
+        stand_in = source == parts.STAND_IN
+        folder = tiny.releases[release] if stand_in else paths.interactvlm_release_dir(release, root)
+        clip = tiny.clip if stand_in else paths.clip_dir(root)
+        options = {
+            "device": device,
+            "dtype": torch.float32 if stand_in else dtype,
+            "llm_precision": configuration.llm_precision,
+            "sam_batch": sam_batch,
+        }
+        out.append(Localizer.from_folders(folder, clip, role=role, **options))
+    return out[0], out[1]
 
 
 def _localizers(

@@ -344,6 +344,28 @@ def test_health_summary_reads_as_sentences() -> None:
     assert report.lines[5] == "2 more model files are missing." and report.lines[6].startswith("Checked at ")
 
 
+def test_health_summary_says_when_no_contact_model_is_loaded() -> None:
+    meaning = "contacts are not predicted: paint them on the body and the object (or mark them) and press Refit"
+    health = {
+        "status": "ok",
+        "server_version": "0.1.0",
+        "device": "cpu",
+        "demo": False,
+        "demo_reason": "",
+        "parts": [
+            {"part": "body_model", "title": "SMPL-X", "source": "yours", "meaning": ""},
+            {"part": "human_contact", "title": "h", "source": "absent", "meaning": meaning},
+            {"part": "object_contact", "title": "o", "source": "absent", "meaning": meaning},
+            {"part": "canonical_views", "title": "v", "source": "absent", "meaning": "not needed"},
+        ],
+        "missing_model_files": [],
+    }
+    report = summarize(health, checked_at=0.0)
+    assert not report.demo
+    assert report.lines[1] == f"No contact model is loaded. {meaning[0].upper()}{meaning[1:]}."
+    assert report.lines[2].startswith("Checked at ")
+
+
 def test_health_check_never_waits_and_refreshes_on_a_fake_clock(fake_server) -> None:
     _Fake.mode = "stall"
     now = [0.0]
