@@ -24,6 +24,7 @@ class ModelFileStatus:
     source: str  # where to get it (registration site or hub repository) and its licence
     problem: str = ""  # what is wrong when not present
     hint: str = ""  # how to fix it
+    optional: bool = False  # the pipeline runs without it (a lesser fallback is used); never a reason for DEMO mode
 
     def to_dict(self) -> dict[str, str | bool]:
         return asdict(self)
@@ -35,6 +36,7 @@ class _Check:
     path: Callable[[Path], Path]
     source: str
     run: Callable[[Path], object]  # raises IVLMError when the files are not usable
+    optional: bool = False
 
 
 def _body_file(model_type: str) -> Callable[[Path], object]:
@@ -91,13 +93,26 @@ def _perception(name: str) -> Callable[[Path], object]:
     def run(root: Path) -> object:
         from ivlm_core.perceive.folders import check_folder
 
+        if name == "vitpose":  # COCO-17 is only the fallback: not needed when the whole-body model is there
+            try:
+                return check_folder("vitpose-wholebody", root=root)
+            except IVLMError:
+                pass
         return check_folder(name, root=root)
 
     return run
 
 
+def _vposer(root: Path) -> object:
+    from ivlm_core.body.vposer import find_snapshot, vposer_dir
+
+    return find_snapshot(vposer_dir(root))
+
+
 def _checks() -> list[_Check]:
+    from ivlm_core.body.vposer import vposer_dir
     from ivlm_core.perceive.folders import SPECS
+    from ivlm_core.perceive.vitpose_release import REPOSITORY
     from ivlm_core.pipeline.reconstruct import HUMAN_RELEASE, OBJECT_RELEASE
 
     registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
@@ -115,8 +130,15 @@ def _checks() -> list[_Check]:
     checks.append(_Check("CLIP ViT-L/14 vision tower", paths.clip_dir,
                          "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip))
     for name, spec in SPECS.items():
-        checks.append(_Check(f"{spec.role} ({name})", lambda r, n=name: paths.perception_dir(n, r),
-                             f"Hugging Face hub: {spec.hub_name} ({spec.licence})", _perception(name)))
+        wholebody = name == "vitpose-wholebody"
+        source = (f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {spec.licence}); optional: "
+                  "without it COCO-17 keypoints are used (no hands or feet)" if wholebody else
+                  f"Hugging Face hub: {spec.hub_name} ({spec.licence})")
+        checks.append(_Check(f"{spec.role} ({name})", lambda r, n=name: paths.perception_dir(n, r), source,
+                             _perception(name), optional=wholebody))
+    checks.append(_Check("VPoser v2.0 pose prior (optional)", vposer_dir,
+                         "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); optional: without "
+                         "it the body fit uses licence-free joint limits", _vposer, optional=True))
     return checks  # fmt: skip
 
 
@@ -127,9 +149,11 @@ def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
     for check in _checks():
         try:
             check.run(root)
-            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source))
+            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source, optional=check.optional))
         except IVLMError as exc:
-            out.append(ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint))
+            out.append(
+                ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint, check.optional)
+            )
     return out
 
 
@@ -137,14 +161,14 @@ def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
     """The text `ivlm doctor` prints."""
     lines = [f"Models folder: {root}  (set IVLM_MODELS_DIR or --models to change it)", ""]
     for s in statuses:
-        lines.append(f"[{'ok' if s.present else 'MISSING'}] {s.name}")
+        lines.append(f"[{'ok' if s.present else 'absent' if s.optional else 'MISSING'}] {s.name}")
         lines.append(f"      {s.path}")
         if not s.present:
             lines.append(f"      problem: {s.problem}")
             lines.append(f"      get it:  {s.source}")
             if s.hint:
                 lines.append(f"      fix:     {s.hint}")
-    missing = sum(not s.present for s in statuses)
+    missing = sum(not s.present and not s.optional for s in statuses)
     lines.append("")
     lines.append(
         "All model files are present: the server runs the real pipeline."
@@ -155,6 +179,10 @@ def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
     return "\n".join(lines)
 
 
+NOT_ON_HUB = {  # folder -> where the user gets it by hand (fetch-public-models prints this)
+    "perception/vitpose-wholebody": "vitpose+_base.pth (ViTPose++, Apache-2.0) from the ViTPose README, "
+    "https://github.com/ViTAE-Transformer/ViTPose (OneDrive link in the 'ViTPose++' table); not on the hub",
+}
 PUBLIC_MODELS = {  # folder (relative to the models folder) -> hub repository; never used by tests
     "clip-vit-large-patch14": "openai/clip-vit-large-patch14",
     "perception/grounding-dino": "IDEA-Research/grounding-dino-tiny",

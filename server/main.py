@@ -38,7 +38,7 @@ def build_service(settings: ServerSettings) -> JobService:
     device = choose_device(settings.device)
     root = Path(settings.models_dir) if settings.models_dir else paths.models_dir()
     statuses = check_model_files(root)
-    missing = [s for s in statuses if not s.present]
+    missing = [s for s in statuses if not s.present and not s.optional]  # optional items have fallbacks
     if settings.demo is False and missing:
         names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
         raise SystemExit(f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them.")

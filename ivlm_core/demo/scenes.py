@@ -31,7 +31,7 @@ from ivlm_core.demo.body_model import ensure_synthetic_body_models
 from ivlm_core.demo.objects import DEMO_OBJECTS, DemoObject
 from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.fit.body_kinematics import BodyKinematics, PoseParams
-from ivlm_core.fit.hand_frames import FINGER_ORDER, FIRST_HAND_JOINT, HandFrames, curl
+from ivlm_core.fit.hand_frames import FINGER_ORDER, FIRST_HAND_JOINT, HandFrames
 from ivlm_core.frames import invert_rigid, make_transform, transform_points
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.render.cameras import PinholeCameras, cv_look_at
@@ -119,7 +119,7 @@ def _pose(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient [3], body pose [21, 3]) axis-angle for a scene kind, with a little seeded variation."""
     pose = np.zeros((21, 3))
     global_orient = np.zeros(3)
-    jitter = lambda scale=0.08: rng.normal(0.0, scale, 3)  # noqa: E731
+    jitter = lambda scale=0.08: rng.normal(0.0, scale, 3)
     down = np.array([0.0, -1.0, 0.0])
     # Arms: T-pose rest directions are +X (left) and -X (right); hang them down by default.
     pose[L_SHOULDER] = _aim(np.array([1.0, 0, 0]), down + [0.35, 0, 0.05]).as_rotvec() + jitter()
@@ -308,7 +308,9 @@ def make_scene(kind: str, seed: int = 0, body: LoadedBodyModel | None = None) ->
 
 
 def _pose_params(params: dict[str, np.ndarray], hands: np.ndarray) -> PoseParams:
-    t = lambda v: torch.tensor(np.asarray(v, np.float32).reshape(1, -1))  # noqa: E731
+    def t(v: np.ndarray) -> torch.Tensor:
+        return torch.tensor(np.asarray(v, np.float32).reshape(1, -1))
+
     return PoseParams(
         t(params["global_orient"]), t(params["body_pose"]), t(hands[0]), t(hands[1]), t(params["betas"]),
         t(params["transl"]),
@@ -395,7 +397,7 @@ def _true_keypoints(
     h, w = face.shape
     visible = np.zeros(len(world), bool)
     for i, (u, v) in enumerate(uv):
-        col, row = int(round(u)), int(round(v))
+        col, row = round(u), round(v)
         if not layout.available[i] or not (0 <= col < w and 0 <= row < h):
             continue
         drawn = face[row, col]

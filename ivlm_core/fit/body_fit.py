@@ -38,14 +38,20 @@ from ivlm_core.fit.body_kinematics import NUM_BODY_JOINTS, BodyKinematics, Keypo
 from ivlm_core.fit.body_starts import POSTURES, orientation_starts, posture, rigid_starts, torso_roll
 from ivlm_core.fit.hand_frames import HandFrames, hand_limits
 from ivlm_core.fit.image_terms import bilinear, distance_field, project
-from ivlm_core.fit.limb_search import limb_variants
 from ivlm_core.fit.keypoint_input import PreparedKeypoints, prepare_keypoints
+from ivlm_core.fit.limb_search import limb_variants
 from ivlm_core.fit.pose_prior import body_limits, limit_excess
 from ivlm_core.perceive.coco import COCO_KEYPOINTS, COCO_WHOLEBODY_KEYPOINTS, WHOLEBODY_PARTS
 
 HEAD_JOINT = 15
-TORSO_INDEX = {name: COCO_WHOLEBODY_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")}
-KNUCKLES = tuple(f"{side}_{finger}1" for side in ("left", "right") for finger in ("forefinger", "middle_finger", "ring_finger", "pinky_finger"))
+TORSO_INDEX = {
+    name: COCO_WHOLEBODY_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+}
+KNUCKLES = tuple(
+    f"{side}_{finger}1"
+    for side in ("left", "right")
+    for finger in ("forefinger", "middle_finger", "ring_finger", "pinky_finger")
+)
 FACE_CHECK = tuple(COCO_WHOLEBODY_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye"))
 
 
@@ -136,17 +142,21 @@ class _Batch:
         return [self.delta, self.transl, self.pose, self.betas, self.hands]
 
     def take(self, index: int) -> _Batch:
-        return _Batch(*(t[index : index + 1].detach().clone() for t in [self.rotation0, *self.leaves()]), [self.names[index]])
+        return _Batch(
+            *(t[index : index + 1].detach().clone() for t in [self.rotation0, *self.leaves()]), [self.names[index]]
+        )
 
     def concat(self, other: _Batch) -> _Batch:
-        tensors = [torch.cat([a, b]) for a, b in zip([self.rotation0, *self.leaves()], [other.rotation0, *other.leaves()])]
+        tensors = [
+            torch.cat([a, b]) for a, b in zip([self.rotation0, *self.leaves()], [other.rotation0, *other.leaves()])
+        ]
         return _Batch(*tensors, self.names + other.names)
 
 
 class _Fitter:
     """One fit: the model pieces, the prepared keypoints and the loss."""
 
-    def __init__(self, body, keypoints, intrinsics, person_mask, occluder_mask, options, prior) -> None:  # noqa: ANN001
+    def __init__(self, body, keypoints, intrinsics, person_mask, occluder_mask, options, prior) -> None:
         self.kin, self.layout, self.joint_layout, self.frames = _kinematics(body)
         self.options = options
         self.prior = prior
@@ -154,7 +164,9 @@ class _Fitter:
         self.intrinsics = np.asarray(intrinsics, np.float64)
         self.body_limits = body_limits()
         self.hand_limits = hand_limits()
-        self.relaxed = torch.stack([self.frames.from_axis_angle(self.kin.relaxed_hands[i], s) for i, s in enumerate(("left", "right"))])
+        self.relaxed = torch.stack(
+            [self.frames.from_axis_angle(self.kin.relaxed_hands[i], s) for i, s in enumerate(("left", "right"))]
+        )
         self.rest_pose = torch.tensor(posture("standing").reshape(63), dtype=torch.float32)  # arms down
         self.silhouette = None
         ids = [self.layout.vertex_ids]
@@ -187,7 +199,9 @@ class _Fitter:
             body = self.prior.decode(batch.pose)  # [B, 21, 3, 3]
         else:
             body = batch_rodrigues(batch.pose.reshape(-1, 3)).reshape(count, NUM_BODY_JOINTS, 3, 3)
-        hands = torch.stack([self.frames.to_axis_angle(batch.hands[:, i], s) for i, s in enumerate(("left", "right"))], 1)
+        hands = torch.stack(
+            [self.frames.to_axis_angle(batch.hands[:, i], s) for i, s in enumerate(("left", "right"))], 1
+        )
         face = torch.eye(3).expand(count, 3, 3, 3)
         hand_rot = batch_rodrigues(hands.reshape(-1, 3)).reshape(count, 30, 3, 3)
         return torch.cat([global_rot[:, None], body, face, hand_rot], 1)
@@ -239,11 +253,15 @@ class _Fitter:
             "behind_camera": torch.relu(0.1 - z) * self.layout.available * 10.0,
         }
         if self.prior is None:
-            out["pose_limits"] = math.sqrt(o.w_limits) * limit_excess(batch.pose.reshape(-1, NUM_BODY_JOINTS, 3), self.body_limits)
+            out["pose_limits"] = math.sqrt(o.w_limits) * limit_excess(
+                batch.pose.reshape(-1, NUM_BODY_JOINTS, 3), self.body_limits
+            )
             out["pose_prior"] = math.sqrt(o.w_pose) * (batch.pose - self.rest_pose)
         else:
             out["pose_prior"] = math.sqrt(o.w_latent) * batch.pose
-        out["hand_limits"] = math.sqrt(o.w_limits) * limit_excess(batch.hands.reshape(-1, 30, 3), self.hand_limits.repeat(2, 1, 1))
+        out["hand_limits"] = math.sqrt(o.w_limits) * limit_excess(
+            batch.hands.reshape(-1, 30, 3), self.hand_limits.repeat(2, 1, 1)
+        )
         out["hand_prior"] = math.sqrt(o.w_hand) * (batch.hands - self.relaxed).flatten(1)
         out["shape_prior"] = math.sqrt(o.w_shape) * batch.betas
         if self.use_silhouette:
@@ -303,7 +321,9 @@ class _Fitter:
         def t(value: np.ndarray | None, size: int) -> torch.Tensor:
             array = np.zeros(size) if value is None else np.asarray(value, np.float64).reshape(-1)
             if not np.isfinite(array).all():
-                raise BadInputError(f"the first estimate has non-finite values ({init.source})", "Check the estimator's output.")
+                raise BadInputError(
+                    f"the first estimate has non-finite values ({init.source})", "Check the estimator's output."
+                )
             return torch.tensor(array[:size], dtype=torch.float32)
 
         for name, size in (("global_orient", 3), ("body_pose", 63), ("transl", 3)):
@@ -339,7 +359,9 @@ class _Fitter:
         shapes = {name: leaves[name].shape[1:] for name in LEAVES}
 
         def flat(names: tuple[str, ...]) -> torch.Tensor:
-            return torch.cat([leaves[n].detach().reshape(count, -1) for n in names], 1) if names else torch.zeros(count, 0)
+            return (
+                torch.cat([leaves[n].detach().reshape(count, -1) for n in names], 1) if names else torch.zeros(count, 0)
+            )
 
         def unpack(free_flat: torch.Tensor, held_flat: torch.Tensor, rot0: torch.Tensor) -> _Batch:
             values = dict(zip(free, torch.split(free_flat, [sizes[n] for n in free], -1)))
@@ -347,7 +369,7 @@ class _Fitter:
             parts = [values[n].reshape(-1, *shapes[n]) for n in LEAVES]
             return _Batch(rot0.reshape(-1, 3, 3), *parts, batch.names)
 
-        def residual(free_flat, held_flat, rot0, robust):  # noqa: ANN001, ANN202 (one problem, vmapped)
+        def residual(free_flat, held_flat, rot0, robust):  # one problem (vmapped over the batch)
             terms = self.residuals(unpack(free_flat[None], held_flat[None], rot0[None]), robust[None])
             return torch.cat([t.flatten(1) for t in terms.values()], 1)[0]
 
@@ -365,7 +387,9 @@ class _Fitter:
         """Global rotations [55, 3, 3] and camera-frame positions [55, 3] of one fit's joints."""
         with torch.no_grad():
             rotations = self.rotations(batch)[index : index + 1]
-            rest = self.kin.j_template + torch.einsum("jkl,bl->bjk", self.kin.j_shapedirs, batch.betas[index : index + 1])
+            rest = self.kin.j_template + torch.einsum(
+                "jkl,bl->bjk", self.kin.j_shapedirs, batch.betas[index : index + 1]
+            )
             world = self.kin._chain(rotations, rest)[0]
         return world[:, :3, :3], world[:, :3, 3] + batch.transl[index]
 
@@ -378,12 +402,16 @@ class _Fitter:
         variants = limb_variants(local, rotations, positions, self.kin.parents, rest)
         names = [f"{batch.names[index]}, {name}" for name, _ in variants]
         pose = torch.tensor(
-            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v in variants]), dtype=torch.float32
+            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v in variants]),
+            dtype=torch.float32,
         )
         count = len(names)
         if self.prior is not None:
             pose = self.prior.encode(pose)
-        take = lambda t: t[index : index + 1].detach().expand(count, *t.shape[1:]).clone()  # noqa: E731
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t[index : index + 1].detach().expand(count, *t.shape[1:]).clone()
+
         return _Batch(take(batch.rotation0 @ batch_rodrigues(batch.delta)), torch.zeros(count, 3), take(batch.transl), pose,
                       take(batch.betas), take(batch.hands), names)  # fmt: skip
 
@@ -393,7 +421,10 @@ class _Fitter:
             return False
         with torch.no_grad():
             rotations = self.rotations(batch)[index : index + 1]
-            world = self.kin._chain(rotations, self.kin.j_template + torch.einsum("jkl,bl->bjk", self.kin.j_shapedirs, batch.betas[index : index + 1]))
+            world = self.kin._chain(
+                rotations,
+                self.kin.j_template + torch.einsum("jkl,bl->bjk", self.kin.j_shapedirs, batch.betas[index : index + 1]),
+            )
             forward = world[0, HEAD_JOINT, :3, :3] @ torch.tensor([0.0, 0.0, 1.0])
             head = world[0, HEAD_JOINT, :3, 3] + batch.transl[index]
         return float(forward @ (-head / head.norm())) < -0.3
@@ -409,14 +440,16 @@ def fit_body(
     *,
     occluder_mask: np.ndarray | None = None,
     init: BodyInit | None = None,
-    prior=None,  # noqa: ANN001 (a loaded VPoser, ivlm_core.body.vposer.VPoser; None: joint limits only)
+    prior=None,  # (a loaded VPoser, ivlm_core.body.vposer.VPoser; None: joint limits only)
 ) -> BodyFit:
     """Fits SMPL-X to keypoints [17 or 133, 3] (x, y, confidence; pixels, COCO or COCO-WholeBody order) seen by
     intrinsics K [3, 3]. `person_mask` [H, W] (the visible person) adds the silhouette term; `occluder_mask` [H, W]
     marks what may hide the person (the objects' masks), where the silhouette term does not pull. Raises
     BadInputError (with the reason) when the keypoints cannot give a body."""
     start = time.perf_counter()
-    prepared = prepare_keypoints(keypoints, image_size, options.confidence_threshold, person_mask, torso_required=init is None)
+    prepared = prepare_keypoints(
+        keypoints, image_size, options.confidence_threshold, person_mask, torso_required=init is None
+    )
     fitter = _Fitter(body, prepared, intrinsics, person_mask, occluder_mask, options, prior)
     t0 = time.perf_counter()
     batch, terms = _search(fitter, init)
@@ -446,14 +479,16 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
     return batch, fitter.optimise(batch, o.final_iterations)
 
 
-def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):  # noqa: ANN001, ANN202
+def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):
     """The best fit's limbs re-seeded one at a time (`limb_search`), optimised briefly; the lowest total loss is kept."""
     o = fitter.options
     variants = fitter.limb_variants(batch, best)
     with fitter.without_silhouette():  # screen them all cheaply, then finish the best few properly
         screened = fitter.optimise(variants, o.screen_iterations, BODY_LEAVES)
     order = torch.argsort(sum(screened.values()))[: o.keep_variants]
-    variants = _Batch(*(t[order] for t in [variants.rotation0, *variants.leaves()]), [variants.names[int(i)] for i in order])
+    variants = _Batch(
+        *(t[order] for t in [variants.rotation0, *variants.leaves()]), [variants.names[int(i)] for i in order]
+    )
     new_terms = fitter.optimise(variants, o.refine_iterations, BODY_LEAVES)
     new_best = int(sum(new_terms.values()).argmin())
     if float(sum(new_terms.values())[new_best]) >= float(sum(terms.values())[best]):
@@ -461,13 +496,16 @@ def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):  # noqa: AN
     return variants, new_terms, new_best
 
 
-def _retry_mirrored(fitter, init, batch, terms, notes, flags):  # noqa: ANN001, ANN202
+def _retry_mirrored(fitter, init, batch, terms, notes, flags):
     """The face is seen but the body faces away: fit the keypoints with left and right swapped and keep that when it
     faces the camera and fits at least as well."""
     original = fitter.keypoints
     fitter.set_keypoints(original.mirrored())
     swapped, swapped_terms = _search(fitter, init)
-    if not fitter.facing_away(swapped, 0) and float(swapped_terms["keypoints"][0]) <= float(terms["keypoints"][0]) * 1.05:
+    if (
+        not fitter.facing_away(swapped, 0)
+        and float(swapped_terms["keypoints"][0]) <= float(terms["keypoints"][0]) * 1.05
+    ):
         flags.append("mirrored_keypoints")
         notes.append(
             "the keypoints' left and right contradict the photo (the face is seen, yet they fit only a body facing "
@@ -484,16 +522,20 @@ def _result(fitter: _Fitter, batch: _Batch, terms: dict[str, torch.Tensor], best
     kin = fitter.kin
     with torch.no_grad():
         rotation = (batch.rotation0 @ batch_rodrigues(batch.delta))[best].numpy()
-        hands = [fitter.frames.to_axis_angle(batch.hands[best : best + 1, i], s)[0] for i, s in enumerate(("left", "right"))]
+        hands = [
+            fitter.frames.to_axis_angle(batch.hands[best : best + 1, i], s)[0] for i, s in enumerate(("left", "right"))
+        ]
         body_pose = fitter.body_pose_aa(batch)[best]
         params = PoseParams(
             torch.tensor(Rotation.from_matrix(rotation).as_rotvec(), dtype=torch.float32)[None], body_pose[None],
             hands[0][None], hands[1][None], batch.betas[best : best + 1], batch.transl[best : best + 1],
         )  # fmt: skip
-        vertices, joints55 = kin.vertices(params)
+        vertices, _ = kin.vertices(params)
         joints, points = kin.forward(params, kin.points(fitter.joint_layout.vertex_ids))
         all_joints = fitter.joint_layout.keypoints(joints, points)[0]
-        uv, _ = project(fitter.layout.keypoints(*kin.forward(params, kin.points(fitter.layout.vertex_ids)))[0], fitter.k)
+        uv, _ = project(
+            fitter.layout.keypoints(*kin.forward(params, kin.points(fitter.layout.vertex_ids)))[0], fitter.k
+        )
     used = fitter.keypoints.weight > 0
     residual = ((uv.numpy() - fitter.keypoints.points) ** 2).sum(-1)
     losses = {name: float(value[best]) for name, value in terms.items()}

@@ -28,7 +28,13 @@ NUM_JOINTS = 55
 NUM_BODY_JOINTS = 21
 NUM_HAND_JOINTS = 15
 FIRST_LANDMARK = 76  # smplx's output: 55 joints, 21 vertex keypoints, then the 51 static face landmarks
-HAND_FINGERS = {"thumb": "thumb", "forefinger": "index", "middle_finger": "middle", "ring_finger": "ring", "pinky_finger": "pinky"}
+HAND_FINGERS = {
+    "thumb": "thumb",
+    "forefinger": "index",
+    "middle_finger": "middle",
+    "ring_finger": "ring",
+    "pinky_finger": "pinky",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,9 @@ class BodyKinematics:
         self.relaxed_hands = (
             torch.zeros(2, 45)
             if flat
-            else torch.stack([model.left_hand_mean.detach().reshape(45), model.right_hand_mean.detach().reshape(45)]).to(dtype)
+            else torch.stack(
+                [model.left_hand_mean.detach().reshape(45), model.right_hand_mean.detach().reshape(45)]
+            ).to(dtype)
         )
         self.landmark_faces = model.lmk_faces_idx.detach().long()
         self.landmark_bary = model.lmk_bary_coords.detach().to(dtype)
@@ -216,7 +224,7 @@ class BodyKinematics:
             world = world.index_copy(1, level, world[:, self.parents[level]] @ local[:, level])
         return world
 
-    def forward(self, params: PoseParams, points: SkinnedPoints | None = None):  # noqa: ANN201
+    def forward(self, params: PoseParams, points: SkinnedPoints | None = None):
         """`pose` from parameters: (joints [B, 55, 3], points [B, M, 3] or None)."""
         return self.pose(self.rotations(params), params.betas, params.transl, points)
 

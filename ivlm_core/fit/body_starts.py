@@ -118,7 +118,9 @@ def first_translations(
         length_px, length_m = 100.0, torch.full((len(local),), TORSO_LENGTH_M)
     depth = float(intrinsics[0, 0]) * length_m / max(length_px, 1.0)
     centre = points[ids].mean(0)
-    ray = torch.tensor([(centre[0] - intrinsics[0, 2]) / intrinsics[0, 0], (centre[1] - intrinsics[1, 2]) / intrinsics[1, 1], 1.0])
+    ray = torch.tensor(
+        [(centre[0] - intrinsics[0, 2]) / intrinsics[0, 0], (centre[1] - intrinsics[1, 2]) / intrinsics[1, 1], 1.0]
+    )
     return depth[:, None] * ray.float() - turned[:, ids].mean(1)
 
 

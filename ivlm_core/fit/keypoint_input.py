@@ -89,7 +89,9 @@ def prepare_keypoints(
             "Pass COCO-17 or COCO-WholeBody keypoints in pixels, in the order of ivlm_core.perceive.coco.",
         )
     if not np.isfinite(keypoints).all():
-        raise BadInputError("keypoints contain NaN or infinite values", "Send finite pixel coordinates and confidences.")
+        raise BadInputError(
+            "keypoints contain NaN or infinite values", "Send finite pixel coordinates and confidences."
+        )
     fmt = KEYPOINT_FORMATS[len(keypoints)]
     points = np.zeros((NUM_WHOLEBODY_KEYPOINTS, 2))
     confidence = np.zeros(NUM_WHOLEBODY_KEYPOINTS)
@@ -116,7 +118,12 @@ def _drop_border(out: PreparedKeypoints, image_size: tuple[int, int], person_mas
             cut.append(side)
         outside |= beyond
     if person_mask is not None and person_mask.any():
-        edges = {"left": person_mask[:, 0], "right": person_mask[:, -1], "top": person_mask[0], "bottom": person_mask[-1]}
+        edges = {
+            "left": person_mask[:, 0],
+            "right": person_mask[:, -1],
+            "top": person_mask[0],
+            "bottom": person_mask[-1],
+        }
         cut += [side for side, edge in edges.items() if edge.sum() >= 3 and side not in cut]
     out.weight[outside] = 0.0
     if cut:
@@ -166,12 +173,14 @@ def _check_torso(out: PreparedKeypoints, required: bool) -> None:
             "Use a photo where the person's shoulders and hips are visible, or supply the body.",
         )
     if len(torso) == 3:
-        out.notes.append(f"{[n for n in TORSO if n not in torso][0].replace('_', ' ')} hidden: fitted from the rest")
+        out.notes.append(f"{next(n for n in TORSO if n not in torso).replace('_', ' ')} hidden: fitted from the rest")
 
 
 def _list_unseen(out: PreparedKeypoints) -> None:
     confident = out.weight > 0
-    candidates = [limb for limb in LIMBS if out.format == "coco_wholebody" or ("foot" not in limb and "hand" not in limb)]
+    candidates = [
+        limb for limb in LIMBS if out.format == "coco_wholebody" or ("foot" not in limb and "hand" not in limb)
+    ]
     if "small_person" in out.flags:  # its hands were dropped on purpose, and said so
         candidates = [limb for limb in candidates if "hand" not in limb]
     limbs = [limb for limb in candidates if not any(confident[_index(name)] for name in LIMBS[limb])]

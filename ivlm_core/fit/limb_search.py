@@ -18,6 +18,8 @@ the segment's current and wanted directions. Segments after a changed one keep t
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from smplx.lbs import batch_rodrigues
 
@@ -68,7 +70,7 @@ def set_chain(
     `rest` [55, 3] its rest joint positions."""
     local = local.clone()
     new_global: dict[int, torch.Tensor] = {}
-    for k, (joint, child) in enumerate(zip(chain[:-1], chain[1:])):
+    for k, (joint, child) in enumerate(pairwise(chain)):
         parent = int(parents[joint])
         parent_rot = new_global.get(parent, rotations[parent])
         offset = rest[child] - rest[joint]
@@ -91,7 +93,7 @@ def limb_variants(
     """(name, local rotations [21, 3, 3]) for every depth flip and canonical posture of every limb."""
     out = []
     for limb, chain in CHAINS.items():
-        segments = [rotations[j] @ (rest[c] - rest[j]) for j, c in zip(chain[:-1], chain[1:])]
+        segments = [rotations[j] @ (rest[c] - rest[j]) for j, c in pairwise(chain)]
         for flipped in FLIPS:
             targets: list[torch.Tensor | None] = [None] * 3
             for k in flipped:

@@ -32,7 +32,9 @@ class PersonDetection:
     score: float  # detector box confidence
     mask: np.ndarray  # bool [H, W]
     mask_score: float  # SAM's predicted IoU of the mask
-    keypoints: np.ndarray  # float32 [17, 3] (x, y, confidence in [0, 1]), order `COCO_KEYPOINTS`
+    keypoints: np.ndarray  # float32 [K, 3] (x, y, confidence in [0, 1]): K = 17 (COCO_KEYPOINTS order) or 133
+    # (COCO_WHOLEBODY_KEYPOINTS order), see `keypoint_format`
+    keypoint_format: str = "coco17"  # "coco17" or "coco_wholebody"
 
 
 @dataclass
@@ -111,14 +113,15 @@ class Perceiver:
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
     ) -> Perceiver:
-        """Loads `<root>/perception/{grounding-dino,sam,vitpose}` (root: IVLM_MODELS_DIR by default).
+        """Loads `<root>/perception/{grounding-dino,sam}` and the keypoint model: `vitpose-wholebody` when present,
+        else the COCO-17 `vitpose` (root: IVLM_MODELS_DIR by default).
 
-        All three folders are checked first, so one error lists everything that is missing."""
+        All folders are checked first, so one error lists everything that is missing."""
         found = folders.check_folders(Path(root) if root is not None else None)
         return cls.from_folders(
             detector=found["grounding-dino"],
             segmenter=found["sam"],
-            keypoints=found["vitpose"],
+            keypoints=found["keypoints"],
             device=device,
             dtype=dtype,
             box_threshold=box_threshold,
@@ -166,6 +169,7 @@ class Perceiver:
                 mask=masks[0],
                 mask_score=float(mask_scores[0]),
                 keypoints=self.keypoints(array, person.box),
+                keypoint_format=self.keypoints.format,
             )
             index = 1
         objects: dict[str, ObjectDetection | None] = {}

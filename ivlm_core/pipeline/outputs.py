@@ -43,6 +43,10 @@ def result_to_dict(result: ReconstructResult) -> dict:
             "params": {k: np.asarray(v).tolist() for k, v in body.params.items()},
             "losses": body.losses,
             "timings_s": body.timings_s,
+            "start": body.start,
+            "prior": body.prior,
+            "keypoint_format": body.keypoint_format,
+            "flags": list(body.flags),
         },
         "people_count": result.people_count,
         "objects": [

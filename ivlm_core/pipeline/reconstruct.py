@@ -23,7 +23,8 @@ import torch
 
 from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel, load_body_model
-from ivlm_core.errors import BadInputError, IVLMError, MeshError
+from ivlm_core.body.vposer import VPoser, load_vposer, vposer_dir
+from ivlm_core.errors import BadInputError, IVLMError, MeshError, ModelFilesMissingError
 from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
 from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
@@ -31,7 +32,7 @@ from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_bod
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
 from ivlm_core.mesh import TriangleMesh, validate_mesh
-from ivlm_core.perceive.perceiver import Perception, Perceiver
+from ivlm_core.perceive.perceiver import Perceiver, Perception
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,13 @@ class ContactPipeline:
         human_localizer: Localizer,
         object_localizer: Localizer,
         body_views: CanonicalBodyViews,
-        mapping,  # noqa: ANN001 (scipy.sparse matrix SMPL-H -> SMPL-X)
+        mapping,
         *,
         device: str = "cpu",
         demo: bool = False,
+        pose_prior: VPoser | None = None,
     ) -> None:
+        self.pose_prior = pose_prior  # VPoser when the user has it; None: the fit's licence-free joint limits
         self.perceiver = perceiver
         self.body = body
         self.human_localizer = human_localizer
@@ -164,6 +167,7 @@ class ContactPipeline:
             ("random-weight human-contact release", getattr(self.human_localizer, "is_demo", False)),
             ("random-weight object-contact release", getattr(self.object_localizer, "is_demo", False)),
             ("canonical views from the synthetic SMPL-H body", getattr(self.body_views, "is_demo", False)),
+            ("random-weight VPoser", getattr(self.pose_prior, "is_demo", False)),
         ]
         return [name for name, generated in parts if generated]
 
@@ -188,6 +192,7 @@ class ContactPipeline:
             load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
+            pose_prior=optional_vposer(root),
         )
 
     @classmethod
@@ -221,7 +226,7 @@ class ContactPipeline:
         *,
         progress: ProgressCallback | None = None,
         cancel: Callable[[], bool] | None = None,
-        pil_image=None,  # noqa: ANN001 (PIL.Image, for EXIF focal length)
+        pil_image=None,
     ) -> ReconstructResult:
         image = _check_photo(image)
         checked = _check_objects(objects)
@@ -297,10 +302,12 @@ class ContactPipeline:
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
-        fit_model = self._batched_body(len(options.body_fit.yaw_starts_deg))
+        person = perception.person
+        occluders = [d.mask for d in perception.objects.values() if d is not None]
         try:
-            return fit_body(
-                fit_model, perception.person.keypoints, camera.matrix, camera.image_size, perception.person.mask, options.body_fit
+            body = fit_body(
+                self.body, person.keypoints, camera.matrix, camera.image_size, person.mask, options.body_fit,
+                occluder_mask=np.any(occluders, axis=0) if occluders else None, prior=self.pose_prior,
             )
         except BadInputError as exc:
             if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
@@ -308,14 +315,12 @@ class ContactPipeline:
                 return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
+        kind = "COCO-WholeBody (133)" if body.keypoint_format == "coco_wholebody" else "COCO-17 (no hands or feet)"
+        notes.append(f"body fitted to {kind} keypoints with the {body.prior} pose prior; best start: {body.start}")
+        notes.extend(f"body: {note}" for note in body.notes)
+        return body
 
-    def _batched_body(self, batch: int) -> LoadedBodyModel:
-        cached = getattr(self, "_fit_model", None)
-        if cached is None or cached.model.batch_size != batch:
-            self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
-        return self._fit_model
-
-    def _contact(self, image: np.ndarray, obj: ObjectInput):  # noqa: ANN202
+    def _contact(self, image: np.ndarray, obj: ObjectInput):
         notes: list[str] = []
         human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
         if human.smplx is None:
@@ -326,7 +331,7 @@ class ContactPipeline:
         answers = {"human": human.localize.text, "object": target.localize.text}
         return human.smplx, target.vertices, answers, notes
 
-    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:  # noqa: ANN001
+    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:
         if body is None:
             return ObjectPlacement("skipped", "no body to place the object against")
         if body_contact is None or object_contact is None:
@@ -384,6 +389,15 @@ def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fracti
         "transl": offset.astype(np.float32),  # smplx adds transl after rotating, so this is exact
     }
     return BodyFit(vertices + offset, joints + offset, params, "demo", notes=[DEMO_BODY_NOTE])
+
+
+def optional_vposer(root: Path | None) -> VPoser | None:
+    """The user's VPoser, or None when it is not there (a damaged one is still an error: the user meant to use it)."""
+    try:
+        return load_vposer(root=root)
+    except ModelFilesMissingError:
+        log.info("VPoser not found under %s: the body fit uses its joint-limit prior", vposer_dir(root))
+        return None
 
 
 def perceiver_is_demo(perceiver: Perceiver) -> bool:
