@@ -61,9 +61,9 @@ class BodyFitOptions:
     postures: tuple[str, ...] = POSTURES
     keep_starts: int = 6  # how many rigidly placed starts go on to the full fit
     rigid_iterations: int = 8
-    iterations: int = 6  # Levenberg-Marquardt iterations of the body search (hands held)
-    hand_iterations: int = 8  # then the hands alone
-    final_iterations: int = 4  # then everything together
+    iterations: int = 5  # Levenberg-Marquardt iterations of the body search (hands held)
+    hand_iterations: int = 6  # then the hands alone
+    final_iterations: int = 3  # then everything together
     confidence_threshold: float = 0.3
     robust_sigma: float = 10.0  # Geman-McClure scale, in percent of the person's height in the photo
     part_weights: tuple[tuple[str, float], ...] = (
@@ -77,8 +77,8 @@ class BodyFitOptions:
     w_silhouette: float = 1.0
     silhouette_points: int = 150
     screen_iterations: int = 3  # limb variants, all of them, without the silhouette term
-    keep_variants: int = 4  # the best screened variants, optimised further
-    refine_iterations: int = 4
+    keep_variants: int = 3  # the best screened variants, optimised further
+    refine_iterations: int = 3
     mirror_check: bool = True
 
 
@@ -344,42 +344,59 @@ class _Fitter:
                       [f"first estimate ({init.source})"])  # fmt: skip
 
     def optimise(
-        self, batch: _Batch, iterations: int | None = None, free: tuple[str, ...] = LEAVES
+        self,
+        batch: _Batch,
+        iterations: int | None = None,
+        free: tuple[str, ...] = LEAVES,
+        pose_select: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Levenberg-Marquardt (`levenberg_marquardt.solve`) on every fit of the batch at once, over the `free`
         parameters (the others held); the data term Geman-McClure robust by reweighting. Updates `batch`.
+        `pose_select` [B, k, 63] (one-hot rows) frees only those k body-pose values of each fit.
 
         Least squares with damping converges in tens of iterations where first-order methods need hundreds, and
         precise convergence matters: a depth-flipped limb can differ from the truth by a fraction of a pixel."""
         iterations = self.options.iterations if iterations is None else iterations
         count = batch.pose.shape[0]
-        leaves = dict(zip(LEAVES, batch.leaves()))
+        leaves = {name: leaf.detach() for name, leaf in zip(LEAVES, batch.leaves())}
         held = tuple(name for name in LEAVES if name not in free)
-        sizes = {name: leaves[name][0].numel() for name in LEAVES}
+        base_pose = leaves["pose"].reshape(count, -1)
+        if pose_select is None:
+            pose_select = torch.eye(base_pose.shape[1]).expand(count, -1, -1)
+        sizes = {name: leaves[name][0].numel() for name in LEAVES} | {"pose": pose_select.shape[1]}
         shapes = {name: leaves[name].shape[1:] for name in LEAVES}
+        start = {name: leaves[name].reshape(count, -1) for name in LEAVES}
+        start["pose"] = (pose_select @ base_pose[..., None])[..., 0]
 
-        def flat(names: tuple[str, ...]) -> torch.Tensor:
-            return (
-                torch.cat([leaves[n].detach().reshape(count, -1) for n in names], 1) if names else torch.zeros(count, 0)
-            )
+        def flat(names: tuple[str, ...], source: dict[str, torch.Tensor]) -> torch.Tensor:
+            return torch.cat([source[n] for n in names], 1) if names else torch.zeros(count, 0)
 
-        def unpack(free_flat: torch.Tensor, held_flat: torch.Tensor, rot0: torch.Tensor) -> _Batch:
-            values = dict(zip(free, torch.split(free_flat, [sizes[n] for n in free], -1)))
-            values |= dict(zip(held, torch.split(held_flat, [sizes[n] for n in held], -1)))
-            parts = [values[n].reshape(-1, *shapes[n]) for n in LEAVES]
-            return _Batch(rot0.reshape(-1, 3, 3), *parts, batch.names)
+        def values(free_flat, held_flat, base, select) -> tuple[torch.Tensor, ...]:  # noqa: ANN001 (tensors)
+            """The five parameter tensors [..., n] of fits from their free and held parts."""
+            out = dict(zip(free, torch.split(free_flat, [sizes[n] for n in free], -1)))
+            out |= dict(zip(held, torch.split(held_flat, [leaves[n][0].numel() for n in held], -1)))
+            if "pose" in free:  # the chosen entries replace the base pose's; the others stay
+                out["pose"] = base + (out["pose"] - base @ select.transpose(-1, -2)) @ select
+            return tuple(out[n] for n in LEAVES)
 
-        def residual(free_flat, held_flat, rot0, robust):  # one problem (vmapped over the batch)
-            terms = self.residuals(unpack(free_flat[None], held_flat[None], rot0[None]), robust[None])
+        def as_batch(parts: tuple[torch.Tensor, ...], rot0: torch.Tensor) -> _Batch:
+            shaped = [part.reshape(-1, *shapes[n]) for part, n in zip(parts, LEAVES)]
+            return _Batch(rot0.reshape(-1, 3, 3), *shaped, batch.names)
+
+        def residual(free_flat, held_flat, rot0, base, select, robust):  # noqa: ANN001, ANN202 (one problem, vmapped)
+            one = as_batch(values(free_flat[None], held_flat[None], base[None], select), rot0[None])
+            terms = self.residuals(one, robust[None])
             return torch.cat([t.flatten(1) for t in terms.values()], 1)[0]
 
-        held_flat, rotation0 = flat(held), batch.rotation0.detach()
+        held_flat, rotation0 = flat(held, start), batch.rotation0.detach()
+        all_values = torch.func.vmap(values, in_dims=(0, 0, 0, 0))
 
         def reweight(theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return held_flat, rotation0, self.robust_weights(unpack(theta, held_flat, rotation0))
+            current = as_batch(all_values(theta, held_flat, base_pose, pose_select), rotation0)
+            return held_flat, rotation0, base_pose, pose_select, self.robust_weights(current)
 
-        theta, _ = levenberg_marquardt.solve(residual, flat(free), reweight(flat(free)), iterations, reweight)
-        final = unpack(theta, held_flat, rotation0)
+        theta, _ = levenberg_marquardt.solve(residual, flat(free, start), reweight(flat(free, start)), iterations, reweight)
+        final = as_batch(all_values(theta, held_flat, base_pose, pose_select), rotation0)
         batch.delta, batch.transl, batch.pose, batch.betas, batch.hands = final.leaves()
         return self.losses(batch)
 
@@ -394,17 +411,22 @@ class _Fitter:
         return world[:, :3, :3], world[:, :3, 3] + batch.transl[index]
 
     @torch.no_grad()
-    def limb_variants(self, batch: _Batch, index: int) -> _Batch:
-        """Variants of one fit with one limb re-seeded (`limb_search`), everything else as it is."""
+    def limb_variants(self, batch: _Batch, index: int) -> tuple[_Batch, torch.Tensor]:
+        """Variants of one fit with one limb re-seeded (`limb_search`), everything else as it is, and for each the
+        selection [V, 9, 63] of its limb's body-pose values (what screening frees)."""
         rotations, positions = self.world(batch, index)
         local = batch_rodrigues(self.body_pose_aa(batch)[index].reshape(NUM_BODY_JOINTS, 3))
         rest = self.kin.j_template + torch.einsum("jkl,l->jk", self.kin.j_shapedirs, batch.betas[index])
         variants = limb_variants(local, rotations, positions, self.kin.parents, rest)
-        names = [f"{batch.names[index]}, {name}" for name, _ in variants]
+        names = [f"{batch.names[index]}, {name}" for name, _, _ in variants]
         pose = torch.tensor(
-            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v in variants]),
+            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v, _ in variants]),
             dtype=torch.float32,
         )
+        select = torch.zeros(len(variants), 9, 63)
+        for v, (_, _, joints) in enumerate(variants):
+            entries = [3 * (joint - 1) + axis for joint in joints for axis in range(3)]
+            select[v, torch.arange(9), torch.tensor(entries)] = 1.0
         count = len(names)
         if self.prior is not None:
             pose = self.prior.encode(pose)
@@ -412,8 +434,9 @@ class _Fitter:
         def take(t: torch.Tensor) -> torch.Tensor:
             return t[index : index + 1].detach().expand(count, *t.shape[1:]).clone()
 
-        return _Batch(take(batch.rotation0 @ batch_rodrigues(batch.delta)), torch.zeros(count, 3), take(batch.transl), pose,
-                      take(batch.betas), take(batch.hands), names)  # fmt: skip
+        global_rot = take(batch.rotation0 @ batch_rodrigues(batch.delta))
+        out = _Batch(global_rot, torch.zeros(count, 3), take(batch.transl), pose, take(batch.betas), take(batch.hands), names)
+        return out, select
 
     def facing_away(self, batch: _Batch, index: int) -> bool:
         """True when nose and both eyes are confidently seen but the fitted head faces away from the camera."""
@@ -482,9 +505,12 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
 def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):
     """The best fit's limbs re-seeded one at a time (`limb_search`), optimised briefly; the lowest total loss is kept."""
     o = fitter.options
-    variants = fitter.limb_variants(batch, best)
-    with fitter.without_silhouette():  # screen them all cheaply, then finish the best few properly
-        screened = fitter.optimise(variants, o.screen_iterations, BODY_LEAVES)
+    variants, select = fitter.limb_variants(batch, best)
+    # Screen them all cheaply (each moving only its limb and the global placement, no silhouette), then finish the
+    # best few properly. (With VPoser the latent moves as a whole: no per-limb selection.)
+    with fitter.without_silhouette():
+        free = ("delta", "transl", "pose")
+        screened = fitter.optimise(variants, o.screen_iterations, free, select if fitter.prior is None else None)
     order = torch.argsort(sum(screened.values()))[: o.keep_variants]
     variants = _Batch(
         *(t[order] for t in [variants.rotation0, *variants.leaves()]), [variants.names[int(i)] for i in order]

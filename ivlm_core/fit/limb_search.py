@@ -89,8 +89,9 @@ def set_chain(
 
 def limb_variants(
     local: torch.Tensor, rotations: torch.Tensor, positions: torch.Tensor, parents: torch.Tensor, rest: torch.Tensor
-) -> list[tuple[str, torch.Tensor]]:
-    """(name, local rotations [21, 3, 3]) for every depth flip and canonical posture of every limb."""
+) -> list[tuple[str, torch.Tensor, tuple[int, ...]]]:
+    """(name, local rotations [21, 3, 3], the limb's three joints) for every depth flip and canonical posture of
+    every limb."""
     out = []
     for limb, chain in CHAINS.items():
         segments = [rotations[j] @ (rest[c] - rest[j]) for j, c in pairwise(chain)]
@@ -100,10 +101,10 @@ def limb_variants(
                 ray = positions[chain[k]] / positions[chain[k]].norm()
                 targets[k] = segments[k] - 2 * (segments[k] @ ray) * ray
             name = f"{limb} {'+'.join(SEGMENT_NAMES[k] for k in flipped)} flipped"
-            out.append((name, set_chain(local, rotations, parents, rest, chain, targets)))
+            out.append((name, set_chain(local, rotations, parents, rest, chain, targets), chain[:3]))
         frame = rotations[int(parents[chain[0]])]
         mirror = torch.tensor([1.0 if limb.startswith("left") else -1.0, 1.0, 1.0])
         for posture, (upper, lower) in (ARM_POSTURES if "arm" in limb else LEG_POSTURES).items():
             targets = [frame @ (torch.tensor(upper) * mirror), frame @ (torch.tensor(lower) * mirror), None]
-            out.append((f"{limb} {posture}", set_chain(local, rotations, parents, rest, chain, targets)))
+            out.append((f"{limb} {posture}", set_chain(local, rotations, parents, rest, chain, targets), chain[:3]))
     return out

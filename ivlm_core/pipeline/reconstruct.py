@@ -302,6 +302,9 @@ class ContactPipeline:
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
+        if perceiver_is_demo(self.perceiver):  # random-weight keypoints mean nothing: fitting them would only cost time
+            notes.append(DEMO_BODY_NOTE)
+            return standing_body(self.body, camera)
         person = perception.person
         occluders = [d.mask for d in perception.objects.values() if d is not None]
         try:
@@ -310,9 +313,6 @@ class ContactPipeline:
                 occluder_mask=np.any(occluders, axis=0) if occluders else None, prior=self.pose_prior,
             )
         except BadInputError as exc:
-            if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
-                notes.append(DEMO_BODY_NOTE)
-                return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
         kind = "COCO-WholeBody (133)" if body.keypoint_format == "coco_wholebody" else "COCO-17 (no hands or feet)"

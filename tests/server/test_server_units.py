@@ -102,11 +102,15 @@ def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) 
     from ivlm_core.doctor import check_model_files
 
     statuses = check_model_files(tmp_path)
-    assert len(statuses) == 9 and not any(s.present for s in statuses)
+    assert len(statuses) == 11 and not any(s.present for s in statuses)
     assert all(s.problem and s.source and str(tmp_path) in s.path for s in statuses)
+    assert [s.name for s in statuses if s.optional] == [
+        "the ViTPose whole-body (COCO-WholeBody 133) keypoint estimator (vitpose-wholebody)",
+        "VPoser v2.0 pose prior (optional)",
+    ]
     assert main(["doctor", "--models", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert text.count("[MISSING]") == 9
+    assert text.count("[MISSING]") == 9 and text.count("[absent]") == 2  # optional items have fallbacks
     assert "https://smpl-x.is.tue.mpg.de" in text and "IDEA-Research/grounding-dino-tiny" in text
     assert "DEMO mode" in text
 
@@ -123,7 +127,7 @@ def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tin
     present = {s.name for s in check_model_files(tmp_path) if s.present}
     assert "SMPL-X body model" in present
     assert any("canonical body views" in name for name in present)  # regenerable from the SMPL-H file
-    assert sum("grounding-dino" in n or "(sam)" in n or "vitpose" in n for n in present) == 3
+    assert sum("grounding-dino" in n or "(sam)" in n or "vitpose" in n for n in present) == 4  # COCO-17 and whole-body
 
 
 def test_accepted_connections_have_nagle_off() -> None:
