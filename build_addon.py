@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if zip_path is None:
         print("valid")
     else:
-        print(f"built {zip_path} (extension)\nbuilt {zip_path.with_name(zip_path.stem + '-legacy.zip')} (legacy add-on)")
+        print(
+            f"built {zip_path} (extension)\nbuilt {zip_path.with_name(zip_path.stem + '-legacy.zip')} (legacy add-on)"
+        )
     return 0
 
 

@@ -22,7 +22,7 @@ import bpy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from server.process import launch  # noqa: E402
+from server.process import launch
 
 ADDON = "blender_addon"
 
@@ -39,7 +39,7 @@ def _scene(folder: Path) -> tuple[bpy.types.Object, bpy.types.Image]:
     return ball, bpy.data.images.load(str(folder / "photo.png"))
 
 
-def _naive_body(result: dict, codec, frames) -> None:  # noqa: ANN001
+def _naive_body(result: dict, codec, frames) -> None:
     """The straightforward way, body only: from_pydata with Python lists, one VertexGroup.add per vertex."""
     vertices, _ = codec.decode(result["body"]["vertices"])
     faces, _ = codec.decode(result["body"]["faces"])
@@ -55,7 +55,7 @@ def _naive_body(result: dict, codec, frames) -> None:  # noqa: ANN001
             group.add([i], w, "REPLACE")
 
 
-def _our_body(result: dict, codec, frames, build) -> None:  # noqa: ANN001
+def _our_body(result: dict, codec, frames, build) -> None:
     """Ours, the same body-only work: foreach_set mesh, batched group (plus its prediction attribute)."""
     vertices, _ = codec.decode(result["body"]["vertices"])
     faces, _ = codec.decode(result["body"]["faces"])
@@ -81,7 +81,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as no_models:
         folder = Path(tmp)
         ball, image = _scene(folder)
-        server = launch(folder / "data", ["--demo"], {"IVLM_MODELS_DIR": no_models}, python=str(ROOT / ".venv/bin/python"))
+        server = launch(
+            folder / "data", ["--demo"], {"IVLM_MODELS_DIR": no_models}, python=str(ROOT / ".venv/bin/python")
+        )
         try:
             import base64
 

@@ -66,7 +66,12 @@ def errors(fit: BodyFit, scene: SyntheticScene) -> dict[str, float]:
     fitted = fit.joints[[JOINT_NAMES.index(smplx_source(n)) for n in TIPS]] - fit.joints[[20] * 5 + [21] * 5]
     true = scene.keypoints_camera[tips] - scene.keypoints_camera[wrists]
     tip = np.linalg.norm(fitted - true, axis=1)
-    return {"vertex": float(vertex), "mpjpe": float(mpjpe), "tips": float(tip.mean()), "right_tips": float(tip[5:].mean())}
+    return {
+        "vertex": float(vertex),
+        "mpjpe": float(mpjpe),
+        "tips": float(tip.mean()),
+        "right_tips": float(tip[5:].mean()),
+    }
 
 
 def main() -> None:

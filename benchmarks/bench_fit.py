@@ -44,10 +44,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=50)
     parser.add_argument(
-        "--baseline-indices", default="1,2", help="comma-separated scene indices that also run the baseline (slow on CPU)"
+        "--baseline-indices",
+        default="1,2",
+        help="comma-separated scene indices that also run the baseline (slow on CPU)",
     )
     parser.add_argument(
-        "--baseline-every", type=int, default=0,
+        "--baseline-every",
+        type=int,
+        default=0,
         help="also run the baseline on every k-th scene (0, k, 2k, ...; k not a multiple of 3 keeps the kinds mixed)",
     )
     parser.add_argument("--max-perturbation", type=float, default=60.0, help="degrees")
@@ -55,8 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"# {date.today()} {platform.node()} {platform.processor() or platform.machine()}, torch threads "
-          f"{torch.get_num_threads()}, scenes {args.scenes}, perturbation up to {args.max_perturbation:.0f} deg")
+    print(
+        f"# {date.today()} {platform.node()} {platform.processor() or platform.machine()}, torch threads "
+        f"{torch.get_num_threads()}, scenes {args.scenes}, perturbation up to {args.max_perturbation:.0f} deg"
+    )
     baseline_indices = {int(v) for v in args.baseline_indices.split(",") if v.strip()}
     if args.baseline_every:
         baseline_indices = set(range(0, args.scenes, args.baseline_every))
@@ -73,9 +79,11 @@ def main() -> None:
         ours_err.append(err)
         ours_t.append(dt)
         per_kind[kind].append(err.success)
-        line = (f"{kind:13s} seed {seed:2d} perturbed {case.perturbation_deg:5.1f} deg | ours "
-                f"{'ok ' if err.success else 'BAD'} rot {err.rotation_deg if err.rotation_deg is not None else float('nan'):6.1f} "
-                f"trans {100 * err.translation_m:5.1f} cm {dt:6.2f} s")
+        line = (
+            f"{kind:13s} seed {seed:2d} perturbed {case.perturbation_deg:5.1f} deg | ours "
+            f"{'ok ' if err.success else 'BAD'} rot {err.rotation_deg if err.rotation_deg is not None else float('nan'):6.1f} "
+            f"trans {100 * err.translation_m:5.1f} cm {dt:6.2f} s"
+        )
         if i in baseline_indices:
             t0 = time.perf_counter()
             base = upstream_place_object(case.inputs)
@@ -85,9 +93,11 @@ def main() -> None:
             base_t.append(bdt)
             base_kind[kind].append(berr.success)
             paired.append((dt, bdt))
-            line += (f" | upstream {'ok ' if berr.success else 'BAD'} rot "
-                     f"{berr.rotation_deg if berr.rotation_deg is not None else float('nan'):6.1f} "
-                     f"trans {100 * berr.translation_m:5.1f} cm {bdt:7.2f} s")
+            line += (
+                f" | upstream {'ok ' if berr.success else 'BAD'} rot "
+                f"{berr.rotation_deg if berr.rotation_deg is not None else float('nan'):6.1f} "
+                f"trans {100 * berr.translation_m:5.1f} cm {bdt:7.2f} s"
+            )
         print(line, flush=True)
     summarise("ours", ours_err, ours_t)
     for kind, oks in per_kind.items():
@@ -96,12 +106,17 @@ def main() -> None:
         summarise(f"upstream schedule ({len(base_err)} scenes: {sorted(baseline_indices)})", base_err, base_t)
         for kind, oks in base_kind.items():
             print(f"  {kind}: {sum(oks)}/{len(oks)}")
-        summarise("ours on those same scenes", [ours_err[i] for i in sorted(baseline_indices)],
-                  [ours_t[i] for i in sorted(baseline_indices)])
+        summarise(
+            "ours on those same scenes",
+            [ours_err[i] for i in sorted(baseline_indices)],
+            [ours_t[i] for i in sorted(baseline_indices)],
+        )
         ours_same = sum(o for o, _ in paired)
         base_same = sum(b for _, b in paired)
-        print(f"speed on the same {len(paired)} scenes: ours {ours_same / len(paired):.2f} s, upstream "
-              f"{base_same / len(paired):.2f} s per scene, ratio {base_same / ours_same:.1f}x")
+        print(
+            f"speed on the same {len(paired)} scenes: ours {ours_same / len(paired):.2f} s, upstream "
+            f"{base_same / len(paired):.2f} s per scene, ratio {base_same / ours_same:.1f}x"
+        )
     print(f"success rate ours {100 * np.mean([e.success for e in ours_err]):.0f} %")
 
 

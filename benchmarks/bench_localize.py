@@ -69,7 +69,16 @@ def random_13b_network(device: torch.device, dtype: torch.dtype, llm_layers: int
     return network.eval().requires_grad_(False)
 
 
-def time_request(localizer: Localizer, photo: np.ndarray, views: np.ndarray, view_set, forced: list[int], use_cache: bool, encode_views: bool, cached_embeddings) -> dict[str, float]:
+def time_request(
+    localizer: Localizer,
+    photo: np.ndarray,
+    views: np.ndarray,
+    view_set,
+    forced: list[int],
+    use_cache: bool,
+    encode_views: bool,
+    cached_embeddings,
+) -> dict[str, float]:
     """One Localize request, step by step, as Localizer.localize runs it (forced answer, optional cache)."""
     net, device = localizer.network, localizer.report.device
     times: dict[str, float] = {}
@@ -80,7 +89,14 @@ def time_request(localizer: Localizer, photo: np.ndarray, views: np.ndarray, vie
     _sync(device)
     times["clip_and_prompt_s"] = time.perf_counter() - start
     generate = generate_with_cache if use_cache else generate_without_cache
-    generation = generate(net.llm, embeddings, max_new_tokens=0, eos_token_id=-1, seg_token_ids=net.config.seg_token_ids, forced_tokens=forced)
+    generation = generate(
+        net.llm,
+        embeddings,
+        max_new_tokens=0,
+        eos_token_id=-1,
+        seg_token_ids=net.config.seg_token_ids,
+        forced_tokens=forced,
+    )
     times["prefill_s"] = generation.prefill_seconds
     times["decode_per_token_s"] = statistics.median(generation.decode_seconds)
     times["decode_total_s"] = sum(generation.decode_seconds)
@@ -94,12 +110,18 @@ def time_request(localizer: Localizer, photo: np.ndarray, views: np.ndarray, vie
     _sync(device)
     times["sam_encode_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    tokens = net.view_prompt_tokens(generation.seg_state.to(cached_embeddings[0].dtype), generation.seg_token, torch.as_tensor(view_set.camera_vectors(), device=device))
+    tokens = net.view_prompt_tokens(
+        generation.seg_state.to(cached_embeddings[0].dtype),
+        generation.seg_token,
+        torch.as_tensor(view_set.camera_vectors(), device=device),
+    )
     logits = sam.postprocess_masks(sam.decode_views(net.sam, cached_embeddings[0], tokens), (1024, 1024), (1024, 1024))
     _sync(device)
     times["sam_decode_s"] = time.perf_counter() - start
     assert logits.dtype == torch.float32 and tuple(logits.shape) == (4, 1024, 1024)
-    times["total_s"] = sum(times[k] for k in ("clip_and_prompt_s", "prefill_s", "decode_total_s", "sam_encode_s", "sam_decode_s"))
+    times["total_s"] = sum(
+        times[k] for k in ("clip_and_prompt_s", "prefill_s", "decode_total_s", "sam_encode_s", "sam_decode_s")
+    )
     return times
 
 
@@ -107,9 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("tiny", "13b"), default=None, help="default: 13b on CUDA, tiny on CPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="default: bf16 (13b), fp32 (tiny)")
+    parser.add_argument(
+        "--dtype", default=None, choices=("bfloat16", "float16", "float32"), help="default: bf16 (13b), fp32 (tiny)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--llm-layers", type=int, default=40, help="13b only: fewer layers for a quick check of the path")
+    parser.add_argument(
+        "--llm-layers", type=int, default=40, help="13b only: fewer layers for a quick check of the path"
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -124,13 +150,20 @@ def main() -> None:
         localizer = Localizer.from_folders(tiny.releases[name], tiny.clip, device=device, dtype=dtype)
     else:
         network = random_13b_network(device, dtype, args.llm_layers)
-        tokenizer = ReleaseTokenizer.from_folder(tiny.releases[name], seg_token_idx=json.loads((tiny.releases[name] / "config.json").read_text())["seg_token_idx"])
+        tokenizer = ReleaseTokenizer.from_folder(
+            tiny.releases[name],
+            seg_token_idx=json.loads((tiny.releases[name] / "config.json").read_text())["seg_token_idx"],
+        )
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         report = LoadReport(Path("random-13b"), tiny.clip, False, [], dtype, device)
         localizer = Localizer(network, tokenizer, CLIPImageProcessorPil.from_pretrained(tiny.clip), report)
     seg = localizer.network.config.seg_token_idx
-    filler = [i for i in range(1000, 1000 + ANSWER_TOKENS - 1)] if model == "13b" else list(range(300, 300 + ANSWER_TOKENS - 1))
+    filler = (
+        [i for i in range(1000, 1000 + ANSWER_TOKENS - 1)]
+        if model == "13b"
+        else list(range(300, 300 + ANSWER_TOKENS - 1))
+    )
     forced = [*filler, seg]
     rng = np.random.default_rng(0)
     photo = (rng.random((480, 640, 3)) * 255).astype(np.uint8)
@@ -142,24 +175,39 @@ def main() -> None:
             time_request(localizer, photo, views, view_set, forced, use_cache, encode_each_time, cache_box)  # warm-up
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            runs = [time_request(localizer, photo, views, view_set, forced, use_cache, encode_each_time, cache_box) for _ in range(args.repeats)]
+            runs = [
+                time_request(localizer, photo, views, view_set, forced, use_cache, encode_each_time, cache_box)
+                for _ in range(args.repeats)
+            ]
             row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             if device.type == "cuda":
                 row["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
             rows[f"{mode}_{'kv_cache' if use_cache else 'no_cache'}"] = row
     prompt_len = len(localizer.tokenizer.encode_prompt(prompts.contact_prompt("hcontact", "chair"))) - 1 + 256
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"Localize benchmark: model {model} ({dtype}), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens")
-    print(f"{'request':22} {'clip+prompt':>11} {'prefill':>9} {'decode/tok':>10} {'sam enc':>9} {'sam dec':>9} {'total':>9}")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    print(
+        f"Localize benchmark: model {model} ({dtype}), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens"
+    )
+    print(
+        f"{'request':22} {'clip+prompt':>11} {'prefill':>9} {'decode/tok':>10} {'sam enc':>9} {'sam dec':>9} {'total':>9}"
+    )
     for key, row in rows.items():
-        print(f"{key:22} {row['clip_and_prompt_s']*1e3:>9.1f}ms {row['prefill_s']*1e3:>7.1f}ms {row['decode_per_token_s']*1e3:>8.2f}ms "
-              f"{row['sam_encode_s']*1e3:>7.1f}ms {row['sam_decode_s']*1e3:>7.1f}ms {row['total_s']*1e3:>7.1f}ms"
-              + (f"  peak {row['peak_gpu_gb']:.1f} GB" if "peak_gpu_gb" in row else ""))
+        print(
+            f"{key:22} {row['clip_and_prompt_s'] * 1e3:>9.1f}ms {row['prefill_s'] * 1e3:>7.1f}ms {row['decode_per_token_s'] * 1e3:>8.2f}ms "
+            f"{row['sam_encode_s'] * 1e3:>7.1f}ms {row['sam_decode_s'] * 1e3:>7.1f}ms {row['total_s'] * 1e3:>7.1f}ms"
+            + (f"  peak {row['peak_gpu_gb']:.1f} GB" if "peak_gpu_gb" in row else "")
+        )
     for mode in ("human", "object"):
         ratio = rows[f"{mode}_no_cache"]["total_s"] / rows[f"{mode}_kv_cache"]["total_s"]
         print(f"{mode}: KV cache is {ratio:.2f}x faster than the no-cache path per request")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": model, "dtype": str(dtype), "device": where, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"model": model, "dtype": str(dtype), "device": where, "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def bench_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, view_set: Vie
         vc, fc = v.cuda(), f.cuda()
         cc, lc = cameras.to("cuda"), lights.cuda()
         row["raster_ms_per_view_cuda"] = best_ms(lambda: rasterize_mesh(vc, fc, cc), repeats, sync=True) / views
-        row["render_ms_per_view_cuda"] = best_ms(lambda: render_mesh(vc, fc, cc, colors.cuda(), lc), repeats, sync=True) / views
+        row["render_ms_per_view_cuda"] = (
+            best_ms(lambda: render_mesh(vc, fc, cc, colors.cuda(), lc), repeats, sync=True) / views
+        )
     return row
 
 
@@ -77,12 +79,18 @@ def main() -> None:
     knot = knot_200k().mesh
     knot_vertices, _, _ = normalize_object_vertices(knot.vertices)
     rows = [
-        bench_mesh("SMPL-X (synthetic demo, template)", body["v_template"], body["f"], HUMAN_VIEWS, args.size, args.repeats),
+        bench_mesh(
+            "SMPL-X (synthetic demo, template)", body["v_template"], body["f"], HUMAN_VIEWS, args.size, args.repeats
+        ),
         bench_mesh("200k-face knot (demo)", knot_vertices, knot.faces, OBJECT_VIEWS, args.size, args.repeats),
     ]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
-    print(f"render benchmark: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}")
-    print(f"{'mesh':36} {'faces':>8} {'raster ms/view':>15} {'render ms/view':>15} {'embree ms/view':>15} {'embree/raster':>14}")
+    print(
+        f"render benchmark: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}"
+    )
+    print(
+        f"{'mesh':36} {'faces':>8} {'raster ms/view':>15} {'render ms/view':>15} {'embree ms/view':>15} {'embree/raster':>14}"
+    )
     for r in rows:
         print(
             f"{r['mesh']:36} {r['faces']:>8} {r['raster_ms_per_view_cpu']:>15.1f} {r['render_ms_per_view_cpu']:>15.1f} "

@@ -68,7 +68,7 @@ def _same(result: dict, reference: dict) -> bool:
     return True
 
 
-def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threading.Lock) -> dict:  # noqa: ANN001
+def _run_job(client, body: dict, busy_wait: float, counters: dict, lock: threading.Lock) -> dict:
     while True:
         try:
             job = client.submit(body)
@@ -128,7 +128,7 @@ class HealthProber:
         return result
 
 
-def _probe_process(url: str, stop, ready, send, interval: float) -> None:  # noqa: ANN001
+def _probe_process(url: str, stop, ready, send, interval: float) -> None:
     ready.set()
     latencies: list[tuple[float, float]] = []
     _probe_health(url, stop, latencies, interval)
@@ -169,7 +169,7 @@ def main() -> None:
                     which = (index + j) % len(requests)
                     try:
                         result = _run_job(own, requests[which], args.busy_wait, counters, lock)
-                    except Exception as exc:  # noqa: BLE001 (counted and reported)
+                    except Exception as exc:
                         result = exc
                     with lock:
                         outcomes.append((which, result))
@@ -212,7 +212,7 @@ def _latency_summary(seconds: list[float]) -> str:
     return f"p50 {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms over {len(ms)} probes"
 
 
-def _large_object_phase(server, faces: int, stages: list[str]) -> tuple:  # noqa: ANN001
+def _large_object_phase(server, faces: int, stages: list[str]) -> tuple:
     """One full job (body and fit too) on an icosphere of about `faces` faces; health probed every 5 ms."""
     import trimesh
 

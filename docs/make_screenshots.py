@@ -43,7 +43,9 @@ def _scene(assets: Path) -> None:
     bpy.context.view_layer.objects.active = chair
 
 
-def _render(camera: bpy.types.Object, path: Path, size: tuple[int, int], background: bpy.types.Image | None = None) -> None:
+def _render(
+    camera: bpy.types.Object, path: Path, size: tuple[int, int], background: bpy.types.Image | None = None
+) -> None:
     """Renders with Workbench; over `background` (the photo) when given, since renders leave camera backgrounds out."""
     scene = bpy.context.scene
     scene.camera = camera

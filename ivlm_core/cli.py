@@ -1,23 +1,23 @@
 """`ivlm`: the pipeline from the command line.
 
-    ivlm demo [--out DIR] [--scene sit_chair|hold_mug|foot_on_ball] [--seed N]
-        Render -> Localize -> Lift on generated demo assets (what ./run.sh runs until the server exists).
-    ivlm assets [--out DIR] [--scenes N]
-        Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
-    ivlm render-object MESH [--out DIR] [--size 1024]
-        InteractVLM's 4 object views of a mesh (what SAM sees), flat overlays and pixel maps.
-    ivlm canonical-views
-        The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
-    ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
-        One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
-    ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
-        Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
-    ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
-        The local inference server the Blender add-on talks to (what ./run.sh starts).
-    ivlm doctor [--models DIR]
-        Which model files are present and missing, where to get each and where to put it.
-    ivlm fetch-public-models [--models DIR]
-        Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
+ivlm demo [--out DIR] [--scene sit_chair|hold_mug|foot_on_ball] [--seed N]
+    Render -> Localize -> Lift on generated demo assets (what ./run.sh runs until the server exists).
+ivlm assets [--out DIR] [--scenes N]
+    Writes the demo assets: synthetic body models, object meshes, synthetic photos with ground truth.
+ivlm render-object MESH [--out DIR] [--size 1024]
+    InteractVLM's 4 object views of a mesh (what SAM sees), flat overlays and pixel maps.
+ivlm canonical-views
+    The canonical body's 4 views and pixel maps: InteractVLM's shipped files, or regenerated.
+ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
+    One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
+ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
+    Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
+ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo] [...]
+    The local inference server the Blender add-on talks to (what ./run.sh starts).
+ivlm doctor [--models DIR]
+    Which model files are present and missing, where to get each and where to put it.
+ivlm fetch-public-models [--models DIR]
+    Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
 """
 
 from __future__ import annotations
@@ -134,8 +134,10 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
             )
         jobs.append((scene.name, scene.image, None, options, objects or [ObjectInput(scene.label, scene.object_mesh)]))
     else:
-        files = [Path(args.image)] if args.image else sorted(
-            p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        files = (
+            [Path(args.image)]
+            if args.image
+            else sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         )
         if not files:
             raise BadInputError(f"no images found in {args.images}", f"Put {', '.join(IMAGE_SUFFIXES)} files there.")
@@ -249,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = rec.add_mutually_exclusive_group(required=True)
     source.add_argument("image", nargs="?", help="a photo")
     source.add_argument("--images", help="a folder of photos (each gets its own output folder)")
-    source.add_argument("--demo-scene", choices=("sit_chair", "hold_mug", "foot_on_ball"), help="a generated DEMO scene")
+    source.add_argument(
+        "--demo-scene", choices=("sit_chair", "hold_mug", "foot_on_ball"), help="a generated DEMO scene"
+    )
     rec.add_argument("--object", action="append", default=[], metavar="MESH:LABEL", help="object mesh file and label")
     rec.add_argument("--out", default="reconstruct_output")
     rec.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else a 55 degree view)")
@@ -271,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     mode = srv.add_mutually_exclusive_group()
     mode.add_argument("--demo", dest="demo", action="store_true", default=None, help="always use generated DEMO models")
-    mode.add_argument("--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files")
+    mode.add_argument(
+        "--no-demo", dest="demo", action="store_false", help="refuse to start without the real model files"
+    )
     srv.add_argument("--queue-capacity", type=int, default=16, help="jobs that may wait; more get SERVER_BUSY")
     srv.add_argument("--max-request-mb", type=float, default=256.0)
     srv.add_argument("--max-image-pixels", type=int, default=50_000_000)

@@ -117,28 +117,66 @@ def _checks() -> list[_Check]:
 
     registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
     checks = [
-        _Check("SMPL-X body model", lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
-               "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)", _body_file("smplx")),
-        _Check("canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
-               lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian", registration, _canonical_views),
-        _Check("SMPL -> SMPL-X contact mapping", lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
-               registration, _mapping),
+        _Check(
+            "SMPL-X body model",
+            lambda r: paths.body_models_dir(r) / "smplx" / "SMPLX_NEUTRAL.npz",
+            "registration at https://smpl-x.is.tue.mpg.de (SMPL-X licence)",
+            _body_file("smplx"),
+        ),
+        _Check(
+            "canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
+            lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian",
+            registration,
+            _canonical_views,
+        ),
+        _Check(
+            "SMPL -> SMPL-X contact mapping",
+            lambda r: paths.interactvlm_data_dir(r) / "smpl_to_smplx.pkl",
+            registration,
+            _mapping,
+        ),
     ]
     for release in (HUMAN_RELEASE, OBJECT_RELEASE):
-        checks.append(_Check(f"InteractVLM release {release}",
-                             lambda r, n=release: paths.interactvlm_release_dir(n, r), registration, _release(release)))
-    checks.append(_Check("CLIP ViT-L/14 vision tower", paths.clip_dir,
-                         "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip))
+        checks.append(
+            _Check(
+                f"InteractVLM release {release}",
+                lambda r, n=release: paths.interactvlm_release_dir(n, r),
+                registration,
+                _release(release),
+            )
+        )
+    checks.append(
+        _Check(
+            "CLIP ViT-L/14 vision tower", paths.clip_dir, "Hugging Face hub: openai/clip-vit-large-patch14 (MIT)", _clip
+        )
+    )
     for name, spec in SPECS.items():
         wholebody = name == "vitpose-wholebody"
-        source = (f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {spec.licence}); optional: "
-                  "without it COCO-17 keypoints are used (no hands or feet)" if wholebody else
-                  f"Hugging Face hub: {spec.hub_name} ({spec.licence})")
-        checks.append(_Check(f"{spec.role} ({name})", lambda r, n=name: paths.perception_dir(n, r), source,
-                             _perception(name), optional=wholebody))
-    checks.append(_Check("VPoser v2.0 pose prior (optional)", vposer_dir,
-                         "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); optional: without "
-                         "it the body fit uses licence-free joint limits", _vposer, optional=True))
+        source = (
+            f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {spec.licence}); optional: "
+            "without it COCO-17 keypoints are used (no hands or feet)"
+            if wholebody
+            else f"Hugging Face hub: {spec.hub_name} ({spec.licence})"
+        )
+        checks.append(
+            _Check(
+                f"{spec.role} ({name})",
+                lambda r, n=name: paths.perception_dir(n, r),
+                source,
+                _perception(name),
+                optional=wholebody,
+            )
+        )
+    checks.append(
+        _Check(
+            "VPoser v2.0 pose prior (optional)",
+            vposer_dir,
+            "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); optional: without "
+            "it the body fit uses licence-free joint limits",
+            _vposer,
+            optional=True,
+        )
+    )
     return checks  # fmt: skip
 
 
@@ -152,7 +190,9 @@ def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
             out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source, optional=check.optional))
         except IVLMError as exc:
             out.append(
-                ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint, check.optional)
+                ModelFileStatus(
+                    check.name, str(check.path(root)), False, check.source, exc.message, exc.hint, check.optional
+                )
             )
     return out
 

@@ -85,7 +85,11 @@ def _triangulate(faces: np.ndarray | Sequence[Sequence[int]], name: str) -> np.n
     triangles = []
     for group in polygons:
         if not np.issubdtype(group.dtype, np.integer):
-            if not np.issubdtype(group.dtype, np.floating) or not np.all(np.isfinite(group)) or np.any(group != np.round(group)):
+            if (
+                not np.issubdtype(group.dtype, np.floating)
+                or not np.all(np.isfinite(group))
+                or np.any(group != np.round(group))
+            ):
                 raise MeshError(
                     f"{name}: face indices must be whole numbers, got dtype {group.dtype}.",
                     "Send faces as integer vertex indices.",
@@ -108,11 +112,15 @@ def validate_mesh(
     try:
         verts = np.asarray(vertices, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise MeshError(f"{name}: vertices are not a numeric [N, 3] array ({exc}).", "Send vertex positions as [N, 3] floats.") from exc
+        raise MeshError(
+            f"{name}: vertices are not a numeric [N, 3] array ({exc}).", "Send vertex positions as [N, 3] floats."
+        ) from exc
     if verts.size == 0:
         raise MeshError(f"{name}: the mesh has no vertices.", "Select a mesh object with geometry.")
     if verts.ndim != 2 or verts.shape[1] != 3:
-        raise MeshError(f"{name}: vertices must have shape [N, 3], got {verts.shape}.", "Send one (x, y, z) row per vertex.")
+        raise MeshError(
+            f"{name}: vertices must have shape [N, 3], got {verts.shape}.", "Send one (x, y, z) row per vertex."
+        )
     if verts.shape[0] > max_vertices:
         raise MeshError(
             f"{name}: {verts.shape[0]:,} vertices is more than the limit of {max_vertices:,}.",
@@ -126,7 +134,10 @@ def validate_mesh(
             "Fix or delete those vertices (in Blender: Mesh > Clean Up) and send the mesh again.",
         )
     if faces is None or len(faces) == 0:
-        raise MeshError(f"{name}: the mesh has no faces, so it has no surface to render.", "Send a mesh with faces, not a point cloud.")
+        raise MeshError(
+            f"{name}: the mesh has no faces, so it has no surface to render.",
+            "Send a mesh with faces, not a point cloud.",
+        )
     tris = _triangulate(faces, name)
     if tris.shape[0] > max_faces:
         raise MeshError(
@@ -177,7 +188,9 @@ def read_obj(path: str | Path, *, name: str | None = None, max_faces: int = MAX_
     except FileNotFoundError as exc:
         raise MeshError(f"{label}: file not found: {path}", "Check the path to the mesh file.") from exc
     except ValueError as exc:
-        raise MeshError(f"{label}: {path.name} line {line_no} is not valid OBJ ({exc}).", "Re-export the mesh as OBJ.") from exc
+        raise MeshError(
+            f"{label}: {path.name} line {line_no} is not valid OBJ ({exc}).", "Re-export the mesh as OBJ."
+        ) from exc
     if any(len(v) != 3 for v in vertices):
         raise MeshError(f"{label}: {path.name} has a vertex line without 3 coordinates.", "Re-export the mesh as OBJ.")
     return validate_mesh(np.array(vertices).reshape(-1, 3), faces, name=label, max_faces=max_faces)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pydantic_core
-
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -115,7 +114,10 @@ def create_app(service: JobService) -> FastAPI:
     )
     app.router.route_class = _FastJSONRoute
     app.add_middleware(
-        RequestGuard, max_body_bytes=settings.max_request_bytes, token=settings.token, allowed_hosts=settings.allowed_hosts()
+        RequestGuard,
+        max_body_bytes=settings.max_request_bytes,
+        token=settings.token,
+        allowed_hosts=settings.allowed_hosts(),
     )
 
     @app.exception_handler(IVLMError)
@@ -125,20 +127,28 @@ def create_app(service: JobService) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
-            {"code": "BAD_INPUT", "message": _validation_message(exc), "hint": "Check the request against /openapi.json."},
+            {
+                "code": "BAD_INPUT",
+                "message": _validation_message(exc),
+                "hint": "Check the request against /openapi.json.",
+            },
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status_code, "BAD_INPUT")
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(
+            exc.status_code, "BAD_INPUT"
+        )
         hint = "See /openapi.json for the routes." if exc.status_code in (404, 405) else "Send JSON (application/json)."
         return JSONResponse({"code": code, "message": str(exc.detail), "hint": hint}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse({"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500)
+        return JSONResponse(
+            {"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500
+        )
 
     @app.get("/v1/health", response_model=Health, responses=_ERRORS, tags=["server"])
     async def health() -> Health:

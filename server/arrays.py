@@ -57,7 +57,9 @@ def decode(
     try:
         raw = decode_base64(payload.data)
     except (binascii.Error, ValueError) as exc:
-        raise BadInputError(f"{what}.data is not valid base64 ({exc})", "Encode the array bytes with standard base64.") from exc
+        raise BadInputError(
+            f"{what}.data is not valid base64 ({exc})", "Encode the array bytes with standard base64."
+        ) from exc
     np_dtype = DTYPES[dtype]
     expected = int(np.prod(got, dtype=np.int64)) * np_dtype.itemsize
     if len(raw) != expected:
@@ -68,5 +70,7 @@ def decode(
     arr = np.frombuffer(raw, dtype=np_dtype).reshape(got)
     if finite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
-        raise BadInputError(f"{what} has {bad} NaN or infinite values", f"Remove or fix the non-finite values in {what}.")
+        raise BadInputError(
+            f"{what} has {bad} NaN or infinite values", f"Remove or fix the non-finite values in {what}."
+        )
     return arr

@@ -1,8 +1,8 @@
 """A small Python client for scripts, tests and benchmarks (standard library only; the Blender add-on has its own).
 
-    client = ServerClient("http://127.0.0.1:8765")
-    job = client.submit(estimate_request(png_bytes, [("cup", vertices, faces)]))
-    result = client.wait(job["job_id"])
+client = ServerClient("http://127.0.0.1:8765")
+job = client.submit(estimate_request(png_bytes, [("cup", vertices, faces)]))
+result = client.wait(job["job_id"])
 """
 
 from __future__ import annotations
@@ -44,13 +44,16 @@ def estimate_request(photo: bytes, objects: list[tuple[str, np.ndarray, np.ndarr
         "schema_version": API_SCHEMA_VERSION,
         "image": base64.b64encode(photo).decode("ascii"),
         "objects": [
-            {"label": label, "vertices": array_payload(v), "faces": array_payload(f, "int32")} for label, v, f in objects
+            {"label": label, "vertices": array_payload(v), "faces": array_payload(f, "int32")}
+            for label, v, f in objects
         ],
         "options": options,
     }
 
 
-def fit_request(source_job_id: str, contacts: dict[str, tuple[np.ndarray, np.ndarray]], **options: Any) -> dict[str, Any]:
+def fit_request(
+    source_job_id: str, contacts: dict[str, tuple[np.ndarray, np.ndarray]], **options: Any
+) -> dict[str, Any]:
     """A FitRequest body: per label (object_contact [N], body_contact [10475])."""
     return {
         "schema_version": API_SCHEMA_VERSION,

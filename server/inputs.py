@@ -35,7 +35,9 @@ def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]
     try:
         raw = arrays.decode_base64(b64)
     except (binascii.Error, ValueError) as exc:
-        raise BadInputError(f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64.") from exc
+        raise BadInputError(
+            f"image is not valid base64 ({exc})", "Send the PNG or JPEG file's bytes in base64."
+        ) from exc
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -47,18 +49,23 @@ def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]
                 f"image is not a readable PNG or JPEG file ({exc})", "Save the reference photo as PNG or JPEG."
             ) from exc
         if image.format not in PHOTO_FORMATS:
-            raise BadInputError(f"image is a {image.format} file; PNG or JPEG expected", "Save the photo as PNG or JPEG.")
+            raise BadInputError(
+                f"image is a {image.format} file; PNG or JPEG expected", "Save the photo as PNG or JPEG."
+            )
         width, height = image.size
         if width * height > settings.max_image_pixels:
             raise _too_many_pixels(f"the image claims {width}x{height} pixels", settings)
         if min(width, height) < 16:
-            raise BadInputError(f"the image is only {width}x{height} pixels", "Use a photo at least 16 pixels on each side.")
+            raise BadInputError(
+                f"the image is only {width}x{height} pixels", "Use a photo at least 16 pixels on each side."
+            )
         try:
             image.load()
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise BadInputError(
-                f"the {image.format} image is truncated or damaged ({exc})", "Re-save the photo and send the whole file."
+                f"the {image.format} image is truncated or damaged ({exc})",
+                "Re-save the photo and send the whole file.",
             ) from exc
     return raw, pixels
 
@@ -98,7 +105,9 @@ def check_labels(labels: list[str]) -> None:
 
 
 def placement_options(threshold_body: float, threshold_object: float, optimise_scale: bool) -> PlacementOptions:
-    return PlacementOptions(body_threshold=threshold_body, object_threshold=threshold_object, optimise_scale=optimise_scale)
+    return PlacementOptions(
+        body_threshold=threshold_body, object_threshold=threshold_object, optimise_scale=optimise_scale
+    )
 
 
 def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
@@ -106,11 +115,15 @@ def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, 
     if options.body is None:
         return None, None
     if options.body.vertices is not None:
-        vertices = arrays.decode(options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3))
+        vertices = arrays.decode(
+            options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3)
+        )
         return vertices.astype(np.float64), None
     if options.body.params is not None:
         return None, {k: np.asarray(v, np.float32) for k, v in options.body.params.items()}
-    raise BadInputError("options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters.")
+    raise BadInputError(
+        "options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters."
+    )
 
 
 def decode_contact(payload: ArrayData, what: str, length: int) -> np.ndarray:

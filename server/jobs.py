@@ -173,8 +173,12 @@ class JobService:
             index = labels.index(label)
             n_vertices = source_inputs[f"vertices__{index}"].shape[0]
             where = f"contacts of '{label}'"
-            arrays[f"object_contact__{index}"] = inputs.decode_contact(obj.object_contact, f"{where}: object_contact", n_vertices)
-            arrays[f"body_contact__{index}"] = inputs.decode_contact(obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES)
+            arrays[f"object_contact__{index}"] = inputs.decode_contact(
+                obj.object_contact, f"{where}: object_contact", n_vertices
+            )
+            arrays[f"body_contact__{index}"] = inputs.decode_contact(
+                obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES
+            )
         record = {
             "kind": "fit",
             "source_job_id": source.job_id,
@@ -243,13 +247,15 @@ class JobService:
                 status.queue_position = self._queue.index(job_id)
             return status
 
-    def result_path(self, job_id: str):  # noqa: ANN201 (Path)
+    def result_path(self, job_id: str):
         status = self.status(job_id)
         if status.state == "done":
             return self.store.result_path(job_id)
         if status.state in ("failed", "cancelled") and status.error is not None:
             raise ServerError(status.error.code, status.error.message, status.error.hint)
-        raise ServerError("JOB_NOT_FINISHED", f"job {job_id} is {status.state}", "Poll the job's status until it is done.")
+        raise ServerError(
+            "JOB_NOT_FINISHED", f"job {job_id} is {status.state}", "Poll the job's status until it is done."
+        )
 
     def cancel(self, job_id: str) -> JobStatus:
         with self._lock:
@@ -265,7 +271,9 @@ class JobService:
             if running:
                 self._cancel_id.value = job_id.encode()  # the worker checks it between stages
         if queued:
-            self._finish(job_id, "cancelled", "cancelled before it started", CancelledError("cancelled before it started"))
+            self._finish(
+                job_id, "cancelled", "cancelled before it started", CancelledError("cancelled before it started")
+            )
         else:
             self._update(job_id, message="cancelling after the current stage")
         return self.status(job_id)
@@ -405,7 +413,7 @@ class JobService:
 
     # -- status bookkeeping ---------------------------------------------------------------------------
 
-    def _update(self, job_id: str, *, persist: bool = False, **changes) -> None:  # noqa: ANN003
+    def _update(self, job_id: str, *, persist: bool = False, **changes) -> None:
         with self._lock:
             status = self._jobs[job_id] = self._jobs[job_id].model_copy(update={**changes, "updated_at": time.time()})
         if persist:
@@ -414,4 +422,6 @@ class JobService:
     def _finish(self, job_id: str, state: str, message: str, error: IVLMError | None) -> None:
         body = None if error is None else ErrorBody(**error.to_dict())
         progress = 1.0 if state == "done" else self._jobs[job_id].progress
-        self._update(job_id, state=state, message=message, error=body, progress=progress, queue_position=None, persist=True)
+        self._update(
+            job_id, state=state, message=message, error=body, progress=progress, queue_position=None, persist=True
+        )

@@ -28,7 +28,9 @@ def choose_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {requested}: this PyTorch build sees no CUDA GPU. Install a CUDA build (README: GPU setup).")
+        raise SystemExit(
+            f"--device {requested}: this PyTorch build sees no CUDA GPU. Install a CUDA build (README: GPU setup)."
+        )
     return requested
 
 
@@ -41,7 +43,9 @@ def build_service(settings: ServerSettings) -> JobService:
     missing = [s for s in statuses if not s.present and not s.optional]  # optional items have fallbacks
     if settings.demo is False and missing:
         names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
-        raise SystemExit(f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them.")
+        raise SystemExit(
+            f"--no-demo was given but model files are missing ({names}). Run `ivlm doctor` for where to get them."
+        )
     demo = bool(settings.demo) or bool(missing)
     if settings.demo:
         reason = "started with --demo"

@@ -5,17 +5,16 @@ Standard library only, so the Blender tests (whose environment has no torch) can
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import json
-import urllib.request
 
 from server import LISTENING
 
@@ -28,7 +27,7 @@ class ServerProcess:
     token: str | None = None
     log: list[str] = field(default_factory=list)
 
-    def client(self, token: str | None = None, timeout: float = 60.0):  # noqa: ANN201 (server.client.ServerClient)
+    def client(self, token: str | None = None, timeout: float = 60.0):
         from server.client import ServerClient
 
         return ServerClient(self.url, token=token, timeout=timeout)

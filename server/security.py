@@ -20,7 +20,7 @@ _PUBLIC_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-async def _drain(receive, budget: int) -> None:  # noqa: ANN001
+async def _drain(receive, budget: int) -> None:
     """Reads and discards the rest of the request body, up to `budget` bytes."""
     while budget > 0:
         message = await receive()
@@ -31,7 +31,7 @@ async def _drain(receive, budget: int) -> None:  # noqa: ANN001
             return
 
 
-async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # noqa: ANN001
+async def _send_error(send, code: str, message: str, hint: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"code": code, "message": message, "hint": hint}).encode()
     await send(
         {
@@ -52,13 +52,13 @@ def token_matches(header: str | None, token: str) -> bool:
 
 
 class RequestGuard:
-    def __init__(self, app, *, max_body_bytes: int, token: str | None, allowed_hosts: tuple[str, ...] | None) -> None:  # noqa: ANN001
+    def __init__(self, app, *, max_body_bytes: int, token: str | None, allowed_hosts: tuple[str, ...] | None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.token = token
         self.allowed_hosts = allowed_hosts
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+    async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -108,7 +108,7 @@ class RequestGuard:
                 break
         replayed = False
 
-        async def replay_receive():  # noqa: ANN202
+        async def replay_receive():
             nonlocal replayed
             if not replayed:
                 replayed = True

@@ -43,7 +43,9 @@ class JobStore:
 
     # -- writing ------------------------------------------------------------------------------------------
 
-    def create(self, status: JobStatus, request: dict[str, Any], arrays: dict[str, np.ndarray], photo: bytes | None) -> None:
+    def create(
+        self, status: JobStatus, request: dict[str, Any], arrays: dict[str, np.ndarray], photo: bytes | None
+    ) -> None:
         """Writes a new job's inputs, then its status (a job without status.json is ignored on load)."""
         folder = self.folder(status.job_id)
         folder.mkdir(parents=True, exist_ok=False)

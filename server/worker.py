@@ -35,9 +35,9 @@ from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.pipeline.reconstruct import (
+    DEMO_NOTE,
     HUMAN_RELEASE,
     OBJECT_RELEASE,
-    DEMO_NOTE,
     CancelledError,
     ContactPipeline,
     ObjectInput,
@@ -75,7 +75,7 @@ def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
-def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:  # noqa: ANN001
+def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, outbox: Connection, cancel_id) -> None:
     """The child process's entry point: load, report, then run jobs until told to stop or the pipe closes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Ctrl+C in a terminal reaches the whole process group; the server stops its worker itself (cancel, then
@@ -96,9 +96,14 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         log.error("could not load the models: %s", exc)
         send(("load_failed", exc.to_dict()))
         return
-    except Exception as exc:  # noqa: BLE001 (any loader failure must reach health, not vanish with the process)
+    except Exception as exc:
         log.exception("could not load the models")
-        send(("load_failed", ServerError("INTERNAL", f"loading the models failed: {exc}", "See the server log.").to_dict()))
+        send(
+            (
+                "load_failed",
+                ServerError("INTERNAL", f"loading the models failed: {exc}", "See the server log.").to_dict(),
+            )
+        )
         return
     send(("loaded", {"models_loaded": loaded_model_names(pipeline), "demo_parts": pipeline.demo_parts()}))
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
@@ -115,7 +120,7 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         runner.run(message[1])
 
 
-def _report_gpu(send) -> None:  # noqa: ANN001
+def _report_gpu(send) -> None:
     name = torch.cuda.get_device_name()
     while True:
         free, total = torch.cuda.mem_get_info()
@@ -126,9 +131,15 @@ def _report_gpu(send) -> None:  # noqa: ANN001
 class JobRunner:
     """Runs one job from the store to a result in the store; every outcome is reported, none is raised."""
 
-    def __init__(  # noqa: ANN001 (send: a callable; cancel_id: a multiprocessing Array)
-        self, pipeline: ContactPipeline, skeleton: Skeleton, store: JobStore, settings: ServerSettings, demo: bool,
-        send, cancel_id,
+    def __init__(
+        self,
+        pipeline: ContactPipeline,
+        skeleton: Skeleton,
+        store: JobStore,
+        settings: ServerSettings,
+        demo: bool,
+        send,
+        cancel_id,
     ) -> None:
         self.pipeline = pipeline
         self.skeleton = skeleton
@@ -166,12 +177,12 @@ class JobRunner:
             self.send(("finished", job_id, "failed", "out of GPU memory", error.to_dict()))
         except IVLMError as exc:
             self.send(("finished", job_id, "failed", exc.message, exc.to_dict()))
-        except Exception as exc:  # noqa: BLE001 (a job's bug must never stop the worker)
+        except Exception as exc:
             log.exception("job %s failed", job_id)
             error = ServerError("INTERNAL", f"{type(exc).__name__}: {exc}", "See the server log.")
             self.send(("finished", job_id, "failed", "internal error", error.to_dict()))
 
-    def _progress(self, job_id: str, labels: list[str]):  # noqa: ANN202
+    def _progress(self, job_id: str, labels: list[str]):
         def report(stage: str, fraction: float, message: str) -> None:
             if stage == "contact" and self.oom_label in labels:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated by IVLM_SERVER_TEST_FAULTS)")
@@ -190,7 +201,9 @@ class JobRunner:
         photo = self.store.photo(job_id)
         options = record["options"]
         objects = [
-            ObjectInput(label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64)))
+            ObjectInput(
+                label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64))
+            )
             for i, label in enumerate(record["labels"])
         ]
         params = record.get("client_body_params")
@@ -218,7 +231,9 @@ class JobRunner:
             source_inputs = self.store.inputs(source_id)
             state = self.store.state(source_id)
         except OSError as exc:
-            raise ServerError("NOT_FOUND", f"source job {source_id} is gone ({exc})", "Run Estimate Contact again.") from exc
+            raise ServerError(
+                "NOT_FOUND", f"source job {source_id} is gone ({exc})", "Run Estimate Contact again."
+            ) from exc
         data = self.store.inputs(job_id)
         body = body_from_state(state)
         if body is None:
@@ -230,7 +245,9 @@ class JobRunner:
         objects, masks = [], {}
         for label in record["labels"]:
             i = source["labels"].index(label)
-            mesh = TriangleMesh(source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64))
+            mesh = TriangleMesh(
+                source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64)
+            )
             objects.append(ObjectInput(label, mesh, data[f"object_contact__{i}"], data[f"body_contact__{i}"]))
             if f"object_mask__{i}" in state:
                 masks[label] = state[f"object_mask__{i}"]
@@ -260,7 +277,10 @@ class JobRunner:
         }
         if self.demo:
             models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
-        thresholds = {"body_contact": options["body_contact_threshold"], "object_contact": options["object_contact_threshold"]}
+        thresholds = {
+            "body_contact": options["body_contact_threshold"],
+            "object_contact": options["object_contact_threshold"],
+        }
         out = job_result(
             result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
             skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds,

@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def synthetic_body_files(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (SyntheticBodyFiles)
+def synthetic_body_files(tmp_path_factory: pytest.TempPathFactory):
     """The synthetic demo bodies (SMPL-X, SMPL-H, SMPL->SMPL-X mapping), generated once per session
     into the cache (IVLM_CACHE_DIR; a temp dir when the runner did not set one)."""
     if not os.environ.get("IVLM_CACHE_DIR"):
@@ -19,7 +19,7 @@ def synthetic_body_files(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN
 
 
 @pytest.fixture(scope="session")
-def canonical_views(synthetic_body_files):  # noqa: ANN201 (CanonicalBodyViews)
+def canonical_views(synthetic_body_files):
     """The canonical body views regenerated from the synthetic SMPL-H (cached for the session)."""
     from ivlm_core import paths
     from ivlm_core.lift.canonical_body import load_canonical_body_views
@@ -29,7 +29,7 @@ def canonical_views(synthetic_body_files):  # noqa: ANN201 (CanonicalBodyViews)
 
 
 @pytest.fixture(scope="session")
-def tiny_models(synthetic_body_files):  # noqa: ANN201 (TinyModels); depends on the cache set-up above
+def tiny_models(synthetic_body_files):
     """Tiny release-format InteractVLM folders for every model-zoo variant, plus a tiny CLIP folder."""
     from ivlm_core.demo.tiny_release import ensure_tiny_models
 

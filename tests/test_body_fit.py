@@ -19,30 +19,32 @@ from ivlm_core.frames import transform_points
 from ivlm_core.perceive.coco import COCO_KEYPOINTS, COCO_WHOLEBODY_KEYPOINTS, WHOLEBODY_PARTS, mirror_index
 
 # Fewer starts than the default: these tests check behaviour, bench_body.py measures accuracy and speed.
-FAST = BodyFitOptions(yaw_starts_deg=(0.0, 60.0, -60.0), postures=("standing", "sitting"), keep_starts=2, keep_variants=2)
+FAST = BodyFitOptions(
+    yaw_starts_deg=(0.0, 60.0, -60.0), postures=("standing", "sitting"), keep_starts=2, keep_variants=2
+)
 TIPS = [f"{side}_{finger}4" for side in ("left", "right") for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def body(synthetic_body_files):  # noqa: ANN001, ANN201
+def body(synthetic_body_files):
     return load_body_model("smplx", folder=paths.body_models_dir(synthetic_body_files.root), num_betas=10)
 
 
 @pytest.fixture(scope="module")
-def mug(body):  # noqa: ANN001, ANN201
+def mug(body):
     from ivlm_core.demo.scenes import make_scene
 
     return make_scene("hold_mug", 0, body=body)
 
 
-def _true_keypoints(scene) -> np.ndarray:  # noqa: ANN001
+def _true_keypoints(scene) -> np.ndarray:
     """The scene's COCO-WholeBody keypoints, all with confidence 1 (hidden ones too), the jaw contour unused."""
     kp = scene.keypoints.copy()
     kp[:, 2] = np.where(np.any(kp[:, :2] != 0, axis=1), 1.0, 0.0)
     return kp
 
 
-def _tip_error(fit, scene) -> np.ndarray:  # noqa: ANN001
+def _tip_error(fit, scene) -> np.ndarray:
     """Per fingertip, the distance (m) between fitted and true fingertip positions relative to their wrist."""
     names = list(COCO_WHOLEBODY_KEYPOINTS)
     tips = [names.index(n) for n in TIPS]
@@ -52,14 +54,19 @@ def _tip_error(fit, scene) -> np.ndarray:  # noqa: ANN001
     return np.linalg.norm(fitted - true, axis=1)
 
 
-def test_kinematics_match_smplx(body, synthetic_body_files) -> None:  # noqa: ANN001
+def test_kinematics_match_smplx(body, synthetic_body_files) -> None:
     """Vertices, joints and every whole-body keypoint posed here equal smplx's (full hand poses, flat-hand mean)."""
     reference = load_body_model(
         "smplx", folder=paths.body_models_dir(synthetic_body_files.root), num_betas=10, use_pca=False,
         flat_hand_mean=True, batch_size=3,
     )  # fmt: skip
     g = torch.Generator().manual_seed(0)
-    p = PoseParams(*(scale * torch.randn(3, n, generator=g) for n, scale in ((3, 1.0), (63, 0.3), (45, 0.3), (45, 0.3), (10, 1.0), (3, 1.0))))
+    p = PoseParams(
+        *(
+            scale * torch.randn(3, n, generator=g)
+            for n, scale in ((3, 1.0), (63, 0.3), (45, 0.3), (45, 0.3), (10, 1.0), (3, 1.0))
+        )
+    )
     out = reference.model(global_orient=p.global_orient, body_pose=p.body_pose, left_hand_pose=p.left_hand_pose,
                           right_hand_pose=p.right_hand_pose, betas=p.betas, transl=p.transl)  # fmt: skip
     kinematics = BodyKinematics(body)
@@ -83,7 +90,7 @@ def test_wholebody_names_map_to_smplx_points() -> None:
     assert COCO_WHOLEBODY_KEYPOINTS[mirror[COCO_WHOLEBODY_KEYPOINTS.index("face-36")]] == "face-45"  # eye corners
 
 
-def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:  # noqa: ANN001
+def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:
     truth = body_from_client(body, params=mug.body_params)
     assert np.abs(truth.vertices - mug.body_vertices).max() < 1e-5  # hand poses included
     # The keypoints are the body's own keypoint points, projected; the torso is seen, the contour unused.
@@ -93,7 +100,9 @@ def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:  
         point = camera[JOINT_NAMES.index(smplx_source(name))]
         uv = mug.intrinsics[:2, :2] @ (point[:2] / point[2]) + mug.intrinsics[:2, 2]
         assert np.allclose(mug.keypoints[names.index(name), :2], uv, atol=1e-3)
-    assert mug.keypoints[[names.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")], 2].all()
+    assert mug.keypoints[
+        [names.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")], 2
+    ].all()
     assert mug.keypoints[23:40, 2].sum() == 0  # the jaw contour
     # The gripping hand is closed: its fingers flex well past the relaxed hand's.
     frames = HandFrames(BodyKinematics(body))
@@ -101,7 +110,7 @@ def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:  
     assert float(flex.reshape(5, 3).sum(1).mean()) > 0.6
 
 
-def test_whole_body_fit_closes_the_hand_around_the_mug(body, mug) -> None:  # noqa: ANN001
+def test_whole_body_fit_closes_the_hand_around_the_mug(body, mug) -> None:
     fit = fit_body(body, _true_keypoints(mug), mug.intrinsics, mug.image.shape[:2], mug.person_mask, FAST,
                    occluder_mask=mug.object_mask)  # fmt: skip
     assert fit.keypoint_format == "coco_wholebody" and fit.prior == "joint limits" and fit.source == "fitted"
@@ -116,7 +125,7 @@ def test_whole_body_fit_closes_the_hand_around_the_mug(body, mug) -> None:  # no
     assert reach < open_reach - 0.015, (reach, open_reach)
 
 
-def test_coco17_keypoints_still_fit(body, mug) -> None:  # noqa: ANN001
+def test_coco17_keypoints_still_fit(body, mug) -> None:
     keypoints = _true_keypoints(mug)[:17]
     fit = fit_body(body, keypoints, mug.intrinsics, mug.image.shape[:2], mug.person_mask, FAST)
     assert fit.keypoint_format == "coco17" and fit.losses["body_keypoint_rms_px"] < 2.0
@@ -124,14 +133,16 @@ def test_coco17_keypoints_still_fit(body, mug) -> None:  # noqa: ANN001
     assert np.allclose(relaxed.vertices, fit.vertices, atol=1e-5)  # no hand keypoints: hands stay relaxed
 
 
-def test_first_estimate_joins_the_starts(body, mug) -> None:  # noqa: ANN001
+def test_first_estimate_joins_the_starts(body, mug) -> None:
     """The true body given as a BodyInit (what a learned regressor hands over) is kept and refined."""
     from scipy.spatial.transform import Rotation
 
     p = mug.body_params
     rotation, offset = mug.cv_camera_from_world[:3, :3], mug.cv_camera_from_world[:3, 3]
     kinematics = BodyKinematics(body)
-    pelvis = (kinematics.j_template[0] + kinematics.j_shapedirs[0] @ torch.tensor(p["betas"], dtype=torch.float32)).numpy()
+    pelvis = (
+        kinematics.j_template[0] + kinematics.j_shapedirs[0] @ torch.tensor(p["betas"], dtype=torch.float32)
+    ).numpy()
     init = BodyInit(
         p["betas"], Rotation.from_matrix(rotation @ Rotation.from_rotvec(p["global_orient"]).as_matrix()).as_rotvec(),
         p["body_pose"], rotation @ (pelvis + p["transl"]) + offset - pelvis, p["left_hand_pose"], p["right_hand_pose"],
@@ -153,7 +164,7 @@ def test_first_estimate_joins_the_starts(body, mug) -> None:  # noqa: ANN001
 # --- bad input: each has a clear outcome and a reason ------------------------------------------------------
 
 
-def test_hidden_torso_is_refused_with_the_reason(body, mug) -> None:  # noqa: ANN001
+def test_hidden_torso_is_refused_with_the_reason(body, mug) -> None:
     keypoints = _true_keypoints(mug)
     keypoints[[COCO_KEYPOINTS.index(n) for n in ("left_shoulder", "left_hip", "right_hip")], 2] = 0.0
     with pytest.raises(BadInputError, match="torso is hidden") as info:
@@ -163,7 +174,7 @@ def test_hidden_torso_is_refused_with_the_reason(body, mug) -> None:  # noqa: AN
         fit_body(body, np.zeros((25, 3)), mug.intrinsics, mug.image.shape[:2])
 
 
-def test_tiny_person_is_fitted_from_body_keypoints_or_refused(mug) -> None:  # noqa: ANN001
+def test_tiny_person_is_fitted_from_body_keypoints_or_refused(mug) -> None:
     keypoints = _true_keypoints(mug)
     centre = keypoints[:17, :2].mean(0)
     for scale, outcome in ((0.15, "small"), (0.05, "refused")):
@@ -180,19 +191,21 @@ def test_tiny_person_is_fitted_from_body_keypoints_or_refused(mug) -> None:  # n
         assert any("too small to use" in note for note in prepared.notes)
 
 
-def test_person_cut_by_the_border_says_what_was_not_seen(body, mug) -> None:  # noqa: ANN001
+def test_person_cut_by_the_border_says_what_was_not_seen(body, mug) -> None:
     """The photo cropped above the knees: the legs are outside it, the fit says so and does not pretend."""
     names = list(COCO_WHOLEBODY_KEYPOINTS)
     height = int(mug.keypoints[names.index("left_knee"), 1] - 10)
     keypoints = _true_keypoints(mug)
     prepared = prepare_keypoints(keypoints, (height, mug.image.shape[1]), 0.3, mug.person_mask[:height])
-    assert prepared.cut_sides == ["bottom"] and {"left leg", "right leg", "left foot", "right foot"} <= set(prepared.unseen)
+    assert prepared.cut_sides == ["bottom"] and {"left leg", "right leg", "left foot", "right foot"} <= set(
+        prepared.unseen
+    )
     fit = fit_body(body, keypoints, mug.intrinsics, (height, mug.image.shape[1]), mug.person_mask[:height], FAST)
     assert {"cut_by_border", "parts_unseen"} <= set(fit.flags)
     assert any("cut by the image's bottom edge" in note and "left leg" in note for note in fit.notes)
 
 
-def test_keypoints_whose_sides_contradict_the_photo_are_fitted_mirrored_and_reported(body, mug) -> None:  # noqa: ANN001
+def test_keypoints_whose_sides_contradict_the_photo_are_fitted_mirrored_and_reported(body, mug) -> None:
     """Keypoints mirrored with the photo but not relabelled (the face is seen, yet left and right say the body faces
     away): retried with the sides swapped, which fits a body facing the camera, and the result says so."""
     keypoints = _true_keypoints(mug)

@@ -170,7 +170,7 @@ class _RunsCommand:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -196,7 +196,7 @@ def test_malicious_object_array_inside_npz_is_refused(tmp_path: Path) -> None:
 
 def test_eval_in_a_mapping_file_is_refused(tmp_path: Path) -> None:
     class CallsEval:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (eval, ("__import__('os').getcwd()",))
 
     path = tmp_path / "smpl_to_smplx.pkl"

@@ -13,8 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from ivlm_core.body import load_body_model
 from ivlm_core.body.skeleton import body_skeleton
-from server.results import skeleton_out
 from server.arrays import value
+from server.results import skeleton_out
 
 
 def _subtree(parents: np.ndarray, root: int) -> set[int]:
@@ -25,7 +25,7 @@ def _subtree(parents: np.ndarray, root: int) -> set[int]:
     return inside
 
 
-def test_skeleton_matches_the_model_and_posing_it_matches_smplx(synthetic_body_files) -> None:  # noqa: ANN001
+def test_skeleton_matches_the_model_and_posing_it_matches_smplx(synthetic_body_files) -> None:
     body = load_body_model("smplx", path=synthetic_body_files.smplx, num_betas=10)
     skeleton = body_skeleton(body)
     dense = np.zeros((10475, 55), np.float32)
@@ -46,14 +46,14 @@ def test_skeleton_matches_the_model_and_posing_it_matches_smplx(synthetic_body_f
     # Turn the left elbow's subtree by Q about the posed elbow, in the world: the new local elbow rotation is
     # parent_world^T Q parent_world R_local.
     elbow, parents = 18, skeleton.parents
-    local = [Rotation.identity()] + [Rotation.from_rotvec(pose[3 * i: 3 * i + 3]) for i in range(21)]
+    local = [Rotation.identity()] + [Rotation.from_rotvec(pose[3 * i : 3 * i + 3]) for i in range(21)]
     world = [local[0]]
     for joint in range(1, 22):
         world.append(world[parents[joint]] * local[joint])
     turn = Rotation.from_rotvec([0.0, 0.0, 0.8])
     parent_world = world[parents[elbow]]
     turned = pose.copy()
-    turned[3 * (elbow - 1): 3 * elbow] = (parent_world.inv() * turn * parent_world * local[elbow]).as_rotvec()
+    turned[3 * (elbow - 1) : 3 * elbow] = (parent_world.inv() * turn * parent_world * local[elbow]).as_rotvec()
     with torch.no_grad():
         moved = model(body_pose=torch.from_numpy(turned)[None]).vertices[0].numpy()
 

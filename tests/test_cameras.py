@@ -61,7 +61,12 @@ def test_human_view_camera_positions_and_vectors():
     # Views with a y shift keep the look-at rotation; only the view translation moves (camera goes down).
     assert centres[1, 1] < -math.sqrt(2.0)
     vectors = HUMAN_VIEWS.camera_vectors()
-    expected = [[0.2, 0.125, 0.875, 0.5, 0.5], [0.2, 0.875, 0.875, 0.5, 0.65], [0.2, 0.125, 0.375, 0.5, 0.5], [0.2, 0.875, 0.375, 0.5, 0.65]]
+    expected = [
+        [0.2, 0.125, 0.875, 0.5, 0.5],
+        [0.2, 0.875, 0.875, 0.5, 0.65],
+        [0.2, 0.125, 0.375, 0.5, 0.5],
+        [0.2, 0.875, 0.375, 0.5, 0.65],
+    ]
     assert np.allclose(vectors, expected)
     assert np.allclose(OBJECT_VIEWS.camera_vectors()[2], [0.2, 330 / 360, 0.375, 0.5, 0.5])
     assert HUMAN_VIEWS.names == ["topfront", "bottomfront", "topback", "bottomback"]
@@ -107,9 +112,13 @@ def test_frame_conversions_on_known_points():
     assert blender.tolist() == [[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]
     assert np.allclose(frames.BODY_FROM_BLENDER_WORLD @ frames.BLENDER_WORLD_FROM_BODY, np.eye(4))
     # A point 2 m in front of an OpenCV camera is at z = -2 for an OpenGL/Blender camera.
-    assert frames.transform_points(frames.GL_CAMERA_FROM_CV_CAMERA, np.array([[0.1, 0.2, 2.0]])).tolist() == [[0.1, -0.2, -2.0]]
+    assert frames.transform_points(frames.GL_CAMERA_FROM_CV_CAMERA, np.array([[0.1, 0.2, 2.0]])).tolist() == [
+        [0.1, -0.2, -2.0]
+    ]
     # PyTorch3D's +X (left) is OpenCV's -X.
-    assert frames.transform_points(frames.CV_CAMERA_FROM_P3D_VIEW, np.array([[1.0, 1.0, 3.0]])).tolist() == [[-1.0, -1.0, 3.0]]
+    assert frames.transform_points(frames.CV_CAMERA_FROM_P3D_VIEW, np.array([[1.0, 1.0, 3.0]])).tolist() == [
+        [-1.0, -1.0, 3.0]
+    ]
 
 
 def test_rigid_inverse_round_trip():

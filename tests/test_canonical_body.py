@@ -62,7 +62,12 @@ def _region(synthetic_body_files, joints, threshold=0.5):
 
 @pytest.mark.parametrize(
     "name, joints",
-    [("buttocks and thighs", [0, 1, 2]), ("right hand", [21, *range(37, 52)]), ("left foot", [7, 10]), ("back", [3, 6, 9])],
+    [
+        ("buttocks and thighs", [0, 1, 2]),
+        ("right hand", [21, *range(37, 52)]),
+        ("left foot", [7, 10]),
+        ("back", [3, 6, 9]),
+    ],
 )
 def test_body_lift_round_trip(canonical_views, synthetic_body_files, name, joints):
     """Mark vertices, render their per-view masks, lift back: F1 >= 0.95 over vertices seen by some view."""

@@ -19,7 +19,12 @@ def test_demo_command_writes_flagged_outputs(tmp_path, synthetic_body_files, cap
     contacts = np.load(out / "contacts.npz")
     assert contacts["ground_truth_masks_smplh"].shape == (6890,) and contacts["demo_model_smplx"].shape == (10475,)
     assert contacts["demo_model_object"].shape == contacts["ground_truth_masks_object"].shape
-    for name in ("human_views_ground_truth_masks.png", "human_views_demo_model_masks.png", "object_views_demo_model_masks.png", "human_topfront.png"):
+    for name in (
+        "human_views_ground_truth_masks.png",
+        "human_views_demo_model_masks.png",
+        "object_views_demo_model_masks.png",
+        "human_topfront.png",
+    ):
         assert (out / "renders" / name).is_file()
     assert (out / "body_smplx_contact.ply").is_file() and (out / "object_contact.ply").is_file()
     assert "DEMO" in capsys.readouterr().out

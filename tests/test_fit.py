@@ -85,7 +85,9 @@ def test_camera_focal_from_client_exif_or_default():
 def test_projection_and_soft_silhouette():
     k = torch.tensor([[100.0, 0, 31.5], [0, 100.0, 31.5], [0, 0, 1]])
     uv, z = project(torch.tensor([[0.0, 0.0, 2.0], [0.2, -0.1, 2.0]]), k)
-    assert torch.allclose(uv, torch.tensor([[31.5, 31.5], [41.5, 26.5]])) and torch.allclose(z, torch.tensor([2.0, 2.0]))
+    assert torch.allclose(uv, torch.tensor([[31.5, 31.5], [41.5, 26.5]])) and torch.allclose(
+        z, torch.tensor([2.0, 2.0])
+    )
     square = torch.tensor([[[20.0, 20.0], [44.0, 20.0], [44.0, 44.0], [20.0, 44.0]]], requires_grad=True)
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
     sil = soft_silhouette(square, faces, (64, 64), sigma=1e-4)
@@ -108,7 +110,9 @@ def test_compiled_soft_silhouette_equals_the_pytorch_one():
     faces = torch.tensor(sphere.faces)
     k = torch.tensor([[120.0, 0, 10.0], [0, 120.0, 24.0], [0, 0, 1]])
     size = (48, 40)  # the sphere's left part falls outside the image
-    uv = torch.stack([project(vertices + torch.tensor([dx, 0.01, 1.0]), k)[0] for dx in (0.0, 0.12)]).requires_grad_(True)
+    uv = torch.stack([project(vertices + torch.tensor([dx, 0.01, 1.0]), k)[0] for dx in (0.0, 0.12)]).requires_grad_(
+        True
+    )
     mask = torch.zeros(size)
     mask[10:30, 5:25] = 1.0
     results = []
@@ -177,7 +181,9 @@ def test_soft_iou_is_lowest_at_the_true_placement(chair_case):
     turned[:3, :3] = Rotation.from_rotvec([0.0, np.radians(10.0), 0.0]).as_matrix() @ truth[:3, :3]
     moved[:3, 3] += [0.03, 0.0, 0.0]
     k = torch.tensor(inputs.intrinsics, dtype=torch.float32)
-    points = torch.tensor(np.stack([transform_points(t, vertices) for t in (truth, turned, moved)]), dtype=torch.float32)
+    points = torch.tensor(
+        np.stack([transform_points(t, vertices) for t in (truth, turned, moved)]), dtype=torch.float32
+    )
     uv, z = project(points, k)
     loss = soft_iou_loss(uv, z, torch.from_numpy(faces), window)
     assert float(loss[0]) < 0.4 and float(loss[0]) < float(loss[1]) and float(loss[0]) < float(loss[2])

@@ -10,8 +10,15 @@ from ivlm_core.localize.generation import generate_with_cache, generate_without_
 @pytest.fixture(scope="module")
 def llm():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -48,8 +55,12 @@ def test_stops_at_eos_and_reports_no_seg(llm):
 def test_forced_answer_runs_the_requested_length(llm):
     prompt = torch.randn(1, 10, 64)
     forced = [5, 6, 7, 8, 9]
-    cached = generate_with_cache(llm, prompt, max_new_tokens=0, eos_token_id=2, seg_token_ids=(8,), forced_tokens=forced)
-    uncached = generate_without_cache(llm, prompt, max_new_tokens=0, eos_token_id=2, seg_token_ids=(8,), forced_tokens=forced)
+    cached = generate_with_cache(
+        llm, prompt, max_new_tokens=0, eos_token_id=2, seg_token_ids=(8,), forced_tokens=forced
+    )
+    uncached = generate_without_cache(
+        llm, prompt, max_new_tokens=0, eos_token_id=2, seg_token_ids=(8,), forced_tokens=forced
+    )
     assert cached.tokens == uncached.tokens == forced
     assert len(cached.decode_seconds) == len(uncached.decode_seconds) == 4
     assert torch.allclose(cached.seg_state, uncached.seg_state, atol=1e-5)

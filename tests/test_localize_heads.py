@@ -2,7 +2,13 @@
 
 import torch
 
-from ivlm_core.localize.heads import AddCameraEncoder, AttentionSplitter, GateCameraEncoder, ViewIndexCameraEncoder, text_hidden_fcs
+from ivlm_core.localize.heads import (
+    AddCameraEncoder,
+    AttentionSplitter,
+    GateCameraEncoder,
+    ViewIndexCameraEncoder,
+    text_hidden_fcs,
+)
 from ivlm_core.render.views import HUMAN_VIEWS
 
 

@@ -113,10 +113,14 @@ def test_composed_forward_equals_a_direct_computation_of_the_spec(tiny_models, b
 
 
 def test_cached_and_uncached_generation_agree_on_a_release(tiny_models, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32
+    )
     net, tok = localizer.network, localizer.tokenizer
     with torch.no_grad():
-        embeds = net.prompt_embeddings(tok.encode_prompt(prompts.contact_prompt("hcontact", "cup")), localizer._photo_features(photo))
+        embeds = net.prompt_embeddings(
+            tok.encode_prompt(prompts.contact_prompt("hcontact", "cup")), localizer._photo_features(photo)
+        )
     args = dict(max_new_tokens=32, eos_token_id=tok.eos_id, seg_token_ids=net.config.seg_token_ids)
     cached, uncached = generate_with_cache(net.llm, embeds, **args), generate_without_cache(net.llm, embeds, **args)
     assert cached.tokens == uncached.tokens and cached.seg_index == uncached.seg_index
@@ -124,7 +128,9 @@ def test_cached_and_uncached_generation_agree_on_a_release(tiny_models, photo):
 
 
 def test_canonical_sam_embeddings_are_computed_once(tiny_models, body_views, photo, monkeypatch):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     calls = []
     original = sam.encode_images
     monkeypatch.setattr(sam, "encode_images", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -135,7 +141,9 @@ def test_canonical_sam_embeddings_are_computed_once(tiny_models, body_views, pho
 
 
 def test_bf16_gives_float32_logits(tiny_models, body_views, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.bfloat16)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.bfloat16
+    )
     assert localizer.network.llm.lm_head.weight.dtype == torch.bfloat16
     assert next(localizer.network.sam.parameters()).dtype == torch.bfloat16
     result = localizer.localize(photo, "chair", "hcontact", views=body_views.sam_images)
@@ -143,7 +151,9 @@ def test_bf16_gives_float32_logits(tiny_models, body_views, photo):
 
 
 def test_documented_keys_are_ignored(tiny_models):
-    _, report = load_network(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    _, report = load_network(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     assert report.ignored_keys and all(k.endswith("rotary_emb.inv_freq") for k in report.ignored_keys)
 
 
@@ -193,7 +203,9 @@ def test_missing_folder_and_missing_config(tmp_path, tiny_models):
 def test_partial_and_corrupt_shards_name_the_file(copy_release, tiny_models):
     folder = copy_release()
     (folder / "pytorch_model-00002-of-00002.bin").unlink()
-    with pytest.raises(ModelFileError, match="pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"):
+    with pytest.raises(
+        ModelFileError, match="pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"
+    ):
         load_network(folder, tiny_models.clip)
     folder = copy_release("interactvlm-3d-hcontact-damon-fix")
     shard = folder / "pytorch_model-00001-of-00002.bin"
@@ -222,7 +234,9 @@ def test_wrong_vocabulary_size_is_named(copy_release, tiny_models):
     folder = copy_release()
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
     _edit_config(folder, vocab_size=vocab + 2)
-    with pytest.raises(ModelFileError, match=rf"embed_tokens.weight has {vocab} rows but config.json says vocab_size = {vocab + 2}"):
+    with pytest.raises(
+        ModelFileError, match=rf"embed_tokens.weight has {vocab} rows but config.json says vocab_size = {vocab + 2}"
+    ):
         load_network(folder, tiny_models.clip)
 
 
@@ -264,7 +278,9 @@ def test_missing_clip_folder_names_the_hub_model(tiny_models, tmp_path):
 
 
 def test_bad_requests(tiny_models, body_views, photo):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     with pytest.raises(BadInputError, match="label"):
         localizer.localize(photo, "   ", "hcontact", views=body_views.sam_images)
     with pytest.raises(BadInputError, match="does not do oafford") as info:
@@ -296,6 +312,8 @@ def test_separate_decoder_checkpoints_with_duplicated_keys_load(copy_release, ti
     assert localizer.network.config.separate_decoders
     assert localizer.network.mask_decoder_for("human") is localizer.network.human_mask_decoder
     result = localizer.localize(photo, "chair", "hcontact", views=body_views.sam_images)
-    plain = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32)
+    plain = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon"], tiny_models.clip, dtype=torch.float32
+    )
     reference = plain.localize(photo, "chair", "hcontact", views=body_views.sam_images)
     assert torch.allclose(result.logits, reference.logits, atol=1e-6)  # same weights in the human decoder

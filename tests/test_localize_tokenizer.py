@@ -52,7 +52,7 @@ def _load(folder: Path, ids: dict[str, int]) -> ReleaseTokenizer:
 
 
 @pytest.fixture(scope="module")
-def gen(folders) -> ReleaseTokenizer:  # noqa: ANN001
+def gen(folders) -> ReleaseTokenizer:
     return _load(*folders["Gen"])
 
 
@@ -167,8 +167,7 @@ def test_parse_affordance_from_every_template() -> None:
             assert P.parse_affordance("ASSISTANT: " + answer.lower().replace("[oseg]", "[OSEG]")) == affordance
     assert P.parse_affordance("Sure, the object contact region is [SEG].") is None
     both = (
-        "Body parts: left hand, contact mask: [HSEG]. "
-        "The affordance type is grasp, and the contact region is [OSEG]."
+        "Body parts: left hand, contact mask: [HSEG]. The affordance type is grasp, and the contact region is [OSEG]."
     )
     parsed = P.parse_answer(both)
     assert parsed == P.ParsedAnswer(["left hand"], "grasp", ["[HSEG]", "[OSEG]"])
@@ -185,7 +184,7 @@ def _expected_ids(sp: spm.SentencePieceProcessor, prompt: str, ids: dict[str, in
 
 
 @pytest.mark.parametrize("kind", ["Gen", "Gen-Hu-Obj"])
-def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:  # noqa: ANN001
+def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:
     folder, ids = folders[kind]
     tok = _load(folder, ids)
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
@@ -202,7 +201,7 @@ def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:  # noqa
         assert sp.decode(got[at + 2 :]) == prompt.split("<im_end>\n")[1]
 
 
-def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:
     folder, ids = folders["Gen-Hu-Obj"]
     tok = _load(folder, ids)
     assert ids == {"[SEG]": VOCAB_SIZE, "<im_start>": VOCAB_SIZE + 1, "<im_end>": VOCAB_SIZE + 2,
@@ -229,13 +228,13 @@ def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:  
     assert tok2.encode_prompt(prompt) == _expected_ids(sp, prompt, swapped)
 
 
-def _broken(tmp_path: Path, folders, name: str) -> Path:  # noqa: ANN001
+def _broken(tmp_path: Path, folders, name: str) -> Path:
     folder = tmp_path / name
     shutil.copytree(folders["Gen-Hu-Obj"][0], folder)
     return folder
 
 
-def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:
     ok = dict(seg_token_idx=VOCAB_SIZE, hseg_token_idx=VOCAB_SIZE + 3, oseg_token_idx=VOCAB_SIZE + 4)
 
     folder = _broken(tmp_path, folders, "no_model")
@@ -256,7 +255,9 @@ def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  #
 
     # Config and files disagree: the error names the file and the config field.
     folder = _broken(tmp_path, folders, "mismatch")
-    with pytest.raises(ModelFileError, match=rf"seg_token_idx is {VOCAB_SIZE + 1}.*added_tokens\.json.*\[SEG\]={VOCAB_SIZE}"):
+    with pytest.raises(
+        ModelFileError, match=rf"seg_token_idx is {VOCAB_SIZE + 1}.*added_tokens\.json.*\[SEG\]={VOCAB_SIZE}"
+    ):
         ReleaseTokenizer.from_folder(folder, **{**ok, "seg_token_idx": VOCAB_SIZE + 1})
     with pytest.raises(ModelFileError, match=r"oseg_token_idx.*added_tokens\.json"):
         ReleaseTokenizer.from_folder(folder, **{**ok, "oseg_token_idx": VOCAB_SIZE + 3})
@@ -282,7 +283,7 @@ def test_bad_folders_raise_model_file_error(tmp_path: Path, folders) -> None:  #
 
 
 # --- tokenizer: whitespace around added tokens --------------------------------------------------------
-def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folders) -> None:  # noqa: ANN001
+def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folders) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(folders["Gen"][0] / "tokenizer.model"))
     im_start, im_end, seg = gen.im_start_id, gen.im_end_id, gen.seg_token_idx
     # The "\n" after <im_end> never reaches SentencePiece, and the next word keeps its dummy-prefix "▁".
@@ -301,7 +302,7 @@ def test_whitespace_next_to_added_tokens_is_dropped(gen: ReleaseTokenizer, folde
     assert len(gen.encode("<image>")) > 2
 
 
-def test_special_token_flags_from_special_tokens_map(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_special_token_flags_from_special_tokens_map(tmp_path: Path, folders) -> None:
     """A token listed in special_tokens_map.json as an AddedToken follows its lstrip/rstrip flags (4.31's rule
     for special tokens); as a plain string it strips both sides like any added token."""
     folder = tmp_path / "flags"
@@ -356,7 +357,7 @@ def test_real_llama_system_prefix_ids() -> None:
 
 
 # --- tiny tokenizer ---------------------------------------------------------------------------------
-def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:  # noqa: ANN001
+def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:
     model = train_tiny_sentencepiece()
     assert model == train_tiny_sentencepiece()  # deterministic
     assert model == (folders["Gen"][0] / "tokenizer.model").read_bytes()

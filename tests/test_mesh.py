@@ -19,7 +19,11 @@ TRI = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
         (np.zeros((0, 3)), np.zeros((0, 3), int), "no vertices"),
         (TRI, np.zeros((0, 3), int), "no faces"),
         (TRI[:, :2], [[0, 1, 2]], "shape [N, 3]"),
-        (np.array([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]]), [[0, 1, 2]], "NaN or infinite coordinates (first: vertex 1)"),
+        (
+            np.array([[0, 0, 0], [1, np.nan, 0], [0, 1, 0]]),
+            [[0, 1, 2]],
+            "NaN or infinite coordinates (first: vertex 1)",
+        ),
         (np.array([[0, 0, 0], [1, 0, np.inf], [0, 1, 0]]), [[0, 1, 2]], "NaN or infinite"),
         (TRI, [[0, 1, 4]], "refers to vertex 4, but the mesh has 4 vertices"),
         (TRI, [[0, -1, 2]], "refers to vertex -1"),

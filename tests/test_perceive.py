@@ -327,4 +327,3 @@ def test_save_pretrained_round_trip(perceiver, scene, tmp_path):
                 assert s0 == pytest.approx(s1, abs=1e-6)
         else:
             np.testing.assert_allclose(expected, actual, atol=1e-4)
-

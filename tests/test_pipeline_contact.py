@@ -25,7 +25,9 @@ PHOTO = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype(np.uint8)
 
 def test_human_contact_from_a_photo_and_a_label(tiny_models, body):
     views, mapping = body
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-hcontact-damon-fix"], tiny_models.clip, dtype=torch.float32
+    )
     contact = estimate_human_contact(localizer, PHOTO, "bench", views, mapping)
     assert contact.reason is None and contact.localize.found_contact
     assert contact.smplh.shape == (6890,) and contact.smplx.shape == (10475,)
@@ -36,7 +38,9 @@ def test_human_contact_from_a_photo_and_a_label(tiny_models, body):
 
 
 def test_object_contact_on_the_users_mesh(tiny_models):
-    localizer = Localizer.from_folders(tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32)
+    localizer = Localizer.from_folders(
+        tiny_models.releases["interactvlm-3d-oafford-lemon-piad"], tiny_models.clip, dtype=torch.float32
+    )
     mesh = mug().mesh
     contact = estimate_object_contact(localizer, PHOTO, "cup", mesh)
     assert contact.vertices.shape == (mesh.num_vertices,)

@@ -16,7 +16,7 @@ def test_unknown_stage_is_refused() -> None:
         RunOptions(stages=frozenset({"body", "render"}))
 
 
-def test_standing_body_faces_the_camera_upright_and_fills_the_frame(synthetic_body_files) -> None:  # noqa: ANN001
+def test_standing_body_faces_the_camera_upright_and_fills_the_frame(synthetic_body_files) -> None:
     from ivlm_core import paths
     from ivlm_core.body import load_body_model
 

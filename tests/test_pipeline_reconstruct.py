@@ -125,8 +125,8 @@ def test_bad_photo_and_empty_label_are_bad_input(pipeline, scene):
 
 
 def test_cli_on_a_folder_of_images(tmp_path, scene, synthetic_body_files, tiny_models, tiny_perception):
-    from PIL import Image
     import trimesh
+    from PIL import Image
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -134,7 +134,9 @@ def test_cli_on_a_folder_of_images(tmp_path, scene, synthetic_body_files, tiny_m
     mesh_path = tmp_path / "mug.obj"
     trimesh.Trimesh(scene.object_mesh.vertices, scene.object_mesh.faces, process=False).export(mesh_path)
     out = tmp_path / "out"
-    code = cli_main(["reconstruct", "--images", str(photos), "--object", f"{mesh_path}:{scene.label}", "--demo", "--out", str(out)])
+    code = cli_main(
+        ["reconstruct", "--images", str(photos), "--object", f"{mesh_path}:{scene.label}", "--demo", "--out", str(out)]
+    )
     assert code == 0
     saved = json.loads((out / "one" / "result.json").read_text())
     assert saved["demo"] is True and saved["objects"][0]["label"] == scene.label

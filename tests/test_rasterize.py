@@ -130,7 +130,9 @@ def test_render_is_shaded_and_background_is_white():
     mesh = DEMO_OBJECTS["ball"]().mesh
     vertices, _, _ = normalize_object_vertices(mesh.vertices)
     v = torch.tensor(vertices)
-    rendering = render_mesh(v, torch.tensor(mesh.faces), OBJECT_VIEWS.cameras(96), position_colors(v), OBJECT_VIEWS.light_positions())
+    rendering = render_mesh(
+        v, torch.tensor(mesh.faces), OBJECT_VIEWS.cameras(96), position_colors(v), OBJECT_VIEWS.light_positions()
+    )
     image = rendering.rgb_uint8()
     assert image.shape == (4, 96, 96, 3)
     assert (image[~rendering.mask.numpy()] == 255).all()

@@ -22,7 +22,7 @@ RELEASE = "vitpose+_small.pth"
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):  # noqa: ANN001, ANN201
+def folder(tmp_path_factory):
     return write_tiny_vitpose_wholebody(tmp_path_factory.mktemp("wholebody"))
 
 
@@ -31,7 +31,7 @@ def _reference() -> VitPoseForPoseEstimation:
     return VitPoseForPoseEstimation(tiny_wholebody_config()).eval()
 
 
-def test_release_file_maps_onto_the_moe_model_exactly(folder) -> None:  # noqa: ANN001
+def test_release_file_maps_onto_the_moe_model_exactly(folder) -> None:
     loaded = load_release(folder / RELEASE)
     assert loaded.is_demo and loaded.dataset_index == WHOLEBODY_DATASET_INDEX
     assert loaded.model.config.num_labels == 133 and not loaded.model.config.use_simple_decoder
@@ -41,7 +41,7 @@ def test_release_file_maps_onto_the_moe_model_exactly(folder) -> None:  # noqa: 
     assert all(torch.equal(actual[k], expected[k]) for k in expected)  # stored weights: exact
 
 
-def test_estimator_runs_the_whole_body_expert(folder) -> None:  # noqa: ANN001
+def test_estimator_runs_the_whole_body_expert(folder) -> None:
     estimator = KeypointEstimator.from_folder(folder)
     assert estimator.format == "coco_wholebody" and estimator.dataset_index == 5 and estimator.demo
     image = np.random.default_rng(0).integers(0, 255, (320, 240, 3), dtype=np.uint8)
@@ -55,7 +55,7 @@ def test_estimator_runs_the_whole_body_expert(folder) -> None:  # noqa: ANN001
     assert torch.allclose(ours, reference, atol=1e-5) and not torch.allclose(ours, other_expert, atol=1e-4)
 
 
-def test_split_whole_body_file_loads_as_a_plain_vit(folder, tmp_path) -> None:  # noqa: ANN001
+def test_split_whole_body_file_loads_as_a_plain_vit(folder, tmp_path) -> None:
     """ViTPose's tools/model_split.py output: the whole-body expert merged into fc2, its head as the main head, the
     experts left behind unused. It computes what the multi-task file computes with dataset index 5."""
     state = torch.load(folder / RELEASE, weights_only=True)["state_dict"]
@@ -81,7 +81,7 @@ def test_split_whole_body_file_loads_as_a_plain_vit(folder, tmp_path) -> None:  
     assert torch.allclose(plain, moe, atol=1e-4)
 
 
-def _rewrite(folder, tmp_path, edit) -> object:  # noqa: ANN001
+def _rewrite(folder, tmp_path, edit) -> object:
     target = shutil.copytree(folder, tmp_path / "copy")
     checkpoint = torch.load(target / RELEASE, weights_only=True)
     edit(checkpoint["state_dict"])
@@ -89,7 +89,7 @@ def _rewrite(folder, tmp_path, edit) -> object:  # noqa: ANN001
     return target / RELEASE
 
 
-def test_unknown_missing_and_foreign_weights_are_named(folder, tmp_path) -> None:  # noqa: ANN001
+def test_unknown_missing_and_foreign_weights_are_named(folder, tmp_path) -> None:
     path = _rewrite(folder, tmp_path, lambda s: s.__setitem__("backbone.blocks.0.attn.rel_pos", torch.zeros(3)))
     with pytest.raises(ModelFileError, match="backbone.blocks.0.attn.rel_pos"):
         load_release(path)
@@ -112,7 +112,7 @@ def test_unknown_missing_and_foreign_weights_are_named(folder, tmp_path) -> None
         load_release(path)
 
 
-def test_whole_body_folder_is_preferred_and_coco17_is_the_fallback(tiny_perception, tmp_path) -> None:  # noqa: ANN001
+def test_whole_body_folder_is_preferred_and_coco17_is_the_fallback(tiny_perception, tmp_path) -> None:
     from ivlm_core.doctor import check_model_files
 
     for name in ("grounding-dino", "sam", "vitpose"):

@@ -15,11 +15,11 @@ from ivlm_core.errors import ModelFileError, ModelFilesMissingError
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory):  # noqa: ANN001, ANN201
+def release(tmp_path_factory):
     return write_tiny_vposer(tmp_path_factory.mktemp("vposer") / "V02_05")
 
 
-def test_release_layout_loads_and_is_flagged_demo(release) -> None:  # noqa: ANN001
+def test_release_layout_loads_and_is_flagged_demo(release) -> None:
     assert (release / "V02_05.yaml").is_file() and (release / "snapshots" / SNAPSHOT).is_file()
     vposer = load_vposer(release)
     assert vposer.is_demo and vposer.latent_dim == 8 and vposer.source.name == SNAPSHOT
@@ -31,13 +31,13 @@ def test_release_layout_loads_and_is_flagged_demo(release) -> None:  # noqa: ANN
         assert torch.equal(ours[f"{UPSTREAM_NAMES[module]}.{leaf}"], value)
 
 
-def test_the_newest_snapshot_is_used(release, tmp_path) -> None:  # noqa: ANN001
+def test_the_newest_snapshot_is_used(release, tmp_path) -> None:
     folder = shutil.copytree(release, tmp_path / "V02_05")
     shutil.copy(folder / "snapshots" / SNAPSHOT, folder / "snapshots" / "V02_05_epoch=08_val_loss=0.03.ckpt")
     assert find_snapshot(folder).name == SNAPSHOT  # epoch 13 over epoch 8, whatever the file dates say
 
 
-def test_decoder_and_encoder_follow_the_published_design(release) -> None:  # noqa: ANN001
+def test_decoder_and_encoder_follow_the_published_design(release) -> None:
     """The decoder: Linear, LeakyReLU, Linear, LeakyReLU, Linear to 6 numbers per joint read as a 3x2 matrix whose
     columns are Gram-Schmidt-ed, the third column their cross product. The encoder: BatchNorm, Linear, LeakyReLU,
     BatchNorm, two Linears, the mean head. Recomputed here from the raw weights."""
@@ -70,7 +70,7 @@ def test_decoder_and_encoder_follow_the_published_design(release) -> None:  # no
     assert torch.allclose(vposer.encode(pose), mean, atol=1e-5)
 
 
-def test_missing_damaged_foreign_and_unsafe_files_are_named(release, tmp_path) -> None:  # noqa: ANN001
+def test_missing_damaged_foreign_and_unsafe_files_are_named(release, tmp_path) -> None:
     with pytest.raises(ModelFilesMissingError, match="no VPoser checkpoint") as info:
         load_vposer(tmp_path / "nothing")
     assert "smpl-x.is.tue.mpg.de" in info.value.hint
@@ -92,7 +92,7 @@ def test_missing_damaged_foreign_and_unsafe_files_are_named(release, tmp_path) -
         load_vposer(unsafe)
 
 
-def test_fit_with_vposer_says_so(release, synthetic_body_files) -> None:  # noqa: ANN001
+def test_fit_with_vposer_says_so(release, synthetic_body_files) -> None:
     """With VPoser the body pose lives in its latent space (the tiny one's priors mean nothing; this checks wiring)."""
     import numpy as np
 
@@ -106,10 +106,16 @@ def test_fit_with_vposer_says_so(release, synthetic_body_files) -> None:  # noqa
                                               "body_pose": np.zeros(63), "transl": np.array([0, 0, 3.0])})  # fmt: skip
     kinematics = BodyKinematics(body)
     layout = kinematics.keypoint_layout()
-    from ivlm_core.fit.body_kinematics import smplx_source
     from smplx.joint_names import JOINT_NAMES
 
-    points = np.array([standing.joints[JOINT_NAMES.index(smplx_source(n))] if ok else [0, 0, 3.0] for n, ok in zip(layout.names, layout.available)])
+    from ivlm_core.fit.body_kinematics import smplx_source
+
+    points = np.array(
+        [
+            standing.joints[JOINT_NAMES.index(smplx_source(n))] if ok else [0, 0, 3.0]
+            for n, ok in zip(layout.names, layout.available)
+        ]
+    )
     k = np.array([[600.0, 0, 239.5], [0, 600.0, 319.5], [0, 0, 1]])
     uv = points[:, :2] / points[:, 2:] * 600.0 + [239.5, 319.5]
     keypoints = np.concatenate([uv, layout.available.numpy()[:, None].astype(float)], 1)

@@ -79,7 +79,7 @@ def paint_contact_colors(obj: bpy.types.Object, known: dict[str, array.array] | 
     colors = array.array("f", (0.6, 0.6, 0.6, 1.0)) * len(mesh.vertices)
     for i, s in enumerate(strength):
         if s > 0.0:
-            colors[4 * i: 4 * i + 3] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s)))
+            colors[4 * i : 4 * i + 3] = array.array("f", (0.6 + 0.4 * s, 0.6 * (1 - s), 0.6 * (1 - s)))
     attribute = mesh.color_attributes[COLOR_ATTRIBUTE]
     if not isinstance(attribute, bpy.types.FloatColorAttribute):
         raise TypeError(f"{obj.name} has a colour attribute {COLOR_ATTRIBUTE} of another type; remove it")
@@ -119,7 +119,9 @@ def contact_strength(obj: bpy.types.Object, known: dict[str, array.array] | None
 def place(obj: bpy.types.Object, camera_from_object: list[list[float]], scale: Vector) -> None:
     """Sets the object's matrix_world from the server's placement, keeping the object's own scale (the server
     placed the mesh as sent, i.e. already scaled)."""
-    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal((scale.x, scale.y, scale.z, 1.0))
+    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal(
+        (scale.x, scale.y, scale.z, 1.0)
+    )
 
 
 def _provenance(result: dict, image_source: str) -> dict:

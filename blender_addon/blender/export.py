@@ -58,7 +58,9 @@ def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -
     return contact.sidecar(groups, objects, provenance)
 
 
-def export_run(context: bpy.types.Context, collection: bpy.types.Collection, filepath: str, preset: str) -> tuple[str, str]:
+def export_run(
+    context: bpy.types.Context, collection: bpy.types.Collection, filepath: str, preset: str
+) -> tuple[str, str]:
     """Writes the run's meshes (and camera) to `filepath` in the preset's format, and the sidecar beside it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")

@@ -134,7 +134,9 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
             context, runner.result, _sources_by_name(info["sources"]), image, info["image_source"],
             object_mode=p.object_mode, thresholds=(p.body_threshold, p.object_threshold), rig_body=p.rig_body,
         )  # fmt: skip
-        text = f"Estimate Contact: {collection.name}" + (" [DEMO results, not meaningful]" if runner.result["demo"] else "")
+        text = f"Estimate Contact: {collection.name}" + (
+            " [DEMO results, not meaningful]" if runner.result["demo"] else ""
+        )
     else:
         _apply_refit(info["collection"], runner.result)
         text = "Refit: objects re-placed from the edited contacts"
@@ -448,4 +450,3 @@ def cancel_all() -> None:
     if _JOB:
         _JOB["job"].cancel()
         _JOB.clear()
-

@@ -20,7 +20,8 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         name="Token", subtype="PASSWORD", description="Bearer token, if the server needs one"
     )
     allow_remote: BoolProperty(  # type: ignore[valid-type]
-        name="Allow remote server", default=False,
+        name="Allow remote server",
+        default=False,
         description="Talk to a server on another machine (needs a token there)",
     )
     connect_timeout: FloatProperty(  # type: ignore[valid-type]
@@ -36,8 +37,10 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
     )
     object_mode: EnumProperty(  # type: ignore[valid-type]
         name="Placed object",
-        items=(("DUPLICATE", "Duplicate", "Place a copy of the object, leave the original untouched"),
-               ("IN_PLACE", "In place", "Move the selected object itself")),
+        items=(
+            ("DUPLICATE", "Duplicate", "Place a copy of the object, leave the original untouched"),
+            ("IN_PLACE", "In place", "Move the selected object itself"),
+        ),
         default="DUPLICATE",
     )
     rig_body: BoolProperty(  # type: ignore[valid-type]
@@ -79,5 +82,10 @@ def preferences(context: bpy.types.Context) -> IVLM_AddonPreferences:
 
 def client(context: bpy.types.Context) -> ServerClient:
     prefs = preferences(context)
-    return ServerClient(prefs.server_url, token=prefs.token, connect_timeout=prefs.connect_timeout,
-                        read_timeout=prefs.read_timeout, allow_remote=prefs.allow_remote)
+    return ServerClient(
+        prefs.server_url,
+        token=prefs.token,
+        connect_timeout=prefs.connect_timeout,
+        read_timeout=prefs.read_timeout,
+        allow_remote=prefs.allow_remote,
+    )

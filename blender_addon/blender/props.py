@@ -23,7 +23,8 @@ class IVLM_PG_window(bpy.types.PropertyGroup):
 
 class IVLM_PG_scene(bpy.types.PropertyGroup):
     image_path: StringProperty(  # type: ignore[valid-type]
-        name="Photo", subtype="FILE_PATH",
+        name="Photo",
+        subtype="FILE_PATH",
         description="The reference photo, when no Image Empty or camera background holds it",
     )
     apply_modifiers: BoolProperty(  # type: ignore[valid-type]
@@ -51,14 +52,14 @@ def unregister() -> None:
 
 def window_state(context: bpy.types.Context) -> IVLM_PG_window:
     """The job progress and server status of this Blender session (`WindowManager.ivlm`)."""
-    return getattr(context.window_manager, "ivlm")
+    return context.window_manager.ivlm
 
 
 def scene_settings(context: bpy.types.Context) -> IVLM_PG_scene:
     """The active scene's InteractVLM settings (`Scene.ivlm`)."""
-    return getattr(context.scene, "ivlm")
+    return context.scene.ivlm
 
 
 def object_label(obj: bpy.types.Object) -> str:
     """The Label typed in the panel for `obj` (`Object.ivlm_label`), empty when none was."""
-    return str(getattr(obj, "ivlm_label"))
+    return str(obj.ivlm_label)

@@ -98,7 +98,9 @@ class JobRunner:
             self.state = "fetch"
         elif status["state"] in ("failed", "cancelled"):
             error = status.get("error") or {}
-            raise ServerError(error.get("code", "INTERNAL"), error.get("message", status["message"]), error.get("hint", ""))
+            raise ServerError(
+                error.get("code", "INTERNAL"), error.get("message", status["message"]), error.get("hint", "")
+            )
         else:
             self._not_before = self.clock() + self.poll_interval_s
 

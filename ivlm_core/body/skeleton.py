@@ -33,7 +33,9 @@ def body_skeleton(body: LoadedBodyModel) -> Skeleton:
     parents = body.model.parents.detach().cpu().numpy().astype(np.int32)
     count = len(parents)
     if body.model_type != "smplx" or count != SMPLX_KINEMATIC_JOINTS:
-        raise ValueError(f"rigging needs an SMPL-X model with {SMPLX_KINEMATIC_JOINTS} joints; got {body.model_type} with {count}")
+        raise ValueError(
+            f"rigging needs an SMPL-X model with {SMPLX_KINEMATIC_JOINTS} joints; got {body.model_type} with {count}"
+        )
     weights = body.model.lbs_weights.detach().cpu().numpy()
     vertex, joint = np.nonzero(weights > WEIGHT_EPSILON)
     return Skeleton(

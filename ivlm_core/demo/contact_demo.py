@@ -37,7 +37,9 @@ MASK_COLOR = np.array([255, 38, 26], dtype=np.float32)  # InteractVLM's overlay 
 CONTACT_THRESHOLD = 0.5
 GT_LOGIT = 8.0
 HUMAN_DEMO_RELEASE = "interactvlm-3d-hcontact-damon-fix"
-OBJECT_DEMO_RELEASE = "interactvlm-3d-oafford-lemon-piad"  # stand-in mask logits: +8 inside the ground-truth contact, -8 outside
+OBJECT_DEMO_RELEASE = (
+    "interactvlm-3d-oafford-lemon-piad"  # stand-in mask logits: +8 inside the ground-truth contact, -8 outside
+)
 
 
 def ground_truth_logits(maps: PixelMaps, contact: np.ndarray) -> torch.Tensor:
@@ -94,7 +96,9 @@ def run_contact_demo(
         timings[name] = round(time.perf_counter() - start, 3)
         progress(f"  {name}: {timings[name]:.2f} s")
 
-    progress("DEMO: generated assets only (synthetic body, objects, photo, tiny random-weight models); no licensed files.")
+    progress(
+        "DEMO: generated assets only (synthetic body, objects, photo, tiny random-weight models); no licensed files."
+    )
     start = time.perf_counter()
     models = ensure_synthetic_body_models()
     stage("demo body models", start)
@@ -121,8 +125,12 @@ def run_contact_demo(
 
     start = time.perf_counter()
     tiny = ensure_tiny_models()
-    human_model = Localizer.from_folders(tiny.releases[HUMAN_DEMO_RELEASE], tiny.clip, device=device, dtype=torch.float32)
-    object_model = Localizer.from_folders(tiny.releases[OBJECT_DEMO_RELEASE], tiny.clip, device=device, dtype=torch.float32)
+    human_model = Localizer.from_folders(
+        tiny.releases[HUMAN_DEMO_RELEASE], tiny.clip, device=device, dtype=torch.float32
+    )
+    object_model = Localizer.from_folders(
+        tiny.releases[OBJECT_DEMO_RELEASE], tiny.clip, device=device, dtype=torch.float32
+    )
     stage("load tiny demo releases", start)
     start = time.perf_counter()
     human = estimate_human_contact(human_model, scene.image, scene.label, body_views, mapping)
@@ -167,7 +175,9 @@ def run_contact_demo(
         },
     )
     _save_colored_mesh(out_dir / "body_smplx_contact.ply", scene.body_vertices, scene.body_faces, contact_smplx)
-    _save_colored_mesh(out_dir / "object_contact.ply", scene.object_vertices_world(), scene.object_mesh.faces, contact_object)
+    _save_colored_mesh(
+        out_dir / "object_contact.ply", scene.object_vertices_world(), scene.object_mesh.faces, contact_object
+    )
 
     visible_smplh = body_lift.visible().cpu().numpy()
     summary = {

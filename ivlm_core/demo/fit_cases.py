@@ -74,7 +74,11 @@ def placement_error(case: FitCase, camera_from_object: np.ndarray | None) -> Pla
     placed_c = transform_points(camera_from_object, local).mean(0)
     t_err = float(np.linalg.norm(true_c - placed_c))
     rot = camera_from_object[:3, :3] / np.cbrt(np.linalg.det(camera_from_object[:3, :3]))
-    r_err = None if case.scene.label in ROTATION_SYMMETRIC else rotation_angle_deg(case.true_camera_from_object[:3, :3], rot)
+    r_err = (
+        None
+        if case.scene.label in ROTATION_SYMMETRIC
+        else rotation_angle_deg(case.true_camera_from_object[:3, :3], rot)
+    )
     share = t_err / case.body_height
     ok = share <= SUCCESS_TRANSLATION_SHARE and (r_err is None or r_err <= SUCCESS_ROTATION_DEG)
     return PlacementError(r_err, t_err, share, ok)

@@ -67,8 +67,10 @@ def _tube(path: np.ndarray, radius: float, around: int, closed: bool) -> tuple[n
         vertices = np.concatenate([vertices, path[:1], path[-1:]])
         ring0 = np.arange(around)
         ring1 = (segments - 1) * around + ring0
-        caps = [np.stack([np.full(around, start), np.roll(ring0, -1), ring0], -1),
-                np.stack([np.full(around, end), ring1, np.roll(ring1, -1)], -1)]
+        caps = [
+            np.stack([np.full(around, start), np.roll(ring0, -1), ring0], -1),
+            np.stack([np.full(around, end), ring1, np.roll(ring1, -1)], -1),
+        ]
         faces = np.concatenate([faces, *caps])
     return vertices, faces
 
@@ -128,7 +130,11 @@ def knot_200k() -> DemoObject:
     t = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
     p, q, big_r, small_r, tube = 2, 3, 0.22, 0.09, 0.045
     centre = np.stack(
-        [(big_r + small_r * np.cos(q * t)) * np.cos(p * t), small_r * np.sin(q * t), (big_r + small_r * np.cos(q * t)) * np.sin(p * t)],
+        [
+            (big_r + small_r * np.cos(q * t)) * np.cos(p * t),
+            small_r * np.sin(q * t),
+            (big_r + small_r * np.cos(q * t)) * np.sin(p * t),
+        ],
         axis=-1,
     )
     vertices, faces = _tube(centre, tube, around, closed=True)

@@ -87,7 +87,9 @@ class SyntheticScene:
     world_from_object: np.ndarray  # [4, 4]
     body_contact: np.ndarray  # [10475] float, 1 where in contact
     object_contact: np.ndarray  # [N_object] float, 1 where in contact
-    keypoints: np.ndarray  # [133, 3] COCO-WholeBody (x, y in pixels, 1 = visible / 0 = hidden, outside or no SMPL-X point)
+    keypoints: (
+        np.ndarray
+    )  # [133, 3] COCO-WholeBody (x, y in pixels, 1 = visible / 0 = hidden, outside or no SMPL-X point)
     keypoints_camera: np.ndarray  # [133, 3] the same keypoints in the CV_CAMERA frame (metres)
 
     @property
@@ -204,7 +206,9 @@ def _joint_region(body: LoadedBodyModel, joints: tuple[int, ...], threshold: flo
     return np.flatnonzero(weights[:, list(joints)].sum(1) > threshold)
 
 
-def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: np.ndarray, joints: np.ndarray, seed: int):
+def _place_object(
+    kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: np.ndarray, joints: np.ndarray, seed: int
+):
     """World-from-object transform putting the object against the body for this scene kind."""
     body_tree = _surface_tree(vertices, np.asarray(body.model.faces, np.int64), seed)
     local = obj.mesh.vertices
@@ -212,7 +216,9 @@ def _place_object(kind: str, obj: DemoObject, body: LoadedBodyModel, vertices: n
         pelvis = joints[0]
         # The backrest's front face (local z = -0.19) goes just behind the hips and lower back; the seat
         # top (local y = 0.45, 0.46 m square) goes just under the lowest body point above its footprint.
-        hips = vertices[(np.abs(vertices[:, 0] - pelvis[0]) < 0.25) & (np.abs(vertices[:, 1] - pelvis[1] - 0.05) < 0.25)]
+        hips = vertices[
+            (np.abs(vertices[:, 0] - pelvis[0]) < 0.25) & (np.abs(vertices[:, 1] - pelvis[1] - 0.05) < 0.25)
+        ]
         centre_z = hips[:, 2].min() - 0.02 + 0.19
         above_seat = (np.abs(vertices[:, 0] - pelvis[0]) < 0.23) & (np.abs(vertices[:, 2] - centre_z) < 0.23)
         seat_y = vertices[above_seat, 1].min() - TOUCH_GAP
@@ -317,7 +323,9 @@ def _pose_params(params: dict[str, np.ndarray], hands: np.ndarray) -> PoseParams
     )  # fmt: skip
 
 
-def _posed(kinematics: BodyKinematics, params: dict[str, np.ndarray], hands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _posed(
+    kinematics: BodyKinematics, params: dict[str, np.ndarray], hands: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """World vertices [V, 3] and joints [55, 3] of the body with these parameters (hands full, absolute)."""
     with torch.no_grad():
         vertices, joints = kinematics.vertices(_pose_params(params, hands))
@@ -343,7 +351,9 @@ def _grip(
     for joint in range(3):
         trial = coefficients.expand(batch, 15, 3).clone()
         for f, finger in enumerate(FINGER_ORDER):
-            trial[:, 3 * f + joint, 0] += torch.tensor(angles, dtype=torch.float32) * (0.8 if finger == "thumb" else 1.0)
+            trial[:, 3 * f + joint, 0] += torch.tensor(angles, dtype=torch.float32) * (
+                0.8 if finger == "thumb" else 1.0
+            )
         pose = frames.to_axis_angle(trial, side)
         grid = PoseParams(
             base.global_orient.expand(batch, 3), base.body_pose.expand(batch, 63),

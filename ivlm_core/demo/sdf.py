@@ -186,7 +186,7 @@ def sample_grid(shape: Union, xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, st
     return volume
 
 
-def _linear_upsampling(n: int, picks: np.ndarray):  # noqa: ANN202 (scipy sparse matrix)
+def _linear_upsampling(n: int, picks: np.ndarray):
     """Sparse [n, len(picks)] matrix that linearly interpolates samples taken at indices `picks`."""
     import scipy.sparse as sp
 

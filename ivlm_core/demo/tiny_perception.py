@@ -159,7 +159,9 @@ def tiny_wholebody_config() -> VitPoseConfig:
         out_indices=[2], num_experts=6, part_features=8, layer_norm_eps=1e-6,
     )  # fmt: skip
     names = dict(enumerate(COCO_WHOLEBODY_KEYPOINTS))
-    return VitPoseConfig(backbone_config=backbone, use_simple_decoder=False, id2label=names, label2id={v: k for k, v in names.items()})
+    return VitPoseConfig(
+        backbone_config=backbone, use_simple_decoder=False, id2label=names, label2id={v: k for k, v in names.items()}
+    )
 
 
 def write_tiny_vitpose_wholebody(folder: Path, seed: int = 0) -> Path:
@@ -184,14 +186,24 @@ def write_tiny_vitpose_wholebody(folder: Path, seed: int = 0) -> Path:
             parts = [model.state_dict()[f"{attention}{name}.{leaf}"] for name in ("query", "key", "value")]
             state[f"backbone.blocks.{layer}.attn.qkv.{leaf}"] = torch.cat(parts).clone()
     head = model.state_dict()
-    for prefix, outputs in (("keypoint_head.", 17), *((f"associate_keypoint_heads.{i}.", n) for i, n in enumerate((14, 16, 17, 17, 133)))):
-        for ours, release in (("deconv1.weight", "deconv_layers.0.weight"), ("deconv2.weight", "deconv_layers.3.weight")):
-            state[prefix + release] = head["head." + ours].clone() if outputs == 133 else torch.randn_like(head["head." + ours]) * 0.02
+    for prefix, outputs in (
+        ("keypoint_head.", 17),
+        *((f"associate_keypoint_heads.{i}.", n) for i, n in enumerate((14, 16, 17, 17, 133))),
+    ):
+        for ours, release in (
+            ("deconv1.weight", "deconv_layers.0.weight"),
+            ("deconv2.weight", "deconv_layers.3.weight"),
+        ):
+            state[prefix + release] = (
+                head["head." + ours].clone() if outputs == 133 else torch.randn_like(head["head." + ours]) * 0.02
+            )
         for ours, release in (("batchnorm1", "deconv_layers.1"), ("batchnorm2", "deconv_layers.4")):
             for leaf in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
                 state[f"{prefix}{release}.{leaf}"] = head[f"head.{ours}.{leaf}"].clone()
         conv_w, conv_b = head["head.conv.weight"], head["head.conv.bias"]
-        state[prefix + "final_layer.weight"] = conv_w.clone() if outputs == 133 else torch.randn(outputs, *conv_w.shape[1:]) * 0.02
+        state[prefix + "final_layer.weight"] = (
+            conv_w.clone() if outputs == 133 else torch.randn(outputs, *conv_w.shape[1:]) * 0.02
+        )
         state[prefix + "final_layer.bias"] = conv_b.clone() if outputs == 133 else torch.zeros(outputs)
     meta = {DEMO_MARKER_KEY: TINY_PERCEPTION_VERSION, "num_attention_heads": 2, "note": "DEMO: random weights"}
     torch.save({"meta": meta, "state_dict": state}, folder / "vitpose+_small.pth")
@@ -210,9 +222,14 @@ def _release_key(ours: str) -> str | None:
     layer, rest = ours.removeprefix("backbone.encoder.layer.").split(".", 1)
     if rest.startswith("attention.attention."):
         return None
-    for release, name in (("norm1", "layernorm_before"), ("norm2", "layernorm_after"), ("attn.proj", "attention.output.dense"), ("mlp", "mlp")):
+    for release, name in (
+        ("norm1", "layernorm_before"),
+        ("norm2", "layernorm_after"),
+        ("attn.proj", "attention.output.dense"),
+        ("mlp", "mlp"),
+    ):
         if rest.startswith(name + "."):
-            return f"backbone.blocks.{layer}.{release}{rest[len(name):]}"
+            return f"backbone.blocks.{layer}.{release}{rest[len(name) :]}"
     raise ValueError(f"no release name for {ours}")
 
 

@@ -23,8 +23,8 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaFo
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ivlm_core import paths
-from ivlm_core.fileio import ensure_folder_once
 from ivlm_core.demo.tiny_tokenizer import write_tiny_tokenizer
+from ivlm_core.fileio import ensure_folder_once
 from ivlm_core.localize.heads import AttentionSplitter, camera_encoder, text_hidden_fcs
 from ivlm_core.localize.sam import UPSTREAM_SAM_PREFIX, tiny_sam_state_dict
 from ivlm_core.localize.tokenizer import ReleaseTokenizer
@@ -165,7 +165,12 @@ def write_tiny_clip(folder: Path, seed: int = 0) -> Path:
     """A tiny CLIP vision folder (config, weights, PIL image processor) in the hub layout."""
     torch.manual_seed(seed)
     config = CLIPVisionConfig(
-        hidden_size=CLIP_HIDDEN, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=224, patch_size=14
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        image_size=224,
+        patch_size=14,
     )
     CLIPVisionModel(config).save_pretrained(folder)
     CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(folder)
@@ -183,13 +188,27 @@ def write_tiny_release(folder: Path, name: str, clip_dir: Path, *, seed: int = 0
     config = _release_config(variant, ids, vocab_size, str(clip_dir), sam_dim)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "generation_config.json").write_text(
-        json.dumps({"_from_model_config": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "transformers_version": "4.31.0"}, indent=2)
+        json.dumps(
+            {
+                "_from_model_config": True,
+                "bos_token_id": 1,
+                "eos_token_id": 2,
+                "pad_token_id": 0,
+                "transformers_version": "4.31.0",
+            },
+            indent=2,
+        )
     )
     torch.manual_seed(seed)
     llm = LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS, num_key_value_heads=HEADS, tie_word_embeddings=False,
+            vocab_size=vocab_size,
+            hidden_size=HIDDEN,
+            intermediate_size=FFN,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            num_key_value_heads=HEADS,
+            tie_word_embeddings=False,
         )
     )
     if scripted:

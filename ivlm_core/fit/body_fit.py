@@ -371,7 +371,7 @@ class _Fitter:
         def flat(names: tuple[str, ...], source: dict[str, torch.Tensor]) -> torch.Tensor:
             return torch.cat([source[n] for n in names], 1) if names else torch.zeros(count, 0)
 
-        def values(free_flat, held_flat, base, select) -> tuple[torch.Tensor, ...]:  # noqa: ANN001 (tensors)
+        def values(free_flat, held_flat, base, select) -> tuple[torch.Tensor, ...]:
             """The five parameter tensors [..., n] of fits from their free and held parts."""
             out = dict(zip(free, torch.split(free_flat, [sizes[n] for n in free], -1)))
             out |= dict(zip(held, torch.split(held_flat, [leaves[n][0].numel() for n in held], -1)))
@@ -383,7 +383,7 @@ class _Fitter:
             shaped = [part.reshape(-1, *shapes[n]) for part, n in zip(parts, LEAVES)]
             return _Batch(rot0.reshape(-1, 3, 3), *shaped, batch.names)
 
-        def residual(free_flat, held_flat, rot0, base, select, robust):  # noqa: ANN001, ANN202 (one problem, vmapped)
+        def residual(free_flat, held_flat, rot0, base, select, robust):
             one = as_batch(values(free_flat[None], held_flat[None], base[None], select), rot0[None])
             terms = self.residuals(one, robust[None])
             return torch.cat([t.flatten(1) for t in terms.values()], 1)[0]
@@ -395,7 +395,9 @@ class _Fitter:
             current = as_batch(all_values(theta, held_flat, base_pose, pose_select), rotation0)
             return held_flat, rotation0, base_pose, pose_select, self.robust_weights(current)
 
-        theta, _ = levenberg_marquardt.solve(residual, flat(free, start), reweight(flat(free, start)), iterations, reweight)
+        theta, _ = levenberg_marquardt.solve(
+            residual, flat(free, start), reweight(flat(free, start)), iterations, reweight
+        )
         final = as_batch(all_values(theta, held_flat, base_pose, pose_select), rotation0)
         batch.delta, batch.transl, batch.pose, batch.betas, batch.hands = final.leaves()
         return self.losses(batch)
@@ -435,7 +437,9 @@ class _Fitter:
             return t[index : index + 1].detach().expand(count, *t.shape[1:]).clone()
 
         global_rot = take(batch.rotation0 @ batch_rodrigues(batch.delta))
-        out = _Batch(global_rot, torch.zeros(count, 3), take(batch.transl), pose, take(batch.betas), take(batch.hands), names)
+        out = _Batch(
+            global_rot, torch.zeros(count, 3), take(batch.transl), pose, take(batch.betas), take(batch.hands), names
+        )
         return out, select
 
     def facing_away(self, batch: _Batch, index: int) -> bool:

@@ -41,7 +41,7 @@ def focal_from_exif(image: Image.Image) -> float | None:
     try:
         exif = image.getexif()
         value = exif.get_ifd(EXIF_IFD).get(EXIF_FOCAL_35MM) or exif.get(EXIF_FOCAL_35MM)
-    except Exception:  # noqa: BLE001 (malformed EXIF is common and never fatal: fall back to the default)
+    except Exception:
         return None
     if not value:
         return None

@@ -80,8 +80,12 @@ def _edge(p0: torch.Tensor, p1: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 
 
 def soft_silhouette(
-    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4,
-    face_depth: torch.Tensor | None = None, occluder_depth: torch.Tensor | None = None,
+    uv: torch.Tensor,
+    faces: torch.Tensor,
+    image_size: tuple[int, int],
+    sigma: float = 1e-4,
+    face_depth: torch.Tensor | None = None,
+    occluder_depth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft silhouettes [B, H, W] of a mesh whose vertices project to uv [B, N, 2] (pixels).
 
@@ -116,7 +120,9 @@ def soft_silhouette(
             continue
         p = torch.stack([cols, rows], -1).to(uv.dtype)
         a, bb, c = tri[face_id, 0], tri[face_id, 1], tri[face_id, 2]
-        d2 = torch.minimum(torch.minimum(_point_segment_sq(p, a, bb), _point_segment_sq(p, bb, c)), _point_segment_sq(p, c, a))
+        d2 = torch.minimum(
+            torch.minimum(_point_segment_sq(p, a, bb), _point_segment_sq(p, bb, c)), _point_segment_sq(p, c, a)
+        )
 
         e0, e1, e2 = _edge(a, bb, p), _edge(bb, c, p), _edge(c, a, p)
         inside = ((e0 >= 0) & (e1 >= 0) & (e2 >= 0)) | ((e0 <= 0) & (e1 <= 0) & (e2 <= 0))

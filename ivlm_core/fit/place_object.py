@@ -37,8 +37,8 @@ from scipy.spatial import cKDTree
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.image_terms import distance_field, project, sample_image
 from ivlm_core.fit.procrustes import contact_icp
-from ivlm_core.fit.silhouette_iou import decimated_faces, mask_window, soft_iou_loss
 from ivlm_core.fit.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix, start_rotations
+from ivlm_core.fit.silhouette_iou import decimated_faces, mask_window, soft_iou_loss
 from ivlm_core.mesh import TriangleMesh, validate_mesh
 from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.renderer import rasterize_mesh
@@ -154,7 +154,9 @@ def contact_surface_samples(
         return vertices[vertex_idx], contact[vertex_idx]
     tri = vertices[chosen]
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    pick = rng.choice(len(chosen), size=max(count - len(vertex_idx), 0), p=area / area.sum() if area.sum() > 0 else None)
+    pick = rng.choice(
+        len(chosen), size=max(count - len(vertex_idx), 0), p=area / area.sum() if area.sum() > 0 else None
+    )
     r1, r2 = np.sqrt(rng.random(len(pick))), rng.random(len(pick))
     bary = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], -1)
     points = (bary[..., None] * tri[pick]).sum(1)
@@ -165,7 +167,9 @@ def contact_surface_samples(
 def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
     """The body's depth map [H, W] in the photo's camera (inf where the body is not drawn)."""
     cameras = PinholeCameras(
-        torch.eye(4, dtype=torch.float32)[None], torch.tensor(inputs.intrinsics, dtype=torch.float32)[None], inputs.image_size
+        torch.eye(4, dtype=torch.float32)[None],
+        torch.tensor(inputs.intrinsics, dtype=torch.float32)[None],
+        inputs.image_size,
     )
     fragments = rasterize_mesh(
         torch.tensor(inputs.body_vertices, dtype=torch.float32), torch.tensor(inputs.body_faces), cameras
@@ -336,9 +340,9 @@ def place_object(
             outside = sample_image(allowed_field, uv) * metres_per_px
             # Each mask pixel to its nearest projected point: the match is found without gradient (cdist's
             # backward over every pixel-point pair cost more than the rest of the step), the distance keeps it.
-            nearest_px = torch.from_numpy(np.stack([
-                cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()
-            ]))
+            nearest_px = torch.from_numpy(
+                np.stack([cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()])
+            )
             matched_uv = torch.gather(uv, 1, nearest_px[..., None].expand(-1, -1, 2))
             coverage = (mask_uv[None] - matched_uv).norm(dim=-1) * metres_per_px
             out["silhouette"] = outside.mean(-1) + coverage.mean(-1)
@@ -365,23 +369,32 @@ def place_object(
         "silhouette": options.w_silhouette,
         "depth": options.w_depth,
     }
+
     def total_of(terms: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(weights[name] * value for name, value in terms.items())
 
     # Every start is scored on the full loss after ICP; the best few are optimised together.
     with torch.no_grad():
         all_d6 = matrix_to_rotation_6d(icp.rotation)
-        first = torch.cat([  # in chunks: the coverage term compares every mask pixel with every object point
-            total_of(losses(all_d6[i : i + 16], icp.translation[i : i + 16], icp.rms.new_zeros(len(all_d6[i : i + 16]))))
-            for i in range(0, len(all_d6), 16)
-        ])
+        first = torch.cat(
+            [  # in chunks: the coverage term compares every mask pixel with every object point
+                total_of(
+                    losses(all_d6[i : i + 16], icp.translation[i : i + 16], icp.rms.new_zeros(len(all_d6[i : i + 16])))
+                )
+                for i in range(0, len(all_d6), 16)
+            ]
+        )
     keep = torch.argsort(first)[: options.keep_hypotheses]
     if initial is not None and 0 not in keep.tolist():
         keep = torch.cat([keep.new_zeros(1), keep[:-1]])
     size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
     d6, trans, log_scale = _optimise(
-        options, size, lambda *state: total_of(losses(*state)),
-        matrix_to_rotation_6d(icp.rotation[keep]), icp.translation[keep], torch.zeros(len(keep), dtype=dtype),
+        options,
+        size,
+        lambda *state: total_of(losses(*state)),
+        matrix_to_rotation_6d(icp.rotation[keep]),
+        icp.translation[keep],
+        torch.zeros(len(keep), dtype=dtype),
         options.steps,
     )
     with torch.no_grad():
@@ -400,7 +413,13 @@ def place_object(
             return total_of(losses(*state)) + iou_weight * iou(*state)
 
         d6, trans, log_scale = _optimise(
-            options, size, refined_total, d6[chosen], trans[chosen], log_scale[chosen], options.refine_steps,
+            options,
+            size,
+            refined_total,
+            d6[chosen],
+            trans[chosen],
+            log_scale[chosen],
+            options.refine_steps,
             options.refine_lr_share,
         )
         with torch.no_grad():
@@ -426,8 +445,9 @@ def place_object(
     result_losses["icp_rms_m"] = float(icp.rms[keep[best]])
     return ObjectPlacement(
         "placed",
-        "placed by contact, silhouette, penetration and depth-order terms" if have_masks else
-        "placed by contact and penetration terms only (no object mask was available)",
+        "placed by contact, silhouette, penetration and depth-order terms"
+        if have_masks
+        else "placed by contact and penetration terms only (no object mask was available)",
         camera_from_object=transform,
         scale=scale,
         losses=result_losses,

@@ -161,8 +161,11 @@ def _compile() -> ctypes.CDLL:
             source.write_text(_SOURCE)
             built = Path(tmp) / target.name
             # No -ffast-math: the pairs must be computed like the PyTorch version, NaN/inf rules included.
-            subprocess.run([compiler, "-O3", "-shared", "-fPIC", str(source), "-o", str(built), "-lm"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [compiler, "-O3", "-shared", "-fPIC", str(source), "-o", str(built), "-lm"],
+                check=True,
+                capture_output=True,
+            )
             os.replace(built, target)
     library = ctypes.CDLL(str(target))
     for name in ("soft_sil_forward", "soft_sil_backward"):
@@ -201,16 +204,31 @@ class _LogMissSum(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, uv: torch.Tensor, faces: np.ndarray, image_size: tuple[int, int], sigma: float,
-        face_z: np.ndarray | None = None, depth: np.ndarray | None = None,
+        ctx,
+        uv: torch.Tensor,
+        faces: np.ndarray,
+        image_size: tuple[int, int],
+        sigma: float,
+        face_z: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
     ) -> torch.Tensor:
         h, w = image_size
         radius, ndc2 = _blur(image_size, sigma)
         uv_np = np.ascontiguousarray(uv.detach().cpu().numpy(), dtype=np.float32)
         total = np.zeros(h * w, np.float32)
         gate = (None, None) if depth is None else (_ptr(face_z), _ptr(depth))
-        _library.soft_sil_forward(_ptr(uv_np), _ptr(faces), ctypes.c_int64(len(faces)), ctypes.c_int(h), ctypes.c_int(w),
-                                  ctypes.c_float(radius), ctypes.c_float(ndc2), ctypes.c_float(sigma), *gate, _ptr(total))
+        _library.soft_sil_forward(
+            _ptr(uv_np),
+            _ptr(faces),
+            ctypes.c_int64(len(faces)),
+            ctypes.c_int(h),
+            ctypes.c_int(w),
+            ctypes.c_float(radius),
+            ctypes.c_float(ndc2),
+            ctypes.c_float(sigma),
+            *gate,
+            _ptr(total),
+        )
         ctx.uv_np, ctx.faces, ctx.image_size, ctx.sigma, ctx.device = uv_np, faces, image_size, sigma, uv.device
         ctx.gate = gate
         return torch.from_numpy(total).to(uv.device)
@@ -221,15 +239,29 @@ class _LogMissSum(torch.autograd.Function):
         radius, ndc2 = _blur(ctx.image_size, ctx.sigma)
         grad = np.ascontiguousarray(grad_total.detach().cpu().numpy(), dtype=np.float32)
         grad_uv = np.zeros_like(ctx.uv_np)
-        _library.soft_sil_backward(_ptr(ctx.uv_np), _ptr(ctx.faces), ctypes.c_int64(len(ctx.faces)), ctypes.c_int(h),
-                                   ctypes.c_int(w), ctypes.c_float(radius), ctypes.c_float(ndc2),
-                                   ctypes.c_float(ctx.sigma), *ctx.gate, _ptr(grad), _ptr(grad_uv))
+        _library.soft_sil_backward(
+            _ptr(ctx.uv_np),
+            _ptr(ctx.faces),
+            ctypes.c_int64(len(ctx.faces)),
+            ctypes.c_int(h),
+            ctypes.c_int(w),
+            ctypes.c_float(radius),
+            ctypes.c_float(ndc2),
+            ctypes.c_float(ctx.sigma),
+            *ctx.gate,
+            _ptr(grad),
+            _ptr(grad_uv),
+        )
         return torch.from_numpy(grad_uv).to(ctx.device), None, None, None, None, None
 
 
 def soft_silhouette_fast(
-    uv: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], sigma: float = 1e-4,
-    face_depth: torch.Tensor | None = None, occluder_depth: torch.Tensor | None = None,
+    uv: torch.Tensor,
+    faces: torch.Tensor,
+    image_size: tuple[int, int],
+    sigma: float = 1e-4,
+    face_depth: torch.Tensor | None = None,
+    occluder_depth: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Same values and gradients as `image_terms.soft_silhouette` [B, H, W] (float32), computed in C.
 

@@ -77,7 +77,9 @@ def _read_images(folder: Path, pattern: str, required: bool) -> np.ndarray | Non
             with Image.open(path) as image:
                 array = np.asarray(image.convert("RGB"))
         except OSError as exc:
-            raise ModelFileError(f"{path} cannot be read as an image ({exc}).", "Re-extract InteractVLM's data.zip.") from exc
+            raise ModelFileError(
+                f"{path} cannot be read as an image ({exc}).", "Re-extract InteractVLM's data.zip."
+            ) from exc
         if array.shape != (CANONICAL_IMAGE_SIZE, CANONICAL_IMAGE_SIZE, 3):
             raise ModelFileError(
                 f"{path} is {array.shape[1]}x{array.shape[0]}, expected {CANONICAL_IMAGE_SIZE}x{CANONICAL_IMAGE_SIZE}.",

@@ -64,7 +64,9 @@ class PixelMaps:
         """Writes the two npz files (atomically) in the shipped layout."""
         folder.mkdir(parents=True, exist_ok=True)
         size = self.image_size[0]
-        save_npz_atomic(folder / vertex_map_filename(size), {n: self.vertex_ids[i] for i, n in enumerate(self.view_names)})
+        save_npz_atomic(
+            folder / vertex_map_filename(size), {n: self.vertex_ids[i] for i, n in enumerate(self.view_names)}
+        )
         save_npz_atomic(folder / bary_map_filename(size), {n: self.bary[i] for i, n in enumerate(self.view_names)})
 
     @classmethod
@@ -89,7 +91,9 @@ class PixelMaps:
 
 def _load_views(path: Path, view_names: Sequence[str], image_size: int) -> np.ndarray:
     if not path.is_file():
-        raise ModelFileError(f"missing pixel map file {path}.", "Re-extract InteractVLM's data.zip into the models folder.")
+        raise ModelFileError(
+            f"missing pixel map file {path}.", "Re-extract InteractVLM's data.zip into the models folder."
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [n for n in view_names if n not in data.files]
@@ -100,7 +104,9 @@ def _load_views(path: Path, view_names: Sequence[str], image_size: int) -> np.nd
                 )
             arrays = [data[n] for n in view_names]
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ModelFileError(f"{path}: cannot be read ({exc}).", "The file is damaged; re-extract InteractVLM's data.zip.") from exc
+        raise ModelFileError(
+            f"{path}: cannot be read ({exc}).", "The file is damaged; re-extract InteractVLM's data.zip."
+        ) from exc
     for name, array in zip(view_names, arrays):
         if array.shape != (image_size, image_size, 3):
             raise ModelFileError(

@@ -115,9 +115,13 @@ def _load_shard(path: Path) -> dict[str, torch.Tensor]:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise ModelFileError(f"{path} cannot be read: it is damaged or truncated ({exc}).", "Re-extract the release zip.") from exc
+        raise ModelFileError(
+            f"{path} cannot be read: it is damaged or truncated ({exc}).", "Re-extract the release zip."
+        ) from exc
     except Exception as exc:  # torch raises UnpicklingError subclasses for refused objects
-        raise ModelFileError(f"{path} is not a plain weights file ({type(exc).__name__}: {exc}).", "Re-extract the release zip.") from exc
+        raise ModelFileError(
+            f"{path} is not a plain weights file ({type(exc).__name__}: {exc}).", "Re-extract the release zip."
+        ) from exc
 
 
 def iter_release_tensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
@@ -144,7 +148,9 @@ class LoadReport:
     device: torch.device
 
 
-def _check_shapes(config: ReleaseConfig, tensors: dict[str, torch.Tensor], clip_config: CLIPVisionConfig, folder: Path) -> None:
+def _check_shapes(
+    config: ReleaseConfig, tensors: dict[str, torch.Tensor], clip_config: CLIPVisionConfig, folder: Path
+) -> None:
     def rows(key: str) -> int | None:
         return int(tensors[key].shape[0]) if key in tensors else None
 
@@ -228,7 +234,9 @@ def load_network(
                 f"{release_dir}: {name} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name])}.",
                 "The weights and config.json come from different releases; re-extract the release zip.",
             )
-    network.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True)
+    network.load_state_dict(
+        {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True
+    )
     network.sam = sam_model
     network.vision_tower = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype, local_files_only=True).to(device)
     # Rotary frequencies are a non-persistent buffer: rebuild them rather than load them.
@@ -283,7 +291,9 @@ def convert_release(
         try:
             name = our_key(key)
         except KeyError as exc:
-            raise ModelFileError(f"{release_dir}: the weight {key} matches no part of the network.", "Check the folder.") from exc
+            raise ModelFileError(
+                f"{release_dir}: the weight {key} matches no part of the network.", "Check the folder."
+            ) from exc
         if name is None:
             ignored.append(key)
             continue
@@ -297,5 +307,7 @@ def convert_release(
         if (release_dir / name).is_file():
             shutil.copy2(release_dir / name, out_dir / name)
     with atomic_path(out_dir / CONVERTED_MARKER) as tmp:  # written last: marks a complete conversion
-        tmp.write_text(json.dumps({"source": str(release_dir), "dtype": str(dtype), "files": files, "ignored": ignored}, indent=2))
+        tmp.write_text(
+            json.dumps({"source": str(release_dir), "dtype": str(dtype), "files": files, "ignored": ignored}, indent=2)
+        )
     return out_dir

@@ -123,7 +123,9 @@ def load_release_config(folder: Path) -> ReleaseConfig:
         raise ModelFilesMissingError(f"InteractVLM release folder {folder} does not exist.", _hint_download(folder))
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise ModelFilesMissingError(f"{path} is missing: {folder} is not a complete release folder.", _hint_download(folder))
+        raise ModelFilesMissingError(
+            f"{path} is missing: {folder} is not a complete release folder.", _hint_download(folder)
+        )
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

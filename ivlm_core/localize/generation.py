@@ -39,9 +39,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _next_token(
-    llm: LlamaForCausalLM, last_state: torch.Tensor, step: int, forced: Sequence[int] | None
-) -> int:
+def _next_token(llm: LlamaForCausalLM, last_state: torch.Tensor, step: int, forced: Sequence[int] | None) -> int:
     logits = llm.lm_head(last_state)
     choice = int(torch.argmax(logits, dim=-1))
     return int(forced[step]) if forced is not None else choice

@@ -13,7 +13,9 @@ from torch import nn
 
 def text_hidden_fcs(hidden_size: int, out_dim: int) -> nn.Sequential:
     """LLM final hidden state -> SAM prompt space: Linear, ReLU, Linear (+ an inert Dropout(0), for key indices)."""
-    return nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0))
+    return nn.Sequential(
+        nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0)
+    )
 
 
 class AddCameraEncoder(nn.Module):
@@ -52,7 +54,9 @@ class GateCameraEncoder(ViewIndexCameraEncoder):
 
     def __init__(self, num_views: int, out_dim: int = 256, camera_dim: int = 5, hidden: int = 128) -> None:
         nn.Module.__init__(self)
-        self.spatial_encoder = nn.Sequential(nn.Linear(camera_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.spatial_encoder = nn.Sequential(
+            nn.Linear(camera_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.view_transforms = nn.ModuleList(nn.Linear(hidden, out_dim) for _ in range(num_views))
 
     def view_encodings(self, cameras: torch.Tensor) -> torch.Tensor:

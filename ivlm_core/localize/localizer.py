@@ -158,17 +158,24 @@ class Localizer:
             views, cameras = photo[None], np.zeros((1, 5), np.float32)  # P15: zeros, as in training
         else:
             if views is None:
-                raise BadInputError(f"{mode} needs the 4 rendered views to segment.", "Pass views=... (see the docstring).")
+                raise BadInputError(
+                    f"{mode} needs the 4 rendered views to segment.", "Pass views=... (see the docstring)."
+                )
             views = _check_image(views, "views", stacked=True)
             if views.shape[0] != config.num_views:
-                raise BadInputError(f"{mode}: got {views.shape[0]} views, the release expects {config.num_views}.", "Render the 4 canonical views.")
+                raise BadInputError(
+                    f"{mode}: got {views.shape[0]} views, the release expects {config.num_views}.",
+                    "Render the 4 canonical views.",
+                )
             cameras = (HUMAN_VIEWS if mode in HUMAN_MODES else OBJECT_VIEWS).camera_vectors()
         label = prompts.normalize_label(label)
         prompt = prompts.contact_prompt(mode, label, self.prompt_style)
         timings: dict[str, float] = {}
         with torch.inference_mode():
             start = time.perf_counter()
-            embeddings = self.network.prompt_embeddings(self.tokenizer.encode_prompt(prompt), self._photo_features(photo))
+            embeddings = self.network.prompt_embeddings(
+                self.tokenizer.encode_prompt(prompt), self._photo_features(photo)
+            )
             generation = generate_with_cache(
                 self.network.llm,
                 embeddings,
@@ -183,7 +190,9 @@ class Localizer:
             logits = None
             if generation.found_seg:
                 start = time.perf_counter()
-                logits = self._decode_masks(generation, views, cameras, photo.shape[:2] if mode in PHOTO_MODES else None, mode)
+                logits = self._decode_masks(
+                    generation, views, cameras, photo.shape[:2] if mode in PHOTO_MODES else None, mode
+                )
                 timings["sam"] = time.perf_counter() - start
         return LocalizeResult(
             mode=mode,
@@ -201,7 +210,12 @@ class Localizer:
         )
 
     def _decode_masks(
-        self, generation: Generation, views: np.ndarray, cameras: np.ndarray, original_size: tuple[int, int] | None, mode: str
+        self,
+        generation: Generation,
+        views: np.ndarray,
+        cameras: np.ndarray,
+        original_size: tuple[int, int] | None,
+        mode: str,
     ) -> torch.Tensor:
         """The first seg token's state -> per-view prompts -> SAM over all views in one batch -> float32 logits."""
         embeddings, input_size = self._view_embeddings(views)
@@ -221,7 +235,11 @@ def _check_image(image: np.ndarray, name: str, stacked: bool = False) -> np.ndar
     dims = 4 if stacked else 3
     if array.ndim != dims or array.shape[-1] != 3 or min(array.shape[-3:-1]) < 1:
         shape = "[V, H, W, 3]" if stacked else "[H, W, 3]"
-        raise BadInputError(f"{name} must be an RGB image array {shape}, got shape {array.shape}.", "Send 8-bit RGB images.")
+        raise BadInputError(
+            f"{name} must be an RGB image array {shape}, got shape {array.shape}.", "Send 8-bit RGB images."
+        )
     if array.dtype != np.uint8:
-        raise BadInputError(f"{name} must be 8-bit (uint8), got {array.dtype}.", "Convert the image to 8-bit RGB first.")
+        raise BadInputError(
+            f"{name} must be 8-bit (uint8), got {array.dtype}.", "Convert the image to 8-bit RGB first."
+        )
     return array

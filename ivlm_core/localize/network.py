@@ -22,7 +22,6 @@ from ivlm_core.localize.heads import AttentionSplitter, camera_encoder, text_hid
 from ivlm_core.localize.prompts import IMAGE_TOKEN_INDEX  # LLaVA's sentinel for the image in prompt ids
 
 
-
 def llama_config(config: ReleaseConfig) -> LlamaConfig:
     """LLaMA-2 as LISA/InteractVLM use it: no GQA, RoPE base 10000, untied head, standard RMSNorm."""
     return LlamaConfig(

@@ -54,9 +54,7 @@ MODES = ("hcontact", "h2dcontact", "oafford", "ocontact")
 PROMPT_STYLES = ("clean", "upstream_demo")
 
 HCONTACT_PARTS_QUESTION = "Which body parts are in contact with the {label}? Segment these contact areas."
-H2DCONTACT_QUESTION = (
-    "Segment the area on the human's body that is in direct contact with the {label} in this image."
-)
+H2DCONTACT_QUESTION = "Segment the area on the human's body that is in direct contact with the {label} in this image."
 OAFFORD_AFFORD_QUESTION = (
     "What type of affordance does the human-object interaction suggest? "
     "Then, segment the area on the {label} where the human is making contact."

@@ -533,7 +533,11 @@ def vit_h_sam_config() -> SamConfig:
         mlp_dim=5120,
     )
     prompt = SamPromptEncoderConfig(
-        hidden_size=256, image_size=SAM_IMAGE_SIZE, patch_size=16, mask_input_channels=16, layer_norm_eps=SAM_VIT_LAYER_NORM_EPS
+        hidden_size=256,
+        image_size=SAM_IMAGE_SIZE,
+        patch_size=16,
+        mask_input_channels=16,
+        layer_norm_eps=SAM_VIT_LAYER_NORM_EPS,
     )
     decoder = SamMaskDecoderConfig(
         hidden_size=256,

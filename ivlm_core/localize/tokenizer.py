@@ -151,9 +151,7 @@ class ReleaseTokenizer:
         try:
             sp.LoadFromSerializedProto(model_path.read_bytes())
         except (RuntimeError, OSError) as exc:
-            raise ModelFileError(
-                f"{model_path} is not a SentencePiece model ({exc}).", _RELEASE_HINT
-            ) from None
+            raise ModelFileError(f"{model_path} is not a SentencePiece model ({exc}).", _RELEASE_HINT) from None
         pieces = sp.get_piece_size()
 
         added_path = folder / ADDED_TOKENS

@@ -67,7 +67,9 @@ class KeypointEstimator:
         release = find_release(folder)
         if release is not None and not (folder / "config.json").is_file():
             loaded = load_release(release, dtype)
-            return cls(loaded.model.to(device), VitPoseProcessor(), demo=loaded.is_demo, dataset_index=loaded.dataset_index)
+            return cls(
+                loaded.model.to(device), VitPoseProcessor(), demo=loaded.is_demo, dataset_index=loaded.dataset_index
+            )
         folder = folders.check_folder(name, folder)
         config = folders.read_config(name, folder)
         with folders.loading(name, folder, "the processor file (preprocessor_config.json)"):
@@ -127,4 +129,6 @@ def crop_region(box: np.ndarray, aspect: float = 192 / 256, padding: float = 1.2
     else:
         width = height * aspect
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    return np.array([cx - padding * width / 2, cy - padding * height / 2, cx + padding * width / 2, cy + padding * height / 2])
+    return np.array(
+        [cx - padding * width / 2, cy - padding * height / 2, cx + padding * width / 2, cy + padding * height / 2]
+    )

@@ -74,7 +74,9 @@ def result_to_dict(result: ReconstructResult) -> dict:
     }
 
 
-def save_result(result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray) -> Path:
+def save_result(
+    result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray
+) -> Path:
     """Writes result.json, arrays.npz and PLY meshes (body, placed objects) into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -187,8 +187,12 @@ class ContactPipeline:
         return cls(
             Perceiver.from_models_dir(root, device=device),
             body,
-            Localizer.from_folders(paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype),
-            Localizer.from_folders(paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype),
+            Localizer.from_folders(
+                paths.interactvlm_release_dir(human_release, root), paths.clip_dir(root), device=device, dtype=dtype
+            ),
+            Localizer.from_folders(
+                paths.interactvlm_release_dir(object_release, root), paths.clip_dir(root), device=device, dtype=dtype
+            ),
             load_canonical_body_views(paths.interactvlm_data_dir(root), paths.body_models_dir(root), device=device),
             load_mapping(paths.interactvlm_data_dir(root)),
             device=device,
@@ -210,7 +214,9 @@ class ContactPipeline:
             load_body_model("smplx", folder=paths.body_models_dir(models.root), num_betas=10),
             Localizer.from_folders(tiny.releases[HUMAN_RELEASE], tiny.clip, device=device, dtype=torch.float32),
             Localizer.from_folders(tiny.releases[OBJECT_RELEASE], tiny.clip, device=device, dtype=torch.float32),
-            load_canonical_body_views(paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device),
+            load_canonical_body_views(
+                paths.interactvlm_data_dir(models.root), paths.body_models_dir(models.root), device=device
+            ),
             load_mapping(models.smpl_to_smplx.parent),
             device=device,
             demo=True,
@@ -264,11 +270,15 @@ class ContactPipeline:
         t = stage("fit", 0.8, "placing the objects")
         for obj, reason in checked:
             if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+                outcomes.append(
+                    ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason])
+                )
                 continue
             body_contact, object_contact, answers, contact_notes = contacts[obj.label]
             detection = perception.objects.get(obj.label) if perception is not None else None
-            outcome = ObjectOutcome(obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers)
+            outcome = ObjectOutcome(
+                obj.label, ObjectPlacement("skipped", ""), object_contact, body_contact, answers=answers
+            )
             outcome.notes += contact_notes
             if detection is not None:
                 outcome.detection_box = [float(v) for v in detection.box]
@@ -279,8 +289,14 @@ class ContactPipeline:
                 outcomes.append(outcome)
                 continue
             outcome.placement = self._place(
-                body, obj, body_contact, object_contact, camera, detection.mask if detection else None,
-                perception.person.mask if perception is not None and perception.person is not None else None, options,
+                body,
+                obj,
+                body_contact,
+                object_contact,
+                camera,
+                detection.mask if detection else None,
+                perception.person.mask if perception is not None and perception.person is not None else None,
+                options,
             )
             outcomes.append(outcome)
         timings["fit"] = time.perf_counter() - t
@@ -288,11 +304,19 @@ class ContactPipeline:
             progress("done", 1.0, "finished")
         person = perception.person if perception is not None else None
         return ReconstructResult(
-            self.demo, camera, body, outcomes, notes, timings, perception.people_count if perception else 0,
+            self.demo,
+            camera,
+            body,
+            outcomes,
+            notes,
+            timings,
+            perception.people_count if perception else 0,
             person.mask if person is not None else None,
         )
 
-    def _body(self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]) -> BodyFit | None:
+    def _body(
+        self, perception: Perception | None, camera: CameraIntrinsics, options: RunOptions, notes: list[str]
+    ) -> BodyFit | None:
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
@@ -309,8 +333,14 @@ class ContactPipeline:
         occluders = [d.mask for d in perception.objects.values() if d is not None]
         try:
             body = fit_body(
-                self.body, person.keypoints, camera.matrix, camera.image_size, person.mask, options.body_fit,
-                occluder_mask=np.any(occluders, axis=0) if occluders else None, prior=self.pose_prior,
+                self.body,
+                person.keypoints,
+                camera.matrix,
+                camera.image_size,
+                person.mask,
+                options.body_fit,
+                occluder_mask=np.any(occluders, axis=0) if occluders else None,
+                prior=self.pose_prior,
             )
         except BadInputError as exc:
             notes.append(f"body not fitted: {exc.message}")
@@ -331,14 +361,25 @@ class ContactPipeline:
         answers = {"human": human.localize.text, "object": target.localize.text}
         return human.smplx, target.vertices, answers, notes
 
-    def _place(self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options) -> ObjectPlacement:
+    def _place(
+        self, body, obj, body_contact, object_contact, camera, object_mask, person_mask, options
+    ) -> ObjectPlacement:
         if body is None:
             return ObjectPlacement("skipped", "no body to place the object against")
         if body_contact is None or object_contact is None:
-            return ObjectPlacement("skipped", "no contact was predicted, so nothing says where the object touches the body")
+            return ObjectPlacement(
+                "skipped", "no contact was predicted, so nothing says where the object touches the body"
+            )
         inputs = PlacementInputs(
-            body.vertices, np.asarray(self.body.model.faces, np.int64), body_contact, obj.mesh, object_contact,
-            camera.matrix, camera.image_size, object_mask, person_mask,
+            body.vertices,
+            np.asarray(self.body.model.faces, np.int64),
+            body_contact,
+            obj.mesh,
+            object_contact,
+            camera.matrix,
+            camera.image_size,
+            object_mask,
+            person_mask,
         )
         placement = place_object(inputs, options.placement)
         if placement.placed and object_mask is None:
@@ -363,7 +404,9 @@ class ContactPipeline:
             if reason is None and (obj.object_contact is None or obj.body_contact is None):
                 reason = f"object '{obj.label}': refit needs both its object_contact and body_contact"
             if reason is not None:
-                outcomes.append(ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason]))
+                outcomes.append(
+                    ObjectOutcome(obj.label, ObjectPlacement("skipped", reason), None, None, notes=[reason])
+                )
                 continue
             mask = (object_masks or {}).get(obj.label)
             placement = self._place(body, obj, obj.body_contact, obj.object_contact, camera, mask, person_mask, options)

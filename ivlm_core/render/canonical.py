@@ -79,5 +79,7 @@ def render_object_views(
     normalised, center, scale = normalize_object_vertices(mesh.vertices)
     v = torch.as_tensor(normalised, dtype=torch.float32, device=device)
     f = torch.as_tensor(mesh.faces, dtype=torch.int64, device=device)
-    sam, overlay, fragments = _render_two_ways(v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size)
+    sam, overlay, fragments = _render_two_ways(
+        v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size
+    )
     return ObjectViewRenders(OBJECT_VIEWS, sam, overlay, fragments, f, mesh.num_vertices, center, scale)

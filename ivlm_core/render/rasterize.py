@@ -162,9 +162,7 @@ def _rasterize_small(zbuf, planes, box, pixel_base, face, sel, tier, width, znea
     for start in range(0, sel.numel(), step):
         idx = sel[start : start + step]
         valid = (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
-        _scatter_candidates(
-            zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], width, znear
-        )
+        _scatter_candidates(zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], width, znear)
 
 
 def _rasterize_large(zbuf, planes, box, pixel_base, face, sel, width, znear, max_candidates) -> None:

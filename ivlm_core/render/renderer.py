@@ -65,7 +65,9 @@ def shade(
     """
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     covered = fragments.covered()  # only covered pixels are shaded: background is most of a render
-    normals = torch.nn.functional.normalize(covered.interpolate(faces, vertex_normals(vertices, faces)), dim=-1, eps=1e-6)
+    normals = torch.nn.functional.normalize(
+        covered.interpolate(faces, vertex_normals(vertices, faces)), dim=-1, eps=1e-6
+    )
     rgb = covered.interpolate(faces, vertex_colors.to(vertices))
     if lighting is not None:
         if light_positions is None:

@@ -96,7 +96,7 @@ class _Fake:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
     def _send(self, status: int, body: dict | str) -> None:
@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         mode = _Fake.mode
         if mode == "slow":
             time.sleep(2.0)
@@ -121,24 +121,43 @@ class _Handler(BaseHTTPRequestHandler):
         _Fake.polls += 1
         state = "done" if _Fake.polls >= 3 else "running"
         if mode == "fails":
-            return self._send(200, {"state": "failed", "stage": "contact", "progress": 0.4, "message": "x",
-                                    "error": {"code": "GPU_OOM", "message": "out of memory", "hint": "free it"}})
-        return self._send(200, {"state": state, "stage": "contact", "progress": 0.5 if state == "running" else 1.0,
-                                "message": "working"})
+            return self._send(
+                200,
+                {
+                    "state": "failed",
+                    "stage": "contact",
+                    "progress": 0.4,
+                    "message": "x",
+                    "error": {"code": "GPU_OOM", "message": "out of memory", "hint": "free it"},
+                },
+            )
+        return self._send(
+            200,
+            {"state": state, "stage": "contact", "progress": 0.5 if state == "running" else 1.0, "message": "working"},
+        )
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if _Fake.mode == "busy":
             return self._send(429, {"code": "SERVER_BUSY", "message": "16 jobs are waiting", "hint": "retry"})
         if self.path.endswith("/cancel"):
             return self._send(200, {"state": "cancelled"})
         _Fake.polls = 0
-        return self._send(202, {"job_id": "a" * 32, "state": "queued", "stage": "queued", "progress": 0.0,
-                                "message": "waiting", "demo": True})
+        return self._send(
+            202,
+            {
+                "job_id": "a" * 32,
+                "state": "queued",
+                "stage": "queued",
+                "progress": 0.0,
+                "message": "waiting",
+                "demo": True,
+            },
+        )
 
 
 @pytest.fixture()
-def fake_server():  # noqa: ANN201
+def fake_server():
     _Fake.mode, _Fake.polls = "ok", 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -147,7 +166,7 @@ def fake_server():  # noqa: ANN201
     httpd.shutdown()
 
 
-def test_job_runs_to_done_step_by_step(fake_server) -> None:  # noqa: ANN001
+def test_job_runs_to_done_step_by_step(fake_server) -> None:
     runner = JobRunner(ServerClient(fake_server), {"x": 1}, poll_interval_s=0.0)
     states = []
     while not runner.finished:
@@ -160,7 +179,7 @@ def test_job_runs_to_done_step_by_step(fake_server) -> None:  # noqa: ANN001
     ("mode", "code"),
     [("500", "BAD_RESPONSE"), ("busy", "SERVER_BUSY"), ("slow", "TIMEOUT"), ("fails", "GPU_OOM")],
 )
-def test_failures_end_the_job_with_a_clear_error(fake_server, mode: str, code: str) -> None:  # noqa: ANN001
+def test_failures_end_the_job_with_a_clear_error(fake_server, mode: str, code: str) -> None:
     _Fake.mode = mode
     client = ServerClient(fake_server, read_timeout=0.3)
     runner = JobRunner(client, {"x": 1}, poll_interval_s=0.0, busy_give_up_s=0.0)
@@ -172,10 +191,12 @@ def test_failures_end_the_job_with_a_clear_error(fake_server, mode: str, code: s
     assert runner.error.code == code and runner.message
 
 
-def test_busy_server_is_retried_until_it_frees_up(fake_server) -> None:  # noqa: ANN001
+def test_busy_server_is_retried_until_it_frees_up(fake_server) -> None:
     _Fake.mode = "busy"
     now = [0.0]
-    runner = JobRunner(ServerClient(fake_server), {"x": 1}, poll_interval_s=0.0, busy_give_up_s=10, clock=lambda: now[0])
+    runner = JobRunner(
+        ServerClient(fake_server), {"x": 1}, poll_interval_s=0.0, busy_give_up_s=10, clock=lambda: now[0]
+    )
     assert runner.step() == "submit" and "busy" in runner.message
     _Fake.mode = "ok"
     assert runner.step() == "submit"  # not yet: it waits before retrying
@@ -183,7 +204,7 @@ def test_busy_server_is_retried_until_it_frees_up(fake_server) -> None:  # noqa:
     assert runner.step() == "poll"
 
 
-def test_refused_connection_and_schema_mismatch(fake_server) -> None:  # noqa: ANN001
+def test_refused_connection_and_schema_mismatch(fake_server) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
@@ -198,7 +219,7 @@ def test_refused_connection_and_schema_mismatch(fake_server) -> None:  # noqa: A
         ServerClient("http://example.com:8765")
 
 
-def test_cancel_before_and_after_submit(fake_server) -> None:  # noqa: ANN001
+def test_cancel_before_and_after_submit(fake_server) -> None:
     runner = JobRunner(ServerClient(fake_server), {"x": 1})
     runner.cancel()
     assert runner.step() == "cancelled"

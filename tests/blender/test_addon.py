@@ -15,18 +15,19 @@ from pathlib import Path
 import pytest
 
 bpy = pytest.importorskip("bpy")
-from mathutils import Quaternion, Vector  # noqa: E402
+from mathutils import Quaternion, Vector
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import build_addon  # noqa: E402
-from server.process import launch  # noqa: E402
+import build_addon
+from server.process import launch
 
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
 ADDON = "bl_ext.user_default.interactvlm_contact"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):  # noqa: ANN001, ANN201
+def server(tmp_path_factory):
     if not MAIN_PYTHON.exists():
         pytest.skip("the server environment (.venv) is not built; ./test.sh builds it")
     env = {"IVLM_MODELS_DIR": str(tmp_path_factory.mktemp("no-models"))}
@@ -36,7 +37,7 @@ def server(tmp_path_factory):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="module")
-def addon(tmp_path_factory, server):  # noqa: ANN001, ANN201
+def addon(tmp_path_factory, server):
     zip_path = build_addon.build(ROOT / "blender_addon", tmp_path_factory.mktemp("dist"))
     bpy.ops.wm.read_homefile(use_empty=True)
     result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
@@ -56,7 +57,7 @@ def _scene(tmp_path: Path) -> tuple[bpy.types.Object, bpy.types.Object]:
     pixels = [0.0] * (320 * 240 * 4)
     for i in range(320 * 240):
         x, y = i % 320, i // 320
-        pixels[4 * i: 4 * i + 4] = [x / 320, y / 240, 0.5 if (x // 20 + y // 20) % 2 else 0.2, 1.0]
+        pixels[4 * i : 4 * i + 4] = [x / 320, y / 240, 0.5 if (x // 20 + y // 20) % 2 else 0.2, 1.0]
     image.pixels.foreach_set(pixels)
     path = tmp_path / "photo.png"
     image.filepath_raw = str(path)
@@ -74,7 +75,7 @@ def _scene(tmp_path: Path) -> tuple[bpy.types.Object, bpy.types.Object]:
     return photo, ball
 
 
-def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: ANN001
+def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
     photo, ball = _scene(tmp_path)
     assert bpy.ops.ivlm.check_server() == {"FINISHED"}
     assert "DEMO" in bpy.context.window_manager.ivlm.server_status
@@ -94,7 +95,9 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
     prediction = body.data.attributes["ivlm_pred_" + group]
     values = [0.0] * len(body.data.vertices)
     prediction.data.foreach_get("value", values)
-    member = [(v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index]
+    member = [
+        (v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index
+    ]
     assert member, "no body vertex is in the contact group"
     assert all(abs(w - values[i]) <= 1 / 255 + 1e-6 and values[i] > 0.5 for i, w in member)
     assert "ivlm_contact_color" in body.data.color_attributes
@@ -129,7 +132,9 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:  # noqa: AN
     assert placed.matrix_world != before
 
     assert bpy.ops.ivlm.reset_contact() == {"FINISHED"}
-    restored = [(v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index]
+    restored = [
+        (v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index
+    ]
     assert {i for i, _ in restored} == {i for i, _ in member}
 
     for preset, name in (("gltf", "run.glb"), ("usd", "run.usdc"), ("fbx", "run.fbx")):
@@ -203,7 +208,7 @@ def _check_rig(run: bpy.types.Collection, body: bpy.types.Object) -> None:
     elbow.rotation_quaternion = Quaternion()
 
 
-def test_missing_inputs_disable_the_button_with_a_reason(addon) -> None:  # noqa: ANN001
+def test_missing_inputs_disable_the_button_with_a_reason(addon) -> None:
     bpy.ops.wm.read_homefile(use_empty=True)
     assert not bpy.ops.ivlm.estimate_contact.poll()
     bpy.ops.mesh.primitive_cube_add()

@@ -14,7 +14,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import build_addon  # noqa: E402
+import build_addon
 
 MANIFEST = """\
 schema_version = "1.0.0"
@@ -72,7 +72,8 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 
 def test_invalid_manifest_reports_the_tool_message(tmp_path):
     src = _probe_source(tmp_path)
-    (src / "blender_manifest.toml").write_text(MANIFEST.replace('tagline = "Checks', 'tagline = "Checks.').replace(
-        'zip"', 'zip."'))
+    (src / "blender_manifest.toml").write_text(
+        MANIFEST.replace('tagline = "Checks', 'tagline = "Checks.').replace('zip"', 'zip."')
+    )
     with pytest.raises(build_addon.BuildError, match="refused"):
         build_addon.build(src, tmp_path / "dist", validate_only=True)

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 bpy = pytest.importorskip("bpy")
-import addon_utils  # noqa: E402  (comes with bpy)
+import addon_utils
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import build_addon  # noqa: E402
-import legacy_addon  # noqa: E402
-from legacy_addon import MODULE  # noqa: E402
+import legacy_addon
+from legacy_addon import MODULE
+
+import build_addon
 
 OPERATORS = ("check_server", "estimate_contact", "cancel", "paint_contact", "reset_contact", "refit", "export")
 

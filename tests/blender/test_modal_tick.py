@@ -25,8 +25,9 @@ import pytest
 bpy = pytest.importorskip("bpy")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-import build_addon  # noqa: E402
-import legacy_addon  # noqa: E402
+import legacy_addon
+
+import build_addon
 
 SERVER_DELAY_S = 0.3
 JOB_ID = "c" * 32
@@ -64,7 +65,7 @@ class _SlowHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.server.requests.append(f"POST {self.path}")
         if self.path == "/v1/jobs":
@@ -76,7 +77,7 @@ class _SlowHandler(BaseHTTPRequestHandler):
                                       "message": "cancelling after the current stage"})  # fmt: skip
         return self._answer(404, {"code": "NOT_FOUND", "message": self.path, "hint": ""})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.requests.append(f"GET {self.path}")
         if self.path != f"/v1/jobs/{JOB_ID}":
             return self._answer(404, {"code": "NOT_FOUND", "message": self.path, "hint": ""})

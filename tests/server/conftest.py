@@ -18,7 +18,7 @@ CRASH_LABEL = "simulate-crash"
 
 
 @pytest.fixture(scope="session")
-def start_server(tmp_path_factory, synthetic_body_files, tiny_models, tiny_perception) -> Iterator:  # noqa: ANN001
+def start_server(tmp_path_factory, synthetic_body_files, tiny_models, tiny_perception) -> Iterator:
     """A factory: start_server(*cli_args, data_dir=None, env=None, token=None) -> ServerProcess; all are stopped
     at the end."""
     started: list[ServerProcess] = []
@@ -48,7 +48,7 @@ def crash_label() -> str:
 
 
 @pytest.fixture(scope="session")
-def server(start_server) -> ServerProcess:  # noqa: ANN001
+def server(start_server) -> ServerProcess:
     """The shared demo server (simulated out-of-memory for the label OOM_LABEL, a worker crash for CRASH_LABEL)."""
     return start_server(env={"IVLM_SERVER_TEST_FAULTS": f"oom-label={OOM_LABEL},crash-label={CRASH_LABEL}"})
 
@@ -63,7 +63,7 @@ class DemoScene:
 
 
 @pytest.fixture(scope="session")
-def demo_scene(synthetic_body_files) -> DemoScene:  # noqa: ANN001
+def demo_scene(synthetic_body_files) -> DemoScene:
     """The foot-on-ball DEMO scene (640x480): a photo, the ball's mesh and the scene's true body."""
     from ivlm_core.demo.scenes import make_scene
 
@@ -74,7 +74,7 @@ def demo_scene(synthetic_body_files) -> DemoScene:  # noqa: ANN001
     return DemoScene(buffer.getvalue(), scene.label, mesh.vertices, mesh.faces, scene.body_vertices)
 
 
-def _lay_out_models_folder(root: Path, synthetic_body_files, tiny_models, tiny_perception) -> Path:  # noqa: ANN001
+def _lay_out_models_folder(root: Path, synthetic_body_files, tiny_models, tiny_perception) -> Path:
     """Copies the generated assets into the user's models-folder layout (`ivlm_core.paths`), so the server takes
     its real-model path: `ivlm doctor` finds every item and `ContactPipeline.from_models_dir` loads them."""
     import shutil
@@ -93,6 +93,6 @@ def _lay_out_models_folder(root: Path, synthetic_body_files, tiny_models, tiny_p
 
 
 @pytest.fixture
-def models_folder(tmp_path, synthetic_body_files, tiny_models, tiny_perception) -> Path:  # noqa: ANN001
+def models_folder(tmp_path, synthetic_body_files, tiny_models, tiny_perception) -> Path:
     """A complete models folder of generated assets (about 20 MB), fresh for each test so a test may damage it."""
     return _lay_out_models_folder(tmp_path / "ivlm-models", synthetic_body_files, tiny_models, tiny_perception)

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow
 NO_OPTIONAL_STAGES = {"stages": []}  # perceive + contact only: the quickest real job
 
 
-def _submit(client, scene, label=None, **options):  # noqa: ANN001, ANN202
+def _submit(client, scene, label=None, **options):
     return client.submit(estimate_request(scene.png, [(label or scene.label, scene.vertices, scene.faces)], **options))
 
 
-def _error(call) -> ApiError:  # noqa: ANN001
+def _error(call) -> ApiError:
     with pytest.raises(ApiError) as info:
         call()
     return info.value
@@ -36,7 +36,9 @@ def _chunked_post(url: str, path: str, token: str, chunks: int, chunk_bytes: int
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    connection.request("POST", path, body=(b" " * chunk_bytes for _ in range(chunks)), headers=headers, encode_chunked=True)
+    connection.request(
+        "POST", path, body=(b" " * chunk_bytes for _ in range(chunks)), headers=headers, encode_chunked=True
+    )
     answer = connection.getresponse()
     try:
         return answer.status, json.loads(answer.read())
@@ -44,7 +46,7 @@ def _chunked_post(url: str, path: str, token: str, chunks: int, chunk_bytes: int
         connection.close()
 
 
-def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:  # noqa: ANN001
+def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = client.status(job_id)
@@ -55,7 +57,7 @@ def _wait_state(client, job_id: str, states: tuple[str, ...], timeout: float = 1
 
 
 @pytest.fixture(scope="module")
-def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
+def finished_job(server, demo_scene):
     """One full estimate job, watched while it runs: (job id, result, statuses seen, health answers while running)."""
     client = server.client()
     job = _submit(client, demo_scene)
@@ -69,7 +71,7 @@ def finished_job(server, demo_scene):  # noqa: ANN001, ANN201
     return job["job_id"], client.result(job["job_id"]), seen, healths
 
 
-def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:  # noqa: ANN001
+def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:
     health = server.client().health()
     assert health["status"] == "ok"
     assert health["api_schema_version"] == API_SCHEMA_VERSION
@@ -82,7 +84,7 @@ def test_health_reports_versions_demo_mode_and_missing_files(server) -> None:  #
     assert "DEMO MODE" in "".join(server.log)  # said at start too
 
 
-def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     assert result["job_id"] == job_id and result["kind"] == "estimate"
     assert result["demo"] is True and any(note.startswith("DEMO") for note in result["notes"])
@@ -109,7 +111,7 @@ def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:  # n
     assert (server.data_dir / "jobs" / job_id / "result.json").is_file()  # on disk before it was reported done
 
 
-def test_progress_is_reported_stage_by_stage(finished_job) -> None:  # noqa: ANN001
+def test_progress_is_reported_stage_by_stage(finished_job) -> None:
     _, _, seen, _ = finished_job
     order = ["queued", "starting", "perceive", "body", "contact", "fit", "done"]
     stages = [s["stage"] for s in seen]
@@ -119,14 +121,14 @@ def test_progress_is_reported_stage_by_stage(finished_job) -> None:  # noqa: ANN
     assert {"contact", "done"} <= set(stages)
 
 
-def test_health_answers_while_a_job_runs(finished_job) -> None:  # noqa: ANN001
+def test_health_answers_while_a_job_runs(finished_job) -> None:
     job_id, _, _, healths = finished_job
     assert healths, "the job finished before health could be asked"
     assert all(h["status"] == "ok" for h in healths)
     assert any(h["queue"]["running"] == job_id for h in healths)
 
 
-def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     client = server.client()
     vertices = demo_scene.vertices
@@ -149,7 +151,7 @@ def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_j
     assert gap < 0.05, f"the painted cap ends {gap:.3f} m from the painted feet"
 
 
-def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:  # noqa: ANN001
+def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
     job_id, _, _, _ = finished_job
     client = server.client()
     n = len(demo_scene.vertices)
@@ -166,7 +168,7 @@ def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:  # n
         assert error.body["hint"]
 
 
-def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: ANN001
+def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:
     client = server.client()
     running = _submit(client, demo_scene)
     _wait_state(client, running["job_id"], ("running",))
@@ -183,7 +185,7 @@ def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:  # noqa: AN
     assert client.health()["queue"]["length"] == 0
 
 
-def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_scene, oom_label) -> None:  # noqa: ANN001
+def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_scene, oom_label) -> None:
     client = server.client()
     job = _submit(client, demo_scene, label=oom_label, **NO_OPTIONAL_STAGES)
     status = client.wait_finished(job["job_id"])
@@ -195,7 +197,7 @@ def test_out_of_memory_fails_the_job_and_the_server_keeps_serving(server, demo_s
     assert client.wait_finished(after["job_id"])["state"] == "done"
 
 
-def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene, crash_label) -> None:  # noqa: ANN001
+def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene, crash_label) -> None:
     """Model work runs in a child process: if it dies (a segfault, the kernel's OOM killer), the API keeps
     answering, the job it was running fails with WORKER_CRASHED, and a new worker takes the next job."""
     client = server.client()
@@ -211,14 +213,17 @@ def test_a_crashed_worker_fails_only_its_job_and_is_restarted(server, demo_scene
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels (valid signature, IHDR and CRC; no pixel data)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
-def _bad_requests(scene) -> list:  # noqa: ANN001
+def _bad_requests(scene) -> list:
     good = estimate_request(scene.png, [(scene.label, scene.vertices, scene.faces)])
     nan_vertices = scene.vertices.copy()
     nan_vertices[7] = np.nan
@@ -243,7 +248,7 @@ def _bad_requests(scene) -> list:  # noqa: ANN001
     ]  # fmt: skip
 
 
-def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:  # noqa: ANN001
+def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:
     client = server.client()
     for name, body, status, code in _bad_requests(demo_scene):
         error = _error(lambda b=body: client.submit(b))
@@ -252,7 +257,7 @@ def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:  # noqa:
     assert client.health()["status"] == "ok" and client.health()["queue"]["length"] == 0
 
 
-def test_bad_requests_outside_the_schema(server) -> None:  # noqa: ANN001
+def test_bad_requests_outside_the_schema(server) -> None:
     client = server.client()
     cases = [
         (lambda: client.request("GET", "/v1/jobs/not-a-job-id"), 422, "BAD_INPUT"),
@@ -269,7 +274,7 @@ def test_bad_requests_outside_the_schema(server) -> None:  # noqa: ANN001
     assert client.health()["status"] == "ok"
 
 
-def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa: ANN001
+def test_token_queue_and_size_limits(start_server, demo_scene) -> None:
     token = "a-long-random-test-token-0123456789"
     server = start_server("--queue-capacity", "1", "--max-request-mb", "1", token=token)
     anonymous, wrong, client = server.client(), server.client("x" * 40), server.client(token)
@@ -303,7 +308,7 @@ def test_token_queue_and_size_limits(start_server, demo_scene) -> None:  # noqa:
             assert exc.code == "JOB_FINISHED"
 
 
-def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None:
     first = start_server(data_dir=tmp_path)
     client = first.client()
     done = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
@@ -323,7 +328,7 @@ def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None: 
             assert status["error"]["code"] == "INTERRUPTED"
 
 
-def test_cors_is_off(server) -> None:  # noqa: ANN001
+def test_cors_is_off(server) -> None:
     """A web page the user visits must not be able to drive the server from their browser."""
     host, port = server.url.removeprefix("http://").split(":")
     origin = {"Origin": "http://evil.example"}
@@ -338,7 +343,7 @@ def test_cors_is_off(server) -> None:  # noqa: ANN001
         assert answer.status == (200 if method == "GET" else 405)
 
 
-def test_ctrl_c_stops_the_server_and_its_worker_cleanly(start_server, demo_scene, tmp_path) -> None:  # noqa: ANN001
+def test_ctrl_c_stops_the_server_and_its_worker_cleanly(start_server, demo_scene, tmp_path) -> None:
     """Ctrl+C in a terminal reaches the server and its worker process: the running job must end cancelled (its
     status on disk), not be taken for a worker crash, and the server must exit cleanly."""
     server = start_server(data_dir=tmp_path)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 30
 
 
-def test_api_never_answers_with_a_server_error(server) -> None:  # noqa: ANN001
+def test_api_never_answers_with_a_server_error(server) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.label for op in operations} >= {"GET /v1/health", "POST /v1/jobs", "POST /v1/fit-jobs"}
@@ -25,7 +25,7 @@ def test_api_never_answers_with_a_server_error(server) -> None:  # noqa: ANN001
 
         @given(case=operation.as_strategy())
         @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
-        def fuzz(case) -> None:  # noqa: ANN001
+        def fuzz(case) -> None:
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         fuzz()

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.slow
 NO_OPTIONAL_STAGES = {"stages": []}
 
 
-def _submit(client, scene):  # noqa: ANN001, ANN202
+def _submit(client, scene):
     request = estimate_request(scene.png, [(scene.label, scene.vertices, scene.faces)], **NO_OPTIONAL_STAGES)
     return client.submit(request)
 
 
 def test_a_complete_folder_loads_through_the_real_loaders_and_stand_ins_stay_flagged(
     start_server, models_folder, demo_scene
-) -> None:  # noqa: ANN001
+) -> None:
     assert all(status.present for status in check_model_files(models_folder))
     server = start_server("--models", str(models_folder))
     client = server.client()
@@ -47,7 +47,7 @@ def test_a_complete_folder_loads_through_the_real_loaders_and_stand_ins_stay_fla
 
 def test_a_damaged_model_file_refuses_jobs_with_its_code_and_health_keeps_answering(
     start_server, models_folder, demo_scene
-) -> None:  # noqa: ANN001
+) -> None:
     shard = paths.interactvlm_release_dir(HUMAN_RELEASE, models_folder) / "pytorch_model-00001-of-00002.bin"
     shard.write_bytes(shard.read_bytes()[:1000])  # a half-copied download: the file is there, its data is not
     assert all(status.present for status in check_model_files(models_folder))  # doctor's cheap checks pass
@@ -66,7 +66,7 @@ def test_a_damaged_model_file_refuses_jobs_with_its_code_and_health_keeps_answer
     assert not any((server.data_dir / "jobs").iterdir())  # ...and nothing was written
 
 
-def test_no_demo_refuses_to_start_without_the_model_files(tmp_path) -> None:  # noqa: ANN001
+def test_no_demo_refuses_to_start_without_the_model_files(tmp_path) -> None:
     command = [sys.executable, "-m", "ivlm_core.cli", "serve", "--no-demo", "--port", "0",
                "--models", str(tmp_path / "empty"), "--data-dir", str(tmp_path / "data")]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)

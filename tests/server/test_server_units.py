@@ -16,7 +16,7 @@ from server.settings import ServerSettings, is_loopback
 from server.store import JobStore
 
 
-def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:  # noqa: ANN001
+def test_binding_beyond_loopback_needs_a_long_token(tmp_path) -> None:
     ServerSettings(host="127.0.0.1", data_dir=tmp_path, token=None).check()
     with pytest.raises(BadInputError, match="without a token"):
         ServerSettings(host="0.0.0.0", data_dir=tmp_path, token=None).check()
@@ -50,7 +50,7 @@ def test_arrays_round_trip_and_reject_bad_payloads() -> None:
         arrays.decode(arrays.encode(bad), "v", dtype="float32", shape=(None, 3))
 
 
-def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None:  # noqa: ANN001
+def test_stepwise_base64_agrees_with_the_standard_library(monkeypatch) -> None:
     """The step-by-step decoder accepts and refuses exactly what b64decode(validate=True) does, at step edges too."""
     import binascii
 
@@ -81,7 +81,7 @@ def _status(job_id: str, state: str, age_s: float) -> JobStatus:
                      demo=True, created_at=then, updated_at=then)  # fmt: skip
 
 
-def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
+def test_store_expires_only_old_finished_jobs(tmp_path) -> None:
     store = JobStore(tmp_path)
     jobs = [_status("a" * 32, "done", 100), _status("b" * 32, "failed", 100), _status("c" * 32, "done", 1),
             _status("d" * 32, "queued", 100)]  # fmt: skip
@@ -97,7 +97,7 @@ def test_store_expires_only_old_finished_jobs(tmp_path) -> None:  # noqa: ANN001
         store.folder("../escape")
 
 
-def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:
     from ivlm_core.cli import main
     from ivlm_core.doctor import check_model_files
 
@@ -115,7 +115,7 @@ def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) 
     assert "DEMO mode" in text
 
 
-def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tiny_perception) -> None:  # noqa: ANN001
+def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tiny_perception) -> None:
     import shutil
 
     from ivlm_core import paths

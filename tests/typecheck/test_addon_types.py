@@ -36,7 +36,7 @@ def test_the_addon_type_checks(cache_dir: Path) -> None:
     assert "Success: no issues found" in run.stdout
 
 
-PLANTED = '''
+PLANTED = """
 
 def _planted_plain_error() -> int:
     return "not an int"
@@ -45,7 +45,7 @@ def _planted_plain_error() -> int:
 def _planted_bpy_errors(context: bpy.types.Context, scene: bpy.types.Scene) -> None:
     scene.frame_current = "one"
     context.scene.frame_current = 1
-'''
+"""
 
 
 def test_a_planted_type_error_is_reported(cache_dir: Path, tmp_path: Path) -> None:
