@@ -6,6 +6,7 @@ The legacy add-on installer wants the files one folder down (``<id>/__init__.py`
 written as ``<id>-<version>-legacy.zip``.
 
     python build_addon.py                      # validate + build both zips into dist/
+    ./build_addon.sh                           # the same, making .venv-blender first when it is missing
     python build_addon.py --validate-only
     python build_addon.py --source DIR --output DIR
 
@@ -54,14 +55,14 @@ def find_blender_ext(explicit: str | None = None) -> tuple[Path, str]:
         if tool and venv_python.exists():
             return tool, str(venv_python)
     raise BuildError(
-        "Blender's extension tool (blender_ext.py) was not found. Run ./test.sh once (it builds "
-        ".venv-blender with bpy==5.0.1), install bpy==5.0.1 in this Python, or pass --blender-ext "
+        "Blender's extension tool (blender_ext.py) was not found. Run ./build_addon.sh (it builds "
+        ".venv-blender with bpy==5.0.1 first), install bpy==5.0.1 in this Python, or pass --blender-ext "
         "<Blender>/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py."
     )
 
 
 def _run_tool(tool: Path, python: str, args: list[str]) -> str:
-    proc = subprocess.run([python, str(tool), *args], capture_output=True, text=True)
+    proc = subprocess.run([python, str(tool), *args], capture_output=True, text=True, check=False)
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         raise BuildError(f"Blender's extension tool refused the add-on ({' '.join(args[:1])}):\n{output}")

@@ -45,8 +45,9 @@ def _naive_body(result: dict, codec, frames) -> None:
     faces, _ = codec.decode(result["body"]["faces"])
     world = frames.cv_points_to_world(vertices)
     mesh = bpy.data.meshes.new("naive body")
-    mesh.from_pydata([world[i: i + 3] for i in range(0, len(world), 3)], [],
-                     [faces[i: i + 3] for i in range(0, len(faces), 3)])  # fmt: skip
+    mesh.from_pydata(
+        [world[i : i + 3] for i in range(0, len(world), 3)], [], [faces[i : i + 3] for i in range(0, len(faces), 3)]
+    )
     body = bpy.data.objects.new("naive body", mesh)
     bpy.context.scene.collection.objects.link(body)
     group = body.vertex_groups.new(name="contact")
@@ -87,10 +88,12 @@ def main() -> None:
         try:
             import base64
 
+            source = gather.capture_object(ball, bpy.context.evaluated_depsgraph_get(), True)
+            photo = (folder / "photo.png").read_bytes()
             body = {
                 "schema_version": API_SCHEMA_VERSION,
-                "image": base64.b64encode((folder / "photo.png").read_bytes()).decode(),
-                "objects": [gather.object_arrays(ball, bpy.context.evaluated_depsgraph_get(), False)],
+                "image": base64.b64encode(photo).decode(),
+                "objects": [source.request_entry()],
                 "options": {"stages": ["body"]},
             }
             runner = JobRunner(ServerClient(server.url, read_timeout=120), body)
@@ -98,14 +101,17 @@ def main() -> None:
             result = runner.result
         finally:
             server.stop()
-        print(f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
-              f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}")  # fmt: skip
+        print(
+            f"object: {len(ball.data.vertices):,} vertices; body: 10,475 vertices; "
+            f"object contact {'present' if result['objects'][0]['object_contact'] else 'absent'}"
+        )
+        choice = gather.PhotoChoice(image.session_uid, image.name, str(folder / "photo.png"), "photo.png")
+        submitted = gather.Submitted(choice, photo, ".png", [source])
         everything, rigged, ours, naive = [], [], [], []
         for _ in range(args.repeats):
             for rig_body, times in ((False, everything), (True, rigged)):
                 start = time.perf_counter()
-                build.build_result(bpy.context, result, [ball], image, "photo.png", object_mode="DUPLICATE",
-                                   thresholds=(0.5, 0.5), rig_body=rig_body)  # fmt: skip
+                build.build_result(bpy.context, result, submitted, build.BuildOptions(rig_body=rig_body))
                 times.append(time.perf_counter() - start)
             start = time.perf_counter()
             _our_body(result, codec, frames, build)
@@ -114,11 +120,15 @@ def main() -> None:
             _naive_body(result, codec, frames)
             naive.append(time.perf_counter() - start)
     me, mr, mo, mn = (1000 * statistics.median(t) for t in (everything, rigged, ours, naive))
-    print(f"result -> scene, everything (body, 50k object, groups, attributes, colours, camera): median {me:.1f} ms"
-          f" over {args.repeats} (target <= 100 ms)")  # fmt: skip
+    print(
+        f"result -> scene, everything (body, 50k object, groups, attributes, colours, camera): median {me:.1f} ms"
+        f" over {args.repeats} (target <= 100 ms)"
+    )
     print(f"the same with the body rigged (55-bone armature, skinning groups, modifier): median {mr:.1f} ms")
-    print(f"body mesh + body contact group: ours {mo:.1f} ms, naive (from_pydata, per-vertex add) {mn:.1f} ms: "
-          f"{mn / mo:.1f}x")  # fmt: skip
+    print(
+        f"body mesh + body contact group: ours {mo:.1f} ms, naive (from_pydata, per-vertex add) {mn:.1f} ms: "
+        f"{mn / mo:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,11 @@ from ivlm_core.frames import transform_points
 from ivlm_core.perceive.coco import COCO_WHOLEBODY_KEYPOINTS
 
 NOISE_PX = 3.0
-TIPS = [f"{side}_{finger}4" for side in ("left", "right") for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")]  # fmt: skip
+TIPS = [
+    f"{side}_{finger}4"
+    for side in ("left", "right")
+    for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
+]
 
 
 def keypoints_for(scene: SyntheticScene, condition: str, rng: np.random.Generator) -> np.ndarray:
@@ -101,8 +105,14 @@ def main() -> None:
             keypoints = keypoints_for(scene, condition, rng)
             wall, cpu = time.perf_counter(), time.process_time()
             try:
-                fit = fit_body(body, keypoints, scene.intrinsics, scene.image.shape[:2], scene.person_mask,
-                               occluder_mask=scene.object_mask)  # fmt: skip
+                fit = fit_body(
+                    body,
+                    keypoints,
+                    scene.intrinsics,
+                    scene.image.shape[:2],
+                    scene.person_mask,
+                    occluder_mask=scene.object_mask,
+                )
             except BadInputError as exc:
                 print(f"{kind:13s} {seed} {condition:8s} refused: {exc.message}", flush=True)
                 continue

@@ -36,18 +36,41 @@ from ivlm_core.localize.tokenizer import ReleaseTokenizer
 from ivlm_core.render.views import HUMAN_VIEWS, OBJECT_VIEWS
 
 ANSWER_TOKENS = 24
+CACHED_GENERATE = generate_with_cache  # --decoder static replaces it with the static decoder's generate
 RELEASE_13B = {  # a 13B release's config.json fields (spec §1.2, §1.7), human and object heads both on
-    "hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40, "intermediate_size": 13824,
-    "vocab_size": 32003, "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "seg_token_idx": 32000,
-    "token_type": "Gen", "img_emb_len": 255, "multiview_channels": 4, "multiview_cam_cond": True,
-    "cam_encoder_type": "vi_v1", "hC_sam_view_type": "4MV-Z_Vitru_wScene", "oC_sam_view_type": "4MV-Z_HM",
-    "hC_loss_weight": 3.0, "oC_loss_weight": 3.0, "mm_hidden_size": 1024, "mm_vision_select_layer": -2,
-    "out_dim": 256, "bos_token_id": 1, "eos_token_id": 2,
-}  # fmt: skip
+    "hidden_size": 5120,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 40,
+    "intermediate_size": 13824,
+    "vocab_size": 32003,
+    "rms_norm_eps": 1e-5,
+    "max_position_embeddings": 4096,
+    "seg_token_idx": 32000,
+    "token_type": "Gen",
+    "img_emb_len": 255,
+    "multiview_channels": 4,
+    "multiview_cam_cond": True,
+    "cam_encoder_type": "vi_v1",
+    "hC_sam_view_type": "4MV-Z_Vitru_wScene",
+    "oC_sam_view_type": "4MV-Z_HM",
+    "hC_loss_weight": 3.0,
+    "oC_loss_weight": 3.0,
+    "mm_hidden_size": 1024,
+    "mm_vision_select_layer": -2,
+    "out_dim": 256,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 CLIP_VIT_L_14 = CLIPVisionConfig(
-    hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=224,
-    patch_size=14, projection_dim=768, hidden_act="quick_gelu",
-)  # fmt: skip
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    image_size=224,
+    patch_size=14,
+    projection_dim=768,
+    hidden_act="quick_gelu",
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -55,7 +78,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def random_13b_network(device: torch.device, dtype: torch.dtype, llm_layers: int) -> InteractVLMNetwork:
+def random_13b_network(
+    device: torch.device, dtype: torch.dtype, llm_layers: int, precision: str = "native"
+) -> InteractVLMNetwork:
+    if precision != "native":  # quantised one matrix at a time (the float 13B would not fit beside it)
+        from bench_release_size import Memory, build_network
+
+        folder = Path(tempfile.mkdtemp())
+        (folder / "config.json").write_text(json.dumps({**RELEASE_13B, "num_hidden_layers": llm_layers}))
+        return build_network(load_release_config(folder), device, dtype, precision, False, Memory(device, 0.0), print)
     folder = Path(tempfile.mkdtemp())
     (folder / "config.json").write_text(json.dumps({**RELEASE_13B, "num_hidden_layers": llm_layers}))
     config = load_release_config(folder)
@@ -88,7 +119,7 @@ def time_request(
     embeddings = net.prompt_embeddings(prompt_ids, localizer._photo_features(photo))
     _sync(device)
     times["clip_and_prompt_s"] = time.perf_counter() - start
-    generate = generate_with_cache if use_cache else generate_without_cache
+    generate = CACHED_GENERATE if use_cache else generate_without_cache
     generation = generate(
         net.llm,
         embeddings,
@@ -136,6 +167,19 @@ def main() -> None:
     parser.add_argument(
         "--llm-layers", type=int, default=40, help="13b only: fewer layers for a quick check of the path"
     )
+    parser.add_argument(
+        "--llm-precision",
+        default="native",
+        choices=("native", "int8", "nf4"),
+        help="the language model's decoder layers (int8/nf4: bitsandbytes, see localize/quantize.py)",
+    )
+    parser.add_argument(
+        "--decoder",
+        default="dynamic",
+        choices=("dynamic", "static"),
+        help="static: preallocated cache + torch.compile'd step (CUDA graphs on a GPU)",
+    )
+    parser.add_argument("--compile-backend", default=None, help="torch.compile backend for --decoder static")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -147,9 +191,11 @@ def main() -> None:
     tiny = ensure_tiny_models()
     name = "interactvlm-3d-hcontact-wScene-damon-lemon-rich"  # human and object heads
     if model == "tiny":
-        localizer = Localizer.from_folders(tiny.releases[name], tiny.clip, device=device, dtype=dtype)
+        localizer = Localizer.from_folders(
+            tiny.releases[name], tiny.clip, device=device, dtype=dtype, llm_precision=args.llm_precision
+        )
     else:
-        network = random_13b_network(device, dtype, args.llm_layers)
+        network = random_13b_network(device, dtype, args.llm_layers, args.llm_precision)
         tokenizer = ReleaseTokenizer.from_folder(
             tiny.releases[name],
             seg_token_idx=json.loads((tiny.releases[name] / "config.json").read_text())["seg_token_idx"],
@@ -158,6 +204,13 @@ def main() -> None:
 
         report = LoadReport(Path("random-13b"), tiny.clip, False, [], dtype, device)
         localizer = Localizer(network, tokenizer, CLIPImageProcessorPil.from_pretrained(tiny.clip), report)
+    if args.decoder == "static":  # the benchmark drives generation itself: swap in the static decoder's generate
+        from ivlm_core.localize.generation import StaticDecoder
+
+        prompt_len = len(localizer.tokenizer.encode_prompt(prompts.contact_prompt("hcontact", "chair"))) - 1 + 256
+        decoder = StaticDecoder(localizer.network.llm, prompt_len + ANSWER_TOKENS + 8, backend=args.compile_backend)
+        global CACHED_GENERATE
+        CACHED_GENERATE = lambda llm, embeddings, **kw: decoder.generate(embeddings, **kw)  # noqa: E731
     seg = localizer.network.config.seg_token_idx
     filler = (
         [i for i in range(1000, 1000 + ANSWER_TOKENS - 1)]
@@ -190,7 +243,7 @@ def main() -> None:
         else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
     )
     print(
-        f"Localize benchmark: model {model} ({dtype}), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens"
+        f"Localize benchmark: model {model} ({dtype}, language model {args.llm_precision}, {args.decoder} decoder), {where}, prompt {prompt_len} positions, answer {ANSWER_TOKENS} tokens"
     )
     print(
         f"{'request':22} {'clip+prompt':>11} {'prefill':>9} {'decode/tok':>10} {'sam enc':>9} {'sam dec':>9} {'total':>9}"

@@ -41,8 +41,9 @@ def _request(kind: str, seed: int, stages: list[str]) -> dict:
     scene = make_scene(kind, seed)
     buffer = io.BytesIO()
     Image.fromarray(scene.image).save(buffer, "PNG")
-    return estimate_request(buffer.getvalue(), [(scene.label, scene.object_mesh.vertices, scene.object_mesh.faces)],
-                            stages=stages)  # fmt: skip
+    return estimate_request(
+        buffer.getvalue(), [(scene.label, scene.object_mesh.vertices, scene.object_mesh.faces)], stages=stages
+    )
 
 
 def _same(result: dict, reference: dict) -> bool:
@@ -153,8 +154,10 @@ def main() -> None:
         try:
             client = server.client(timeout=120)
             health = client.health()
-            print(f"server {health['server_version']} on {health['device']}, demo={health['demo']}, "
-                  f"queue capacity {args.queue_capacity}, stages {stages or 'none'}")  # fmt: skip
+            print(
+                f"server {health['server_version']} on {health['device']}, demo={health['demo']}, "
+                f"queue capacity {args.queue_capacity}, stages {stages or 'none'}"
+            )
             counters, lock = {"busy": 0}, threading.Lock()
             start = time.perf_counter()
             references = [_run_job(client, body, args.busy_wait, counters, lock) for body in requests]
@@ -190,8 +193,10 @@ def main() -> None:
     total = args.clients * args.jobs_per_client
     errors = [r for _, r in outcomes if isinstance(r, Exception)]
     correct = sum(1 for which, r in outcomes if not isinstance(r, Exception) and _same(r, references[which]))
-    print(f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
-          f"{correct} correct (equal to their reference), {len(errors)} failed")  # fmt: skip
+    print(
+        f"jobs: {total} submitted by {args.clients} clients; {len(outcomes) - len(errors)} results arrived, "
+        f"{correct} correct (equal to their reference), {len(errors)} failed"
+    )
     for exc in errors[:3]:
         print(f"  failure: {exc}")
     print(f"SERVER_BUSY answers (then retried): {counters['busy']}")

@@ -16,6 +16,8 @@ ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--d
     The local inference server the Blender add-on talks to (what ./run.sh starts).
 ivlm doctor [--models DIR]
     Which model files are present and missing, where to get each and where to put it.
+ivlm plan [--gpu-memory-gb GB] [--device cuda|cpu] [--models DIR | --nominal] [--json]
+    Every model configuration with the memory it needs, which fit the budget, and the one chosen.
 ivlm fetch-public-models [--models DIR]
     Downloads the public (non-licensed) models from the Hugging Face hub; needs internet.
 """
@@ -50,7 +52,7 @@ def _cmd_assets(args: argparse.Namespace) -> None:
     print(f"synthetic body models (DEMO): {models.root}")
     objects = out / "objects"
     objects.mkdir(parents=True, exist_ok=True)
-    for key, build in DEMO_OBJECTS.items():
+    for build in DEMO_OBJECTS.values():
         obj = build()
         trimesh.Trimesh(obj.mesh.vertices, obj.mesh.faces, process=False).export(objects / f"{obj.name}.obj")
         print(f"object {obj.name}: {obj.mesh.num_vertices} vertices, {obj.mesh.num_faces} faces")
@@ -112,7 +114,7 @@ def _parse_object(spec: str):
 
 def _cmd_reconstruct(args: argparse.Namespace) -> None:
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from ivlm_core.errors import BadInputError
     from ivlm_core.frames import transform_points
@@ -121,7 +123,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
 
     jobs: list[tuple[str, np.ndarray, Image.Image | None, RunOptions, list]] = []
     objects = [_parse_object(spec) for spec in args.object]
-    base = RunOptions(focal_px=args.focal)
+    base = RunOptions(focal_px=args.focal, person_box=tuple(args.person_box) if args.person_box else None)
     if args.demo_scene:
         from ivlm_core.demo.scenes import make_scene
 
@@ -149,7 +151,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
                 pil.load()
             except (OSError, ValueError) as exc:
                 raise BadInputError(f"cannot read image {path}: {exc}", "Use a PNG or JPEG file.") from exc
-            jobs.append((path.stem, np.asarray(pil.convert("RGB")), pil, base, objects))
+            upright = ImageOps.exif_transpose(pil)  # as the server does: the photo as phones and viewers show it
+            jobs.append((path.stem, np.asarray(upright.convert("RGB")), pil, base, objects))
 
     if args.demo or args.demo_scene:
         pipeline = ContactPipeline.demo_pipeline(args.device)
@@ -185,6 +188,8 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         max_request_bytes=int(args.max_request_mb * MIB),
         max_image_pixels=args.max_image_pixels,
         job_ttl_s=args.job_ttl_hours * 3600.0,
+        gpu_memory_gb=args.gpu_memory_gb,
+        convert_on_start=args.convert_on_start,
     )
     if args.token:
         settings.token = args.token
@@ -193,14 +198,55 @@ def _cmd_serve(args: argparse.Namespace) -> None:
 
 def _cmd_doctor(args: argparse.Namespace) -> None:
     from ivlm_core import paths
-    from ivlm_core.doctor import check_model_files, format_report
+    from ivlm_core.doctor import check_model_files, check_optional_model_files, format_report
 
     root = Path(args.models) if args.models else paths.models_dir()
     statuses = check_model_files(root)
+    optional = check_optional_model_files(root)
     if args.json:
-        print(json.dumps({"models_dir": str(root), "items": [s.to_dict() for s in statuses]}, indent=2))
+        items = {"items": [s.to_dict() for s in statuses], "optional_items": [s.to_dict() for s in optional]}
+        print(json.dumps({"models_dir": str(root), **items}, indent=2))
     else:
-        print(format_report(statuses, root))
+        print(format_report(statuses, root, optional))
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from ivlm_core import paths
+    from ivlm_core.pipeline import plan as memory_plan
+
+    root = Path(args.models) if args.models else paths.models_dir()
+    nominal = args.nominal or not any(
+        paths.interactvlm_release_dir(r, root).is_dir() for c in memory_plan.CONFIGURATIONS for r in c.releases
+    )
+    plans = memory_plan.plan_all(args.device, root=None if nominal else root, nominal=nominal)
+    if args.gpu_memory_gb is not None:
+        budget, source = int(args.gpu_memory_gb * memory_plan.GB), f"--gpu-memory-gb {args.gpu_memory_gb:g}"
+    elif args.device.startswith("cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            budget, source = memory_plan.detect_budget(args.device, None, demo=False)
+        else:
+            budget, source = None, "no CUDA GPU here and no --gpu-memory-gb: no limit"
+    else:
+        budget, source = memory_plan.detect_budget("cpu", None, demo=False)
+    if nominal:
+        source += "; release shapes (no release folders read)"
+    try:
+        choice = memory_plan.choose(plans, budget, source, require_available=not nominal)
+    except IVLMError as exc:
+        choice = None
+        failure = exc
+    if args.json:
+        print(memory_plan.plan_json(plans, choice))
+    else:
+        print(memory_plan.format_plans(plans, budget, source, choice.plan if choice else None))
+        print()
+        print(
+            f"Chosen: {choice.plan.configuration.name}: {choice.reason}"
+            if choice
+            else f"error [{failure.code}]: {failure.message}"
+        )
 
 
 def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
@@ -257,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--object", action="append", default=[], metavar="MESH:LABEL", help="object mesh file and label")
     rec.add_argument("--out", default="reconstruct_output")
     rec.add_argument("--focal", type=float, help="focal length in pixels (default: EXIF, else a 55 degree view)")
+    rec.add_argument(
+        "--person-box",
+        type=float,
+        nargs=4,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="with several people: the person to use, by box in pixels (default: the one using the object)",
+    )
     rec.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     rec.add_argument("--demo", action="store_true", help="use the generated DEMO models instead of real ones")
     rec.add_argument("--seed", type=int, default=0, help="seed of the demo scene")
@@ -282,12 +335,32 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-request-mb", type=float, default=256.0)
     srv.add_argument("--max-image-pixels", type=int, default=50_000_000)
     srv.add_argument("--job-ttl-hours", type=float, default=168.0, help="finished jobs older than this are deleted")
+    srv.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        default=None,
+        help="plan the model configuration for this much memory (default: the free GPU memory; on the CPU "
+        "the available host memory, or no limit for DEMO models); `ivlm plan` shows the choices",
+    )
+    srv.add_argument(
+        "--convert-on-start",
+        action="store_true",
+        help="convert .bin releases to safetensors once, before loading (logs progress; faster later starts)",
+    )
     srv.set_defaults(func=_cmd_serve)
 
     doc = sub.add_parser("doctor", help="which model files are present or missing, and where to get them")
     doc.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
     doc.set_defaults(func=_cmd_doctor)
+
+    pln = sub.add_parser("plan", help="the memory each model configuration needs, and which fit a GPU")
+    pln.add_argument("--gpu-memory-gb", type=float, default=None, help="the budget (default: free GPU memory)")
+    pln.add_argument("--device", default="cuda", help="plan for cuda (bf16, default) or cpu (float32)")
+    pln.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
+    pln.add_argument("--nominal", action="store_true", help="plan for the real release shapes without reading folders")
+    pln.add_argument("--json", action="store_true", help="machine-readable output")
+    pln.set_defaults(func=_cmd_plan)
 
     fetch = sub.add_parser("fetch-public-models", help="download the public models from the Hugging Face hub")
     fetch.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")

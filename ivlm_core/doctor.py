@@ -14,6 +14,7 @@ from ivlm_core import paths
 from ivlm_core.errors import IVLMError
 
 INTERACTVLM_SITE = "https://interactvlm.is.tue.mpg.de"
+MANO_SITE = "https://mano.is.tue.mpg.de"  # SMPL-H ("Extended SMPL+H model")
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,6 @@ class ModelFileStatus:
     source: str  # where to get it (registration site or hub repository) and its licence
     problem: str = ""  # what is wrong when not present
     hint: str = ""  # how to fix it
-    optional: bool = False  # the pipeline runs without it (a lesser fallback is used); never a reason for DEMO mode
 
     def to_dict(self) -> dict[str, str | bool]:
         return asdict(self)
@@ -36,7 +36,6 @@ class _Check:
     path: Callable[[Path], Path]
     source: str
     run: Callable[[Path], object]  # raises IVLMError when the files are not usable
-    optional: bool = False
 
 
 def _body_file(model_type: str) -> Callable[[Path], object]:
@@ -49,13 +48,23 @@ def _body_file(model_type: str) -> Callable[[Path], object]:
 
 
 def _canonical_views(root: Path) -> object:
+    """The views from InteractVLM's data.zip, or the SMPL-H file they are regenerated from: either will do."""
     from ivlm_core.body.model_files import find_model_file
+    from ivlm_core.errors import ModelFilesMissingError
     from ivlm_core.lift.canonical_body import BODY_DATA_FOLDERS, has_canonical_views
 
     data = paths.interactvlm_data_dir(root)
     if any(has_canonical_views(data / name) for name in BODY_DATA_FOLDERS):
         return data
-    return find_model_file("smplh", "neutral", paths.body_models_dir(root))  # they can be regenerated from SMPL-H
+    try:
+        return find_model_file("smplh", "neutral", paths.body_models_dir(root))
+    except ModelFilesMissingError as exc:
+        raise ModelFilesMissingError(
+            f"Neither the canonical body views ({' or '.join(BODY_DATA_FOLDERS)} in {data}) nor the SMPL-H body "
+            f"model to regenerate them were found ({exc.message.rstrip('.')})",
+            f"Either unzip InteractVLM's data.zip (registration at {INTERACTVLM_SITE}) into {data.parent}, or, to "
+            f"regenerate the views: {exc.hint}",
+        ) from exc
 
 
 def _mapping(root: Path) -> object:
@@ -110,9 +119,7 @@ def _vposer(root: Path) -> object:
 
 
 def _checks() -> list[_Check]:
-    from ivlm_core.body.vposer import vposer_dir
     from ivlm_core.perceive.folders import SPECS
-    from ivlm_core.perceive.vitpose_release import REPOSITORY
     from ivlm_core.pipeline.reconstruct import HUMAN_RELEASE, OBJECT_RELEASE
 
     registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
@@ -126,7 +133,8 @@ def _checks() -> list[_Check]:
         _Check(
             "canonical body views (InteractVLM data.zip, or SMPL-H to regenerate them)",
             lambda r: paths.interactvlm_data_dir(r) / "hcontact_vitruvian",
-            registration,
+            f"InteractVLM's data.zip: {registration}; or SMPL-H to regenerate them: registration at {MANO_SITE} "
+            "(MANO / SMPL+H licence)",
             _canonical_views,
         ),
         _Check(
@@ -151,64 +159,131 @@ def _checks() -> list[_Check]:
         )
     )
     for name, spec in SPECS.items():
-        wholebody = name == "vitpose-wholebody"
-        source = (
-            f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {spec.licence}); optional: "
-            "without it COCO-17 keypoints are used (no hands or feet)"
-            if wholebody
-            else f"Hugging Face hub: {spec.hub_name} ({spec.licence})"
-        )
+        if name == "vitpose-wholebody":  # optional (`_optional_checks`): COCO-17 is the fallback
+            continue
         checks.append(
             _Check(
                 f"{spec.role} ({name})",
                 lambda r, n=name: paths.perception_dir(n, r),
-                source,
+                f"Hugging Face hub: {spec.hub_name} ({spec.licence})",
                 _perception(name),
-                optional=wholebody,
             )
         )
-    checks.append(
+    return checks
+
+
+def _multihmr(root: Path) -> object:
+    """Reads the release's pickle (memory-mapped: no weights are read) and checks it is Multi-HMR for SMPL-X."""
+    from ivlm_core.perceive.multihmr.convert_multihmr import config_from_release, read_release
+
+    return config_from_release(read_release(paths.multihmr_checkpoint(root)))
+
+
+def _optional_checks() -> list[_Check]:
+    from ivlm_core.body.vposer import vposer_dir
+    from ivlm_core.perceive.folders import SPECS
+    from ivlm_core.perceive.multihmr.convert_multihmr import RELEASE_PAGE
+    from ivlm_core.perceive.vitpose_release import REPOSITORY
+
+    wholebody = SPECS["vitpose-wholebody"]
+    return [
         _Check(
-            "VPoser v2.0 pose prior (optional)",
+            f"{wholebody.role} (vitpose-wholebody)",
+            lambda r: paths.perception_dir("vitpose-wholebody", r),
+            f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {wholebody.licence}); without "
+            "it COCO-17 keypoints are used (no hands or feet)",
+            _perception("vitpose-wholebody"),
+        ),
+        _Check(
+            "VPoser v2.0 pose prior",
             vposer_dir,
-            "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); optional: without "
-            "it the body fit uses licence-free joint limits",
+            "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); without it the body fit "
+            "uses licence-free joint limits",
             _vposer,
-            optional=True,
-        )
-    )
-    return checks  # fmt: skip
+        ),
+        _Check(
+            "Multi-HMR (learned first body estimate; without it the body is fitted from keypoints alone)",
+            paths.multihmr_checkpoint,
+            RELEASE_PAGE,
+            _multihmr,
+        ),
+    ]
 
 
 def check_model_files(root: Path | None = None) -> list[ModelFileStatus]:
     """One status per required item, in pipeline order."""
+    return _run_checks(_checks(), root)
+
+
+def check_optional_model_files(root: Path | None = None) -> list[ModelFileStatus]:
+    """One status per optional item: the pipeline runs without them (and says so in its results)."""
+    return _run_checks(_optional_checks(), root)
+
+
+def _run_checks(checks: list[_Check], root: Path | None) -> list[ModelFileStatus]:
     root = Path(root) if root is not None else paths.models_dir()
     out = []
-    for check in _checks():
+    for check in checks:
         try:
             check.run(root)
-            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source, optional=check.optional))
+            out.append(ModelFileStatus(check.name, str(check.path(root)), True, check.source))
         except IVLMError as exc:
-            out.append(
-                ModelFileStatus(
-                    check.name, str(check.path(root)), False, check.source, exc.message, exc.hint, check.optional
-                )
-            )
+            out.append(ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint))
     return out
 
 
-def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
+def joint_release_status(root: Path | None = None) -> ModelFileStatus:
+    """The joint human+object release: an alternative to the two separate releases (one language model for both)."""
+    from ivlm_core.pipeline.plan import JOINT_RELEASE
+
+    root = Path(root) if root is not None else paths.models_dir()
+    registration = f"registration at {INTERACTVLM_SITE} (MPI non-commercial research licence)"
+    check = _Check(
+        f"InteractVLM joint release {JOINT_RELEASE} (alternative to the two releases)",
+        lambda r: paths.interactvlm_release_dir(JOINT_RELEASE, r),
+        registration,
+        _release(JOINT_RELEASE),
+    )
+    try:
+        check.run(root)
+        return ModelFileStatus(check.name, str(check.path(root)), True, check.source)
+    except IVLMError as exc:
+        return ModelFileStatus(check.name, str(check.path(root)), False, check.source, exc.message, exc.hint)
+
+
+def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) -> list[ModelFileStatus]:
+    """The missing items that keep the real pipeline from running: the two separate releases are not needed when
+    the joint release is complete (a 'joint' configuration then runs, see pipeline/plan.py)."""
+    missing = [s for s in statuses if not s.present]
+    if any(s.name.startswith("InteractVLM release") for s in missing) and joint_release_status(root).present:
+        missing = [s for s in missing if not s.name.startswith("InteractVLM release")]
+    return missing
+
+
+def _status_lines(s: ModelFileStatus, tag: str, problem_label: str = "problem") -> list[str]:
+    lines = [f"[{tag}] {s.name}", f"      {s.path}"]
+    if not s.present:
+        lines += [f"      {problem_label}: {s.problem}", f"      get it:  {s.source}"]
+        if s.hint:
+            lines.append(f"      fix:     {s.hint}")
+    return lines
+
+
+def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[ModelFileStatus] | None = None) -> str:
     """The text `ivlm doctor` prints."""
     lines = [f"Models folder: {root}  (set IVLM_MODELS_DIR or --models to change it)", ""]
     for s in statuses:
-        lines.append(f"[{'ok' if s.present else 'absent' if s.optional else 'MISSING'}] {s.name}")
-        lines.append(f"      {s.path}")
-        if not s.present:
-            lines.append(f"      problem: {s.problem}")
-            lines.append(f"      get it:  {s.source}")
-            if s.hint:
-                lines.append(f"      fix:     {s.hint}")
-    missing = sum(not s.present and not s.optional for s in statuses)
+        lines += _status_lines(s, "ok" if s.present else "MISSING")
+    joint = joint_release_status(root)
+    lines.append(f"[{'ok' if joint.present else 'optional'}] {joint.name}")
+    lines.append(f"      {joint.path}")
+    missing = len(required_missing(statuses, root))
+    if optional:
+        lines += ["", "Optional:"]
+    for s in optional or []:
+        absent = not Path(s.path).exists()  # not there is fine; there but unusable is a problem
+        tag = "ok" if s.present else "absent" if absent else "PROBLEM"
+        lines += _status_lines(s, tag, "note" if absent else "problem")
     lines.append("")
     lines.append(
         "All model files are present: the server runs the real pipeline."
@@ -219,10 +294,6 @@ def format_report(statuses: list[ModelFileStatus], root: Path) -> str:
     return "\n".join(lines)
 
 
-NOT_ON_HUB = {  # folder -> where the user gets it by hand (fetch-public-models prints this)
-    "perception/vitpose-wholebody": "vitpose+_base.pth (ViTPose++, Apache-2.0) from the ViTPose README, "
-    "https://github.com/ViTAE-Transformer/ViTPose (OneDrive link in the 'ViTPose++' table); not on the hub",
-}
 PUBLIC_MODELS = {  # folder (relative to the models folder) -> hub repository; never used by tests
     "clip-vit-large-patch14": "openai/clip-vit-large-patch14",
     "perception/grounding-dino": "IDEA-Research/grounding-dino-tiny",

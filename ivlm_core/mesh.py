@@ -84,16 +84,15 @@ def _triangulate(faces: np.ndarray | Sequence[Sequence[int]], name: str) -> np.n
         polygons = [np.stack(group) for group in by_size.values()]
     triangles = []
     for group in polygons:
-        if not np.issubdtype(group.dtype, np.integer):
-            if (
-                not np.issubdtype(group.dtype, np.floating)
-                or not np.all(np.isfinite(group))
-                or np.any(group != np.round(group))
-            ):
-                raise MeshError(
-                    f"{name}: face indices must be whole numbers, got dtype {group.dtype}.",
-                    "Send faces as integer vertex indices.",
-                )
+        if not np.issubdtype(group.dtype, np.integer) and (
+            not np.issubdtype(group.dtype, np.floating)
+            or not np.all(np.isfinite(group))
+            or np.any(group != np.round(group))
+        ):
+            raise MeshError(
+                f"{name}: face indices must be whole numbers, got dtype {group.dtype}.",
+                "Send faces as integer vertex indices.",
+            )
         group = group.astype(np.int64)
         for k in range(1, group.shape[1] - 1):
             triangles.append(group[:, [0, k, k + 1]])
@@ -172,7 +171,7 @@ def read_obj(path: str | Path, *, name: str | None = None, max_faces: int = MAX_
     faces: list[list[int]] = []
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            for line_no, line in enumerate(handle, start=1):
+            for line_no, line in enumerate(handle, start=1):  # noqa: B007 (read by the ValueError message)
                 parts = line.split()
                 if not parts:
                     continue
@@ -208,3 +207,99 @@ def load_mesh(path: str | Path, *, max_faces: int = MAX_FACES) -> TriangleMesh:
     except Exception as exc:  # trimesh raises many types for unreadable files
         raise MeshError(f"{path.stem}: cannot read {path.name} ({exc}).", "Use OBJ, PLY, STL, OFF or GLB.") from exc
     return validate_mesh(np.asarray(loaded.vertices), np.asarray(loaded.faces), name=path.stem, max_faces=max_faces)
+
+
+# Objects people handle, carry or sit on (what InteractVLM places) span a few mm to a few metres. Outside this the
+# mesh is almost surely in the wrong unit (a 12 cm mug modelled in centimetres arrives as a 12 m "mug") or is not
+# such an object (a 10 m floor): it cannot be placed against a body, though its contacts can still be computed.
+MIN_OBJECT_EXTENT_M = 0.005
+MAX_OBJECT_EXTENT_M = 5.0
+_POINT_EXTENT_M = 1e-4  # below this the object is a point, not a shape
+_COARSE_EDGE_SHARE = 0.15  # a face with an edge longer than this share of the object is coarse for contact
+_ZERO_AREA_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class ObjectMeshReview:
+    """What the object path makes of a user's mesh beyond validity.
+
+    mesh: the mesh to render, lift and place: the user's own, with each face re-wound if the closed mesh was
+        inside out (vertex order unchanged, so contacts still index the user's vertices).
+    notes: awkward but handled input, each saying what, why it matters and what to do.
+    placement_blocker: why the object cannot be placed as sent, and how to fix it (contacts still work,
+        since rendering normalises the object's size), or None.
+    """
+
+    mesh: TriangleMesh
+    notes: tuple[str, ...]
+    placement_blocker: str | None
+
+
+def review_object_mesh(mesh: TriangleMesh, label: str) -> ObjectMeshReview:
+    """Checks a valid object mesh for wrong units, inside-out normals, coarse or zero-area faces.
+
+    Raises MeshError when the object is a point (nothing to render).
+    """
+    name = f"object '{label}'"
+    extent = float(np.ptp(mesh.vertices, axis=0).max())
+    if extent < _POINT_EXTENT_M:
+        raise MeshError(
+            f"{name}: all vertices lie within {extent:.1e} m (a point, not a shape).",
+            "Apply the object's scale in Blender (Ctrl+A) and send it in metres.",
+        )
+    notes: list[str] = []
+    blocker = None
+    if not MIN_OBJECT_EXTENT_M <= extent <= MAX_OBJECT_EXTENT_M:
+        unit = "centimetres or millimetres" if extent > MAX_OBJECT_EXTENT_M else "kilometres, or scaled down"
+        blocker = (
+            f"{name} is {extent:.3g} m across, outside the {MIN_OBJECT_EXTENT_M * 1000:g} mm to {MAX_OBJECT_EXTENT_M:g} m "
+            f"of objects people handle or sit on, so it was not placed against the body (its contacts are still "
+            f"computed). Most likely it was modelled in {unit}: apply the object's scale (in Blender: Ctrl+A > Scale) "
+            "and set the scene's unit scale so it is sent in metres, then run again."
+        )
+    a, b, c = (mesh.vertices[mesh.faces[:, k]] for k in range(3))
+    doubled = np.cross(b - a, c - a)  # face normal times twice its area
+    faces = mesh.faces
+    if _inside_out(mesh, doubled, (a + b + c) / 3):
+        faces = faces[:, ::-1].copy()
+        notes.append(
+            f"{name}: its normals point inwards (the closed mesh is inside out), which would shade its renders "
+            "dark and turn its surface the wrong way for placement; its faces were re-wound for this run (vertex "
+            "order, and so contact, unchanged). Fix it in Blender: Edit Mode > Mesh > Normals > Recalculate Outside."
+        )
+    area = np.linalg.norm(doubled, axis=1)
+    zero = mesh.degenerate_face_mask()
+    if zero.mean() >= _ZERO_AREA_SHARE:
+        notes.append(
+            f"{name}: {int(zero.sum()):,} of {mesh.num_faces:,} faces have zero area; they cover no pixel, so "
+            "they neither receive nor pass on contact. Remove them in Blender: Mesh > Clean Up > Degenerate Dissolve."
+        )
+    longest = np.maximum.reduce(
+        [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)]
+    )
+    coarse = area[longest > _COARSE_EDGE_SHARE * extent].sum() / max(area.sum(), 1e-30)
+    if coarse >= 0.5:
+        notes.append(
+            f"{name}: {100 * coarse:.0f} % of its surface is in faces longer than {100 * _COARSE_EDGE_SHARE:.0f} % of its size "
+            f"({mesh.num_vertices:,} vertices in all). Contact is per vertex, so a contact region can only be as fine "
+            "as the vertices around it. For finer contact, subdivide it (in Blender: Subdivide, or a Remesh modifier)."
+        )
+    return ObjectMeshReview(TriangleMesh(mesh.vertices, faces, mesh.name), tuple(notes), blocker)
+
+
+def _inside_out(mesh: TriangleMesh, doubled_normals: np.ndarray, centroids: np.ndarray) -> bool:
+    """True for a closed mesh wound inside out: its signed volume, sum((centroid - centre) . n 2A) / 6, is negative.
+
+    The volume sign means nothing for an open mesh (a sheet, a tube, a mug without a bottom), which is left as
+    sent: closed means every directed edge is matched by its reverse. That test sorts all edges, so it runs
+    only when the cheap signs (area vectors summing to zero, a negative volume) already point to inside out.
+    """
+    total = np.linalg.norm(doubled_normals, axis=1).sum()
+    if total == 0 or np.linalg.norm(doubled_normals.sum(0)) > 1e-6 * total:
+        return False
+    flux = np.einsum("ij,ij->i", centroids - mesh.vertices.mean(0), doubled_normals)
+    if not flux.sum() < -0.05 * np.abs(flux).sum():
+        return False
+    start, end = mesh.faces, np.roll(mesh.faces, -1, axis=1)
+    n = mesh.num_vertices
+    return bool(np.array_equal(np.sort((start * n + end).ravel()), np.sort((end * n + start).ravel())))

@@ -11,6 +11,7 @@ Model folder (`IVLM_MODELS_DIR`, default `~/ivlm-models`), laid out as:
     perception/sam/                                   facebook/sam-vit-base (or -large, -huge) from the hub
     perception/vitpose/                               usyd-community/vitpose-base-simple from the hub
     perception/vitpose-wholebody/vitpose+_base.pth    ViTPose++ release (whole-body keypoints; optional)
+    multihmr/multiHMR_896_L.pt                        optional: Multi-HMR (github.com/naver/multi-hmr, CC BY-NC-SA 4.0)
 
 Cache folder (`IVLM_CACHE_DIR`, default `$XDG_CACHE_HOME/ivlm` or `~/.cache/ivlm`): generated demo
 assets and regenerated render maps. It can be deleted at any time.
@@ -65,3 +66,11 @@ def perception_dir(name: str, root: Path | None = None) -> Path:
     if name not in PERCEPTION_MODEL_NAMES:
         raise ValueError(f"unknown perception model {name!r}; choose one of {', '.join(PERCEPTION_MODEL_NAMES)}")
     return (root or models_dir()) / "perception" / name
+
+
+MULTIHMR_FILENAME = "multiHMR_896_L.pt"
+
+
+def multihmr_checkpoint(root: Path | None = None) -> Path:
+    """The optional Multi-HMR release checkpoint (a learned first body estimate for the fit)."""
+    return (root or models_dir()) / "multihmr" / MULTIHMR_FILENAME

@@ -5,6 +5,8 @@
 #
 #   .venv          the pipeline / server stack (numpy 2, CPU torch from requirements/ci-lock.txt)
 #   .venv-blender  bpy==5.0.1 (Blender as a module; pins numpy<2) for running the add-on in tests
+#   .venv-blender-oldest  bpy==4.2.23 (4.2 LTS, the oldest Blender the add-on supports; Python 3.11)
+#   .venv-blender-newest  bpy==5.3.0 (the newest bpy on the index; its wheels need Python 3.13)
 #   .venv-typecheck  mypy + fake-bpy-module-5-0 (bpy stubs; kept apart from the real bpy, see the lock's .in file)
 set -euo pipefail
 
@@ -67,17 +69,28 @@ PY
     echo "$key" > "$venv/.ivlm-env-key"
 }
 
-_ivlm_ensure_locked_env() {  # venv name, lock file name, what it holds: a venv made from one lock file alone
-    local venv="$IVLM_ROOT/$1" lock="$IVLM_ROOT/requirements/$2"
+_ivlm_ensure_locked_env() {  # venv name, lock file name, what it holds[, interpreter]: a venv made from one lock file
+    local venv="$IVLM_ROOT/$1" lock="$IVLM_ROOT/requirements/$2" python="${4:-python3}"
     local key; key="$(_ivlm_hash "$lock")"
     if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ivlm-env-key" 2>/dev/null)" = "$key" ]; then
         return 0
     fi
     _ivlm_log "building $venv ($3)"
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    "$python" -m venv "$venv"
     _ivlm_install "$venv" -r "$lock"
     echo "$key" > "$venv/.ivlm-env-key"
+}
+
+# Prints the path of a Python 3.13 interpreter (PATH, then pyenv's versions), or nothing.
+ivlm_find_python313() {
+    local candidate
+    for candidate in "$(command -v python3.13 2>/dev/null)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3.13; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" -c 'import venv' >/dev/null 2>&1; then
+            echo "$candidate"
+            return 0
+        fi
+    done
 }
 
 ivlm_ensure_blender_env() {
@@ -86,4 +99,17 @@ ivlm_ensure_blender_env() {
 
 ivlm_ensure_typecheck_env() {
     _ivlm_ensure_locked_env .venv-typecheck typecheck-lock.txt "mypy, fake-bpy-module-5-0"
+}
+
+ivlm_ensure_blender_oldest_env() {
+    _ivlm_ensure_locked_env .venv-blender-oldest blender-oldest-lock.txt "bpy==4.2.23, Blender 4.2 LTS"
+}
+
+# Returns 1 (building nothing) when no Python 3.13 is found; the caller says what is skipped.
+ivlm_ensure_blender_newest_env() {
+    local python; python="$(ivlm_find_python313)"
+    if [ -z "$python" ]; then
+        return 1
+    fi
+    _ivlm_ensure_locked_env .venv-blender-newest blender-newest-lock.txt "bpy==5.3.0, Python 3.13" "$python"
 }

@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path as FilePath
 from typing import Any
 
-import pydantic_core
+import jiter
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,12 +31,14 @@ from server.jobs import JobService
 from server.schemas import (
     API_SCHEMA_VERSION,
     JOB_ID_PATTERN,
+    ConfigurationInfo,
     ErrorBody,
     EstimateRequest,
     FitRequest,
     Health,
     JobResult,
     JobStatus,
+    Limits,
     MissingModelFile,
     QueueInfo,
 )
@@ -42,7 +46,8 @@ from server.security import RequestGuard
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429, 500, 503)}
+_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 404, 408, 409, 410, 413, 422, 429, 500, 503, 507)}
+_NOT_JSON_NUMBERS = (b"NaN", b"Infinity", b"-Infinity")
 JobId = Path(pattern=JOB_ID_PATTERN, description="a job id (32 lowercase hex digits)")
 
 
@@ -54,6 +59,8 @@ def _error_response(error: IVLMError, status: int | None = None) -> JSONResponse
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":  # the parser's own words say what is wrong, and where
+            return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', 'it could not be parsed')}"
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     more = len(exc.errors()) - len(parts)
@@ -61,20 +68,33 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 class _FastJSONRequest(Request):
-    """A request whose JSON body is parsed by pydantic-core (jiter) instead of `json.loads`.
+    """A request whose JSON body is parsed by jiter (pydantic-core's parser) instead of `json.loads`.
 
     FastAPI parses bodies on the event loop, and either parser holds the GIL throughout: on a 32 MB mesh upload
-    `json.loads` held it for 33 ms and jiter for 10 ms (measured), during which health cannot answer.
+    `json.loads` held it for 33 ms and jiter for 10 ms (measured), during which health cannot answer. jiter also
+    refuses what JSON leaves undefined or does not have: a key twice in one object (JSON parsers disagree on which
+    one wins) and NaN / Infinity.
     """
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
-                self._json = pydantic_core.from_json(body)
+                self._json = jiter.from_json(body, allow_inf_nan=False, catch_duplicate_keys=True)
             except ValueError as exc:  # FastAPI answers a JSONDecodeError as a validation error (422)
-                raise json.JSONDecodeError(str(exc), "", 0) from exc
+                raise json.JSONDecodeError(_json_problem(str(exc), body), "", 0) from exc
         return self._json
+
+
+def _json_problem(message: str, body: bytes) -> str:
+    """jiter's message, said plainly when it stopped at NaN or Infinity ("expected value at line L column C")."""
+    where = re.search(r"line (\d+) column (\d+)", message)
+    if where is not None:
+        line, column = int(where[1]), int(where[2])
+        text = body.split(b"\n", line)[line - 1] if line >= 1 else b""
+        if text[column - 1 :].startswith(_NOT_JSON_NUMBERS):
+            return f"NaN and Infinity are not JSON numbers ({message}); send finite numbers"
+    return message
 
 
 class _FastJSONRoute(APIRoute):
@@ -95,8 +115,8 @@ def create_app(service: JobService) -> FastAPI:
         service.start()
 
         async def clean_periodically() -> None:
-            while True:
-                await asyncio.sleep(settings.cleanup_interval_s)
+            while True:  # at least once per TTL, so a short TTL (tests) is kept as well as the default
+                await asyncio.sleep(min(settings.cleanup_interval_s, settings.job_ttl_s))
                 await run_in_threadpool(service.cleanup)
 
         cleaner = asyncio.create_task(clean_periodically())
@@ -118,18 +138,19 @@ def create_app(service: JobService) -> FastAPI:
         max_body_bytes=settings.max_request_bytes,
         token=settings.token,
         allowed_hosts=settings.allowed_hosts(),
+        body_timeout_s=settings.body_timeout_s,
     )
 
     @app.exception_handler(IVLMError)
     async def on_ivlm_error(request: Request, exc: IVLMError) -> JSONResponse:
-        return _error_response(exc)
+        return _error_response(service.public_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             {
                 "code": "BAD_INPUT",
-                "message": _validation_message(exc),
+                "message": service.public(_validation_message(exc)),
                 "hint": "Check the request against /openapi.json.",
             },
             status_code=422,
@@ -150,6 +171,17 @@ def create_app(service: JobService) -> FastAPI:
             {"code": "INTERNAL", "message": f"{type(exc).__name__}", "hint": "See the server log."}, 500
         )
 
+    limits = Limits(
+        max_request_bytes=settings.max_request_bytes,
+        max_image_pixels=settings.max_image_pixels,
+        max_mesh_vertices=settings.max_mesh_vertices,
+        max_mesh_faces=settings.max_mesh_faces,
+        max_connections=settings.max_connections,
+        head_timeout_s=settings.head_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        keep_alive_s=settings.keep_alive_s,
+    )
+
     @app.get("/v1/health", response_model=Health, responses=_ERRORS, tags=["server"])
     async def health() -> Health:
         """Server and schema versions, device, models, missing files, demo flag and queue."""
@@ -165,11 +197,21 @@ def create_app(service: JobService) -> FastAPI:
             demo_reason=service.demo_reason,
             models_loaded=service.loaded_models(),
             missing_model_files=[
-                MissingModelFile(name=m.name, path=m.path, problem=m.problem, source=m.source, hint=m.hint)
+                MissingModelFile(
+                    name=m.name,
+                    path=_relative(m.path, service.models_dir),
+                    problem=service.public(m.problem),
+                    source=m.source,
+                    hint=service.public(m.hint),
+                )
                 for m in service.missing
             ],
-            load_error=None if service.load_error is None else ErrorBody(**service.load_error.to_dict()),
+            load_error=_error_body(service.load_error),
+            storage_error=_error_body(service.storage_error),
+            runner_error=_error_body(service.runner_error),
             queue=QueueInfo(length=waiting, capacity=settings.queue_capacity, running=running),
+            configuration=None if service.configuration is None else ConfigurationInfo(**service.configuration),
+            limits=limits,
         )
 
     @app.post("/v1/jobs", status_code=202, response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
@@ -187,9 +229,10 @@ def create_app(service: JobService) -> FastAPI:
         return service.status(job_id)
 
     @app.get("/v1/jobs/{job_id}/result", response_model=JobResult, responses=_ERRORS, tags=["jobs"])
-    def job_result(job_id: str = JobId) -> FileResponse:
-        """The result of a done job (written to disk before the job was reported done)."""
-        return FileResponse(service.result_path(job_id), media_type="application/json")
+    def job_result(job_id: str = JobId) -> Response:
+        """The result of a done job (written to disk before the job was reported done, and checked against the
+        size and SHA-256 recorded then: a damaged result is answered JOB_DAMAGED, never served)."""
+        return Response(service.result(job_id), media_type="application/json")
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=JobStatus, responses=_ERRORS, tags=["jobs"])
     async def cancel_job(job_id: str = JobId) -> JobStatus:
@@ -197,3 +240,17 @@ def create_app(service: JobService) -> FastAPI:
         return await run_in_threadpool(service.cancel, job_id)
 
     return app
+
+
+def _error_body(error: IVLMError | None) -> ErrorBody | None:
+    return None if error is None else ErrorBody(**error.to_dict())
+
+
+def _relative(path: str, root: FilePath | None) -> str:
+    """A models-folder path as the user lays it out: relative to the models folder."""
+    if root is None:
+        return path
+    try:
+        return FilePath(path).relative_to(root).as_posix()
+    except ValueError:
+        return FilePath(path).name

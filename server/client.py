@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION
+from server.schemas import API_SCHEMA_VERSION, FINISHED_STATES
 
 
 class ApiError(Exception):
@@ -114,7 +114,7 @@ class ServerClient:
         deadline = time.monotonic() + timeout
         while True:
             status = self.status(job_id)
-            if status["state"] in ("done", "failed", "cancelled"):
+            if status["state"] in FINISHED_STATES:
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {status['state']} after {timeout} s")

@@ -5,19 +5,21 @@ from __future__ import annotations
 import binascii
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.place_object import PlacementOptions
 from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.pipeline.reconstruct import check_object_label, check_photo_size
 from server import arrays
 from server.errors import ServerError
 from server.schemas import API_SCHEMA_VERSION, ArrayData, EstimateOptions, ObjectMeshIn
 from server.settings import ServerSettings
 
-PHOTO_FORMATS = ("PNG", "JPEG")
+PHOTO_FORMATS = ("PNG", "JPEG", "MPO")
 SMPLX_VERTICES = 10475
 
 
@@ -30,8 +32,22 @@ def check_schema_version(version: str) -> None:
         )
 
 
-def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]:
-    """The photo file's bytes and its RGB uint8 pixels; the pixel count is checked before any decoding."""
+@dataclass(frozen=True)
+class Photo:
+    """A submitted photo: the file as sent, and the pixels the pipeline analyses."""
+
+    raw: bytes  # the file's bytes (its EXIF also gives the focal length)
+    pixels: np.ndarray  # uint8 [H, W, 3], upright: the EXIF orientation applied, as phones and viewers show it
+    exif_orientation: int  # the EXIF Orientation tag found (1-8), 1 when absent or invalid
+
+
+def decode_photo(b64: str, settings: ServerSettings) -> Photo:
+    """The photo decoded and checked; the pixel count is checked before any decoding.
+
+    PNG, JPEG and MPO (the JPEG variant many phone cameras write: its first frame is the photo) are accepted.
+    The EXIF orientation is applied, so the pipeline sees the photo upright; `Photo.exif_orientation` says
+    what was done, so the result can tell the client which pixels were analysed.
+    """
     try:
         raw = arrays.decode_base64(b64)
     except (binascii.Error, ValueError) as exc:
@@ -55,19 +71,27 @@ def decode_photo(b64: str, settings: ServerSettings) -> tuple[bytes, np.ndarray]
         width, height = image.size
         if width * height > settings.max_image_pixels:
             raise _too_many_pixels(f"the image claims {width}x{height} pixels", settings)
-        if min(width, height) < 16:
-            raise BadInputError(
-                f"the image is only {width}x{height} pixels", "Use a photo at least 16 pixels on each side."
-            )
+        orientation = exif_orientation(image)
+        upright = (width, height) if orientation < 5 else (height, width)  # 5-8 turn the photo by 90 degrees
+        check_photo_size(upright[1], upright[0])
         try:
-            image.load()
-            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            image.load()  # the first frame of an MPO file
+            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise BadInputError(
                 f"the {image.format} image is truncated or damaged ({exc})",
                 "Re-save the photo and send the whole file.",
             ) from exc
-    return raw, pixels
+    return Photo(raw, pixels, orientation)
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF Orientation tag (1-8); 1 when absent, unreadable or out of range."""
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _too_many_pixels(what: str, settings: ServerSettings) -> ServerError:
@@ -94,14 +118,14 @@ def decode_mesh(obj: ObjectMeshIn, index: int, settings: ServerSettings) -> Tria
     return validate_mesh(vertices.astype(np.float64), faces.astype(np.int64), name=where)
 
 
-def check_labels(labels: list[str]) -> None:
-    stripped = [label.strip() for label in labels]
-    if any(not label for label in stripped):
-        raise BadInputError("an object label is blank", "Name every object, e.g. 'chair' or 'cup'.")
+def check_labels(labels: list[str]) -> list[str]:
+    """Each object's label by the pipeline's own rule (naming the object), and no label twice; the stripped labels."""
+    stripped = [check_object_label(label, index) for index, label in enumerate(labels)]
     if len(set(stripped)) != len(stripped):
         raise BadInputError(
             f"object labels repeat: {labels}", "Give each object its own label (e.g. 'chair' and 'chair 2')."
         )
+    return stripped
 
 
 def placement_options(threshold_body: float, threshold_object: float, optimise_scale: bool) -> PlacementOptions:

@@ -14,10 +14,13 @@ import torch
 import uvicorn
 
 from ivlm_core import paths
-from ivlm_core.doctor import check_model_files
+from ivlm_core.doctor import check_model_files, required_missing
+from ivlm_core.errors import IVLMError
+from ivlm_core.pipeline import plan as memory_plan
 from server import LISTENING, SERVER_VERSION
 from server.app import create_app
 from server.jobs import JobService
+from server.security import head_timeout_protocol
 from server.settings import ServerSettings
 from server.worker import ModelSpec
 
@@ -40,7 +43,7 @@ def build_service(settings: ServerSettings) -> JobService:
     device = choose_device(settings.device)
     root = Path(settings.models_dir) if settings.models_dir else paths.models_dir()
     statuses = check_model_files(root)
-    missing = [s for s in statuses if not s.present and not s.optional]  # optional items have fallbacks
+    missing = required_missing(statuses, root)
     if settings.demo is False and missing:
         names = "; ".join(f"{m.name}: {m.problem}" for m in missing)
         raise SystemExit(
@@ -54,8 +57,30 @@ def build_service(settings: ServerSettings) -> JobService:
     else:
         reason = ""
 
-    models = ModelSpec(demo=demo, models_root=None if demo else str(root), device=device)
-    return JobService(settings, models, demo_reason=reason, missing=missing)
+    choice = choose_configuration(settings, device, root, demo)
+    models = ModelSpec(
+        demo=demo,
+        models_root=None if demo else str(root),
+        device=device,
+        configuration=choice.plan.configuration.name,
+        sam_batch=choice.plan.sam_batch,
+        convert_on_start=settings.convert_on_start,
+    )
+    service = JobService(settings, models, demo_reason=reason, missing=missing, models_dir=root)
+    service.configuration = choice.to_dict()
+    return service
+
+
+def choose_configuration(settings: ServerSettings, device: str, root: Path, demo: bool) -> memory_plan.Choice:
+    """The most accurate configuration that fits the budget (pipeline/plan.py). DEMO mode plans for the real
+    release shapes (nothing to read) and loads the tiny stand-ins in the chosen configuration. Exits with the
+    smallest configuration's need when nothing fits."""
+    budget, source = memory_plan.detect_budget(device, settings.gpu_memory_gb, demo=demo)
+    plans = memory_plan.plan_all(device, root=None if demo else root, nominal=demo)
+    try:
+        return memory_plan.choose(plans, budget, source)
+    except IVLMError as exc:
+        raise SystemExit(f"error [{exc.code}]: {exc.message}\nhint: {exc.hint}") from exc
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -82,6 +107,8 @@ def serve(settings: ServerSettings) -> None:
     banner = [
         f"{LISTENING} http://{shown}:{port}  (server {SERVER_VERSION}, device {service.device})",
         f"  data folder: {settings.data_dir}",
+        f"  configuration: {service.configuration['configuration']} ({service.configuration['description']}, SAM "
+        f"{service.configuration['sam_batch']} view(s) per call): {service.configuration['reason']}",
     ]
     if service.demo:
         banner.append(f"  DEMO MODE: {service.demo_reason}. Results come from generated assets and random-weight")
@@ -89,7 +116,16 @@ def serve(settings: ServerSettings) -> None:
     if settings.token:
         banner.append("  bearer token required")
     print("\n".join(banner), flush=True)
-    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        http=head_timeout_protocol(settings.head_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_head_bytes,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its graceful shutdown; that is a clean stop

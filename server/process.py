@@ -54,10 +54,18 @@ def _health_state(url: str, token: str | None) -> str | None:
 
 
 def launch(
-    data_dir: Path, args: list[str] = (), env: dict[str, str] | None = None, token: str | None = None,
-    timeout: float = 180.0, python: str = sys.executable,
-) -> ServerProcess:  # fmt: skip
-    """`ivlm serve --port 0` in a child process; returns once health says the models are loaded (or failed)."""
+    data_dir: Path,
+    args: list[str] = (),
+    env: dict[str, str] | None = None,
+    token: str | None = None,
+    timeout: float = 600.0,
+    python: str = sys.executable,
+) -> ServerProcess:
+    """`ivlm serve --port 0` in a child process; returns once health says the models are loaded (or failed).
+
+    `timeout` only bounds a start that hangs: a first start generates the DEMO assets, which takes minutes on a
+    busy 2-core machine (180 s was seen to run out there), so it is generous.
+    """
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [python, "-m", "ivlm_core.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args]
     if token:

@@ -7,10 +7,11 @@ import numpy as np
 from ivlm_core.body.skeleton import Skeleton
 from ivlm_core.fit.body_fit import BodyFit
 from ivlm_core.fit.camera import CameraIntrinsics
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.outputs import RESULT_SCHEMA, result_to_dict
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 from server import arrays
-from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, SkeletonOut
+from server.schemas import API_SCHEMA_VERSION, BodyOut, CameraOut, JobResult, ObjectOut, PeopleOut, SkeletonOut
 
 
 def job_result(
@@ -24,6 +25,8 @@ def job_result(
     models: dict[str, str],
     thresholds: dict[str, float],
     source_job_id: str | None = None,
+    exif_orientation: int = 1,
+    upright_photo: str | None = None,
 ) -> JobResult:
     """The pipeline's result with its per-vertex arrays attached (the JSON fields come from `result_to_dict`)."""
     plain = result_to_dict(result)
@@ -36,6 +39,7 @@ def job_result(
             joints=arrays.encode(result.body.joints),
             params={k: [float(x) for x in np.asarray(v).reshape(-1)] for k, v in result.body.params.items()},
             losses=result.body.losses,
+            start=result.body.start,
             skeleton=None if skeleton is None else skeleton_out(skeleton, result.body.joints),
         )
     objects = []
@@ -66,12 +70,14 @@ def job_result(
         models=models,
         thresholds=thresholds,
         frame=plain["frame"],
-        camera=CameraOut(**plain["camera"]),
+        camera=CameraOut(**plain["camera"], exif_orientation=exif_orientation),
         body=body,
         objects=objects,
         people_count=plain["people_count"],
+        people=None if plain["people"] is None else PeopleOut(**plain["people"]),
         notes=plain["notes"],
         timings_s=plain["timings_s"],
+        upright_photo=upright_photo,
     )
 
 
@@ -99,13 +105,14 @@ def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
         state["body_vertices"] = result.body.vertices
         state["body_joints"] = result.body.joints
         state["body_source"] = np.array(result.body.source)
+        state["body_start"] = np.array(result.body.start)
         for name, value in result.body.params.items():
-            state[f"body_param__{name}"] = np.asarray(value)
+            state[array_keys.key(array_keys.BODY_PARAM, name)] = np.asarray(value)
     if result.person_mask is not None:
         state["person_mask"] = result.person_mask.astype(bool)
     for index, outcome in enumerate(result.objects):
         if outcome.detection_mask is not None:
-            state[f"object_mask__{index}"] = outcome.detection_mask.astype(bool)
+            state[array_keys.key(array_keys.OBJECT_MASK, index)] = outcome.detection_mask.astype(bool)
     return state
 
 
@@ -117,5 +124,6 @@ def camera_from_state(state: dict[str, np.ndarray]) -> CameraIntrinsics:
 def body_from_state(state: dict[str, np.ndarray]) -> BodyFit | None:
     if "body_vertices" not in state:
         return None
-    params = {k.split("__", 1)[1]: v for k, v in state.items() if k.startswith("body_param__")}
-    return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]))
+    params = array_keys.entries(state, array_keys.BODY_PARAM)
+    start = str(state["body_start"]) if "body_start" in state else "keypoints"  # jobs stored before it was kept
+    return BodyFit(state["body_vertices"], state["body_joints"], params, str(state["body_source"]), start=start)

@@ -10,14 +10,16 @@ meshes in their own local frame (metres); `camera_from_object` maps local vertic
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 API_SCHEMA_VERSION = "ivlm-api-1"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4 hex: the only form a job id takes, so it can never name another path
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+FinishedState = Literal["done", "failed", "cancelled"]  # a job in one of these never changes again
+JobState = Literal["queued", "running", FinishedState]
+FINISHED_STATES: tuple[str, ...] = get_args(FinishedState)
 JobKind = Literal["estimate", "fit"]
 Stage = Literal["body", "fit"]
 
@@ -65,6 +67,13 @@ class EstimateOptions(_Strict):
     focal_px: float | None = Field(default=None, gt=0.0, le=1e6, description="the photo's focal length in pixels")
     optimise_scale: bool = Field(default=False, description="also fit a uniform scale of each object")
     body: ClientBody | None = None
+    person_box_xyxy: list[Annotated[float, Field(ge=-1e6, le=1e6)]] | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="the person to use when the photo holds several: an xyxy pixel box, e.g. one of a result's "
+        "people.boxes_xyxy; the detected person it overlaps, or the box itself if it overlaps none",
+    )
 
 
 class EstimateRequest(_Strict):
@@ -107,6 +116,10 @@ class JobStatus(_Strict):
     created_at: float = Field(description="seconds since the epoch")
     updated_at: float
     queue_position: int | None = Field(default=None, description="jobs ahead of this one while queued")
+    result_size_bytes: int | None = Field(default=None, description="the result's size, once done")
+    result_sha256: str | None = Field(
+        default=None, description="hex SHA-256 of the result's bytes, once done; checked before every answer"
+    )
 
 
 class GpuInfo(_Strict):
@@ -129,6 +142,33 @@ class QueueInfo(_Strict):
     running: str | None = Field(description="the job id running now")
 
 
+class ConfigurationInfo(_Strict):
+    """The model configuration the memory plan chose at start, and why (pipeline/plan.py)."""
+
+    configuration: str = Field(description="e.g. separate, joint, joint-int8, joint-nf4")
+    description: str
+    llm_precision: str = Field(description="native (the load dtype), int8 or nf4")
+    dtype: str
+    sam_batch: int = Field(description="views per SAM image-encoder call")
+    need_gb: float = Field(description="the plan's peak memory for one job")
+    budget_gb: float | None = Field(description="the memory budget planned for; null: unrestricted")
+    budget_source: str
+    reason: str
+
+
+class Limits(_Strict):
+    """What the server accepts (see settings.py); larger inputs are refused with a clear code."""
+
+    max_request_bytes: int
+    max_image_pixels: int
+    max_mesh_vertices: int
+    max_mesh_faces: int
+    max_connections: int = Field(description="open connections; beyond them requests get 503")
+    head_timeout_s: float = Field(description="a connection must send a complete request head within this")
+    body_timeout_s: float = Field(description="a body must arrive within this, plus 1 s per MiB")
+    keep_alive_s: float = Field(description="idle kept-alive connections are closed after this")
+
+
 class Health(_Strict):
     status: Literal["loading", "ok", "error"] = Field(description="loading models, ready, or models failed to load")
     server_version: str
@@ -141,7 +181,13 @@ class Health(_Strict):
     models_loaded: list[str]
     missing_model_files: list[MissingModelFile]
     load_error: ErrorBody | None = Field(default=None, description="why the models could not be loaded")
+    storage_error: ErrorBody | None = Field(
+        default=None, description="the data folder's disk is full: submits are refused, queued jobs wait"
+    )
+    runner_error: ErrorBody | None = Field(default=None, description="why the server cannot run jobs (status error)")
     queue: QueueInfo
+    configuration: ConfigurationInfo | None = Field(default=None, description="the models' configuration and why")
+    limits: Limits
 
 
 class SkeletonOut(_Strict):
@@ -156,7 +202,8 @@ class SkeletonOut(_Strict):
 
 
 class BodyOut(_Strict):
-    source: str = Field(description="fitted, client or demo")
+    source: str = Field(description="fitted, client, estimated (a learned estimate used unrefined) or demo")
+    start: str = Field(default="keypoints", description="what the fit started from: keypoints, or e.g. Multi-HMR")
     vertices: ArrayData = Field(description="float32 [10475, 3]")
     faces: ArrayData = Field(description="int32 [20908, 3]")
     joints: ArrayData = Field(description="float32 [J, 3] SMPL-X joints")
@@ -179,11 +226,30 @@ class ObjectOut(_Strict):
     notes: list[str]
 
 
+class PeopleOut(_Strict):
+    """Every person detected, so a client can offer another choice (send its box as options.person_box_xyxy)."""
+
+    boxes_xyxy: list[list[float]] = Field(description="each person's box in photo pixels, highest detector score first")
+    scores: list[float]
+    object_overlap: list[float | None] = Field(
+        description="share of the area around the objects each one's mask covers"
+    )
+    chosen: int | None = Field(description="index of the person used; null when the client's own box was used")
+    chosen_box_xyxy: list[float] | None
+    reason: str = Field(description="why this person was used")
+
+
 class CameraOut(_Strict):
     focal_px: float
     focal_source: str
-    image_size_hw: list[int]
+    image_size_hw: list[int] = Field(description="the analysed (upright) photo's size")
     intrinsics: list[list[float]]
+    exif_orientation: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="the photo's EXIF Orientation (1 when absent); the server analyses the photo with it applied",
+    )
 
 
 class JobResult(_Strict):
@@ -201,5 +267,11 @@ class JobResult(_Strict):
     body: BodyOut | None
     objects: list[ObjectOut]
     people_count: int
+    people: PeopleOut | None = None
     notes: list[str]
     timings_s: dict[str, float]
+    upright_photo: str | None = Field(
+        default=None,
+        description="base64 of a JPEG (quality 95) of the photo exactly as analysed, when its EXIF orientation "
+        "turned it (exif_orientation != 1); the camera's intrinsics refer to these pixels",
+    )

@@ -40,16 +40,27 @@ class ServerSettings:
     token: str | None = field(default_factory=lambda: os.environ.get("IVLM_SERVER_TOKEN") or None)
     device: str = "auto"  # auto: cuda when available, else cpu
     demo: bool | None = None  # None: demo exactly when model files are missing; True: always; False: never
+    gpu_memory_gb: float | None = None  # the memory budget the configuration is planned for (None: detected)
+    convert_on_start: bool = False  # convert .bin releases to safetensors once, before loading (faster later starts)
     queue_capacity: int = 16  # waiting jobs; one more answers SERVER_BUSY
     max_request_bytes: int = 256 * MIB
     max_image_pixels: int = 50_000_000
     max_mesh_vertices: int = 1_000_000
     max_mesh_faces: int = 2_000_000
     job_ttl_s: float = 7 * 24 * 3600.0  # finished jobs older than this are deleted
-    cleanup_interval_s: float = 600.0
+    cleanup_interval_s: float = 600.0  # (or the TTL, if shorter)
+    # Connections (uvicorn and server.security). A client that sends its request slowly, or nothing, would
+    # otherwise hold a connection for good; past max_connections uvicorn answers 503 until some close.
+    max_connections: int = 64
+    head_timeout_s: float = 10.0  # from connecting (or the previous answer) to a complete request head
+    body_timeout_s: float = 10.0  # a request body must arrive within this plus 1 s per MiB (BODY_MIN_RATE)
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this
+    max_head_bytes: int = 64 * 1024  # request line and headers (h11's limit; the add-on sends well under 1 KiB)
     # Test-only fault injection, read from IVLM_SERVER_TEST_FAULTS and honoured in DEMO mode only:
     # "oom-label=<label>" makes a job with that object label hit a real torch.OutOfMemoryError mid-run;
-    # "crash-label=<label>" makes the worker process exit abruptly mid-run (as a segfault or OOM kill would).
+    # "crash-label=<label>" makes the worker process exit abruptly mid-run (as a segfault or OOM kill would);
+    # "disk-full-flag=<path>" makes every job-store write fail as on a full disk (ENOSPC) while that file exists;
+    # "hold-label=<label>" makes a job with that label wait HOLD_S in the worker once its contact stage began.
     test_faults: str = field(default_factory=lambda: os.environ.get("IVLM_SERVER_TEST_FAULTS", ""))
 
     def check(self) -> None:
@@ -61,6 +72,8 @@ class ServerSettings:
             )
         if self.token is not None and len(self.token) < 16:
             raise BadInputError("the server token is shorter than 16 characters", "Use a long random secret.")
+        if self.gpu_memory_gb is not None and not self.gpu_memory_gb > 0:
+            raise BadInputError("--gpu-memory-gb must be a positive number of gigabytes", "e.g. --gpu-memory-gb 16")
         if self.queue_capacity < 1:
             raise BadInputError("the queue capacity must be at least 1", "Use --queue-capacity 1 or more.")
 

@@ -3,29 +3,29 @@
 A process, not a thread, because several libraries the pipeline calls hold the GIL for long stretches (quadric
 decimation of a 1.3M-face mesh held it for 1.2 s, measured): in a thread of the server process they stalled the
 event loop, so health could not answer in time. In its own process nothing the models do can block the API.
-The process also contains crashes: if it dies, the server fails the running job and starts a new worker.
+The process also contains crashes: if it dies, the server fails the running job and starts a new worker. And
+it dies with the server: a thread waits on the parent's sentinel (`multiprocessing.parent_process()`), so after
+a `kill -9` of the server the worker exits at once instead of running its job on.
 
-The worker reads a job's inputs from the job store, writes its result there, and reports over a pipe:
-    ("loaded", {"models_loaded": [...], "demo_parts": [...]})   or   ("load_failed", {code, message, hint})
-    ("progress", job_id, stage, fraction, message)
-    ("finished", job_id, state, message, error dict or None)     (the result is on disk before this is sent)
-    ("gpu", {"name", "free_bytes", "total_bytes"})               (every GPU_REPORT_S on CUDA)
-and takes ("run", job_id) or None (stop). Cancelling writes the job id into a shared array the worker polls.
+The worker reads a job's inputs from the job store, writes its result there, and reports over a pipe with the
+messages of `server.messages` (Loaded or LoadFailed once, then Progress and Finished per job, GpuReport every
+GPU_REPORT_S on CUDA); it takes RunJob or Stop. Cancelling writes the job id into a shared array the worker polls.
 """
 
 from __future__ import annotations
 
+import base64
 import gc
 import io
 import logging
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,11 +33,12 @@ from PIL import Image
 
 from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
+from ivlm_core.localize.convert import convert_releases_once
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline.plan import configuration_named
 from ivlm_core.pipeline.reconstruct import (
     DEMO_NOTE,
-    HUMAN_RELEASE,
-    OBJECT_RELEASE,
     CancelledError,
     ContactPipeline,
     ObjectInput,
@@ -46,12 +47,17 @@ from ivlm_core.pipeline.reconstruct import (
 )
 from server import SERVER_VERSION, inputs
 from server.errors import ServerError
+from server.messages import Failure, Finished, FromWorker, GpuReport, Loaded, LoadFailed, Progress, RunJob, Stop
 from server.results import body_from_state, camera_from_state, job_result, refit_state
+from server.schemas import EstimateOptions, FitOptions
 from server.settings import ServerSettings
-from server.store import JobStore
+from server.store import EstimateRecord, FitRecord, JobStore
 
 log = logging.getLogger("ivlm.worker")
 GPU_REPORT_S = 1.0
+PARENT_GONE_EXIT = 3
+HOLD_S = 120.0  # how long the test fault "hold-label" keeps a job in one stage
+UPRIGHT_JPEG_QUALITY = 95
 WORKER_NICENESS = 5  # a lower CPU priority than the server process
 
 
@@ -62,16 +68,28 @@ class ModelSpec:
     demo: bool
     models_root: str | None
     device: str
+    configuration: str = "separate"  # a name of ivlm_core.pipeline.plan.CONFIGURATIONS, chosen by the memory plan
+    sam_batch: int = 4
+    convert_on_start: bool = False
 
     def load(self) -> ContactPipeline:
+        configuration = configuration_named(self.configuration)
         if self.demo:
-            return ContactPipeline.demo_pipeline(self.device)
-        return ContactPipeline.from_models_dir(Path(self.models_root) if self.models_root else None, device=self.device)
+            return ContactPipeline.demo_pipeline(self.device, configuration, self.sam_batch)
+        root = Path(self.models_root) if self.models_root else None
+        if self.convert_on_start:
+            convert_releases_once(configuration.releases, root)
+        return ContactPipeline.from_models_dir(
+            root, device=self.device, configuration=configuration, sam_batch=self.sam_batch
+        )
 
 
 def loaded_model_names(pipeline: ContactPipeline) -> list[str]:
-    names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}",
-             HUMAN_RELEASE, OBJECT_RELEASE]  # fmt: skip
+    provenance = pipeline.model_provenance()
+    releases = [f"{name} ({provenance['language_model_precision']})" for name in pipeline.configuration.releases]
+    names = ["perception (detector, segmenter, keypoints)", f"body model {pipeline.body.source.name}", *releases]
+    if pipeline.body_estimator is not None:
+        names.append(pipeline.body_estimator.name)
     return [f"DEMO {name}" for name in names] if pipeline.demo else names
 
 
@@ -83,9 +101,10 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(os, "nice"):  # the API answers first when both want the CPU (health while a job runs on CPU)
         os.nice(WORKER_NICENESS)
+    _exit_with_parent()
     send_lock = threading.Lock()
 
-    def send(message: tuple) -> None:
+    def send(message: FromWorker) -> None:
         with send_lock:
             outbox.send(message)
 
@@ -94,37 +113,56 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         skeleton = body_skeleton(pipeline.body)
     except IVLMError as exc:
         log.error("could not load the models: %s", exc)
-        send(("load_failed", exc.to_dict()))
+        send(LoadFailed(Failure.of(exc)))
         return
     except Exception as exc:
         log.exception("could not load the models")
-        send(
-            (
-                "load_failed",
-                ServerError("INTERNAL", f"loading the models failed: {exc}", "See the server log.").to_dict(),
-            )
-        )
+        send(LoadFailed(Failure("INTERNAL", f"loading the models failed: {exc}", "See the server log.")))
         return
-    send(("loaded", {"models_loaded": loaded_model_names(pipeline), "demo_parts": pipeline.demo_parts()}))
+    send(Loaded(tuple(loaded_model_names(pipeline)), tuple(pipeline.demo_parts())))
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
     if spec.device.startswith("cuda"):
         threading.Thread(target=_report_gpu, args=(send,), daemon=True).start()
-    runner = JobRunner(pipeline, skeleton, JobStore(settings.data_dir), settings, pipeline.demo, send, cancel_id)
+    full_flag = settings.fault_label("disk-full-flag") if pipeline.demo else None
+    store = JobStore(settings.data_dir, full_flag=None if full_flag is None else Path(full_flag))
+    runner = JobRunner(pipeline, skeleton, store, settings, pipeline.demo, send, cancel_id)
     while True:
         try:
             message = inbox.recv()
         except (EOFError, OSError):
             return  # the server went away
-        if message is None:
-            return
-        runner.run(message[1])
+        match message:
+            case RunJob(job_id):
+                runner.run(job_id)
+            case Stop():
+                return
+
+
+def _exit_with_parent() -> None:
+    """Ends this process as soon as the server process is gone, whatever the worker is doing.
+
+    The stdlib's own lifeline: `parent_process().sentinel` (a pipe on POSIX, a process handle on Windows) becomes
+    ready when the parent dies, so there is no polling delay. Chosen over prctl(PR_SET_PDEATHSIG), which is
+    Linux-only and fires when the parent's *thread* that started the worker (the supervisor) ends, and over
+    polling os.getppid(), which is late by its interval and never changes on Windows.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing (tests calling worker_main directly)
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        log.warning("the server process is gone; the worker exits")
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="ivlm-parent-watch", daemon=True).start()
 
 
 def _report_gpu(send) -> None:
     name = torch.cuda.get_device_name()
     while True:
         free, total = torch.cuda.mem_get_info()
-        send(("gpu", {"name": name, "free_bytes": int(free), "total_bytes": int(total)}))
+        send(GpuReport(name, int(free), int(total)))
         time.sleep(GPU_REPORT_S)
 
 
@@ -150,37 +188,39 @@ class JobRunner:
         # Test-only fault injection, honoured in DEMO mode only (see ServerSettings.test_faults).
         self.oom_label = settings.fault_label("oom-label") if demo else None
         self.crash_label = settings.fault_label("crash-label") if demo else None
+        self.hold_label = settings.fault_label("hold-label") if demo else None
 
     def cancelled(self, job_id: str) -> bool:
         return self.cancel_id.value.decode() == job_id
 
     def run(self, job_id: str) -> None:
         try:
-            record = self.store.request(job_id)
-            if record["kind"] == "estimate":
-                result_json, state = self._estimate(job_id, record)
-            else:
-                result_json, state = self._fit(job_id, record)
-            self.store.write_result(job_id, result_json, state)
-            self.send(("finished", job_id, "done", "finished", None))
+            match self.store.request(job_id):
+                case EstimateRecord() as record:
+                    result_json, state = self._estimate(job_id, record)
+                case FitRecord() as record:
+                    result_json, state = self._fit(job_id, record)
+            size, sha256 = self.store.write_result(job_id, result_json, state)
+            self.send(Finished(job_id, "done", "finished", None, size, sha256))
         except CancelledError as exc:
-            self.send(("finished", job_id, "cancelled", exc.message, exc.to_dict()))
+            self.send(Finished(job_id, "cancelled", exc.message, Failure.of(exc)))
         except torch.OutOfMemoryError as exc:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             error = ServerError(
-                "GPU_OOM", f"the GPU ran out of memory during this job ({str(exc).splitlines()[0][:200]})",
+                "GPU_OOM",
+                f"the GPU ran out of memory during this job ({str(exc).splitlines()[0][:200]})",
                 "Close other programs using the GPU, send a smaller photo or a decimated mesh, or use a GPU with "
                 "more memory. The server has freed the memory and keeps serving.",
-            )  # fmt: skip
-            self.send(("finished", job_id, "failed", "out of GPU memory", error.to_dict()))
+            )
+            self.send(Finished(job_id, "failed", "out of GPU memory", Failure.of(error)))
         except IVLMError as exc:
-            self.send(("finished", job_id, "failed", exc.message, exc.to_dict()))
+            self.send(Finished(job_id, "failed", exc.message, Failure.of(exc)))
         except Exception as exc:
             log.exception("job %s failed", job_id)
             error = ServerError("INTERNAL", f"{type(exc).__name__}: {exc}", "See the server log.")
-            self.send(("finished", job_id, "failed", "internal error", error.to_dict()))
+            self.send(Finished(job_id, "failed", "internal error", Failure.of(error)))
 
     def _progress(self, job_id: str, labels: list[str]):
         def report(stage: str, fraction: float, message: str) -> None:
@@ -188,7 +228,9 @@ class JobRunner:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated by IVLM_SERVER_TEST_FAULTS)")
             if stage == "contact" and self.crash_label in labels:
                 os._exit(3)  # simulated: the process dies as it would from a segfault or the kernel's OOM killer
-            self.send(("progress", job_id, stage, fraction, message))
+            self.send(Progress(job_id, stage, fraction, message))
+            if stage == "contact" and self.hold_label in labels:
+                time.sleep(HOLD_S)  # simulated: a long stage that reports nothing (a big mesh, a slow CPU)
 
         return report
 
@@ -196,44 +238,43 @@ class JobRunner:
         if self.cancelled(job_id):
             raise CancelledError("cancelled", "Submit the job again to run it.")
 
-    def _estimate(self, job_id: str, record: dict[str, Any]) -> tuple[bytes, dict[str, np.ndarray]]:
+    def _estimate(self, job_id: str, record: EstimateRecord) -> tuple[bytes, dict[str, np.ndarray]]:
         data = self.store.inputs(job_id)
         photo = self.store.photo(job_id)
-        options = record["options"]
-        objects = [
-            ObjectInput(
-                label, TriangleMesh(data[f"vertices__{i}"].astype(np.float64), data[f"faces__{i}"].astype(np.int64))
-            )
-            for i, label in enumerate(record["labels"])
-        ]
-        params = record.get("client_body_params")
+        options = record.options
+        objects = [ObjectInput(label, _mesh(data, i)) for i, label in enumerate(record.labels)]
+        params = record.client_body_params
         run_options = RunOptions(
-            focal_px=options.get("focal_px"),
+            focal_px=options.focal_px,
             body_vertices=data.get("client_body_vertices"),
             body_params=None if params is None else {k: np.asarray(v, np.float32) for k, v in params.items()},
             placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
+                options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             ),
-            stages=frozenset(options["stages"]),
+            stages=frozenset(options.stages),
+            person_box=options.person_box_xyxy,
         )
         pil = Image.open(io.BytesIO(photo)) if photo is not None else None
         result = self.pipeline.run(
-            data["image"], objects, run_options,
-            progress=self._progress(job_id, record["labels"]), cancel=lambda: self.cancelled(job_id), pil_image=pil,
-        )  # fmt: skip
+            data["image"],
+            objects,
+            run_options,
+            progress=self._progress(job_id, record.labels),
+            cancel=lambda: self.cancelled(job_id),
+            pil_image=pil,
+        )
         self._check_cancel(job_id)
-        return self._result_json(job_id, "estimate", result, options), refit_state(result)
+        photo_out = _Photo(data["image"], record.exif_orientation)
+        return self._result_json(job_id, "estimate", result, options, photo_out), refit_state(result)
 
-    def _fit(self, job_id: str, record: dict[str, Any]) -> tuple[bytes, None]:
-        source_id = record["source_job_id"]
-        try:
-            source = self.store.request(source_id)
-            source_inputs = self.store.inputs(source_id)
-            state = self.store.state(source_id)
-        except OSError as exc:
-            raise ServerError(
-                "NOT_FOUND", f"source job {source_id} is gone ({exc})", "Run Estimate Contact again."
-            ) from exc
+    def _fit(self, job_id: str, record: FitRecord) -> tuple[bytes, None]:
+        source_id = record.source_job_id
+        again = "Run Estimate Contact again, then refit."
+        source = self.store.request(source_id, again)  # NOT_FOUND or JOB_DAMAGED (no path) if it is not usable
+        source_inputs = self.store.inputs(source_id, again)
+        state = self.store.state(source_id, again)
+        if not isinstance(source, EstimateRecord):
+            raise ServerError("JOB_DAMAGED", f"source job {source_id} is not an estimate job", again)
         data = self.store.inputs(job_id)
         body = body_from_state(state)
         if body is None:
@@ -243,21 +284,22 @@ class JobRunner:
             )
         camera = camera_from_state(state)
         objects, masks = [], {}
-        for label in record["labels"]:
-            i = source["labels"].index(label)
-            mesh = TriangleMesh(
-                source_inputs[f"vertices__{i}"].astype(np.float64), source_inputs[f"faces__{i}"].astype(np.int64)
+        for label in record.labels:
+            i = source.labels.index(label)
+            contacts = (
+                data[array_keys.key(array_keys.OBJECT_CONTACT, i)],
+                data[array_keys.key(array_keys.BODY_CONTACT, i)],
             )
-            objects.append(ObjectInput(label, mesh, data[f"object_contact__{i}"], data[f"body_contact__{i}"]))
-            if f"object_mask__{i}" in state:
-                masks[label] = state[f"object_mask__{i}"]
-        options = record["options"]
+            objects.append(ObjectInput(label, _mesh(source_inputs, i), *contacts))
+            if array_keys.key(array_keys.OBJECT_MASK, i) in state:
+                masks[label] = state[array_keys.key(array_keys.OBJECT_MASK, i)]
+        options = record.options
         run_options = RunOptions(
             placement=inputs.placement_options(
-                options["body_contact_threshold"], options["object_contact_threshold"], options["optimise_scale"]
+                options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             )
         )
-        self.send(("progress", job_id, "fit", 0.1, "placing the objects from the edited contacts"))
+        self.send(Progress(job_id, "fit", 0.1, "placing the objects from the edited contacts"))
         self._check_cancel(job_id)
         start = time.perf_counter()
         outcomes = self.pipeline.refit(
@@ -265,25 +307,66 @@ class JobRunner:
         )
         notes = [DEMO_NOTE] if self.demo else []
         result = ReconstructResult(self.demo, camera, body, outcomes, notes, {"fit": time.perf_counter() - start})
-        return self._result_json(job_id, "fit", result, options, source_job_id=source_id), None
+        photo_out = _Photo(source_inputs["image"], source.exif_orientation)
+        return self._result_json(job_id, "fit", result, options, photo_out, source_job_id=source_id), None
 
     def _result_json(
-        self, job_id: str, kind: str, result: ReconstructResult, options: dict, source_job_id: str | None = None
+        self,
+        job_id: str,
+        kind: str,
+        result: ReconstructResult,
+        options: EstimateOptions | FitOptions,
+        photo: _Photo,
+        source_job_id: str | None = None,
     ) -> bytes:
+        provenance = self.pipeline.model_provenance()
         models = {
-            "human_contact": HUMAN_RELEASE,
-            "object_contact": OBJECT_RELEASE,
+            "human_contact": provenance["human_contact"],
+            "object_contact": provenance["object_contact"],
             "body_model": self.pipeline.body.source.name,
         }
         if self.demo:
             models = {k: f"DEMO generated stand-in for {v}" for k, v in models.items()}
         thresholds = {
-            "body_contact": options["body_contact_threshold"],
-            "object_contact": options["object_contact_threshold"],
+            "body_contact": options.body_contact_threshold,
+            "object_contact": options.object_contact_threshold,
         }
+        models.update({k: provenance[k] for k in ("configuration", "language_model_precision", "dtype")})
         out = job_result(
-            result, job_id=job_id, kind=kind, body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
-            skeleton=self.skeleton, server_version=SERVER_VERSION, models=models, thresholds=thresholds,
+            result,
+            job_id=job_id,
+            kind=kind,
+            body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
+            skeleton=self.skeleton,
+            server_version=SERVER_VERSION,
+            models=models,
+            thresholds=thresholds,
             source_job_id=source_job_id,
-        )  # fmt: skip
+            exif_orientation=photo.exif_orientation,
+            upright_photo=photo.upright_jpeg(),
+        )
         return out.model_dump_json().encode()
+
+
+@dataclass(frozen=True)
+class _Photo:
+    """The pixels a job analysed (upright) and the EXIF orientation the photo was sent with."""
+
+    pixels: np.ndarray
+    exif_orientation: int
+
+    def upright_jpeg(self) -> str | None:
+        """base64 JPEG of the analysed pixels when the EXIF orientation turned them, so the client can show
+        exactly what its camera looked at; None when they are the photo as stored."""
+        if self.exif_orientation == 1:
+            return None
+        buffer = io.BytesIO()
+        Image.fromarray(self.pixels).save(buffer, "JPEG", quality=UPRIGHT_JPEG_QUALITY)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _mesh(arrays: dict[str, np.ndarray], index: int) -> TriangleMesh:
+    """Object `index`'s mesh from a job's inputs."""
+    vertices = arrays[array_keys.key(array_keys.VERTICES, index)]
+    faces = arrays[array_keys.key(array_keys.FACES, index)]
+    return TriangleMesh(vertices.astype(np.float64), faces.astype(np.int64))

@@ -22,7 +22,11 @@ from ivlm_core.perceive.coco import COCO_KEYPOINTS, COCO_WHOLEBODY_KEYPOINTS, WH
 FAST = BodyFitOptions(
     yaw_starts_deg=(0.0, 60.0, -60.0), postures=("standing", "sitting"), keep_starts=2, keep_variants=2
 )
-TIPS = [f"{side}_{finger}4" for side in ("left", "right") for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")]  # fmt: skip
+TIPS = [
+    f"{side}_{finger}4"
+    for side in ("left", "right")
+    for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +61,13 @@ def _tip_error(fit, scene) -> np.ndarray:
 def test_kinematics_match_smplx(body, synthetic_body_files) -> None:
     """Vertices, joints and every whole-body keypoint posed here equal smplx's (full hand poses, flat-hand mean)."""
     reference = load_body_model(
-        "smplx", folder=paths.body_models_dir(synthetic_body_files.root), num_betas=10, use_pca=False,
-        flat_hand_mean=True, batch_size=3,
-    )  # fmt: skip
+        "smplx",
+        folder=paths.body_models_dir(synthetic_body_files.root),
+        num_betas=10,
+        use_pca=False,
+        flat_hand_mean=True,
+        batch_size=3,
+    )
     g = torch.Generator().manual_seed(0)
     p = PoseParams(
         *(
@@ -67,8 +75,14 @@ def test_kinematics_match_smplx(body, synthetic_body_files) -> None:
             for n, scale in ((3, 1.0), (63, 0.3), (45, 0.3), (45, 0.3), (10, 1.0), (3, 1.0))
         )
     )
-    out = reference.model(global_orient=p.global_orient, body_pose=p.body_pose, left_hand_pose=p.left_hand_pose,
-                          right_hand_pose=p.right_hand_pose, betas=p.betas, transl=p.transl)  # fmt: skip
+    out = reference.model(
+        global_orient=p.global_orient,
+        body_pose=p.body_pose,
+        left_hand_pose=p.left_hand_pose,
+        right_hand_pose=p.right_hand_pose,
+        betas=p.betas,
+        transl=p.transl,
+    )
     kinematics = BodyKinematics(body)
     vertices, joints = kinematics.vertices(p)
     assert torch.allclose(vertices, out.vertices, atol=1e-5) and torch.allclose(joints, out.joints[:, :55], atol=1e-5)
@@ -111,8 +125,15 @@ def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:
 
 
 def test_whole_body_fit_closes_the_hand_around_the_mug(body, mug) -> None:
-    fit = fit_body(body, _true_keypoints(mug), mug.intrinsics, mug.image.shape[:2], mug.person_mask, FAST,
-                   occluder_mask=mug.object_mask)  # fmt: skip
+    fit = fit_body(
+        body,
+        _true_keypoints(mug),
+        mug.intrinsics,
+        mug.image.shape[:2],
+        mug.person_mask,
+        FAST,
+        occluder_mask=mug.object_mask,
+    )
     assert fit.keypoint_format == "coco_wholebody" and fit.prior == "joint limits" and fit.source == "fitted"
     assert set(fit.params) >= {"left_hand_pose", "right_hand_pose"} and fit.losses["keypoint_rms_px"] < 1.0
     errors = _tip_error(fit, mug)
@@ -144,17 +165,27 @@ def test_first_estimate_joins_the_starts(body, mug) -> None:
         kinematics.j_template[0] + kinematics.j_shapedirs[0] @ torch.tensor(p["betas"], dtype=torch.float32)
     ).numpy()
     init = BodyInit(
-        p["betas"], Rotation.from_matrix(rotation @ Rotation.from_rotvec(p["global_orient"]).as_matrix()).as_rotvec(),
-        p["body_pose"], rotation @ (pelvis + p["transl"]) + offset - pelvis, p["left_hand_pose"], p["right_hand_pose"],
+        p["betas"],
+        Rotation.from_matrix(rotation @ Rotation.from_rotvec(p["global_orient"]).as_matrix()).as_rotvec(),
+        p["body_pose"],
+        rotation @ (pelvis + p["transl"]) + offset - pelvis,
+        p["left_hand_pose"],
+        p["right_hand_pose"],
         source="truth",
-    )  # fmt: skip
+    )
     fit = fit_body(body, _true_keypoints(mug), mug.intrinsics, mug.image.shape[:2], options=FAST, init=init)
     assert fit.start.startswith("first estimate (truth)")
     truth = transform_points(mug.cv_camera_from_world, mug.body_vertices)
     assert np.linalg.norm(fit.vertices - truth, axis=1).mean() < 0.01
     with pytest.raises(BadInputError, match="body_pose has 10 values"):
-        fit_body(body, _true_keypoints(mug), mug.intrinsics, mug.image.shape[:2], options=FAST,
-                 init=BodyInit(p["betas"], np.zeros(3), np.zeros(10), np.zeros(3)))  # fmt: skip
+        fit_body(
+            body,
+            _true_keypoints(mug),
+            mug.intrinsics,
+            mug.image.shape[:2],
+            options=FAST,
+            init=BodyInit(p["betas"], np.zeros(3), np.zeros(10), np.zeros(3)),
+        )
     # With a first estimate a hidden torso is no reason to refuse: the estimate places the body.
     hidden = _true_keypoints(mug)
     hidden[[COCO_KEYPOINTS.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")], 2] = 0

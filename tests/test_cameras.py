@@ -79,6 +79,27 @@ def test_straight_up_or_down_view_is_a_rotation(elev):
     rotation, _ = look_at_view_transform(2.0, elev, 0.0)
     assert torch.isfinite(rotation).all()
     assert torch.allclose(rotation[0].T @ rotation[0], torch.eye(3, dtype=torch.float64), atol=1e-6)
+    # Orthogonal is not enough: a mirrored camera (det -1) is orthogonal too and flips every render.
+    assert float(torch.linalg.det(rotation[0])) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("elev", [89.9, 89.999, 89.9999, 89.99999, -89.9999, -89.99999])
+def test_views_next_to_the_pole_are_rotations(elev):
+    """Between the fallback's threshold and the normalisation's eps the axes were not unit vectors (det 0.17
+    at elevation 89.9999); every view must be a proper rotation."""
+    rotation, _ = look_at_view_transform(2.0, elev, 30.0)
+    assert torch.allclose(rotation[0].T @ rotation[0], torch.eye(3, dtype=torch.float64), atol=1e-9)
+    assert float(torch.linalg.det(rotation[0])) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(("elev", "azim"), [(90.0, 0.0), (-90.0, 180.0)])
+def test_straight_up_or_down_view_is_the_limit_of_nearby_views(elev, azim):
+    """Looking down is the limit of azimuth 0 (the documented fallback); looking up then comes out as the limit
+    of azimuth 180. Either way the image does not jump or mirror when a view reaches the pole."""
+    at_pole, _ = look_at_view_transform(2.0, elev, 0.0)
+    nearby, _ = look_at_view_transform(2.0, math.copysign(89.99, elev), azim)
+    # 0.01 degrees from the pole the axes turn by 1.7e-4 rad; a flipped or mirrored axis would differ by ~2.
+    assert torch.allclose(at_pole, nearby, atol=1e-3)
 
 
 def test_cv_look_at_on_known_points():
@@ -109,16 +130,15 @@ def test_frame_conversions_on_known_points():
     pts = np.array([body_up, body_forward, body_left])
     blender = frames.transform_points(frames.BLENDER_WORLD_FROM_BODY, pts)
     # Blender is Z-up and characters face -Y there.
-    assert blender.tolist() == [[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]
+    # Transforms of 0/±1 matrices: exact in IEEE arithmetic, compared with a tolerance all the same.
+    assert np.allclose(blender, [[0.0, 0.0, 1.0], [0.0, -1.0, 0.0], [1.0, 0.0, 0.0]], atol=1e-12)
     assert np.allclose(frames.BODY_FROM_BLENDER_WORLD @ frames.BLENDER_WORLD_FROM_BODY, np.eye(4))
     # A point 2 m in front of an OpenCV camera is at z = -2 for an OpenGL/Blender camera.
-    assert frames.transform_points(frames.GL_CAMERA_FROM_CV_CAMERA, np.array([[0.1, 0.2, 2.0]])).tolist() == [
-        [0.1, -0.2, -2.0]
-    ]
+    gl = frames.transform_points(frames.GL_CAMERA_FROM_CV_CAMERA, np.array([[0.1, 0.2, 2.0]]))
+    assert np.allclose(gl, [[0.1, -0.2, -2.0]], atol=1e-12)
     # PyTorch3D's +X (left) is OpenCV's -X.
-    assert frames.transform_points(frames.CV_CAMERA_FROM_P3D_VIEW, np.array([[1.0, 1.0, 3.0]])).tolist() == [
-        [-1.0, -1.0, 3.0]
-    ]
+    cv = frames.transform_points(frames.CV_CAMERA_FROM_P3D_VIEW, np.array([[1.0, 1.0, 3.0]]))
+    assert np.allclose(cv, [[-1.0, -1.0, 3.0]], atol=1e-12)
 
 
 def test_rigid_inverse_round_trip():

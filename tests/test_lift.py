@@ -1,5 +1,7 @@
 """Lifting: hand-computed values for both of InteractVLM's lifters, map files, and an object round trip."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +40,17 @@ def test_human_lifter_by_hand():
     # vertex 2: (.25*.5 + .3*1) / .55 = .77273;  vertex 3: .5*1/.5 = 1
     assert contact.tolist() == pytest.approx([0.25, 0.722222, 0.772727, 1.0], abs=1e-6)
     assert op.visible_views.tolist() == [2, 1, 1, 1]
-    # Logits beyond +-20 are clamped before the sigmoid, as upstream does.
-    assert torch.allclose(op.human(logits * 100), op.human(logits.clamp(-20, 20)))
+
+
+def test_human_lifter_clamps_logits_to_plus_minus_20():
+    """Upstream clamps logits to [-20, 20] before the sigmoid, so no probability drops below sigmoid(-20)
+    (2.06e-9, a float32 normal number); without the clamp a logit of -1000 gives exactly 0."""
+    op = LiftOperator(tiny_maps())
+    floor = 1.0 / (1.0 + math.exp(20.0))
+    # Every visible vertex is a weighted mean of pixels that all sit at the floor. rel 1e-4: float32 sigmoid
+    # and the sparse product are a few ulps off the float64 value, far from the 100 % gap to 0.
+    assert op.human(torch.full((2, 2, 2), -1000.0)).tolist() == pytest.approx([floor] * 4, rel=1e-4)
+    assert op.human(torch.full((2, 2, 2), 1000.0)).tolist() == pytest.approx([1.0] * 4, abs=1e-6)
 
 
 def test_object_lifter_by_hand():
@@ -53,6 +64,29 @@ def test_object_lifter_by_hand():
     assert contact.tolist() == pytest.approx([p, p, p, p], abs=1e-6)
     none = op.object(torch.full((2, 2, 2), -5.0))
     assert none.tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_object_lifter_averages_over_views_and_keeps_pixels_between_threshold_and_half():
+    """Probabilities between the 0.3 pixel threshold and 0.5 count, and a vertex selected in two views gets
+    the mean of its two per-view values (their sum would exceed 1 for confident pixels)."""
+    op = LiftOperator(tiny_maps())
+
+    def sigmoid(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    p00, p01, p10 = sigmoid(-0.5), sigmoid(-0.2), sigmoid(-0.3)  # .3775, .4502, .4256: all in (0.3, 0.5)
+    logits = torch.tensor([[[-0.5, -0.2], [0.0, 0.0]], [[-0.3, 0.0], [0.0, 0.0]]])
+    expected = [
+        (p00 + p10) / 2,  # vertex 0: view 0 pixel 0 only, view 1 pixel 0 (weight 1)
+        (0.25 * p00 + 0.2 * p01) / 0.45,  # vertex 1: view 0 only (zero weight in view 1)
+        (0.25 * p00 + 0.3 * p01) / 0.55,
+        p01,
+    ]
+    assert op.object(logits).tolist() == pytest.approx(expected, abs=1e-6)
+    # A stricter threshold drops view 0's pixel 0 (.3775) and view 1's pixel 0 (.4256): vertex 0 has nothing left.
+    assert op.object(logits, threshold=0.44).tolist() == pytest.approx([0.0, p01, p01, p01], abs=1e-6)
+    # Confident pixels in both views: the mean stays 1 (a sum would give 2 for vertex 0).
+    assert op.object(torch.full((2, 2, 2), 30.0)).tolist() == pytest.approx([1.0] * 4, abs=1e-6)
 
 
 def test_lifter_rejects_wrong_shapes():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from greedy_margin import assert_argmax_is_safe, assert_greedy_tokens_agree
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ivlm_core.localize.generation import generate_with_cache, generate_without_cache
@@ -29,7 +30,9 @@ def test_cached_and_uncached_generation_agree(llm):
     seg = reference.tokens[7]  # declare a token the model does produce to be the seg token
     cached = generate_with_cache(llm, prompt, max_new_tokens=12, eos_token_id=-1, seg_token_ids=(seg,))
     uncached = generate_without_cache(llm, prompt, max_new_tokens=12, eos_token_id=-1, seg_token_ids=(seg,))
-    assert cached.tokens == uncached.tokens == reference.tokens
+    # Token equality across the two schedules is required only because every step's margin makes it safe.
+    assert_greedy_tokens_agree(llm, prompt, reference.tokens, cached.tokens)
+    assert_greedy_tokens_agree(llm, prompt, reference.tokens, uncached.tokens)
     assert cached.seg_index == uncached.seg_index == reference.tokens.index(seg)
     assert torch.allclose(cached.seg_state, uncached.seg_state, atol=1e-5)
     # The seg state is the final-norm hidden state of the position that predicted the seg token:
@@ -39,7 +42,7 @@ def test_cached_and_uncached_generation_agree(llm):
     with torch.no_grad():
         state = llm.model(inputs_embeds=embeds).last_hidden_state[0, -1]
     assert torch.allclose(cached.seg_state, state, atol=1e-5)
-    assert int(llm.lm_head(state).argmax()) == seg
+    assert_argmax_is_safe(llm.lm_head(state), seg)
 
 
 def test_stops_at_eos_and_reports_no_seg(llm):
@@ -48,7 +51,7 @@ def test_stops_at_eos_and_reports_no_seg(llm):
     free = generate_with_cache(llm, prompt, max_new_tokens=8, eos_token_id=-1, seg_token_ids=())
     eos = free.tokens[3]
     stopped = generate_with_cache(llm, prompt, max_new_tokens=8, eos_token_id=eos, seg_token_ids=())
-    assert stopped.tokens == free.tokens[: free.tokens.index(eos) + 1]
+    assert_greedy_tokens_agree(llm, prompt, free.tokens[: free.tokens.index(eos) + 1], stopped.tokens)
     assert not stopped.found_seg and stopped.seg_state is None
 
 

@@ -35,8 +35,16 @@ Q_OAFFORD = (
     "where the human is making contact."
 )
 LABELS = [
-    "chair", "tennis_racket", "Sports_Ball", "  mug ", "hot dog", "naïve-café", "日本刀", "it's", "3d_printed_vase",
-]  # fmt: skip
+    "chair",
+    "tennis_racket",
+    "Sports_Ball",
+    "  mug ",
+    "hot dog",
+    "naïve-café",
+    "日本刀",
+    "it's",
+    "3d_printed_vase",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +102,20 @@ def test_label_rules() -> None:
         P.label_from_filename("chair.jpg")
     assert "<label>__<id>" in info.value.hint
     bad = [
-        "", "   ", "\n", "chair\nsofa", "cup\rmug", "a\x00b", "a\u2028b",
-        "a<image>", "mug [SEG]", "[seg]", "<im_end>", "x</s>", "y" * 101,
-    ]  # fmt: skip
+        "",
+        "   ",
+        "\n",
+        "chair\nsofa",
+        "cup\rmug",
+        "a\x00b",
+        "a\u2028b",
+        "a<image>",
+        "mug [SEG]",
+        "[seg]",
+        "<im_end>",
+        "x</s>",
+        "y" * 101,
+    ]
     for label in bad:
         with pytest.raises(BadInputError) as info:
             P.normalize_label(label)
@@ -204,8 +223,13 @@ def test_every_prompt_encodes_like_upstream(folders, kind: str) -> None:
 def test_added_token_ids_come_from_the_files(tmp_path: Path, folders) -> None:
     folder, ids = folders["Gen-Hu-Obj"]
     tok = _load(folder, ids)
-    assert ids == {"[SEG]": VOCAB_SIZE, "<im_start>": VOCAB_SIZE + 1, "<im_end>": VOCAB_SIZE + 2,
-                   "[HSEG]": VOCAB_SIZE + 3, "[OSEG]": VOCAB_SIZE + 4}  # fmt: skip
+    assert ids == {
+        "[SEG]": VOCAB_SIZE,
+        "<im_start>": VOCAB_SIZE + 1,
+        "<im_end>": VOCAB_SIZE + 2,
+        "[HSEG]": VOCAB_SIZE + 3,
+        "[OSEG]": VOCAB_SIZE + 4,
+    }
     assert {t: tok.token_id(t) for t in ids} == ids
     assert (tok.seg_token_idx, tok.hseg_token_idx, tok.oseg_token_idx) == (ids["[SEG]"], ids["[HSEG]"], ids["[OSEG]"])
     assert (tok.bos_id, tok.eos_id, tok.unk_id) == (1, 2, 0)
@@ -342,9 +366,45 @@ def test_real_llama_system_prefix_ids() -> None:
     folder = os.environ.get("IVLM_RELEASE_TOKENIZER_DIR")
     if not folder:
         pytest.skip("set IVLM_RELEASE_TOKENIZER_DIR to a release folder to compare with real LLaMA-2 ids")
-    public = [1, 319, 13563, 1546, 263, 12758, 5199, 322, 385, 23116, 21082, 20255, 29889, 450, 20255, 4076, 8444,
-              29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 3148, 1001,
-              29901, 32001, -200, 32002]  # fmt: skip
+    public = [
+        1,
+        319,
+        13563,
+        1546,
+        263,
+        12758,
+        5199,
+        322,
+        385,
+        23116,
+        21082,
+        20255,
+        29889,
+        450,
+        20255,
+        4076,
+        8444,
+        29892,
+        13173,
+        29892,
+        322,
+        1248,
+        568,
+        6089,
+        304,
+        278,
+        5199,
+        29915,
+        29879,
+        5155,
+        29889,
+        3148,
+        1001,
+        29901,
+        32001,
+        -200,
+        32002,
+    ]
     config = json.loads((Path(folder) / "config.json").read_text())
     tok = ReleaseTokenizer.from_folder(
         Path(folder),
@@ -371,8 +431,11 @@ def test_tiny_tokenizer_folder(tmp_path: Path, folders) -> None:
     ids = write_tiny_tokenizer(tmp_path / "t", "Gen")
     assert ids == {"[SEG]": VOCAB_SIZE, "<im_start>": VOCAB_SIZE + 1, "<im_end>": VOCAB_SIZE + 2}
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
-        "added_tokens.json", "special_tokens_map.json", "tokenizer.model", "tokenizer_config.json",
-    ]  # fmt: skip
+        "added_tokens.json",
+        "special_tokens_map.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+    ]
     assert json.loads((tmp_path / "t" / "added_tokens.json").read_text()) == ids
     config = json.loads((tmp_path / "t" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "LlamaTokenizer" and config["model_max_length"] == 512

@@ -7,8 +7,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from ivlm_core.demo.objects import mug
+from ivlm_core.demo.primitives import cube, cylinder, plane
 from ivlm_core.errors import MeshError
-from ivlm_core.mesh import read_obj, validate_mesh
+from ivlm_core.mesh import TriangleMesh, read_obj, review_object_mesh, validate_mesh
 
 TRI = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]])
 
@@ -132,3 +134,53 @@ def test_obj_reader_errors(tmp_path):
     only_points.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     with pytest.raises(MeshError, match="no faces"):
         read_obj(only_points)
+
+
+def scaled(mesh: TriangleMesh, factor: float) -> TriangleMesh:
+    return TriangleMesh(mesh.vertices * factor, mesh.faces, mesh.name)
+
+
+def test_object_in_the_wrong_unit_is_not_placed_and_the_fix_is_named():
+    ok = review_object_mesh(mug().mesh, "cup")
+    assert ok.placement_blocker is None and ok.notes == ()
+    in_cm = review_object_mesh(scaled(mug().mesh, 100), "cup")  # a 12 cm mug modelled in centimetres
+    assert "12.1 m across" in in_cm.placement_blocker and "centimetres" in in_cm.placement_blocker
+    assert (
+        "apply the object's scale" in in_cm.placement_blocker
+        and "contacts are still computed" in in_cm.placement_blocker
+    )
+    in_mm = review_object_mesh(scaled(mug().mesh, 500), "cup")  # the "50 m mug"
+    assert "60.5 m across" in in_mm.placement_blocker
+    shrunk = review_object_mesh(scaled(mug().mesh, 0.01), "cup")
+    assert "kilometres, or scaled down" in shrunk.placement_blocker
+    floor = review_object_mesh(plane(10.0), "floor")  # 2 huge triangles: not something placed against a body
+    assert "10 m across" in floor.placement_blocker
+    with pytest.raises(MeshError, match="a point, not a shape") as info:
+        review_object_mesh(scaled(mug().mesh, 1e-5), "cup")
+    assert "Ctrl+A" in info.value.hint
+
+
+def test_inside_out_closed_mesh_is_rewound_and_an_open_one_is_left_as_sent():
+    original = mug().mesh
+    flipped = TriangleMesh(original.vertices, original.faces[:, ::-1].copy(), "mug")
+    review = review_object_mesh(flipped, "cup")
+    assert np.array_equal(review.mesh.faces, original.faces)  # re-wound, same vertices in the same order
+    assert np.array_equal(review.mesh.vertices, original.vertices)
+    assert any("inside out" in n and "Recalculate Outside" in n for n in review.notes)
+    assert review.placement_blocker is None
+    # A tube without caps has no inside: whichever way it is wound, it is left alone.
+    tube = cylinder(64, 0.04, 0.1)
+    sides = TriangleMesh(tube.vertices, tube.faces[:128][:, ::-1].copy(), "tube")
+    open_review = review_object_mesh(sides, "cup")
+    assert np.array_equal(open_review.mesh.faces, sides.faces)
+    assert not any("inside out" in n for n in open_review.notes)
+
+
+def test_zero_area_and_coarse_faces_are_noted_with_the_fix():
+    original = mug().mesh
+    repeated = np.repeat(original.faces[:300, :1], 3, axis=1)  # 300 faces with one corner three times
+    degenerate = TriangleMesh(original.vertices, np.concatenate([original.faces, repeated]), "mug")
+    notes = review_object_mesh(degenerate, "cup").notes
+    assert any("300 of" in n and "zero area" in n and "Degenerate Dissolve" in n for n in notes)
+    coarse = review_object_mesh(scaled(cube(), 0.2), "box").notes  # 8 vertices: contact can only be that fine
+    assert any("per vertex" in n and "Subdivide" in n for n in coarse)

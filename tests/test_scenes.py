@@ -59,7 +59,12 @@ def test_masks_and_camera_agree(scenes, kind):
 
 def test_scenes_are_deterministic_and_seeds_differ(scenes):
     again = make_scene("hold_mug", seed=0)
-    assert np.array_equal(again.image, scenes["hold_mug"].image)
+    first = scenes["hold_mug"]
+    # The seeded draws are the same numbers; the rendered photo is computed (skinning, rasteriser, shading),
+    # so it may round to the next 8-bit level on a few pixels if a kernel takes another path.
+    assert all(np.array_equal(again.body_params[k], first.body_params[k]) for k in first.body_params)
+    assert np.abs(again.image.astype(np.int16) - first.image).max() <= 1
+    assert np.mean(again.image != first.image) < 1e-3
     other = make_scene("hold_mug", seed=1)
     assert not np.allclose(other.body_params["betas"], again.body_params["betas"])
 

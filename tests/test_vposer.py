@@ -81,8 +81,10 @@ def test_missing_damaged_foreign_and_unsafe_files_are_named(release, tmp_path) -
         load_vposer(folder)
     # Weights of another model in the same layout: every unknown key is an error that names one.
     foreign = shutil.copytree(release, tmp_path / "foreign")
-    torch.save({"state_dict": {"vp_model.encoder_net.2.weight": torch.zeros(4, 63), "model.head.weight": torch.zeros(2)}},
-               foreign / "snapshots" / SNAPSHOT)  # fmt: skip
+    torch.save(
+        {"state_dict": {"vp_model.encoder_net.2.weight": torch.zeros(4, 63), "model.head.weight": torch.zeros(2)}},
+        foreign / "snapshots" / SNAPSHOT,
+    )
     with pytest.raises(ModelFileError, match="model.head.weight"):
         load_vposer(foreign)
     # A pickled object that is not a plain container is refused before anything runs.
@@ -102,8 +104,15 @@ def test_fit_with_vposer_says_so(release, synthetic_body_files) -> None:
     from ivlm_core.fit.body_kinematics import BodyKinematics
 
     body = load_body_model("smplx", folder=paths.body_models_dir(synthetic_body_files.root), num_betas=10)
-    standing = body_from_client(body, params={"betas": np.zeros(10), "global_orient": np.array([np.pi, 0, 0]),
-                                              "body_pose": np.zeros(63), "transl": np.array([0, 0, 3.0])})  # fmt: skip
+    standing = body_from_client(
+        body,
+        params={
+            "betas": np.zeros(10),
+            "global_orient": np.array([np.pi, 0, 0]),
+            "body_pose": np.zeros(63),
+            "transl": np.array([0, 0, 3.0]),
+        },
+    )
     kinematics = BodyKinematics(body)
     layout = kinematics.keypoint_layout()
     from smplx.joint_names import JOINT_NAMES
@@ -119,7 +128,16 @@ def test_fit_with_vposer_says_so(release, synthetic_body_files) -> None:
     k = np.array([[600.0, 0, 239.5], [0, 600.0, 319.5], [0, 0, 1]])
     uv = points[:, :2] / points[:, 2:] * 600.0 + [239.5, 319.5]
     keypoints = np.concatenate([uv, layout.available.numpy()[:, None].astype(float)], 1)
-    options = BodyFitOptions(yaw_starts_deg=(0.0,), postures=("standing",), keep_starts=1, keep_variants=1, iterations=2,
-                             screen_iterations=1, refine_iterations=1, hand_iterations=1, final_iterations=1)  # fmt: skip
+    options = BodyFitOptions(
+        yaw_starts_deg=(0.0,),
+        postures=("standing",),
+        keep_starts=1,
+        keep_variants=1,
+        iterations=2,
+        screen_iterations=1,
+        refine_iterations=1,
+        hand_iterations=1,
+        final_iterations=1,
+    )
     fit = fit_body(body, keypoints, k, (640, 480), options=options, prior=load_vposer(release))
     assert fit.prior == "VPoser" and np.isfinite(fit.vertices).all() and fit.params["body_pose"].shape == (63,)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import operators, prefs, props, ui
+from . import mark, operators, prefs, props, ui
 
-_CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *ui.CLASSES)
+_CLASSES = (*props.CLASSES, prefs.IVLM_AddonPreferences, *operators.CLASSES, *mark.CLASSES, *ui.CLASSES)
 
 
 @persistent
@@ -22,10 +22,14 @@ def register() -> None:
         bpy.utils.register_class(cls)
     props.register()
     bpy.app.handlers.load_pre.append(_cancel_on_load)
+    bpy.app.timers.register(operators.health_tick, first_interval=operators.HEALTH_TICK_S, persistent=True)
 
 
 def unregister(quiet: bool = False) -> None:
+    # Also what cancels a running job when Blender quits: Blender disables every add-on on its way out.
     operators.cancel_all()
+    if bpy.app.timers.is_registered(operators.health_tick):
+        bpy.app.timers.unregister(operators.health_tick)
     if _cancel_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_cancel_on_load)
     try:

@@ -13,12 +13,13 @@ from typing import Any
 import bpy
 
 from ..core import contact
+from ..core.protocol import InputError
 from . import build, gather
 
-PRESETS = {
-    "fbx": {"ext": ".fbx"},
-    "gltf": {"ext": ".glb"},
-    "usd": {"ext": ".usdc"},
+PRESETS = {  # label: the format's name as its owner spells it (Autodesk FBX, Khronos glTF, OpenUSD)
+    "fbx": {"ext": ".fbx", "label": "FBX"},
+    "gltf": {"ext": ".glb", "label": "glTF"},
+    "usd": {"ext": ".usdc", "label": "USD"},
 }
 CONTACT_ATTRIBUTE = "_contact"
 
@@ -30,7 +31,10 @@ def bake(obj: bpy.types.Object) -> None:
         mesh.attributes.new(CONTACT_ATTRIBUTE, "FLOAT", "POINT")
     attribute = mesh.attributes[CONTACT_ATTRIBUTE]
     if not isinstance(attribute, bpy.types.FloatAttribute):  # e.g. the user's own attribute under our name
-        raise ValueError(f"{obj.name} has a {attribute.data_type} attribute {CONTACT_ATTRIBUTE}; rename it to export")
+        raise InputError(
+            f"{obj.name} has a {attribute.data_type.lower()} attribute named {CONTACT_ATTRIBUTE}.",
+            "Rename that attribute, then export again.",
+        )
     attribute.data.foreach_set("value", strength)
     build.paint_contact_colors(obj)
 
@@ -50,8 +54,18 @@ def _sidecar(collection: bpy.types.Collection, meshes: list[bpy.types.Object]) -
             "vertex_count": len(gather.mesh_of(obj).vertices),
             "matrix_world": [list(row) for row in obj.matrix_world.row],
         }
-    keys = ("ivlm_job_id", "ivlm_refit_job_id", "ivlm_schema", "ivlm_result_schema", "ivlm_server_version",
-            "ivlm_demo", "ivlm_models", "ivlm_thresholds", "ivlm_source_image", "ivlm_frame")  # fmt: skip
+    keys = (
+        "ivlm_job_id",
+        "ivlm_refit_job_id",
+        "ivlm_schema",
+        "ivlm_result_schema",
+        "ivlm_server_version",
+        "ivlm_demo",
+        "ivlm_models",
+        "ivlm_thresholds",
+        "ivlm_source_image",
+        "ivlm_frame",
+    )
     present = collection.keys()
     provenance = {k: collection[k] for k in keys if k in present}
     provenance["blender_version"] = bpy.app.version_string
@@ -63,18 +77,18 @@ def export_run(
 ) -> tuple[str, str]:
     """Writes the run's meshes (and camera) to `filepath` in the preset's format, and the sidecar beside it."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+        raise InputError(f"There is no export preset {preset!r}.", f"Choose one of {', '.join(PRESETS)}.")
     filepath = bpy.path.ensure_ext(filepath, PRESETS[preset]["ext"])
     folder = os.path.dirname(os.path.abspath(filepath))
     if not os.path.isdir(folder):
-        raise OSError(f"the folder {folder} does not exist")
+        raise InputError(f"The folder {folder} does not exist.", "Choose an existing folder.")
     meshes = [o for o in collection.objects if o.type == "MESH"]
     for obj in meshes:
         bake(obj)
     if context.object is not None and context.object.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
     if context.view_layer is None:
-        raise RuntimeError("there is no view layer to select the run's objects in")
+        raise InputError("There is no view layer to select the run's objects in.", "Open a scene with a view layer.")
     in_run = {o.name for o in collection.objects}
     for obj in context.view_layer.objects:
         obj.select_set(obj.name in in_run)
@@ -82,8 +96,14 @@ def export_run(
         # No leaf bones: the rig's 55 bones are SMPL-X's joints, and engines and retargeters expect those only.
         bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, use_custom_props=True, add_leaf_bones=False)
     elif preset == "gltf":
-        bpy.ops.export_scene.gltf(filepath=filepath, use_selection=True, export_extras=True,
-                                  export_attributes=True, export_format="GLB")  # fmt: skip
+        bpy.ops.export_scene.gltf(
+            filepath=filepath,
+            use_selection=True,
+            export_extras=True,
+            export_cameras=True,
+            export_attributes=True,
+            export_format="GLB",
+        )
     else:
         bpy.ops.wm.usd_export(filepath=filepath, selected_objects_only=True, export_custom_properties=True)
     sidecar_path = os.path.splitext(filepath)[0] + ".ivlm.json"

@@ -7,6 +7,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..core.client import ServerClient
 from . import props
+from .labels import wrapped_label
 
 ADDON_ID = __package__.rsplit(".", 1)[0]  # "bl_ext.<repo>.interactvlm_contact" or the legacy module name
 
@@ -44,7 +45,15 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         default="DUPLICATE",
     )
     rig_body: BoolProperty(  # type: ignore[valid-type]
-        name="Rig the body", default=False, description="Add an armature with skinning weights"
+        name="Rig the body",
+        default=True,
+        description="Add an armature (SMPL-X's 55 joints) with skinning weights, so the body can be posed and animated",
+    )
+    set_scene_camera: BoolProperty(  # type: ignore[valid-type]
+        name="Make the photo camera the scene camera",
+        default=True,
+        description="Render through the created photo camera, at the photo's size; off: keep the scene's camera "
+        "and render size",
     )
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -63,11 +72,12 @@ class IVLM_AddonPreferences(bpy.types.AddonPreferences):
         row.prop(self, "object_threshold")
         col.prop(self, "object_mode")
         col.prop(self, "rig_body")
+        col.prop(self, "set_scene_camera")
         col.operator("ivlm.check_server", icon="URL")
         status = props.window_state(context).server_status
         if status:
             for line in status.split("\n"):
-                col.label(text=line)
+                wrapped_label(col, context, line)
 
 
 def preferences(context: bpy.types.Context) -> IVLM_AddonPreferences:
@@ -76,7 +86,7 @@ def preferences(context: bpy.types.Context) -> IVLM_AddonPreferences:
     addon = user_prefs.addons.get(ADDON_ID) if user_prefs is not None else None
     addon_prefs = addon.preferences if addon is not None else None
     if not isinstance(addon_prefs, IVLM_AddonPreferences):
-        raise RuntimeError(f"the add-on {ADDON_ID} is not registered (no preferences)")
+        raise RuntimeError(f"The add-on {ADDON_ID} is not registered (it has no preferences).")
     return addon_prefs
 
 

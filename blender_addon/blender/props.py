@@ -1,4 +1,5 @@
-"""UI state: per-window (not saved) job progress and server status; per-scene fallback photo path.
+"""UI state: per-window (not saved) job progress and server status; per scene the fallback photo path, Apply
+modifiers and the Mark Contact radius.
 
 Properties are declared the Blender way, as annotations whose value is a `bpy.props` call. Type checkers cannot
 read that syntax (fake-bpy-module issue 164), hence `# type: ignore[valid-type]` on each declaration; the values
@@ -28,7 +29,21 @@ class IVLM_PG_scene(bpy.types.PropertyGroup):
         description="The reference photo, when no Image Empty or camera background holds it",
     )
     apply_modifiers: BoolProperty(  # type: ignore[valid-type]
-        name="Apply modifiers", default=False, description="Send the objects as evaluated (with modifiers)"
+        name="Apply modifiers",
+        default=True,
+        description="Send the objects as shown, with their modifiers; the placed objects then get that mesh too. "
+        "Off: send and place the meshes without their modifiers",
+    )
+    mark_radius: FloatProperty(  # type: ignore[valid-type]
+        name="Radius",
+        default=0.05,
+        min=0.002,
+        max=1.0,
+        soft_max=0.3,
+        subtype="DISTANCE",
+        unit="LENGTH",
+        description="Mark Contact: how far around the click the weight reaches, along the surface (full weight at "
+        "the click, falling smoothly to none at this distance)",
     )
 
 
@@ -52,14 +67,14 @@ def unregister() -> None:
 
 def window_state(context: bpy.types.Context) -> IVLM_PG_window:
     """The job progress and server status of this Blender session (`WindowManager.ivlm`)."""
-    return context.window_manager.ivlm
+    return getattr(context.window_manager, "ivlm")  # noqa: B009 (the stubs do not know the attribute)
 
 
 def scene_settings(context: bpy.types.Context) -> IVLM_PG_scene:
     """The active scene's InteractVLM settings (`Scene.ivlm`)."""
-    return context.scene.ivlm
+    return getattr(context.scene, "ivlm")  # noqa: B009 (the stubs do not know the attribute)
 
 
 def object_label(obj: bpy.types.Object) -> str:
     """The Label typed in the panel for `obj` (`Object.ivlm_label`), empty when none was."""
-    return str(obj.ivlm_label)
+    return str(getattr(obj, "ivlm_label"))  # noqa: B009 (the stubs do not know the attribute)

@@ -16,9 +16,11 @@ def build_armature(collection: bpy.types.Collection, body: bpy.types.Object, ske
     joints = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
     layout = rig.bone_layout(names, parents, joints)
     batches = rig.weight_batches(
-        codec.decode(skeleton["weight_vertex"])[0], codec.decode(skeleton["weight_joint"])[0],
-        codec.decode(skeleton["weight_value"])[0], len(names),
-    )  # fmt: skip
+        codec.decode(skeleton["weight_vertex"])[0],
+        codec.decode(skeleton["weight_joint"])[0],
+        codec.decode(skeleton["weight_value"])[0],
+        len(names),
+    )
 
     data = bpy.data.armatures.new("IVLM skeleton")
     armature = bpy.data.objects.new("IVLM armature", data)
@@ -39,9 +41,12 @@ def build_armature(collection: bpy.types.Collection, body: bpy.types.Object, ske
 
 
 def _add_bones(
-    armature: bpy.types.Object, data: bpy.types.Armature, names: list[str], parents: list[int],
+    armature: bpy.types.Object,
+    data: bpy.types.Armature,
+    names: list[str],
+    parents: list[int],
     layout: list[tuple[rig.Vector3, rig.Vector3]],
-) -> None:  # fmt: skip
+) -> None:
     """Edit bones exist only in Edit Mode, so the armature is made active and edited briefly."""
     if bpy.context.mode != "OBJECT":  # e.g. still in Weight Paint on an earlier run's body
         bpy.ops.object.mode_set(mode="OBJECT")

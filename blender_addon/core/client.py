@@ -6,10 +6,9 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-import socket
 from urllib.parse import urlsplit
 
-from .protocol import API_SCHEMA_VERSION, ServerError
+from .protocol import API_SCHEMA_VERSION, InputError, ServerError
 
 
 def is_loopback(host: str) -> bool:
@@ -33,12 +32,15 @@ class ServerClient:
     ) -> None:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ServerError("BAD_INPUT", f"'{url}' is not a server address", "Use e.g. http://127.0.0.1:8765.")
+            raise InputError(
+                f"The server URL '{url}' is not an address.",
+                "Set the Server URL in the add-on preferences, e.g. http://127.0.0.1:8765.",
+            )
         if not allow_remote and not is_loopback(parts.hostname):
-            raise ServerError(
-                "BAD_INPUT",
-                f"{parts.hostname} is not this machine",
-                "The add-on talks to a local server; allow remote servers in the preferences to use another host.",
+            raise InputError(
+                f"The server URL points to {parts.hostname}, which is not this machine.",
+                "The add-on talks to a server on this machine; to use another host, turn on Allow remote server "
+                "in the add-on preferences (that server needs a token).",
             )
         self.scheme = parts.scheme
         self.host = parts.hostname
@@ -65,30 +67,49 @@ class ServerClient:
             raw = answer.read()
         except ConnectionRefusedError as exc:
             raise ServerError(
-                "CONNECTION_REFUSED", f"nothing listens on {self.host}:{self.port}",
+                "CONNECTION_REFUSED",
+                f"Nothing listens on {self.host}:{self.port}.",
                 "Start the server (./run.sh) or check the URL in the add-on preferences.",
-            ) from exc  # fmt: skip
-        except (TimeoutError, socket.timeout) as exc:
+            ) from exc
+        except TimeoutError as exc:  # socket.timeout is TimeoutError
             raise ServerError(
-                "TIMEOUT", f"no answer from {self.host}:{self.port} within the timeout",
+                "TIMEOUT",
+                f"No answer came from {self.host}:{self.port} within the timeout.",
                 "The server may be loading models or overloaded; try again, or raise the timeouts in the preferences.",
-            ) from exc  # fmt: skip
+            ) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise ServerError("CONNECTION_REFUSED", f"connection to {self.host}:{self.port} failed ({exc})",
-                              "Check that the server is running.") from exc  # fmt: skip
+            raise ServerError(
+                "CONNECTION_REFUSED",
+                f"The connection to {self.host}:{self.port} failed ({exc}).",
+                "Check that the server is running and the URL is right.",
+            ) from exc
         finally:
             connection.close()
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError as exc:
-            raise ServerError("BAD_RESPONSE", f"HTTP {answer.status} with a body that is not JSON",
-                              "Check the server URL.", answer.status) from exc  # fmt: skip
+            raise ServerError(
+                "BAD_RESPONSE",
+                f"It answered HTTP {answer.status} with a body that is not JSON.",
+                "Check the Server URL in the add-on preferences.",
+                answer.status,
+            ) from exc
         if answer.status >= 400:
             if isinstance(payload, dict) and "code" in payload:
                 raise ServerError(payload["code"], payload.get("message", ""), payload.get("hint", ""), answer.status)
-            raise ServerError("BAD_RESPONSE", f"HTTP {answer.status}", "Check the server URL.", answer.status)
+            raise ServerError(
+                "BAD_RESPONSE",
+                f"It answered HTTP {answer.status}.",
+                "Check the Server URL in the add-on preferences.",
+                answer.status,
+            )
         if not isinstance(payload, dict):
-            raise ServerError("BAD_RESPONSE", "the answer is not a JSON object", "Check the server URL.", answer.status)
+            raise ServerError(
+                "BAD_RESPONSE",
+                "Its answer is not a JSON object.",
+                "Check the Server URL in the add-on preferences.",
+                answer.status,
+            )
         return payload
 
     # -- the API ----------------------------------------------------------------------------------------
@@ -99,9 +120,10 @@ class ServerClient:
         version = health.get("api_schema_version")
         if version != API_SCHEMA_VERSION:
             raise ServerError(
-                "SCHEMA_MISMATCH", f"the server speaks API '{version}', this add-on '{API_SCHEMA_VERSION}'",
+                "SCHEMA_MISMATCH",
+                f"The server speaks API '{version}', this add-on '{API_SCHEMA_VERSION}'.",
                 "Install matching versions of the add-on and the server.",
-            )  # fmt: skip
+            )
         return health
 
     def submit(self, body: dict, upload_timeout: float = 60.0) -> dict:
@@ -116,5 +138,5 @@ class ServerClient:
     def result(self, job_id: str, timeout: float = 60.0) -> dict:
         return self.request("GET", f"/v1/jobs/{job_id}/result", read_timeout=timeout)
 
-    def cancel(self, job_id: str) -> dict:
-        return self.request("POST", f"/v1/jobs/{job_id}/cancel")
+    def cancel(self, job_id: str, timeout: float | None = None) -> dict:
+        return self.request("POST", f"/v1/jobs/{job_id}/cancel", read_timeout=timeout)

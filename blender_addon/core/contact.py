@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ntpath
 import os
 import re
 import tempfile
@@ -16,6 +17,15 @@ def group_name(label: str) -> str:
     """The vertex group holding contact with `label`, e.g. 'contact_chair'."""
     clean = re.sub(r"[^0-9A-Za-z_.-]+", "_", label.strip()).strip("_") or "object"
     return f"contact_{clean}"[:63]
+
+
+def photo_stem(source: str) -> str:
+    """What a run is named after: the photo's file name without its folders and extension. Paths may come from
+    Windows or POSIX (a .blend made on one and opened on the other), so both separators split (ntpath does)."""
+    # "//" is Blender's "relative to the .blend" prefix, which ntpath would read as a UNC share
+    name = ntpath.basename(source.strip().removeprefix("//"))
+    stem, dot, _ = name.rpartition(".")
+    return (stem if dot and stem else name).strip() or "photo"
 
 
 def weight_batches(weights: Iterable[float], threshold: float = 0.0) -> dict[float, list[int]]:

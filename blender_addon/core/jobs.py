@@ -69,7 +69,7 @@ class JobRunner:
 
     def _submit(self) -> None:
         if self._cancel_requested:
-            self.state, self.message = "cancelled", "cancelled before it was sent"
+            self.state, self.message = "cancelled", "The job was cancelled before it was sent."
             return
         try:
             answer = self.client.submit_fit(self.body) if self.fit_only else self.client.submit(self.body)
@@ -136,7 +136,9 @@ class JobRunner:
                 cancel_sent = True
             if self.clock() > deadline:
                 self.cancel()
-                self.error = ServerError("TIMEOUT", f"the job did not finish within {timeout_s:.0f} s", "Try again.")
+                self.error = ServerError(
+                    "TIMEOUT", f"The job did not finish within {timeout_s:.0f} s and was cancelled.", "Try again."
+                )
                 self.state, self.message = "failed", self.error.user_text()
                 break
             self.step()
@@ -158,10 +160,33 @@ class BackgroundJob:
         self._thread.start()
 
     def _loop(self, timeout_s: float) -> None:
-        self.runner.run_blocking(timeout_s, sleep=self._cancel.wait, should_cancel=self._cancel.is_set)
+        self.runner.run_blocking(timeout_s, sleep=self._sleep, should_cancel=self._cancel.is_set)
+
+    def _sleep(self, seconds: float) -> None:
+        """Waits between polls, woken early by a cancel; once cancelled, a plain sleep (the event stays set, so
+        waiting on it would return at once and the loop would spin until the server reports the job cancelled)."""
+        if self._cancel.is_set() or self._cancel.wait(seconds):
+            time.sleep(seconds)
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def abandon(self, wait_s: float = 2.0, timeout_s: float = 1.0) -> None:
+        """Best effort, for a job nobody will wait for (Blender quits, a file loads, the add-on is disabled): asks
+        the server to cancel it now, from the caller's thread, because the worker is a daemon thread that dies with
+        Blender before its next poll. Waits up to `wait_s` for a submit still in flight to name the job; errors
+        are ignored (the server may already be gone)."""
+        self._cancel.set()
+        deadline = time.monotonic() + wait_s
+        while self.runner.job_id is None and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        job_id = self.runner.job_id
+        if job_id is None or self.runner.finished:
+            return
+        try:
+            self.runner.client.cancel(job_id, timeout=timeout_s)
+        except ServerError:
+            pass
 
     @property
     def finished(self) -> bool:

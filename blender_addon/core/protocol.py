@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .messages import join_sentences
+
 API_SCHEMA_VERSION = "ivlm-api-1"
 SMPLX_VERTEX_COUNT = 10475
 FINISHED_STATES = ("done", "failed", "cancelled")
@@ -23,24 +25,38 @@ USER_MESSAGES = {
     "INTERRUPTED": "The server stopped before the job finished.",
     "WORKER_CRASHED": "The server's model worker stopped during the job; it has been restarted.",
     "NOT_FOUND": "The server no longer has this job.",
+    "STORAGE_FULL": "The server's disk is full.",
+    "JOB_DAMAGED": "The job's files on the server are damaged or missing.",
+    "REQUEST_TIMEOUT": "The request reached the server too slowly.",
     "INTERNAL": "The server hit an internal error.",
 }
 
 
-class ServerError(Exception):
+class UserError(Exception):
+    """What the user reads when something cannot be done: `message` (what happened), `hint` (what to do)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def user_text(self) -> str:
+        """Whole sentences for the UI: what happened, then what to do."""
+        return join_sentences(self.message, self.hint)
+
+
+class InputError(UserError):
+    """A problem the add-on finds itself, before or without the server: the scene, a file, the preferences."""
+
+
+class ServerError(UserError):
     """An error answer or a failed connection, with a stable code, the server's message and a hint."""
 
     def __init__(self, code: str, message: str, hint: str = "", status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, hint)
         self.code = code
-        self.message = message
-        self.hint = hint
         self.status = status
 
     def user_text(self) -> str:
-        """One line for the UI: the fixed sentence for the code, then the server's details."""
-        lead = USER_MESSAGES.get(self.code, f"Server error {self.code}.")
-        parts = [lead, self.message]
-        if self.hint:
-            parts.append(self.hint)
-        return " ".join(p.rstrip(".") + "." for p in parts if p)
+        """The fixed sentence for the code, then the server's message and hint, each as whole sentences."""
+        return join_sentences(USER_MESSAGES.get(self.code, f"Server error {self.code}."), self.message, self.hint)

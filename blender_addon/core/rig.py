@@ -37,8 +37,11 @@ def _along(head: Vector3, direction: Vector3, length: float) -> Vector3:
     norm = _length(direction)
     if norm < 1e-9:
         direction, norm = (0.0, 0.0, 1.0), 1.0
-    return (head[0] + direction[0] * length / norm, head[1] + direction[1] * length / norm,
-            head[2] + direction[2] * length / norm)  # fmt: skip
+    return (
+        head[0] + direction[0] * length / norm,
+        head[1] + direction[1] * length / norm,
+        head[2] + direction[2] * length / norm,
+    )
 
 
 def bone_layout(names: list[str], parents: list[int], joints: list[Vector3]) -> list[tuple[Vector3, Vector3]]:

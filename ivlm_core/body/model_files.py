@@ -43,15 +43,27 @@ class BodyModelSpec:
 
 SPECS: dict[str, BodyModelSpec] = {
     "smplx": BodyModelSpec(
-        "smplx", "SMPLX", 10475, 20908, 55, 20, True,
+        "smplx",
+        "SMPLX",
+        10475,
+        20908,
+        55,
+        20,
+        True,
         "Register at https://smpl-x.is.tue.mpg.de and download the SMPL-X model (npz or pkl)",
     ),
     "smplh": BodyModelSpec(
-        "smplh", "SMPLH", 6890, 13776, 52, 10, False,
+        "smplh",
+        "SMPLH",
+        6890,
+        13776,
+        52,
+        10,
+        False,
         'Register at https://mano.is.tue.mpg.de and download "Extended SMPL+H model" (the archive has '
         "neutral/model.npz: copy it under this name)",
     ),
-}  # fmt: skip
+}
 GENDERS = ("neutral", "male", "female")
 
 
@@ -119,9 +131,19 @@ def read_model_file(path: Path) -> dict[str, Any]:
 
 # what reading a damaged pickle or archive can raise
 READ_ERRORS: tuple[type[BaseException], ...] = (
-    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
-    OSError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error,
-)  # fmt: skip
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    MemoryError,
+    OSError,
+    UnicodeDecodeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def unsafe_file_error(path: Path, exc: Exception) -> ModelFileError:

@@ -222,11 +222,34 @@ def smplx_arrays(mesh: RestMesh) -> dict[str, np.ndarray]:
 
 
 _PART_NAMES = (
-    "global", "leftThigh", "rightThigh", "spine", "leftCalf", "rightCalf", "spine1", "leftFoot", "rightFoot",
-    "spine2", "leftToes", "rightToes", "neck", "leftShoulder", "rightShoulder", "head", "leftUpperArm",
-    "rightUpperArm", "leftForeArm", "rightForeArm", "leftHand", "rightHand", "jaw", "leftEye", "rightEye",
-    "leftHandFingers", "rightHandFingers",
-)  # fmt: skip
+    "global",
+    "leftThigh",
+    "rightThigh",
+    "spine",
+    "leftCalf",
+    "rightCalf",
+    "spine1",
+    "leftFoot",
+    "rightFoot",
+    "spine2",
+    "leftToes",
+    "rightToes",
+    "neck",
+    "leftShoulder",
+    "rightShoulder",
+    "head",
+    "leftUpperArm",
+    "rightUpperArm",
+    "leftForeArm",
+    "rightForeArm",
+    "leftHand",
+    "rightHand",
+    "jaw",
+    "leftEye",
+    "rightEye",
+    "leftHandFingers",
+    "rightHandFingers",
+)
 
 
 def smpl_to_smplx_matrix(

@@ -23,8 +23,10 @@ def _side(p: tuple[float, float, float] | np.ndarray, side: str) -> np.ndarray:
 
 def _head() -> Union:
     ears = [(Ellipsoid(_side((0.079, 0.392, -0.008), s), (0.012, 0.030, 0.019)), 0.008) for s in ("left", "right")]
-    brows = [(RoundCone(_side((0.012, 0.421, 0.094), s), _side((0.052, 0.421, 0.083), s), 0.007, 0.006), 0.010)
-             for s in ("left", "right")]  # fmt: skip
+    brows = [
+        (RoundCone(_side((0.012, 0.421, 0.094), s), _side((0.052, 0.421, 0.083), s), 0.007, 0.006), 0.010)
+        for s in ("left", "right")
+    ]
     return Union(
         [
             (Ellipsoid((0.0, 0.405, 0.005), (0.078, 0.096, 0.098)), 0.0),  # cranium

@@ -42,9 +42,14 @@ SCENE_KINDS = ("sit_chair", "hold_mug", "foot_on_ball")  # the placement benchma
 BODY_POSE_KINDS = ("kneel_bench", "reach_ball", "lie_bench", "crouch_ball")  # more poses, for the body benchmark
 ALL_SCENE_KINDS = SCENE_KINDS + BODY_POSE_KINDS
 SCENE_OBJECT = {
-    "sit_chair": "chair", "hold_mug": "mug", "foot_on_ball": "ball", "kneel_bench": "bench", "reach_ball": "ball",
-    "lie_bench": "bench", "crouch_ball": "ball",
-}  # fmt: skip
+    "sit_chair": "chair",
+    "hold_mug": "mug",
+    "foot_on_ball": "ball",
+    "kneel_bench": "bench",
+    "reach_ball": "ball",
+    "lie_bench": "bench",
+    "crouch_ball": "ball",
+}
 CONTACT_DISTANCE = 0.015  # metres: a vertex closer than this to the other surface is in contact
 TOUCH_GAP = 0.003  # metres between the surfaces at their closest point
 IMAGE_SIZE = (640, 480)  # (height, width): portrait, people are tall
@@ -52,8 +57,11 @@ FOCAL_PX = 600.0
 FILL = 0.85  # the scene spans this share of the image along its tighter axis
 SKIN = (0.86, 0.68, 0.56)
 OBJECT_COLOR = {
-    "chair": (0.55, 0.36, 0.22), "mug": (0.92, 0.92, 0.96), "ball": (0.95, 0.95, 0.92), "bench": (0.45, 0.32, 0.2),
-}  # fmt: skip
+    "chair": (0.55, 0.36, 0.22),
+    "mug": (0.92, 0.92, 0.96),
+    "ball": (0.95, 0.95, 0.92),
+    "bench": (0.45, 0.32, 0.2),
+}
 GENERATOR_VERSION = "ivlm-synthetic-scene-2"
 
 # SMPL-X body_pose joint slots (joint index - 1).
@@ -121,7 +129,10 @@ def _pose(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(global_orient [3], body pose [21, 3]) axis-angle for a scene kind, with a little seeded variation."""
     pose = np.zeros((21, 3))
     global_orient = np.zeros(3)
-    jitter = lambda scale=0.08: rng.normal(0.0, scale, 3)
+
+    def jitter(scale: float = 0.08) -> np.ndarray:
+        return rng.normal(0.0, scale, 3)
+
     down = np.array([0.0, -1.0, 0.0])
     # Arms: T-pose rest directions are +X (left) and -X (right); hang them down by default.
     pose[L_SHOULDER] = _aim(np.array([1.0, 0, 0]), down + [0.35, 0, 0.05]).as_rotvec() + jitter()
@@ -318,9 +329,13 @@ def _pose_params(params: dict[str, np.ndarray], hands: np.ndarray) -> PoseParams
         return torch.tensor(np.asarray(v, np.float32).reshape(1, -1))
 
     return PoseParams(
-        t(params["global_orient"]), t(params["body_pose"]), t(hands[0]), t(hands[1]), t(params["betas"]),
+        t(params["global_orient"]),
+        t(params["body_pose"]),
+        t(hands[0]),
+        t(hands[1]),
+        t(params["betas"]),
         t(params["transl"]),
-    )  # fmt: skip
+    )
 
 
 def _posed(
@@ -356,11 +371,13 @@ def _grip(
             )
         pose = frames.to_axis_angle(trial, side)
         grid = PoseParams(
-            base.global_orient.expand(batch, 3), base.body_pose.expand(batch, 63),
+            base.global_orient.expand(batch, 3),
+            base.body_pose.expand(batch, 63),
             pose if side == "left" else base.left_hand_pose.expand(batch, 45),
             pose if side == "right" else base.right_hand_pose.expand(batch, 45),
-            base.betas.expand(batch, 10), base.transl.expand(batch, 3),
-        )  # fmt: skip
+            base.betas.expand(batch, 10),
+            base.transl.expand(batch, 3),
+        )
         with torch.no_grad():
             vertices = kinematics.vertices(grid)[0].numpy()
         for f in range(5):
@@ -425,9 +442,14 @@ def _true_keypoints(
 def _camera(kind: str, rng: np.random.Generator, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A camera in front of the scene, seeded azimuth/elevation, framing every point."""
     base_azimuth = {
-        "sit_chair": 25.0, "hold_mug": 30.0, "foot_on_ball": 15.0, "kneel_bench": 30.0, "reach_ball": 20.0,
-        "lie_bench": 75.0, "crouch_ball": 30.0,
-    }[kind]  # fmt: skip
+        "sit_chair": 25.0,
+        "hold_mug": 30.0,
+        "foot_on_ball": 15.0,
+        "kneel_bench": 30.0,
+        "reach_ball": 20.0,
+        "lie_bench": 75.0,
+        "crouch_ball": 30.0,
+    }[kind]
     azimuth = np.radians(base_azimuth + rng.uniform(-15.0, 15.0))
     low, high = (25.0, 40.0) if kind == "lie_bench" else (5.0, 20.0)  # a lying body is seen from above
     elevation = np.radians(rng.uniform(low, high))

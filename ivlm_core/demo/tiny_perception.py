@@ -59,10 +59,41 @@ inference code without downloads. Replace it with the real model for real result
 # bert-base-uncased puts these at fixed ids, and Grounding DINO's modelling code hard-codes them.
 _FIXED_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
 _WORDS = (
-    "person", "people", "man", "woman", "child", "chair", "mug", "cup", "ball", "table", "bench", "bottle",
-    "bicycle", "couch", "sofa", "bed", "knife", "laptop", "umbrella", "horse", "dining", "sports", "tennis",
-    "racket", "skateboard", "surfboard", "motorcycle", "phone", "book", "bag", "backpack", "coffee", "a", "the",
-)  # fmt: skip
+    "person",
+    "people",
+    "man",
+    "woman",
+    "child",
+    "chair",
+    "mug",
+    "cup",
+    "ball",
+    "table",
+    "bench",
+    "bottle",
+    "bicycle",
+    "couch",
+    "sofa",
+    "bed",
+    "knife",
+    "laptop",
+    "umbrella",
+    "horse",
+    "dining",
+    "sports",
+    "tennis",
+    "racket",
+    "skateboard",
+    "surfboard",
+    "motorcycle",
+    "phone",
+    "book",
+    "bag",
+    "backpack",
+    "coffee",
+    "a",
+    "the",
+)
 _CHARACTERS = tuple("abcdefghijklmnopqrstuvwxyz0123456789") + tuple("-'&,/()")
 
 
@@ -97,18 +128,35 @@ def write_tiny_grounding_dino(folder: Path, seed: int = 0) -> Path:
     )
     image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 224, "longest_edge": 320})
     swin = SwinConfig(
-        image_size=224, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7,
+        image_size=224,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=7,
         out_features=["stage2", "stage3", "stage4"],
-    )  # fmt: skip
+    )
     bert = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
         max_position_embeddings=256,
-    )  # fmt: skip
+    )
     # Two decoder layers: the box head is shared (tied) across decoder layers, which needs more than one.
     config = GroundingDinoConfig(
-        backbone_config=swin, text_config=bert, d_model=32, num_queries=30, encoder_layers=1, decoder_layers=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2, decoder_attention_heads=2,
-    )  # fmt: skip
+        backbone_config=swin,
+        text_config=bert,
+        d_model=32,
+        num_queries=30,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+    )
     _mark(config)
     torch.manual_seed(seed)
     GroundingDinoForObjectDetection(config).save_pretrained(folder)
@@ -136,9 +184,13 @@ def write_tiny_vitpose(folder: Path, seed: int = 0) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     backbone = VitPoseBackboneConfig(
-        image_size=[256, 192], patch_size=[16, 16], hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        image_size=[256, 192],
+        patch_size=[16, 16],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
         out_indices=[2],
-    )  # fmt: skip
+    )
     config = VitPoseConfig(
         backbone_config=backbone,
         id2label=dict(enumerate(COCO_KEYPOINTS)),
@@ -155,9 +207,16 @@ def write_tiny_vitpose(folder: Path, seed: int = 0) -> Path:
 def tiny_wholebody_config() -> VitPoseConfig:
     """Tiny ViTPose++ (hidden 32, 2 layers, 6 dataset experts of width 8) with the classic 133-keypoint decoder."""
     backbone = VitPoseBackboneConfig(
-        image_size=[256, 192], patch_size=[16, 16], hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        out_indices=[2], num_experts=6, part_features=8, layer_norm_eps=1e-6,
-    )  # fmt: skip
+        image_size=[256, 192],
+        patch_size=[16, 16],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        out_indices=[2],
+        num_experts=6,
+        part_features=8,
+        layer_norm_eps=1e-6,
+    )
     names = dict(enumerate(COCO_WHOLEBODY_KEYPOINTS))
     return VitPoseConfig(
         backbone_config=backbone, use_simple_decoder=False, id2label=names, label2id={v: k for k, v in names.items()}
@@ -234,9 +293,11 @@ def _release_key(ours: str) -> str | None:
 
 
 WRITERS = {
-    "grounding-dino": write_tiny_grounding_dino, "sam": write_tiny_sam, "vitpose": write_tiny_vitpose,
+    "grounding-dino": write_tiny_grounding_dino,
+    "sam": write_tiny_sam,
+    "vitpose": write_tiny_vitpose,
     "vitpose-wholebody": write_tiny_vitpose_wholebody,
-}  # fmt: skip
+}
 
 
 def ensure_tiny_perception(root: Path | None = None) -> dict[str, Path]:

@@ -23,14 +23,51 @@ VOCAB_SIZE = 700  # 3 control + 256 byte pieces + learned merges: enough that te
 TOKEN_TYPES = ("Gen", "Gen-Hu-Obj")
 
 OBJECT_LABELS = (
-    "chair", "mug", "ball", "bench", "bottle", "bicycle", "tennis_racket", "skateboard", "surfboard", "sports_ball",
-    "couch", "bed", "cup", "knife", "laptop", "umbrella", "motorcycle", "horse", "scene", "dining_table",
-)  # fmt: skip
+    "chair",
+    "mug",
+    "ball",
+    "bench",
+    "bottle",
+    "bicycle",
+    "tennis_racket",
+    "skateboard",
+    "surfboard",
+    "sports_ball",
+    "couch",
+    "bed",
+    "cup",
+    "knife",
+    "laptop",
+    "umbrella",
+    "motorcycle",
+    "horse",
+    "scene",
+    "dining_table",
+)
 BODY_PARTS = (
-    "head", "neck", "torso", "hips", "left hand", "right hand", "left arm", "right arm", "left forearm",
-    "right forearm", "left foot", "right foot", "left leg", "right leg", "left thigh", "right thigh", "buttocks",
-    "back", "leftHand", "rightHand", "leftFoot", "rightFoot",
-)  # fmt: skip
+    "head",
+    "neck",
+    "torso",
+    "hips",
+    "left hand",
+    "right hand",
+    "left arm",
+    "right arm",
+    "left forearm",
+    "right forearm",
+    "left foot",
+    "right foot",
+    "left leg",
+    "right leg",
+    "left thigh",
+    "right thigh",
+    "buttocks",
+    "back",
+    "leftHand",
+    "rightHand",
+    "leftFoot",
+    "rightFoot",
+)
 AFFORDANCES = ("grasp", "sit", "lay", "support", "wrap_grasp", "contain", "open", "pour", "cut", "lift", "ride", "kick")
 
 

@@ -34,6 +34,7 @@ from smplx.lbs import batch_rodrigues
 from ivlm_core.body import LoadedBodyModel
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit import levenberg_marquardt
+from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.body_kinematics import NUM_BODY_JOINTS, BodyKinematics, KeypointLayout, PoseParams
 from ivlm_core.fit.body_starts import POSTURES, orientation_starts, posture, rigid_starts, torso_roll
 from ivlm_core.fit.hand_frames import HandFrames, hand_limits
@@ -52,6 +53,28 @@ KNUCKLES = tuple(
     for side in ("left", "right")
     for finger in ("forefinger", "middle_finger", "ring_finger", "pinky_finger")
 )
+# smplx's output joint for each COCO-17 keypoint (55-59 are its nose/eye/ear vertex joints), for callers that
+# project a body's `BodyFit.joints` to COCO-17 keypoints.
+SMPLX_JOINT_FOR_COCO = {
+    "nose": 55,
+    "left_eye": 57,
+    "right_eye": 56,
+    "left_ear": 59,
+    "right_ear": 58,
+    "left_shoulder": 16,
+    "right_shoulder": 17,
+    "left_elbow": 18,
+    "right_elbow": 19,
+    "left_wrist": 20,
+    "right_wrist": 21,
+    "left_hip": 1,
+    "right_hip": 2,
+    "left_knee": 4,
+    "right_knee": 5,
+    "left_ankle": 7,
+    "right_ankle": 8,
+}
+COCO_TO_SMPLX = torch.tensor([SMPLX_JOINT_FOR_COCO[name] for name in COCO_KEYPOINTS])
 FACE_CHECK = tuple(COCO_WHOLEBODY_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye"))
 
 
@@ -67,8 +90,12 @@ class BodyFitOptions:
     confidence_threshold: float = 0.3
     robust_sigma: float = 10.0  # Geman-McClure scale, in percent of the person's height in the photo
     part_weights: tuple[tuple[str, float], ...] = (
-        ("body", 1.0), ("feet", 0.6), ("face", 0.05), ("left_hand", 0.25), ("right_hand", 0.25),
-    )  # fmt: skip
+        ("body", 1.0),
+        ("feet", 0.6),
+        ("face", 0.05),
+        ("left_hand", 0.25),
+        ("right_hand", 0.25),
+    )
     w_limits: float = 300.0  # per rad^2 outside a joint's range
     w_pose: float = 0.005  # per rad^2 of body pose away from standing with arms down (weak; the limits do more)
     w_shape: float = 0.01
@@ -82,26 +109,10 @@ class BodyFitOptions:
     mirror_check: bool = True
 
 
-@dataclass(frozen=True)
-class BodyInit:
-    """A first estimate of the body in the photo's CV_CAMERA frame (e.g. a learned regressor's), as SMPL-X
-    parameters: it joins the start set (and wins only if it fits the keypoints best).
-
-    `transl` is smplx's: added after `global_orient` rotates the body about its rest pelvis joint. Hand poses are
-    full axis-angle [45] in the flat-hand convention (smplx use_pca=False, flat_hand_mean=True); None = relaxed."""
-
-    betas: np.ndarray  # [<= 10]
-    global_orient: np.ndarray  # [3]
-    body_pose: np.ndarray  # [63]
-    transl: np.ndarray  # [3]
-    left_hand_pose: np.ndarray | None = None  # [45]
-    right_hand_pose: np.ndarray | None = None  # [45]
-    source: str = "first estimate"  # named in the result, e.g. "Multi-HMR"
-
-
 @dataclass
 class BodyFit:
-    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted", "client" or "demo"."""
+    """A body in the photo's CV_CAMERA frame (metres). `source` is "fitted", "client", "demo" or "estimated" (a
+    first estimate used unrefined)."""
 
     vertices: np.ndarray  # [10475, 3]
     joints: np.ndarray  # [J, 3] smplx output joints (55 kinematic joints first)
@@ -110,7 +121,9 @@ class BodyFit:
     losses: dict[str, float] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    start: str = ""  # which start won, e.g. "sitting, turn 1" or "first estimate (Multi-HMR)"
+    start: str = "keypoints"  # what the fit started from: "keypoints" (the posture starts) or the first estimate's
+    # source (e.g. Multi-HMR)
+    best_start: str = ""  # which start and limb variant won, e.g. "sitting, turn 1, left leg flipped"
     prior: str = ""  # "joint limits" or "VPoser"
     keypoint_format: str = ""  # "coco17" or "coco_wholebody"
     flags: list[str] = field(default_factory=list)  # machine-readable outcomes of the input checks
@@ -167,7 +180,10 @@ class _Fitter:
         self.relaxed = torch.stack(
             [self.frames.from_axis_angle(self.kin.relaxed_hands[i], s) for i, s in enumerate(("left", "right"))]
         )
-        self.rest_pose = torch.tensor(posture("standing").reshape(63), dtype=torch.float32)  # arms down
+        # The priors pull towards the first estimate when there is one (it keeps what keypoints cannot see, such as
+        # a limb's depth), towards standing with arms down and the mean shape otherwise (`centre_priors`).
+        self.pose_centre = torch.tensor(posture("standing").reshape(63), dtype=torch.float32)
+        self.betas_centre = torch.zeros(self.kin.num_betas)
         self.silhouette = None
         ids = [self.layout.vertex_ids]
         if person_mask is not None and person_mask.any():
@@ -180,6 +196,15 @@ class _Fitter:
         self.use_silhouette = self.silhouette is not None
         self.num_layout = len(self.layout.vertex_ids)
         self.set_keypoints(keypoints)
+
+    def centre_priors(self, init: BodyInit | None) -> None:
+        """The pose and shape priors centred on the first estimate (axis-angle pose; VPoser's latent keeps 0)."""
+        if init is None:
+            return
+        self.pose_centre = torch.tensor(np.asarray(init.body_pose).reshape(63), dtype=torch.float32)
+        given = torch.tensor(np.asarray(init.betas).reshape(-1)[: self.kin.num_betas], dtype=torch.float32)
+        self.betas_centre = torch.zeros(self.kin.num_betas)
+        self.betas_centre[: len(given)] = given
 
     def set_keypoints(self, keypoints: PreparedKeypoints) -> None:
         self.keypoints = keypoints
@@ -256,14 +281,14 @@ class _Fitter:
             out["pose_limits"] = math.sqrt(o.w_limits) * limit_excess(
                 batch.pose.reshape(-1, NUM_BODY_JOINTS, 3), self.body_limits
             )
-            out["pose_prior"] = math.sqrt(o.w_pose) * (batch.pose - self.rest_pose)
+            out["pose_prior"] = math.sqrt(o.w_pose) * (batch.pose - self.pose_centre)
         else:
             out["pose_prior"] = math.sqrt(o.w_latent) * batch.pose
         out["hand_limits"] = math.sqrt(o.w_limits) * limit_excess(
             batch.hands.reshape(-1, 30, 3), self.hand_limits.repeat(2, 1, 1)
         )
         out["hand_prior"] = math.sqrt(o.w_hand) * (batch.hands - self.relaxed).flatten(1)
-        out["shape_prior"] = math.sqrt(o.w_shape) * batch.betas
+        out["shape_prior"] = math.sqrt(o.w_shape) * (batch.betas - self.betas_centre)
         if self.use_silhouette:
             suv, _ = project(points[:, self.num_layout :], self.k)
             count = suv.shape[1]
@@ -299,49 +324,58 @@ class _Fitter:
     # ---- stages ----------------------------------------------------------------------------------------
 
     def starts(self, init: BodyInit | None) -> _Batch:
+        """The first estimate alone when there is one; else canonical postures x facing directions placed rigidly,
+        the best `keep_starts` of them."""
+        if init is not None:
+            return self._from_init(init)
         o = self.options
         kp = self.keypoints
         roll = torso_roll(kp.points, kp.weight, TORSO_INDEX)
         rotations = orientation_starts(o.yaw_starts_deg, roll)
         rigid = rigid_starts(
-            self.kin, self.layout, o.postures, rotations, (kp.points, kp.weight, TORSO_INDEX, self.intrinsics),
-            lambda uv, z: torch.cat([self.robust_residual(uv, 3.0), torch.relu(0.1 - z) * self.layout.available * 10.0], -1),
-            self.k, o.rigid_iterations,
-        )  # fmt: skip
+            self.kin,
+            self.layout,
+            o.postures,
+            rotations,
+            (kp.points, kp.weight, TORSO_INDEX, self.intrinsics),
+            lambda uv, z: torch.cat(
+                [self.robust_residual(uv, 3.0), torch.relu(0.1 - z) * self.layout.available * 10.0], -1
+            ),
+            self.k,
+            o.rigid_iterations,
+        )
         best = rigid.best(o.keep_starts)
         count = len(best.names)
         pose = best.body_pose if self.prior is None else self.prior.encode(best.body_pose)
         batch = _Batch(
-            best.rotation, torch.zeros(count, 3), best.transl, pose, torch.zeros(count, self.kin.num_betas),
-            self.relaxed.expand(count, 2, 15, 3).clone(), list(best.names),
-        )  # fmt: skip
-        return batch if init is None else batch.concat(self._from_init(init))
+            best.rotation,
+            torch.zeros(count, 3),
+            best.transl,
+            pose,
+            torch.zeros(count, self.kin.num_betas),
+            self.relaxed.expand(count, 2, 15, 3).clone(),
+            list(best.names),
+        )
+        return batch
 
     def _from_init(self, init: BodyInit) -> _Batch:
-        def t(value: np.ndarray | None, size: int) -> torch.Tensor:
-            array = np.zeros(size) if value is None else np.asarray(value, np.float64).reshape(-1)
-            if not np.isfinite(array).all():
-                raise BadInputError(
-                    f"the first estimate has non-finite values ({init.source})", "Check the estimator's output."
-                )
-            return torch.tensor(array[:size], dtype=torch.float32)
+        """The first estimate as a batch of one (`BodyInit` has checked its sizes and values)."""
 
-        for name, size in (("global_orient", 3), ("body_pose", 63), ("transl", 3)):
-            if np.asarray(getattr(init, name)).size != size:
-                raise BadInputError(f"the first estimate's {name} has {np.asarray(getattr(init, name)).size} values, not {size}",
-                                    "Pass SMPL-X parameters in axis-angle (BodyInit's field comments give the sizes).")  # fmt: skip
+        def t(value: np.ndarray) -> torch.Tensor:
+            return torch.tensor(np.asarray(value, np.float64).reshape(-1), dtype=torch.float32)
+
         betas = torch.zeros(self.kin.num_betas)
-        given = t(init.betas, self.kin.num_betas)
+        given = t(init.betas)[: self.kin.num_betas]
         betas[: len(given)] = given
-        rotation = torch.tensor(Rotation.from_rotvec(t(init.global_orient, 3).numpy()).as_matrix(), dtype=torch.float32)
-        body_pose = t(init.body_pose, 63)[None]
+        rotation = torch.tensor(Rotation.from_rotvec(np.asarray(init.global_orient)).as_matrix(), dtype=torch.float32)
+        body_pose = t(init.body_pose)[None]
         hands = self.relaxed.clone()
         for i, (side, value) in enumerate((("left", init.left_hand_pose), ("right", init.right_hand_pose))):
             if value is not None:
-                hands[i] = self.frames.from_axis_angle(t(value, 45), side)
+                hands[i] = self.frames.from_axis_angle(t(value), side)
         pose = body_pose if self.prior is None else self.prior.encode(body_pose)
-        return _Batch(rotation[None], torch.zeros(1, 3), t(init.transl, 3)[None], pose, betas[None], hands[None],
-                      [f"first estimate ({init.source})"])  # fmt: skip
+        names = [init.source]
+        return _Batch(rotation[None], torch.zeros(1, 3), t(init.transl)[None], pose, betas[None], hands[None], names)
 
     def optimise(
         self,
@@ -478,6 +512,7 @@ def fit_body(
         keypoints, image_size, options.confidence_threshold, person_mask, torso_required=init is None
     )
     fitter = _Fitter(body, prepared, intrinsics, person_mask, occluder_mask, options, prior)
+    fitter.centre_priors(init)
     t0 = time.perf_counter()
     batch, terms = _search(fitter, init)
     notes = list(prepared.notes)
@@ -486,6 +521,7 @@ def fit_body(
         batch, terms = _retry_mirrored(fitter, init, batch, terms, notes, flags)
     t2 = time.perf_counter()
     result = _result(fitter, batch, terms, 0)
+    result.start = init.source if init is not None else "keypoints"
     result.notes = notes
     result.flags = flags
     result.timings_s = {"prepare": t0 - start, "optimise": t2 - t0}
@@ -557,9 +593,13 @@ def _result(fitter: _Fitter, batch: _Batch, terms: dict[str, torch.Tensor], best
         ]
         body_pose = fitter.body_pose_aa(batch)[best]
         params = PoseParams(
-            torch.tensor(Rotation.from_matrix(rotation).as_rotvec(), dtype=torch.float32)[None], body_pose[None],
-            hands[0][None], hands[1][None], batch.betas[best : best + 1], batch.transl[best : best + 1],
-        )  # fmt: skip
+            torch.tensor(Rotation.from_matrix(rotation).as_rotvec(), dtype=torch.float32)[None],
+            body_pose[None],
+            hands[0][None],
+            hands[1][None],
+            batch.betas[best : best + 1],
+            batch.transl[best : best + 1],
+        )
         vertices, _ = kin.vertices(params)
         joints, points = kin.forward(params, kin.points(fitter.joint_layout.vertex_ids))
         all_joints = fitter.joint_layout.keypoints(joints, points)[0]
@@ -587,7 +627,7 @@ def _result(fitter: _Fitter, batch: _Batch, terms: dict[str, torch.Tensor], best
         params=out_params,
         source="fitted",
         losses=losses,
-        start=batch.names[best],
+        best_start=batch.names[best],
         prior="VPoser" if fitter.prior is not None else "joint limits",
         keypoint_format=fitter.keypoints.format,
     )

@@ -116,12 +116,23 @@ class BodyKinematics:
         """A layout for smplx output joint names (`sources`, '' where there is none), reported under `names`."""
         ids = SMPLX_VERTEX_IDS["smplx"]
         vertex_for = {  # smplx's vertex keypoints (its VertexJointSelector), by output joint name
-            "nose": ids["nose"], "right_eye": ids["reye"], "left_eye": ids["leye"], "right_ear": ids["rear"],
-            "left_ear": ids["lear"], "left_big_toe": ids["LBigToe"], "left_small_toe": ids["LSmallToe"],
-            "left_heel": ids["LHeel"], "right_big_toe": ids["RBigToe"], "right_small_toe": ids["RSmallToe"],
+            "nose": ids["nose"],
+            "right_eye": ids["reye"],
+            "left_eye": ids["leye"],
+            "right_ear": ids["rear"],
+            "left_ear": ids["lear"],
+            "left_big_toe": ids["LBigToe"],
+            "left_small_toe": ids["LSmallToe"],
+            "left_heel": ids["LHeel"],
+            "right_big_toe": ids["RBigToe"],
+            "right_small_toe": ids["RSmallToe"],
             "right_heel": ids["RHeel"],
-            **{f"{s}_{f}": ids[f"{s[0]}{f}"] for s in ("left", "right") for f in ("thumb", "index", "middle", "ring", "pinky")},
-        }  # fmt: skip
+            **{
+                f"{s}_{f}": ids[f"{s[0]}{f}"]
+                for s in ("left", "right")
+                for f in ("thumb", "index", "middle", "ring", "pinky")
+            },
+        }
         vertices: list[int] = []
         rows: list[list[tuple[str, int, float]]] = []  # per keypoint: (kind, index, weight)
         for source in sources:

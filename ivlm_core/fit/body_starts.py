@@ -71,9 +71,12 @@ class Starts:
     def best(self, count: int) -> Starts:
         order = torch.argsort(self.loss)[:count]
         return Starts(
-            self.body_pose[order], self.rotation[order], self.transl[order], self.loss[order],
+            self.body_pose[order],
+            self.rotation[order],
+            self.transl[order],
+            self.loss[order],
             [self.names[int(i)] for i in order],
-        )  # fmt: skip
+        )
 
 
 def torso_roll(points: np.ndarray, weight: np.ndarray, torso: dict[str, int]) -> float:
@@ -147,9 +150,13 @@ def rigid_starts(
     count = len(names)
     with torch.no_grad():
         params = PoseParams(
-            torch.zeros(count, 3), body_pose, kinematics.relaxed_hands[0].expand(count, 45),
-            kinematics.relaxed_hands[1].expand(count, 45), torch.zeros(count, kinematics.num_betas), torch.zeros(count, 3),
-        )  # fmt: skip
+            torch.zeros(count, 3),
+            body_pose,
+            kinematics.relaxed_hands[0].expand(count, 45),
+            kinematics.relaxed_hands[1].expand(count, 45),
+            torch.zeros(count, kinematics.num_betas),
+            torch.zeros(count, 3),
+        )
         joints, pts = kinematics.forward(params, kinematics.points(layout.vertex_ids))
         local = layout.keypoints(joints, pts) - joints[:, :1]  # about the root joint, which global rotation keeps
         root = joints[:, :1]

@@ -62,9 +62,15 @@ class PreparedKeypoints:
         """The same keypoints with every left and right label swapped (what a mirrored photo's labels look like)."""
         swap = mirror_index(COCO_WHOLEBODY_KEYPOINTS)
         return PreparedKeypoints(
-            self.format, self.points[swap], self.weight[swap], self.person_px, list(self.unseen),
-            list(self.cut_sides), list(self.flags), list(self.notes),
-        )  # fmt: skip
+            self.format,
+            self.points[swap],
+            self.weight[swap],
+            self.person_px,
+            list(self.unseen),
+            list(self.cut_sides),
+            list(self.flags),
+            list(self.notes),
+        )
 
 
 def _index(name: str) -> int:
@@ -109,8 +115,11 @@ def _drop_border(out: PreparedKeypoints, image_size: tuple[int, int], person_mas
     height, width = image_size
     x, y = out.points[:, 0], out.points[:, 1]
     sides = {
-        "left": x < BORDER_PX, "right": x > width - 1 - BORDER_PX, "top": y < BORDER_PX, "bottom": y > height - 1 - BORDER_PX,
-    }  # fmt: skip
+        "left": x < BORDER_PX,
+        "right": x > width - 1 - BORDER_PX,
+        "top": y < BORDER_PX,
+        "bottom": y > height - 1 - BORDER_PX,
+    }
     outside = np.zeros(len(x), bool)
     cut = []
     for side, beyond in sides.items():

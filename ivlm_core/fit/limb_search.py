@@ -25,8 +25,11 @@ from smplx.lbs import batch_rodrigues
 
 # Limb chains: joint indices; each joint turns the segment to the next.
 CHAINS = {
-    "left arm": (16, 18, 20, 28), "right arm": (17, 19, 21, 43), "left leg": (1, 4, 7, 10), "right leg": (2, 5, 8, 11),
-}  # fmt: skip
+    "left arm": (16, 18, 20, 28),
+    "right arm": (17, 19, 21, 43),
+    "left leg": (1, 4, 7, 10),
+    "right leg": (2, 5, 8, 11),
+}
 FLIPS = ((0,), (1,), (2,), (0, 1))  # which segments a depth-flip variant mirrors
 SEGMENT_NAMES = ("upper", "lower", "end")
 

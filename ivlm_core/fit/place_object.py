@@ -178,9 +178,15 @@ def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
 
 
 def _optimise(
-    options: PlacementOptions, size: float, total_of: Callable[..., torch.Tensor],
-    d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor, steps: int, lr_share: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    options: PlacementOptions,
+    size: float,
+    total_of: Callable[..., torch.Tensor],
+    d6: torch.Tensor,
+    trans: torch.Tensor,
+    log_scale: torch.Tensor,
+    steps: int,
+    lr_share: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Adam over a batch of hypotheses (6D rotation, translation, log scale), each keeping its lowest-loss state.
 
     Why the lowest state and not the last: Adam's last steps on a flat valley (a mug's spin when its handle is
@@ -217,200 +223,301 @@ def _optimise(
     return best[0], best[1], best[2]
 
 
+@dataclass
+class _ImageData:
+    """The photo's evidence for the image terms, prepared once per placement."""
+
+    allowed_field: torch.Tensor  # [H, W] pixels to the nearest object-or-person pixel
+    mask_uv: torch.Tensor  # [P, 2] object-mask pixels (u=col, v=row), a subsample
+    focal: float
+    body_depth: torch.Tensor  # [H, W] the body's depth, inf where it is not drawn
+    body_there: torch.Tensor  # [H, W] bool
+    depth_filled: torch.Tensor  # [H, W] the body's depth, 0 where it is not drawn
+    object_core: torch.Tensor  # [H, W] float, the object mask eroded by 2 px
+    object_near: torch.Tensor  # [H, W] float, the object mask dilated by 2 px
+    person_core: torch.Tensor  # [H, W] float, the person mask eroded by 2 px
+
+
+def _image_data(inputs: PlacementInputs, options: PlacementOptions, rng: np.random.Generator) -> _ImageData | None:
+    """The image evidence, or None without an object mask."""
+    if inputs.object_mask is None or not inputs.object_mask.any():
+        return None
+    person = inputs.person_mask if inputs.person_mask is not None else np.zeros(inputs.image_size, bool)
+    mask_rows, mask_cols = np.nonzero(inputs.object_mask)
+    pick = _subsample(np.arange(len(mask_rows)), options.max_mask_pixels, rng)
+    body_depth = _body_depth(inputs)
+    body_there = torch.isfinite(body_depth)
+    return _ImageData(
+        allowed_field=distance_field(inputs.object_mask | person),
+        mask_uv=torch.tensor(np.stack([mask_cols[pick], mask_rows[pick]], -1), dtype=torch.float32),
+        focal=float(inputs.intrinsics[0, 0] + inputs.intrinsics[1, 1]) / 2,
+        body_depth=body_depth,
+        body_there=body_there,
+        depth_filled=torch.where(body_there, body_depth, torch.zeros_like(body_depth)),
+        object_core=torch.from_numpy(binary_erosion(inputs.object_mask, iterations=2).astype(np.float32)),
+        object_near=torch.from_numpy(binary_dilation(inputs.object_mask, iterations=2).astype(np.float32)),
+        person_core=torch.from_numpy(binary_erosion(person, iterations=2).astype(np.float32)),
+    )
+
+
+@dataclass
+class _Contacts:
+    """Contact points on both sides: the object's in its centred local frame, the body's in CV_CAMERA."""
+
+    obj_c: torch.Tensor  # [M, 3]
+    obj_w: torch.Tensor  # [M]
+    body_c: torch.Tensor  # [K, 3]
+    body_w: torch.Tensor  # [K]
+
+
+class _Terms:
+    """The placement loss terms (contact, penetration, silhouette, depth order) for a batch of hypotheses.
+
+    A hypothesis is (6D rotation [B, 6], translation [B, 3], log scale [B]) acting on the centred object.
+    Nearest neighbours are found without gradient; the distances they give are differentiable.
+    """
+
+    def __init__(
+        self,
+        options: PlacementOptions,
+        contacts: _Contacts,
+        points: torch.Tensor,
+        normals: torch.Tensor,
+        body_v: torch.Tensor,
+        body_n: torch.Tensor,
+        body_tree: cKDTree,
+        images: _ImageData | None,
+        k: torch.Tensor,
+    ) -> None:
+        self.options, self.contacts, self.pts, self.pts_n = options, contacts, points, normals
+        self.body_v, self.body_n, self.body_tree, self.images, self.k = body_v, body_n, body_tree, images, k
+        self.body_contact_tree = cKDTree(contacts.body_c.numpy())
+        self.object_contact_tree = cKDTree(contacts.obj_c.numpy())
+        self.weights = {
+            "contact": options.w_contact,
+            "penetration": options.w_penetration,
+            "silhouette": options.w_silhouette,
+            "depth": options.w_depth,
+        }
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weights[name] * value for name, value in terms.items())
+
+    def __call__(self, d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        rot = rotation_6d_to_matrix(d6)
+        scale = log_scale.exp()[:, None, None]
+        moved = scale * self.pts @ rot.transpose(-1, -2) + trans[:, None]  # [B, S, 3]
+        out = {"contact": self._contact(rot, scale, trans), "penetration": self._penetration(moved)}
+        if self.images is not None:
+            out.update(self._image_terms(moved, rot, self.images))
+        return out
+
+    def _contact(self, rot: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+        """Each object contact point to the nearest body contact point and back, beyond the tolerance.
+
+        Matching contact to contact, not to any surface, keeps the information in where each patch lies (a
+        mug's grip side, not just its wall).
+        """
+        c = self.contacts
+        moved_c = scale * c.obj_c @ rot.transpose(-1, -2) + trans[:, None]  # [B, M, 3]
+        with torch.no_grad():
+            nn_h = self.body_contact_tree.query(moved_c.detach().reshape(-1, 3).numpy())[1]
+            nn_h = torch.from_numpy(nn_h).reshape(moved_c.shape[:2])
+            body_in_object = (c.body_c[None] - trans.detach()[:, None]) @ rot.detach() / scale.detach()
+            nn_o = self.object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1]
+            nn_o = torch.from_numpy(nn_o).reshape(body_in_object.shape[:2])
+        d_oh = (moved_c - c.body_c[nn_h]).norm(dim=-1)
+        d_ho = (c.body_c[None] - torch.gather(moved_c, 1, nn_o[..., None].expand(-1, -1, 3))).norm(dim=-1)
+        tolerance = self.options.contact_tolerance_m
+        d_oh, d_ho = torch.relu(d_oh - tolerance), torch.relu(d_ho - tolerance)
+        return (d_oh * c.obj_w).sum(-1) / c.obj_w.sum() + (d_ho * c.body_w).sum(-1) / c.body_w.sum()
+
+    def _penetration(self, moved: torch.Tensor) -> torch.Tensor:
+        """Object points inside the body: signed distance from the nearest body vertex along its normal."""
+        with torch.no_grad():
+            nn_b = torch.from_numpy(self.body_tree.query(moved.detach().reshape(-1, 3).numpy())[1])
+            nn_b = nn_b.reshape(moved.shape[:2])
+        signed = ((moved - self.body_v[nn_b]) * self.body_n[nn_b]).sum(-1)
+        return torch.relu(-signed).mean(-1)
+
+    def _image_terms(self, moved: torch.Tensor, rot: torch.Tensor, im: _ImageData) -> dict[str, torch.Tensor]:
+        """Silhouette (inside the allowed region, every mask pixel covered) and depth order against the body."""
+        uv, z = project(moved, self.k)
+        # Pixel errors become metres at the object's depth, comparable with the 3D terms.
+        metres_per_px = (z.detach().mean(-1, keepdim=True) / im.focal).clamp_min(1e-4)
+        outside = sample_image(im.allowed_field, uv) * metres_per_px
+        # Each mask pixel to its nearest projected point: the match is found without gradient (cdist's
+        # backward over every pixel-point pair cost more than the rest of the step), the distance keeps it.
+        mask_uv_np = im.mask_uv.numpy()
+        nearest_px = torch.from_numpy(
+            np.stack([cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()])
+        )
+        matched_uv = torch.gather(uv, 1, nearest_px[..., None].expand(-1, -1, 2))
+        coverage = (im.mask_uv[None] - matched_uv).norm(dim=-1) * metres_per_px
+        # Depth order on front-facing points (facing the camera at the origin).
+        normals = self.pts_n @ rot.transpose(-1, -2)
+        front = (normals * moved).sum(-1) < 0
+        with torch.no_grad():  # which rule applies is decided away from mask edges (2 px margin)
+            on_object = sample_image(im.object_core, uv, 0.0) > 0.5
+            near_object = sample_image(im.object_near, uv, 0.0) > 0.5
+            on_person = sample_image(im.person_core, uv, 0.0) > 0.5
+            body_here = sample_image(im.body_there.float(), uv, 0.0) > 0.999
+            body_z = sample_image(im.depth_filled, uv.round(), 0.0)  # nearest: no blending across depth edges
+        ahead = front & on_object & body_here  # the photo shows the object over the body here
+        behind = front & on_person & ~near_object & body_here  # the person hides the object here
+        err = torch.where(ahead, torch.relu(z - body_z), torch.zeros_like(z)) + torch.where(
+            behind, torch.relu(body_z - z), torch.zeros_like(z)
+        )
+        return {"silhouette": outside.mean(-1) + coverage.mean(-1), "depth": err.sum(-1) / front.sum(-1).clamp_min(1)}
+
+
+def _skip_reason(body_contact: np.ndarray, object_contact: np.ndarray, options: PlacementOptions) -> str | None:
+    """Why the object cannot be placed (no contact on one side), or None."""
+    for which, contact, threshold in (
+        ("body", body_contact, options.body_threshold),
+        ("object", object_contact, options.object_threshold),
+    ):
+        if not (contact > threshold).any():
+            return (
+                f"no {which} vertex has contact above {threshold}: nothing says where the object touches the body, "
+                "so the object was not placed (paint contacts on both and refit to place it)"
+            )
+    return None
+
+
+def _icp_starts(contacts: _Contacts, options: PlacementOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Starting rotations [B, 3, 3] and translations [B, 3]: the group rotations, each moved onto the body
+    contacts by ICP starting with the contact centroids on top of each other."""
+    c = contacts
+    rotations = torch.tensor(start_rotations(options.dense_starts), dtype=torch.float32)
+    mu_o = (c.obj_w[:, None] * c.obj_c).sum(0) / c.obj_w.sum()
+    mu_h = (c.body_w[:, None] * c.body_c).sum(0) / c.body_w.sum()
+    translations = mu_h[None] - (rotations @ mu_o)
+    icp = contact_icp(c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, translations)
+    return icp.rotation, icp.translation
+
+
+def _iou_term(
+    inputs: PlacementInputs, options: PlacementOptions, centre: np.ndarray, k: torch.Tensor, body_depth: torch.Tensor
+) -> Callable[..., torch.Tensor]:
+    """1 - soft IoU [B] of the decimated object's visible silhouette with the object mask, per hypothesis."""
+    window = mask_window(inputs.object_mask, body_depth)
+    local = np.asarray(inputs.object_mesh.vertices, np.float64)
+    coarse_v, coarse_f = decimated_faces(local, np.asarray(inputs.object_mesh.faces), options.iou_faces)
+    coarse = torch.tensor(coarse_v - centre, dtype=torch.float32)
+    coarse_faces = torch.from_numpy(coarse_f)
+
+    def iou(d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        moved = log_scale.exp()[:, None, None] * coarse @ rotation_6d_to_matrix(d6).transpose(-1, -2)
+        uv, z = project(moved + trans[:, None], k)
+        return soft_iou_loss(uv, z, coarse_faces, window, options.iou_blur_px)
+
+    return iou
+
+
+def _best_by_total(terms: _Terms, rotations: torch.Tensor, translations: torch.Tensor, count: int) -> torch.Tensor:
+    """Indices of the `count` starts with the lowest total loss."""
+    with torch.no_grad():
+        d6 = matrix_to_rotation_6d(rotations)
+        first = torch.cat(
+            [  # in chunks: the coverage term compares every mask pixel with every object point
+                terms.total(terms(d6[i : i + 16], translations[i : i + 16], d6.new_zeros(len(d6[i : i + 16]))))
+                for i in range(0, len(d6), 16)
+            ]
+        )
+    return torch.argsort(first)[:count]
+
+
 def place_object(
     inputs: PlacementInputs, options: PlacementOptions = PlacementOptions(), initial: np.ndarray | None = None
 ) -> ObjectPlacement:
-    """Places the object against the body; never raises for a placement that cannot be made, it skips."""
+    """Places the object against the body; never raises for a placement that cannot be made, it skips.
+
+    Phases: prepare the terms; search (starting poses scored on the loss); optimise the best few together;
+    refine the best of those with the silhouette IoU (with a mask). Deterministic for a given `options.seed`.
+    """
     _check_inputs(inputs)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     rng = np.random.default_rng(options.seed)
     body_contact = np.clip(np.asarray(inputs.body_contact, np.float64), 0, 1)
     object_contact = np.clip(np.asarray(inputs.object_contact, np.float64), 0, 1)
-    body_idx = np.flatnonzero(body_contact > options.body_threshold)
-    object_idx = np.flatnonzero(object_contact > options.object_threshold)
-    if len(body_idx) == 0 or len(object_idx) == 0:
-        which = "body" if len(body_idx) == 0 else "object"
-        threshold = options.body_threshold if which == "body" else options.object_threshold
-        return ObjectPlacement(
-            "skipped",
-            f"no {which} vertex has contact above {threshold}: nothing says where the object touches the body, "
-            "so the object was not placed (paint contacts on both and refit to place it)",
-        )
+    reason = _skip_reason(body_contact, object_contact, options)
+    if reason is not None:
+        return ObjectPlacement("skipped", reason)
 
     dtype = torch.float32
     local = np.asarray(inputs.object_mesh.vertices, np.float64)
     centre = local.mean(0)
+    size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
     centred = torch.tensor(local - centre, dtype=dtype)
     obj_normals = vertex_normals(centred, torch.tensor(inputs.object_mesh.faces))
     body_v = torch.tensor(inputs.body_vertices, dtype=dtype)
     body_n = vertex_normals(body_v, torch.tensor(inputs.body_faces))
-
-    object_idx = _subsample(object_idx, options.max_contact_points, rng)
-    obj_c = centred[object_idx]
-    obj_w = torch.tensor(object_contact[object_idx], dtype=dtype)
+    object_idx = _subsample(np.flatnonzero(object_contact > options.object_threshold), options.max_contact_points, rng)
     body_points, body_weights = contact_surface_samples(
         inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
     )
-    body_c = torch.tensor(body_points, dtype=dtype)
-    body_w = torch.tensor(body_weights, dtype=dtype)
+    contacts = _Contacts(
+        centred[object_idx],
+        torch.tensor(object_contact[object_idx], dtype=dtype),
+        torch.tensor(body_points, dtype=dtype),
+        torch.tensor(body_weights, dtype=dtype),
+    )
 
-    # ICP from every cube rotation, each starting with the contact centroids on top of each other.
-    rotations = torch.tensor(start_rotations(options.dense_starts), dtype=dtype)
-    mu_o = (obj_w[:, None] * obj_c).sum(0) / obj_w.sum()
-    mu_h = (body_w[:, None] * body_c).sum(0) / body_w.sum()
-    translations = mu_h[None] - (rotations @ mu_o)
-    icp = contact_icp(obj_c, obj_w, body_c, body_w, rotations, translations)
+    # Search: starting poses, the best few by the full loss.
+    rotations, translations = _icp_starts(contacts, options)
     if initial is not None:  # a given camera_from_object joins the starts (refits from a previous placement)
         given_rotation = torch.tensor(initial[:3, :3], dtype=dtype)
         given_translation = torch.tensor(initial[:3, :3] @ centre + initial[:3, 3], dtype=dtype)
-        icp.rotation = torch.cat([given_rotation[None], icp.rotation])
-        icp.translation = torch.cat([given_translation[None], icp.translation])
-        icp.rms = torch.cat([icp.rms.new_zeros(1), icp.rms])
+        rotations = torch.cat([given_rotation[None], rotations])
+        translations = torch.cat([given_translation[None], translations])
     timings["init"] = time.perf_counter() - start
 
-    # Optimise the kept hypotheses together.
     t0 = time.perf_counter()
     sample_idx = _subsample(np.arange(len(local)), options.max_object_points, rng)
-    pts = centred[sample_idx]
-    pts_n = obj_normals[sample_idx]
     k = torch.tensor(inputs.intrinsics, dtype=dtype)
-    body_tree = cKDTree(inputs.body_vertices)
-    body_contact_tree = cKDTree(body_c.numpy())
-    object_contact_tree = cKDTree(obj_c.numpy())
-    have_masks = inputs.object_mask is not None and inputs.object_mask.any()
-    if have_masks:
-        person = inputs.person_mask if inputs.person_mask is not None else np.zeros(inputs.image_size, bool)
-        allowed_field = distance_field(inputs.object_mask | person)
-        mask_rows, mask_cols = np.nonzero(inputs.object_mask)
-        pick = _subsample(np.arange(len(mask_rows)), options.max_mask_pixels, rng)
-        mask_uv = torch.tensor(np.stack([mask_cols[pick], mask_rows[pick]], -1), dtype=dtype)
-        mask_uv_np = mask_uv.numpy()
-        focal = float(inputs.intrinsics[0, 0] + inputs.intrinsics[1, 1]) / 2
-        body_depth = _body_depth(inputs)
-        body_there = torch.isfinite(body_depth)
-        depth_filled = torch.where(body_there, body_depth, torch.zeros_like(body_depth))
-        object_core = torch.from_numpy(binary_erosion(inputs.object_mask, iterations=2).astype(np.float32))
-        object_near = torch.from_numpy(binary_dilation(inputs.object_mask, iterations=2).astype(np.float32))
-        person_core = torch.from_numpy(binary_erosion(person, iterations=2).astype(np.float32))
-
-    iou: Callable[..., torch.Tensor] | None = None
-    if have_masks and options.refine_hypotheses > 0:
-        window = mask_window(inputs.object_mask, body_depth)
-        coarse_v, coarse_f = decimated_faces(local, np.asarray(inputs.object_mesh.faces), options.iou_faces)
-        coarse = torch.tensor(coarse_v - centre, dtype=dtype)
-        coarse_faces = torch.from_numpy(coarse_f)
-
-        def iou(d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-            """1 - soft IoU of the decimated object's silhouette with the object mask, per hypothesis."""
-            moved = log_scale.exp()[:, None, None] * coarse @ rotation_6d_to_matrix(d6).transpose(-1, -2)
-            uv, z = project(moved + trans[:, None], k)
-            return soft_iou_loss(uv, z, coarse_faces, window, options.iou_blur_px)
-
-    def losses(d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor) -> dict[str, torch.Tensor]:
-        rot = rotation_6d_to_matrix(d6)
-        scale = log_scale.exp()[:, None, None]
-        moved_c = scale * obj_c @ rot.transpose(-1, -2) + trans[:, None]  # [B, M, 3]
-        moved = scale * pts @ rot.transpose(-1, -2) + trans[:, None]  # [B, S, 3]
-        out: dict[str, torch.Tensor] = {}
-        # Contact, both ways: each object contact point to the nearest body contact point and back (nearest
-        # neighbours found without gradient, distances differentiable). Matching contact to contact, not to
-        # any surface, keeps the information in where each patch lies (a mug's grip side, not just its wall).
-        with torch.no_grad():
-            nn_h = torch.from_numpy(body_contact_tree.query(moved_c.detach().reshape(-1, 3).numpy())[1]).reshape(
-                moved_c.shape[:2]
-            )
-            body_in_object = (body_c[None] - trans.detach()[:, None]) @ rot.detach() / scale.detach()
-            nn_o = torch.from_numpy(object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1]).reshape(
-                body_in_object.shape[:2]
-            )
-        d_oh = (moved_c - body_c[nn_h]).norm(dim=-1)
-        d_ho = (body_c[None] - torch.gather(moved_c, 1, nn_o[..., None].expand(-1, -1, 3))).norm(dim=-1)
-        d_oh, d_ho = torch.relu(d_oh - options.contact_tolerance_m), torch.relu(d_ho - options.contact_tolerance_m)
-        out["contact"] = (d_oh * obj_w).sum(-1) / obj_w.sum() + (d_ho * body_w).sum(-1) / body_w.sum()
-        # Penetration: signed distance from the nearest body vertex along its normal.
-        with torch.no_grad():
-            nn_b = torch.from_numpy(body_tree.query(moved.detach().reshape(-1, 3).numpy())[1]).reshape(moved.shape[:2])
-        signed = ((moved - body_v[nn_b]) * body_n[nn_b]).sum(-1)
-        out["penetration"] = torch.relu(-signed).mean(-1)
-        if have_masks:
-            uv, z = project(moved, k)
-            # Pixel errors become metres at the object's depth, comparable with the 3D terms.
-            metres_per_px = (z.detach().mean(-1, keepdim=True) / focal).clamp_min(1e-4)
-            outside = sample_image(allowed_field, uv) * metres_per_px
-            # Each mask pixel to its nearest projected point: the match is found without gradient (cdist's
-            # backward over every pixel-point pair cost more than the rest of the step), the distance keeps it.
-            nearest_px = torch.from_numpy(
-                np.stack([cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()])
-            )
-            matched_uv = torch.gather(uv, 1, nearest_px[..., None].expand(-1, -1, 2))
-            coverage = (mask_uv[None] - matched_uv).norm(dim=-1) * metres_per_px
-            out["silhouette"] = outside.mean(-1) + coverage.mean(-1)
-            # Depth order on front-facing points (facing the camera at the origin).
-            normals = pts_n @ rot.transpose(-1, -2)
-            front = (normals * moved).sum(-1) < 0
-            with torch.no_grad():  # which rule applies is decided away from mask edges (2 px margin)
-                on_object = sample_image(object_core, uv, 0.0) > 0.5
-                near_object = sample_image(object_near, uv, 0.0) > 0.5
-                on_person = sample_image(person_core, uv, 0.0) > 0.5
-                body_here = sample_image(body_there.float(), uv, 0.0) > 0.999
-                body_z = sample_image(depth_filled, uv.round(), 0.0)  # nearest: no blending across depth edges
-            ahead = front & on_object & body_here  # the photo shows the object over the body here
-            behind = front & on_person & ~near_object & body_here  # the person hides the object here
-            err = torch.where(ahead, torch.relu(z - body_z), torch.zeros_like(z)) + torch.where(
-                behind, torch.relu(body_z - z), torch.zeros_like(z)
-            )
-            out["depth"] = err.sum(-1) / front.sum(-1).clamp_min(1)
-        return out
-
-    weights = {
-        "contact": options.w_contact,
-        "penetration": options.w_penetration,
-        "silhouette": options.w_silhouette,
-        "depth": options.w_depth,
-    }
-
-    def total_of(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(weights[name] * value for name, value in terms.items())
-
-    # Every start is scored on the full loss after ICP; the best few are optimised together.
-    with torch.no_grad():
-        all_d6 = matrix_to_rotation_6d(icp.rotation)
-        first = torch.cat(
-            [  # in chunks: the coverage term compares every mask pixel with every object point
-                total_of(
-                    losses(all_d6[i : i + 16], icp.translation[i : i + 16], icp.rms.new_zeros(len(all_d6[i : i + 16])))
-                )
-                for i in range(0, len(all_d6), 16)
-            ]
-        )
-    keep = torch.argsort(first)[: options.keep_hypotheses]
+    images = _image_data(inputs, options, rng)
+    terms_of = _Terms(
+        options,
+        contacts,
+        centred[sample_idx],
+        obj_normals[sample_idx],
+        body_v,
+        body_n,
+        cKDTree(inputs.body_vertices),
+        images,
+        k,
+    )
+    keep = _best_by_total(terms_of, rotations, translations, options.keep_hypotheses)
     if initial is not None and 0 not in keep.tolist():
         keep = torch.cat([keep.new_zeros(1), keep[:-1]])
-    size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
+
+    # Optimise the kept hypotheses together.
     d6, trans, log_scale = _optimise(
         options,
         size,
-        lambda *state: total_of(losses(*state)),
-        matrix_to_rotation_6d(icp.rotation[keep]),
-        icp.translation[keep],
+        lambda *state: terms_of.total(terms_of(*state)),
+        matrix_to_rotation_6d(rotations[keep]),
+        translations[keep],
         torch.zeros(len(keep), dtype=dtype),
         options.steps,
     )
     with torch.no_grad():
-        terms = losses(d6, trans, log_scale)
-        total = total_of(terms)
+        terms = terms_of(d6, trans, log_scale)
+        total = terms_of.total(terms)
     timings["optimise"] = time.perf_counter() - t0
 
-    if iou is not None:  # set only with masks and refine_hypotheses > 0
+    if images is not None and options.refine_hypotheses > 0:
         # Refinement: the best few, optimised again with the area-overlap term added, and ranked with it.
         t0 = time.perf_counter()
+        iou = _iou_term(inputs, options, centre, k, images.body_depth)
         chosen = torch.argsort(total)[: options.refine_hypotheses]
         keep = keep[chosen]
         iou_weight = options.w_iou * size
 
         def refined_total(*state: torch.Tensor) -> torch.Tensor:
-            return total_of(losses(*state)) + iou_weight * iou(*state)
+            return terms_of.total(terms_of(*state)) + iou_weight * iou(*state)
 
         d6, trans, log_scale = _optimise(
             options,
@@ -423,11 +530,26 @@ def place_object(
             options.refine_lr_share,
         )
         with torch.no_grad():
-            terms = losses(d6, trans, log_scale)
+            terms = terms_of(d6, trans, log_scale)
             terms["iou"] = iou(d6, trans, log_scale)
-            weights["iou"] = iou_weight
-            total = total_of(terms)
+            terms_of.weights["iou"] = iou_weight
+            total = terms_of.total(terms)
         timings["refine"] = time.perf_counter() - t0
+    return _result(terms, total, d6, trans, log_scale, centre, keep, images is not None, timings)
+
+
+def _result(
+    terms: dict[str, torch.Tensor],
+    total: torch.Tensor,
+    d6: torch.Tensor,
+    trans: torch.Tensor,
+    log_scale: torch.Tensor,
+    centre: np.ndarray,
+    keep: torch.Tensor,
+    have_masks: bool,
+    timings: dict[str, float],
+) -> ObjectPlacement:
+    """The lowest-total hypothesis as the placement, with every optimised one as a candidate."""
     best = int(total.argmin())
 
     def transform_of(i: int) -> np.ndarray:
@@ -437,22 +559,18 @@ def place_object(
         out[:3, 3] = trans.detach()[i].double().numpy() - out[:3, :3] @ centre
         return out
 
-    transform = transform_of(best)
-    scale = float(log_scale.detach()[best].exp())
-    candidates = [(transform_of(int(i)), float(total[i])) for i in torch.argsort(total)]
     result_losses = {name: float(value[best]) for name, value in terms.items()}
     result_losses["total"] = float(total[best])
-    result_losses["icp_rms_m"] = float(icp.rms[keep[best]])
     return ObjectPlacement(
         "placed",
         "placed by contact, silhouette, penetration and depth-order terms"
         if have_masks
         else "placed by contact and penetration terms only (no object mask was available)",
-        camera_from_object=transform,
-        scale=scale,
+        camera_from_object=transform_of(best),
+        scale=float(log_scale.detach()[best].exp()),
         losses=result_losses,
         hypotheses=d6.shape[0],
         chosen_hypothesis=int(keep[best]),
         timings_s=timings,
-        candidates=candidates,
+        candidates=[(transform_of(int(i)), float(total[i])) for i in torch.argsort(total)],
     )

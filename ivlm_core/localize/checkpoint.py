@@ -18,7 +18,7 @@ import json
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from ivlm_core.errors import ModelFileError, ModelFilesMissingError
 from ivlm_core.fileio import atomic_path
 from ivlm_core.localize.config import ReleaseConfig, load_release_config
 from ivlm_core.localize.network import InteractVLMNetwork, llama_config
+from ivlm_core.localize.quantize import check_precision, quantize_llm
 from ivlm_core.localize.sam import UPSTREAM_SAM_PREFIX, build_sam, upstream_key_to_hf
 
 SHARD_INDEX = "pytorch_model.bin.index.json"
@@ -146,6 +147,7 @@ class LoadReport:
     ignored_keys: list[str]
     dtype: torch.dtype
     device: torch.device
+    llm_precision: str = "native"  # "native" (= dtype), "int8" or "nf4": the decoder layers' weights
 
 
 def _check_shapes(
@@ -184,9 +186,15 @@ def load_network(
     *,
     dtype: torch.dtype = torch.bfloat16,
     device: torch.device | str = "cpu",
+    llm_precision: str = "native",
 ) -> tuple[InteractVLMNetwork, LoadReport]:
-    """Builds the network from a release folder (or one made by `convert_release`) and a CLIP folder."""
+    """Builds the network from a release folder (or one made by `convert_release`) and a CLIP folder.
+
+    `llm_precision` "int8"/"nf4" quantises the decoder layers while loading, one matrix at a time (see
+    quantize.py); everything else is loaded in `dtype`.
+    """
     release_dir, device = Path(release_dir), torch.device(device)
+    check_precision(llm_precision)
     config = load_release_config(release_dir)
     converted = (release_dir / CONVERTED_MARKER).is_file()
     ignored: list[str] = []
@@ -234,6 +242,8 @@ def load_network(
                 f"{release_dir}: {name} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name])}.",
                 "The weights and config.json come from different releases; re-extract the release zip.",
             )
+    if llm_precision != "native":  # before the rest, so the float copies never coexist
+        quantize_llm(network.llm, tensors, llm_precision, device, dtype)
     network.load_state_dict(
         {k: v.to(device=device, dtype=dtype) for k, v in tensors.items()}, strict=False, assign=True
     )
@@ -243,8 +253,19 @@ def load_network(
     network.llm.model.rotary_emb = LlamaRotaryEmbedding(llama_config(config)).to(device)
     network.requires_grad_(False)
     network.eval()
-    report = LoadReport(release_dir, Path(clip_dir), converted, ignored, dtype, device)
+    report = LoadReport(release_dir, Path(clip_dir), converted, ignored, dtype, device, llm_precision)
     return network, report
+
+
+def _release_bytes(folder: Path) -> int:
+    """The shards' total size (the index's metadata, else the files' sizes): what conversion progress counts to."""
+    index = folder / SHARD_INDEX
+    if index.is_file():
+        try:
+            return int(json.loads(index.read_text())["metadata"]["total_size"])
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+            pass
+    return sum(path.stat().st_size for path in release_shard_files(folder))
 
 
 # ---- our own layout ----------------------------------------------------------------------------------------
@@ -265,9 +286,17 @@ def _iter_converted(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def convert_release(
-    release_dir: Path, out_dir: Path, *, dtype: torch.dtype = torch.bfloat16, shard_bytes: int = 4 << 30
+    release_dir: Path,
+    out_dir: Path,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    shard_bytes: int = 4 << 30,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Writes the release in our layout: renamed, checked, safetensors shards of at most `shard_bytes`."""
+    """Writes the release in our layout: renamed, checked, safetensors shards of at most `shard_bytes`.
+
+    `out_dir` may be the release folder itself (the .bin shards are left in place; the marker written last makes
+    the loader take the safetensors). `progress(done_bytes, total_bytes)` is called after every tensor."""
     from safetensors.torch import save_file
 
     release_dir, out_dir = Path(release_dir), Path(out_dir)
@@ -287,7 +316,12 @@ def convert_release(
             files.append(name)
             shard, size = {}, 0
 
+    total = _release_bytes(release_dir)
+    done = 0
     for key, tensor in iter_release_tensors(release_dir):
+        done += tensor.numel() * tensor.element_size()
+        if progress is not None:
+            progress(done, total)
         try:
             name = our_key(key)
         except KeyError as exc:
@@ -304,7 +338,7 @@ def convert_release(
         size += tensor.numel() * tensor.element_size()
     flush()
     for name in ("config.json", "generation_config.json", *TOKENIZER_FILES):
-        if (release_dir / name).is_file():
+        if (release_dir / name).is_file() and release_dir.resolve() != out_dir.resolve():
             shutil.copy2(release_dir / name, out_dir / name)
     with atomic_path(out_dir / CONVERTED_MARKER) as tmp:  # written last: marks a complete conversion
         tmp.write_text(

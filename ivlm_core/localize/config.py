@@ -200,3 +200,33 @@ def load_release_config(folder: Path) -> ReleaseConfig:
         bos_token_id=_field(raw, path, "bos_token_id", int, 1),
         eos_token_id=_field(raw, path, "eos_token_id", int, 2),
     )
+
+
+RELEASE_ROLES = {  # which model-zoo kinds can fill a role in the pipeline
+    "human": ("hcontact", "hcontact-wScene"),
+    "object": ("oafford",),
+    "joint": ("hcontact-ocontact",),
+}
+_ROLE_WORDS = {
+    "human": "the human-contact release (e.g. interactvlm-3d-hcontact-damon-fix)",
+    "object": "the object-affordance release (interactvlm-3d-oafford-lemon-piad)",
+    "joint": "the joint human+object release (interactvlm-3d-hcontact-ocontact, [HSEG]/[OSEG] tokens)",
+}
+
+
+def check_release_role(config: ReleaseConfig, role: str) -> None:
+    """Raises ModelFileError when the release in `config.folder` is not the kind `role` needs: a joint release where
+    a single-mode one is expected, a single-mode one where the joint one is expected, or the wrong single mode."""
+    kind = config.release_kind
+    if kind in RELEASE_ROLES[role]:
+        return
+    what = next((words for name, words in _ROLE_WORDS.items() if kind in RELEASE_ROLES[name]), f"a '{kind}' release")
+    if role == "joint":
+        hint = "Put the joint release (token_type Gen-Hu-Obj) in this folder, or choose a 'separate' configuration."
+    elif kind in RELEASE_ROLES["joint"]:
+        hint = "The joint release answers both modes with one model: choose a 'joint' configuration instead."
+    else:
+        hint = f"Put {_ROLE_WORDS[role]} in this folder."
+    raise ModelFileError(
+        f"{config.folder} holds {what} (token_type {config.token_type}), but it is used as {_ROLE_WORDS[role]}.", hint
+    )

@@ -121,3 +121,90 @@ def generate_without_cache(
         embedded = llm.get_input_embeddings()(torch.tensor([[token]], device=device))
         embeddings = torch.cat([embeddings, embedded], dim=1)
     return result
+
+
+class StaticDecoder:
+    """Greedy decoding with a static (preallocated) KV cache and a `torch.compile`d one-token step.
+
+    The dynamic path grows its cache and runs the layers eagerly from Python, token by token; here every decode
+    step has the same shapes (one token against a cache of `max_cache_len` positions, the future masked), so the
+    step compiles once per process and, on CUDA, is captured as a CUDA graph (`mode="reduce-overhead"`). The
+    prefill runs eagerly (its length varies). Same tokens and seg state as `generate_with_cache`, within the
+    float tolerance of a different kernel schedule. Not thread-safe: one per Localizer, one request at a time.
+    """
+
+    def __init__(
+        self, llm: LlamaForCausalLM, max_cache_len: int, *, compile: bool = True, backend: str | None = None
+    ) -> None:
+        """`backend`: torch.compile's backend; default inductor (with CUDA graphs on a GPU). Tests on the CPU pass
+        "aot_eager": the same graph capture without C++ code generation, which takes minutes on a small CPU."""
+        from transformers.cache_utils import StaticCache
+
+        self.llm = llm
+        self.max_cache_len = max_cache_len
+        weight = llm.get_input_embeddings().weight
+        self.cache = StaticCache(config=llm.config, max_cache_len=max_cache_len)
+        self.device = weight.device
+        self.compiled = compile
+        step = self._step
+        if compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on a GPU
+            if backend not in (None, "inductor"):
+                mode = None  # modes are inductor options
+            step = torch.compile(step, backend=backend or "inductor", mode=mode, dynamic=False, fullgraph=False)
+        self._compiled_step = step
+
+    def _step(self, embedded: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        out = self.llm.model(
+            inputs_embeds=embedded,
+            past_key_values=self.cache,
+            cache_position=position,
+            position_ids=position[None],
+            use_cache=True,
+        )
+        return out.last_hidden_state[0, -1].clone()  # clone: CUDA-graph outputs are overwritten by the next replay
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_embeddings: torch.Tensor,
+        *,
+        max_new_tokens: int,
+        eos_token_id: int,
+        seg_token_ids: Sequence[int],
+        forced_tokens: Sequence[int] | None = None,
+    ) -> Generation:
+        """Like `generate_with_cache`; raises ValueError when prompt plus answer would not fit the cache."""
+        length = prompt_embeddings.shape[1]
+        steps = len(forced_tokens) if forced_tokens is not None else max_new_tokens
+        if length + steps > self.max_cache_len:
+            raise ValueError(f"prompt ({length}) + answer ({steps}) exceed the static cache ({self.max_cache_len})")
+        result = Generation(tokens=[])
+        self.cache.reset()
+        _sync(self.device)
+        start = time.perf_counter()
+        positions = torch.arange(length, device=self.device)
+        out = self.llm.model(
+            inputs_embeds=prompt_embeddings,
+            past_key_values=self.cache,
+            cache_position=positions,
+            position_ids=positions[None],
+            use_cache=True,
+        )
+        state = out.last_hidden_state[0, -1]
+        token = _next_token(self.llm, state, 0, forced_tokens)
+        _sync(self.device)
+        result.prefill_seconds = time.perf_counter() - start
+        embed = self.llm.get_input_embeddings()
+        for step in range(steps):
+            _record(result, token, state, seg_token_ids)
+            if (forced_tokens is None and token == eos_token_id) or step + 1 == steps:
+                break
+            start = time.perf_counter()
+            embedded = embed(torch.tensor([[token]], device=self.device))
+            position = torch.tensor([length + step], device=self.device)
+            state = self._compiled_step(embedded, position)
+            token = _next_token(self.llm, state, step + 1, forced_tokens)
+            _sync(self.device)
+            result.decode_seconds.append(time.perf_counter() - start)
+        return result

@@ -26,7 +26,8 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from ivlm_core.errors import BadInputError
 from ivlm_core.localize import prompts, sam
 from ivlm_core.localize.checkpoint import LoadReport, load_network
-from ivlm_core.localize.generation import Generation, generate_with_cache
+from ivlm_core.localize.config import check_release_role, load_release_config
+from ivlm_core.localize.generation import Generation, StaticDecoder, generate_with_cache
 from ivlm_core.localize.network import InteractVLMNetwork
 from ivlm_core.localize.tokenizer import ReleaseTokenizer
 from ivlm_core.render.views import HUMAN_VIEWS, OBJECT_VIEWS
@@ -34,7 +35,11 @@ from ivlm_core.render.views import HUMAN_VIEWS, OBJECT_VIEWS
 HUMAN_MODES = ("hcontact",)
 OBJECT_MODES = ("oafford", "ocontact")
 PHOTO_MODES = ("h2dcontact",)
-MAX_NEW_TOKENS = 64  # answers are 15-35 tokens (spec §8); upstream's demo allows 512
+# The generation cap is derived from the longest answer the release's templates allow, in its own tokenizer's
+# tokens (prompts.answer_token_cap: every SMPL part listed, +25 %): about 170 tokens, where upstream's demo allows
+# 512 and typical answers are 15-35 (spec §8). An answer cut before its seg token is reported (`stopped_at_cap`).
+DECODERS = ("dynamic", "static")
+SAM_BATCH = 4  # views per SAM image-encoder call; the memory plan lowers it to 1 on small GPUs
 EMBEDDING_CACHE_SIZE = 4
 
 
@@ -55,6 +60,17 @@ class LocalizeResult:
     affordance: str | None
     timings: dict[str, float] = field(default_factory=dict)
     demo: bool = False
+    stopped_at_cap: bool = False  # generation hit `max_new_tokens` before `</s>` and before any seg token
+
+    @property
+    def cap_note(self) -> str | None:
+        """Why there is no contact when the answer was cut, in words; None otherwise."""
+        if not self.stopped_at_cap:
+            return None
+        return (
+            f"the model's answer reached the {len(self.token_ids)}-token cap before a contact token, so contact is "
+            "unknown (not 'no contact')"
+        )
 
 
 class Localizer:
@@ -67,14 +83,25 @@ class Localizer:
         image_processor: CLIPImageProcessorPil,
         report: LoadReport,
         *,
-        max_new_tokens: int = MAX_NEW_TOKENS,
+        max_new_tokens: int | None = None,
         prompt_style: str = "clean",
+        sam_batch: int = SAM_BATCH,
+        decoder: str = "dynamic",
+        compile_backend: str | None = None,
     ) -> None:
+        """`decoder`: "dynamic" (KV cache grown token by token, eager) or "static" (preallocated cache, compiled
+        one-token step: generation.StaticDecoder); `compile_backend` is passed to torch.compile for "static"."""
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
         self.network = network
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.report = report
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max_new_tokens or prompts.answer_token_cap(lambda text: len(tokenizer.encode_text(text)))
+        self.sam_batch = sam_batch
+        self.decoder = decoder
+        self.compile_backend = compile_backend
+        self._static: StaticDecoder | None = None
         self.prompt_style = prompt_style
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -86,9 +113,15 @@ class Localizer:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.bfloat16,
+        llm_precision: str = "native",
+        role: str | None = None,
         **options: object,
     ) -> Localizer:
-        network, report = load_network(release_dir, clip_dir, dtype=dtype, device=device)
+        """`llm_precision`: "native" (the language model in `dtype`), "int8" or "nf4" (quantize.py). `role` ("human",
+        "object" or "joint") checks the release is that kind before any weight is read."""
+        if role is not None:
+            check_release_role(load_release_config(Path(release_dir)), role)
+        network, report = load_network(release_dir, clip_dir, dtype=dtype, device=device, llm_precision=llm_precision)
         config = network.config
         tokenizer = ReleaseTokenizer.from_folder(
             release_dir,
@@ -142,7 +175,8 @@ class Localizer:
             self._embeddings.move_to_end(key)
             return self._embeddings[key], input_size
         weights = next(self.network.sam.parameters())
-        embeddings = sam.encode_images(self.network.sam, pixels.to(device=weights.device, dtype=weights.dtype))
+        pixels = pixels.to(device=weights.device, dtype=weights.dtype)
+        embeddings = torch.cat([sam.encode_images(self.network.sam, chunk) for chunk in pixels.split(self.sam_batch)])
         self._embeddings[key] = embeddings
         while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
             self._embeddings.popitem(last=False)
@@ -176,13 +210,7 @@ class Localizer:
             embeddings = self.network.prompt_embeddings(
                 self.tokenizer.encode_prompt(prompt), self._photo_features(photo)
             )
-            generation = generate_with_cache(
-                self.network.llm,
-                embeddings,
-                max_new_tokens=self.max_new_tokens,
-                eos_token_id=self.tokenizer.eos_id,
-                seg_token_ids=config.seg_token_ids,
-            )
+            generation = self._generate(embeddings)
             timings["language_model"] = time.perf_counter() - start
             answer = generation.tokens[:-1] if generation.tokens[-1:] == [self.tokenizer.eos_id] else generation.tokens
             text = self.tokenizer.decode(answer, skip_special_tokens=False).replace("  ", " ").strip()
@@ -207,7 +235,31 @@ class Localizer:
             affordance=parsed.affordance,
             timings=timings,
             demo=self.is_demo,
+            stopped_at_cap=not generation.found_seg
+            and len(generation.tokens) >= self.max_new_tokens
+            and generation.tokens[-1] != self.tokenizer.eos_id,
         )
+
+    def _generate(self, embeddings: torch.Tensor) -> Generation:
+        options = {
+            "max_new_tokens": self.max_new_tokens,
+            "eos_token_id": self.tokenizer.eos_id,
+            "seg_token_ids": self.network.config.seg_token_ids,
+        }
+        if self.decoder == "static":
+            if self._static is None:
+                self._static = StaticDecoder(self.network.llm, self._static_positions(), backend=self.compile_backend)
+            if embeddings.shape[1] + self.max_new_tokens <= self._static.max_cache_len:
+                return self._static.generate(embeddings, **options)
+            # a prompt longer than the cache was sized for (an unusual label): the dynamic path has no limit
+        return generate_with_cache(self.network.llm, embeddings, **options)
+
+    def _static_positions(self) -> int:
+        """Cache length for the static decoder: the longest prompt any mode builds with a label at the length limit,
+        with the image expanded (+255), plus the answer cap."""
+        label = "x" * prompts.MAX_LABEL_CHARS
+        longest = max(len(self.tokenizer.encode_prompt(prompts.contact_prompt(m, label))) for m in prompts.MODES)
+        return longest + 255 + self.max_new_tokens
 
     def _decode_masks(
         self,

@@ -115,17 +115,21 @@ OCONTACT_SIMPLE_ANSWERS = (
 )
 
 MAX_LABEL_CHARS = 100
+DETECTOR_DELIMITERS = (".", "?")  # Grounding DINO's text encoder splits its prompt into phrases at these
 _LABEL_HINT = 'Pass a short object name such as "chair" or "tennis_racket" (one line, no special tokens).'
 
 
-def normalize_label(label: str) -> str:
-    """The object label as InteractVLM saw it in training: surrounding whitespace stripped, lower-cased,
-    underscores kept. Raises BadInputError for an empty label or one that would break the prompt."""
+def check_label(label: str) -> str:
+    """The object label with surrounding whitespace stripped (case kept), or BadInputError saying why not.
+
+    The one rule for labels: perception (the detector's phrase), the contact prompts and the server's submit
+    check all apply it, so a label the pipeline cannot use is refused before any work is done.
+    """
     if not isinstance(label, str):
         raise BadInputError(f"The object label must be text, got {type(label).__name__}.", _LABEL_HINT)
     text = label.strip()
     if not text:
-        raise BadInputError("The object label is empty.", _LABEL_HINT)
+        raise BadInputError("An empty label cannot name an object.", _LABEL_HINT)
     if len(text) > MAX_LABEL_CHARS:
         raise BadInputError(
             f"The object label is {len(text)} characters long (at most {MAX_LABEL_CHARS}).", _LABEL_HINT
@@ -137,6 +141,13 @@ def normalize_label(label: str) -> str:
             "split the one-line question.",
             _LABEL_HINT,
         )
+    if not any(unicodedata.category(c)[0] in "LNS" for c in text):  # letters, digits or symbols
+        raise BadInputError(f"The object label {text!r} has no visible letter, digit or symbol.", _LABEL_HINT)
+    if any(d in text for d in DETECTOR_DELIMITERS):
+        raise BadInputError(
+            f"The object label {text!r} contains '.' or '?', which separate phrases in the detector's prompt.",
+            "Remove the punctuation, e.g. 'coffee mug' instead of 'coffee mug.'.",
+        )
     lowered = text.lower()
     for reserved in RESERVED_STRINGS:
         if reserved.lower() in lowered:
@@ -144,7 +155,12 @@ def normalize_label(label: str) -> str:
                 f"The object label {text!r} contains {reserved!r}, which the model reads as a special token.",
                 _LABEL_HINT,
             )
-    return lowered
+    return text
+
+
+def normalize_label(label: str) -> str:
+    """The object label as InteractVLM saw it in training: `check_label`, then lower-cased (underscores kept)."""
+    return check_label(label).lower()
 
 
 def label_from_filename(name: str | PurePath) -> str:
@@ -254,3 +270,61 @@ def parse_answer(text: str) -> ParsedAnswer:
     answer = _answer_text(text)
     seg_tokens = re.findall(r"\[(?:SEG|HSEG|OSEG|ISEG)\]", answer)
     return ParsedAnswer(parse_body_parts(answer), parse_affordance(answer), seg_tokens)
+
+
+# --- the longest answer (what the generation cap must allow) ----------------------------------------------
+# SMPL's 24-part vertex segmentation (the names of `smpl_vert_segmentation.json`, public with SMPL); the `parts`
+# answers list the parts a contact covers (upstream merges some of them; listing all 24 is the upper bound).
+SMPL_PART_NAMES = (
+    "hips",
+    "leftUpLeg",
+    "rightUpLeg",
+    "spine",
+    "leftLeg",
+    "rightLeg",
+    "spine1",
+    "leftFoot",
+    "rightFoot",
+    "spine2",
+    "leftToeBase",
+    "rightToeBase",
+    "neck",
+    "leftShoulder",
+    "rightShoulder",
+    "head",
+    "leftArm",
+    "rightArm",
+    "leftForeArm",
+    "rightForeArm",
+    "leftHand",
+    "rightHand",
+    "leftHandIndex1",
+    "rightHandIndex1",
+)
+LONGEST_AFFORDANCE = "wrap_grasp"  # the longest affordance name of LEMON/PIAD
+ANSWER_CAP_MARGIN = 1.25  # the cap allows 25 % more than the longest answer, plus a few tokens
+ANSWER_CAP_EXTRA = 8
+
+
+def longest_answers(label: str = "x" * MAX_LABEL_CHARS) -> list[str]:
+    """Each answer template filled with the most it can hold: every SMPL part, the longest affordance, the longest
+    label, with the longest seg token. The generation cap is derived from these (`answer_token_cap`)."""
+    parts = ", ".join(SMPL_PART_NAMES)
+    filled = [t.format(body_parts=parts, seg=HSEG_TOKEN) for t in HCONTACT_PARTS_ANSWERS]
+    filled += [t.format(affordance=LONGEST_AFFORDANCE, label=label, seg=HSEG_TOKEN) for t in OAFFORD_AFFORD_OBJ_ANSWERS]
+    filled += [t.format(seg=HSEG_TOKEN) for t in HCONTACT_SIMPLE_ANSWERS + OCONTACT_SIMPLE_ANSWERS]
+    return filled
+
+
+def answer_token_cap(count_tokens) -> int:
+    """The most new tokens generation should allow: the longest answer in tokens (by `count_tokens`, the release
+    tokenizer's count, + 1 for `</s>`) times ANSWER_CAP_MARGIN plus ANSWER_CAP_EXTRA. A cut answer would read as
+    "no contact", so the cap errs long; it only costs time when a model rambles."""
+    longest = max(count_tokens(answer) for answer in longest_answers()) + 1
+    return int(longest * ANSWER_CAP_MARGIN) + ANSWER_CAP_EXTRA
+
+
+def estimated_llama_tokens(text: str) -> int:
+    """A stand-in count for planning without the release tokenizer: LLaMA-2's SentencePiece splits this text (camel-
+    case part names, punctuation) into about one token per 2.5 characters; the cap errs long either way."""
+    return int(len(text) / 2.5) + 1

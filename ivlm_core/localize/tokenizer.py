@@ -67,9 +67,15 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 
 # transformers 4.31 SpecialTokensMixin.SPECIAL_TOKENS_ATTRIBUTES, in its order (later AddedTokens win).
 _SPECIAL_ATTRIBUTES = (
-    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
     "additional_special_tokens",
-)  # fmt: skip
+)
 _LLAMA_DEFAULTS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 _RELEASE_HINT = (
     "Use the tokenizer files shipped in the InteractVLM release folder (tokenizer.model, added_tokens.json, "
@@ -342,8 +348,18 @@ class ReleaseTokenizer:
             sub_texts.append(self._pieces_to_string(run))
         text = " ".join(sub_texts)
         if self._clean_up:
-            for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):  # fmt: skip
+            for before, after in (
+                (" .", "."),
+                (" ?", "?"),
+                (" !", "!"),
+                (" ,", ","),
+                (" ' ", "'"),
+                (" n't", "n't"),
+                (" 'm", "'m"),
+                (" 's", "'s"),
+                (" 've", "'ve"),
+                (" 're", "'re"),
+            ):
                 text = text.replace(before, after)
         return text
 

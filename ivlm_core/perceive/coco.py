@@ -31,8 +31,13 @@ COCO_KEYPOINTS: tuple[str, ...] = (
 NUM_COCO_KEYPOINTS = len(COCO_KEYPOINTS)
 
 FEET_KEYPOINTS: tuple[str, ...] = (
-    "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel",
-)  # fmt: skip
+    "left_big_toe",
+    "left_small_toe",
+    "left_heel",
+    "right_big_toe",
+    "right_small_toe",
+    "right_heel",
+)
 FACE_KEYPOINTS: tuple[str, ...] = tuple(f"face-{i}" for i in range(68))
 _FINGERS = ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
 
@@ -45,8 +50,12 @@ LEFT_HAND_KEYPOINTS = _hand("left")
 RIGHT_HAND_KEYPOINTS = _hand("right")
 
 COCO_WHOLEBODY_KEYPOINTS: tuple[str, ...] = (
-    *COCO_KEYPOINTS, *FEET_KEYPOINTS, *FACE_KEYPOINTS, *LEFT_HAND_KEYPOINTS, *RIGHT_HAND_KEYPOINTS,
-)  # fmt: skip
+    *COCO_KEYPOINTS,
+    *FEET_KEYPOINTS,
+    *FACE_KEYPOINTS,
+    *LEFT_HAND_KEYPOINTS,
+    *RIGHT_HAND_KEYPOINTS,
+)
 """Index i is channel i of a COCO-WholeBody model's heatmaps (133)."""
 
 NUM_WHOLEBODY_KEYPOINTS = len(COCO_WHOLEBODY_KEYPOINTS)

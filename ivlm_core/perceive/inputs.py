@@ -8,11 +8,9 @@ import numpy as np
 from PIL import Image
 
 from ivlm_core.errors import BadInputError
+from ivlm_core.localize.prompts import check_label
 
 ImageLike = Image.Image | np.ndarray
-
-# Grounding DINO's text encoder treats these as phrase delimiters, so a label must not contain them.
-_DELIMITERS = (".", "?")
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
@@ -47,25 +45,12 @@ def as_rgb_array(image: ImageLike) -> np.ndarray:
 
 
 def check_labels(labels: Sequence[str]) -> list[str]:
-    """Labels stripped of surrounding spaces; each must be a non-empty string without '.' or '?'."""
+    """Labels stripped of surrounding spaces, each checked by the pipeline's one label rule (`check_label`)."""
     if isinstance(labels, str):
         raise BadInputError(
             f"Labels must be a list of strings, got the single string {labels!r}.", f"Pass [{labels!r}] instead."
         )
-    cleaned: list[str] = []
-    for label in labels:
-        if not isinstance(label, str) or not label.strip():
-            raise BadInputError(
-                f"Object label {label!r} is empty or not a string.",
-                "Give each object a word or short phrase, e.g. 'mug'.",
-            )
-        if any(d in label for d in _DELIMITERS):
-            raise BadInputError(
-                f"Object label {label!r} contains '.' or '?', which separate phrases in the detector's prompt.",
-                "Remove the punctuation, e.g. 'coffee mug' instead of 'coffee mug.'.",
-            )
-        cleaned.append(label.strip())
-    return cleaned
+    return [check_label(label) for label in labels]
 
 
 def prompt_phrase(label: str) -> str:

@@ -1,8 +1,9 @@
 """The Perceive stage: from a photo and object labels to the person's box, mask and keypoints and the objects'.
 
-One detector pass finds "person" and every label; SAM segments all chosen boxes in one pass; ViTPose reads
-the chosen person's keypoints. Nothing found is not an error: the entry is None and `notes` says why, so
-the caller can tell the user (and continue with what there is).
+One detector pass finds "person" and every label; SAM segments all people's and the chosen objects' boxes in
+one pass; the person who interacts with the objects (or the one the client names by box) is chosen from those
+masks (`ivlm_core.perceive.people`); ViTPose reads the chosen person's keypoints. Nothing found is not an
+error: the entry is None and `notes` says why, so the caller can tell the user (and continue with what there is).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
 from ivlm_core.perceive.detect import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Detection, ObjectDetector
-from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_labels, prompt_phrase
+from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes, check_labels, prompt_phrase
 from ivlm_core.perceive.keypoints import KeypointEstimator
+from ivlm_core.perceive.people import MAX_CANDIDATES, PeopleChoice, choose_person
 from ivlm_core.perceive.segment import BoxSegmenter
 
 PERSON_LABEL = "person"
@@ -29,7 +31,7 @@ class PersonDetection:
     """The chosen person. Pixel frame of the photo: x right, y down, origin at the top-left corner."""
 
     box: np.ndarray  # float32 [4] (x0, y0, x1, y1)
-    score: float  # detector box confidence
+    score: float  # detector box confidence (0 for a box the client gave that matched no detection)
     mask: np.ndarray  # bool [H, W]
     mask_score: float  # SAM's predicted IoU of the mask
     keypoints: np.ndarray  # float32 [K, 3] (x, y, confidence in [0, 1]): K = 17 (COCO_KEYPOINTS order) or 133
@@ -50,8 +52,8 @@ class ObjectDetection:
 
 @dataclass
 class Perception:
-    """What the photo shows. `people_count` counts person boxes above the threshold (after duplicate removal),
-    so callers can warn when several people are in view; `person` is the highest-scoring one."""
+    """What the photo shows. `people_count` counts person boxes above the threshold (after duplicate removal);
+    `person` is the one chosen (see `people.reason`); `people` keeps every person's box for another choice."""
 
     image_size: tuple[int, int]  # (H, W)
     person: PersonDetection | None
@@ -59,6 +61,7 @@ class Perception:
     objects: dict[str, ObjectDetection | None]
     notes: list[str] = field(default_factory=list)
     demo: bool = False  # True when any model is one of the project's tiny random-weight DEMO models
+    people: PeopleChoice = field(default_factory=lambda: PeopleChoice([], None, None, "no person found"))
 
 
 class Perceiver:
@@ -128,8 +131,13 @@ class Perceiver:
             text_threshold=text_threshold,
         )
 
-    def perceive(self, image: ImageLike, labels: Sequence[str]) -> Perception:
-        """Person and objects in `image` (PIL RGB or uint8 [H, W, 3]) for each label (e.g. ["mug"])."""
+    def perceive(
+        self, image: ImageLike, labels: Sequence[str], person_box: Sequence[float] | None = None
+    ) -> Perception:
+        """Person and objects in `image` (PIL RGB or uint8 [H, W, 3]) for each label (e.g. ["mug"]).
+
+        person_box: xyxy pixels of the person the client means (e.g. one of an earlier result's people);
+        the detected person it overlaps, or the box itself if it overlaps none."""
         array = as_rgb_array(image)
         labels = list(dict.fromkeys(check_labels(labels)))
         if not labels:
@@ -143,7 +151,11 @@ class Perceiver:
             array, [PERSON_LABEL, *labels], box_threshold=self.box_threshold, text_threshold=self.text_threshold
         )
         people = found[PERSON_LABEL]
-        person = self._choose_person(people, notes)
+        client_box = check_boxes(person_box, height, width)[0] if person_box is not None else None
+        if not people and client_box is None:
+            notes.append(
+                f"no person found above box threshold {self.box_threshold:g} (text threshold {self.text_threshold:g})"
+            )
         chosen: dict[str, Detection | None] = {}
         for label in labels:
             candidates = found[label]
@@ -158,37 +170,48 @@ class Perceiver:
             elif len(candidates) > 1:
                 notes.append(f"{len(candidates)} boxes found for {label!r}; using the one with the highest score")
 
-        boxes = [d.box for d in [person, *chosen.values()] if d is not None]
+        # One SAM pass: the compared people, the client's box, the objects (in this order).
+        compared = people[:MAX_CANDIDATES]
+        extra = [] if client_box is None else [client_box]
+        object_dets = {
+            label: det for label, det in chosen.items() if det is not None and prompt_phrase(label) != PERSON_LABEL
+        }
+        boxes = [d.box for d in compared] + extra + [d.box for d in object_dets.values()]
         masks, mask_scores = self.segmenter.segment(array, np.stack(boxes)) if boxes else (None, None)
-        index = 0
+        choice = choose_person(
+            people,
+            None if masks is None or client_box is not None else masks[: len(compared)],
+            {label: det.box for label, det in object_dets.items()},
+            client_box,
+        )
+        if len(people) > 1 or client_box is not None:
+            notes.append(f"person: {choice.reason}")
         person_result = None
-        if person is not None:
+        if choice.box is not None:
+            measured = choice.chosen is not None and choice.chosen < len(compared)
+            index = choice.chosen if measured else len(compared)  # else the client's box was segmented there
             person_result = PersonDetection(
-                box=person.box,
-                score=person.score,
-                mask=masks[0],
-                mask_score=float(mask_scores[0]),
-                keypoints=self.keypoints(array, person.box),
+                box=np.asarray(choice.box, np.float32),
+                score=people[choice.chosen].score if choice.chosen is not None else 0.0,
+                mask=masks[index],
+                mask_score=float(mask_scores[index]),
+                keypoints=self.keypoints(array, choice.box),
                 keypoint_format=self.keypoints.format,
             )
-            index = 1
         objects: dict[str, ObjectDetection | None] = {}
+        index = len(compared) + len(extra)
         for label, det in chosen.items():
             if det is None:
                 objects[label] = None
-                continue
-            objects[label] = ObjectDetection(label, det.box, det.score, masks[index], float(mask_scores[index]))
-            index += 1
-        return Perception((height, width), person_result, len(people), objects, notes, self.demo)
-
-    def _choose_person(self, people: list[Detection], notes: list[str]) -> Detection | None:
-        """The highest-scoring person box. Score, not area x score: in interaction photos the subject is
-        usually the clearest detection, and area would favour a large partly-visible bystander."""
-        if not people:
-            notes.append(
-                f"no person found above box threshold {self.box_threshold:g} (text threshold {self.text_threshold:g})"
-            )
-            return None
-        if len(people) > 1:
-            notes.append(f"{len(people)} people detected; using the one with the highest score")
-        return people[0]
+            elif label not in object_dets:  # the person prompt: the chosen person is that "object"
+                objects[label] = (
+                    None
+                    if person_result is None
+                    else ObjectDetection(
+                        label, person_result.box, person_result.score, person_result.mask, person_result.mask_score
+                    )
+                )
+            else:
+                objects[label] = ObjectDetection(label, det.box, det.score, masks[index], float(mask_scores[index]))
+                index += 1
+        return Perception((height, width), person_result, len(people), objects, notes, self.demo, choice)

@@ -17,6 +17,8 @@ from ivlm_core.errors import ModelFileError
 from ivlm_core.perceive import folders
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes
 
+MASK_THRESHOLD = 0.0  # on logits, as SamProcessor.post_process_masks binarizes
+
 
 class BoxSegmenter:
     """SAM (`SamModel` + `SamProcessor`, the hub's HF format) loaded from a local folder."""
@@ -57,11 +59,19 @@ class BoxSegmenter:
 
     def segment(self, image: ImageLike, boxes: np.ndarray | Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
         """Masks [N, H, W] bool and SAM's predicted IoU of each [N] float32 (its own estimate of mask quality)."""
+        logits, iou = self.mask_logits(image, boxes)
+        return logits > MASK_THRESHOLD, iou
+
+    def mask_logits(
+        self, image: ImageLike, boxes: np.ndarray | Sequence[Sequence[float]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """SAM's mask logits [N, H, W] float32 at the image's size (the mask is logits > 0) and its predicted
+        IoU [N] float32. Tests compare these: the masks alone flip on pixels whose logit is within rounding of 0."""
         array = as_rgb_array(image)
         height, width = array.shape[:2]
         boxes = check_boxes(boxes, height, width)
         if len(boxes) == 0:
-            return np.zeros((0, height, width), bool), np.zeros(0, np.float32)
+            return np.zeros((0, height, width), np.float32), np.zeros(0, np.float32)
         with torch.inference_mode():
             inputs = self.processor(images=array, input_boxes=[boxes.tolist()], return_tensors="pt")
             model_inputs = {
@@ -72,9 +82,11 @@ class BoxSegmenter:
             # is for (the SAM authors use it for box prompts). The three multimask outputs exist for ambiguous
             # point prompts (whole / part / sub-part); picking one by predicted IoU adds nothing for a box.
             outputs = self.model(**model_inputs, multimask_output=False)
-            masks = self.processor.post_process_masks(
-                outputs.pred_masks.float().cpu(), inputs["original_sizes"].cpu(), inputs["reshaped_input_sizes"].cpu()
+            logits = self.processor.post_process_masks(
+                outputs.pred_masks.float().cpu(),
+                inputs["original_sizes"].cpu(),
+                inputs["reshaped_input_sizes"].cpu(),
+                binarize=False,
             )[0]
-        masks = masks[:, 0].numpy().astype(bool)  # [N, 1, H, W] -> [N, H, W]
         iou = outputs.iou_scores[0, :, 0].float().cpu().numpy().astype(np.float32)
-        return masks, iou
+        return logits[:, 0].numpy().astype(np.float32), iou  # [N, 1, H, W] -> [N, H, W]

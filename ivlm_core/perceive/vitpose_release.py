@@ -48,9 +48,12 @@ _HEAD_PARTS = {
     "final_layer": "conv",
 }
 _BLOCK_PARTS = {
-    "norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.output.dense",
-    "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
-}  # fmt: skip
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.proj": "attention.output.dense",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
 
 
 def download_hint(folder: Path) -> str:
@@ -132,11 +135,18 @@ def release_config(state: dict[str, torch.Tensor], meta: dict, path: Path, hint:
     if positions % (256 // patch_size) or positions != (256 // patch_size) * (192 // patch_size):
         raise ModelFileError(f"{path} was trained for another input size ({positions} patches, not 256x192).", hint)
     backbone = VitPoseBackboneConfig(
-        image_size=[256, 192], patch_size=[patch_size, patch_size], hidden_size=width, num_hidden_layers=depth,
-        num_attention_heads=int(heads), mlp_ratio=fc1.shape[0] // width, qkv_bias=True, layer_norm_eps=1e-6,
-        out_indices=[depth], num_experts=len(experts) if moe else 1,
+        image_size=[256, 192],
+        patch_size=[patch_size, patch_size],
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=int(heads),
+        mlp_ratio=fc1.shape[0] // width,
+        qkv_bias=True,
+        layer_norm_eps=1e-6,
+        out_indices=[depth],
+        num_experts=len(experts) if moe else 1,
         part_features=state[f"backbone.blocks.0.mlp.experts.{experts[0]}.weight"].shape[0] if moe else None,
-    )  # fmt: skip
+    )
     names = dict(enumerate(COCO_WHOLEBODY_KEYPOINTS))
     return VitPoseConfig(
         backbone_config=backbone, use_simple_decoder=False, id2label=names, label2id={v: k for k, v in names.items()}

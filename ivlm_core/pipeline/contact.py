@@ -14,8 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ivlm_core.lift.canonical_body import CanonicalBodyViews
-from ivlm_core.lift.operator import LiftOperator
-from ivlm_core.lift.pixel_maps import PixelMaps
+from ivlm_core.lift.operator import lift_object_once
 from ivlm_core.lift.smplx_conversion import smpl_to_smplx
 from ivlm_core.localize.localizer import Localizer, LocalizeResult
 from ivlm_core.mesh import TriangleMesh
@@ -55,7 +54,7 @@ def estimate_human_contact(
 ) -> HumanContact:
     result = localizer.localize(photo, label, mode, views=body_views.sam_images)
     if result.logits is None:
-        return HumanContact(None, None, result, NO_CONTACT_TOKEN)
+        return HumanContact(None, None, result, result.cap_note or NO_CONTACT_TOKEN)
     device = result.logits.device
     smplh = body_views.lift_operator(device).human(result.logits).cpu().numpy()
     return HumanContact(smplh, smpl_to_smplx(smplh, mapping), result)
@@ -73,7 +72,6 @@ def estimate_object_contact(
     renders = render_object_views(mesh, device=device)
     result = localizer.localize(photo, label, mode, views=renders.sam_images)
     if result.logits is None:
-        return ObjectContact(None, result, renders, NO_CONTACT_TOKEN)
-    maps = PixelMaps.from_fragments(renders.fragments, renders.faces, renders.num_vertices, renders.view_set.names)
-    contact = LiftOperator(maps, result.logits.device).object(result.logits).cpu().numpy()
+        return ObjectContact(None, result, renders, result.cap_note or NO_CONTACT_TOKEN)
+    contact = lift_object_once(renders.fragments, renders.faces, renders.num_vertices, result.logits).cpu().numpy()
     return ObjectContact(contact, result, renders)

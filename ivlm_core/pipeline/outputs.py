@@ -14,12 +14,15 @@ import trimesh
 from ivlm_core.fileio import atomic_path, save_npz_atomic
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
+from ivlm_core.perceive.people import PeopleChoice
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 
 RESULT_SCHEMA = "ivlm-result-1"
 
 
-def _safe_name(label: str) -> str:
+def safe_name(label: str) -> str:
+    """A label as a file-name part (and its arrays' key in arrays.npz): letters, digits, '-' and '_'."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:64] or "object"
 
 
@@ -40,15 +43,17 @@ def result_to_dict(result: ReconstructResult) -> dict:
         if body is None
         else {
             "source": body.source,
+            "start": body.start,
             "params": {k: np.asarray(v).tolist() for k, v in body.params.items()},
             "losses": body.losses,
             "timings_s": body.timings_s,
-            "start": body.start,
+            "best_start": body.best_start,
             "prior": body.prior,
             "keypoint_format": body.keypoint_format,
             "flags": list(body.flags),
         },
         "people_count": result.people_count,
+        "people": people_to_dict(result.people),
         "objects": [
             {
                 "label": o.label,
@@ -74,6 +79,21 @@ def result_to_dict(result: ReconstructResult) -> dict:
     }
 
 
+def people_to_dict(people: PeopleChoice | None) -> dict | None:
+    """Every detected person's box and score, which one the run used (index, or None for the client's own box)
+    and why; the overlap with the objects where it was measured."""
+    if people is None:
+        return None
+    return {
+        "boxes_xyxy": [[float(v) for v in c.box] for c in people.candidates],
+        "scores": [float(c.score) for c in people.candidates],
+        "object_overlap": [c.object_overlap for c in people.candidates],
+        "chosen": people.chosen,
+        "chosen_box_xyxy": None if people.box is None else [float(v) for v in people.box],
+        "reason": people.reason,
+    }
+
+
 def save_result(
     result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray
 ) -> Path:
@@ -87,11 +107,11 @@ def save_result(
         with atomic_path(out_dir / "body.ply") as tmp:
             trimesh.Trimesh(result.body.vertices, body_faces, process=False).export(tmp, file_type="ply")
     for o in result.objects:
-        name = _safe_name(o.label)
+        name = safe_name(o.label)
         if o.object_contact is not None:
-            arrays[f"object_contact__{name}"] = o.object_contact.astype(np.float32)
+            arrays[array_keys.key(array_keys.OBJECT_CONTACT, name)] = o.object_contact.astype(np.float32)
         if o.body_contact is not None:
-            arrays[f"body_contact__{name}"] = o.body_contact.astype(np.float32)
+            arrays[array_keys.key(array_keys.BODY_CONTACT, name)] = o.body_contact.astype(np.float32)
         if o.placement.camera_from_object is not None and o.label in meshes:
             mesh = meshes[o.label]
             placed = transform_points(o.placement.camera_from_object, mesh.vertices)

@@ -23,17 +23,20 @@ import torch
 
 from ivlm_core.frames import CV_CAMERA_FROM_P3D_VIEW, as_torch, make_transform
 
+_LOOK_AT_EPS = 1e-5  # PyTorch3D's normalize eps in look_at_rotation
+
 
 def look_at_rotation(camera_position: torch.Tensor, up: tuple[float, float, float] = (0.0, 1.0, 0.0)) -> torch.Tensor:
     """PyTorch3D's `look_at_rotation` towards the origin: R [B, 3, 3] whose columns are the view axes."""
     at = torch.zeros_like(camera_position)
     up_t = torch.tensor(up, dtype=camera_position.dtype, device=camera_position.device).expand_as(camera_position)
-    z_axis = torch.nn.functional.normalize(at - camera_position, eps=1e-5, dim=-1)
-    x_axis = torch.nn.functional.normalize(torch.cross(up_t, z_axis, dim=-1), eps=1e-5, dim=-1)
-    y_axis = torch.nn.functional.normalize(torch.cross(z_axis, x_axis, dim=-1), eps=1e-5, dim=-1)
+    z_axis = torch.nn.functional.normalize(at - camera_position, eps=_LOOK_AT_EPS, dim=-1)
+    x_axis = torch.nn.functional.normalize(torch.cross(up_t, z_axis, dim=-1), eps=_LOOK_AT_EPS, dim=-1)
+    y_axis = torch.nn.functional.normalize(torch.cross(z_axis, x_axis, dim=-1), eps=_LOOK_AT_EPS, dim=-1)
     # Looking straight up or down makes up x z vanish. PyTorch3D's own fallback then returns a degenerate
     # matrix, so we deviate: take -Z as the reference instead (the limit of azim 0 when looking down).
-    degenerate = torch.linalg.vector_norm(torch.cross(up_t, z_axis, dim=-1), dim=-1, keepdim=True) < 1e-6
+    # The threshold is normalize's eps: below it normalize returns a vector shorter than 1 (no rotation).
+    degenerate = torch.linalg.vector_norm(torch.cross(up_t, z_axis, dim=-1), dim=-1, keepdim=True) < _LOOK_AT_EPS
     if degenerate.any():
         ref = torch.tensor((0.0, 0.0, -1.0), dtype=z_axis.dtype, device=z_axis.device).expand_as(z_axis)
         x_alt = torch.nn.functional.normalize(torch.cross(ref, z_axis, dim=-1), dim=-1)
@@ -94,9 +97,9 @@ class PinholeCameras:
     cv_camera_from_world: [B, 4, 4], world -> CV_CAMERA (+X right, +Y down, +Z forward), metres.
     intrinsics: [B, 3, 3] OpenCV K; pixel (row i, col j) is centred at (u=j, v=i).
     image_size: (height, width) in pixels.
-    znear: faces with a vertex closer than this (along +Z) are not drawn. PyTorch3D's FoV znear=1 does
-        not clip rasterised faces (its rasteriser only drops points behind the camera), so neither do
-        we: this only rejects faces at or behind the camera plane.
+    znear: nothing closer than this (along +Z) is drawn; faces crossing it are clipped there. PyTorch3D's
+        FoV znear=1 does not clip rasterised faces (its rasteriser only drops points behind the camera), so
+        the default is tiny: in effect, only what is at or behind the camera plane is cut away.
     """
 
     cv_camera_from_world: torch.Tensor

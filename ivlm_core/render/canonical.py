@@ -14,7 +14,7 @@ import torch
 
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.render.rasterize import Fragments
-from ivlm_core.render.renderer import rasterize_mesh, shade, to_uint8
+from ivlm_core.render.renderer import rasterize_mesh, shade_pixels
 from ivlm_core.render.shading import (
     BODY_OVERLAY_BLUE,
     OBJECT_OVERLAY_YELLOW,
@@ -52,9 +52,9 @@ def _render_two_ways(
     cameras = view_set.cameras(size, dtype=vertices.dtype)
     lights = view_set.light_positions(dtype=vertices.dtype)
     fragments = rasterize_mesh(vertices, faces, cameras)
-    sam = shade(fragments, vertices, faces, cameras, sam_colors, lights)
-    flat = shade(fragments, vertices, faces, cameras, flat_colors(len(vertices), overlay, vertices), lights)
-    return to_uint8(sam.rgb), to_uint8(flat.rgb), fragments
+    both = torch.cat([sam_colors, flat_colors(len(vertices), overlay, vertices)], -1)
+    sam, flat = shade_pixels(fragments, vertices, faces, cameras, both, lights).uint8_images()  # one pass
+    return sam, flat, fragments
 
 
 def render_body_views(

@@ -47,13 +47,16 @@ class EmbreeCaster:
         """Embree's first hits: (face ids, ray ids, hit points) for the rays that hit."""
         return self.intersector.intersects_id(origins, directions, multiple_hits=False, return_locations=True)
 
-    def cast(self, cameras: PinholeCameras, view: int) -> RayHits:
+    def cast(self, cameras: PinholeCameras, view: int, znear: float = 0.0) -> RayHits:
+        """First hits through every pixel centre of one view. With znear > 0 the rays start on the near
+        plane (camera z = znear), so what is closer is not seen, as when the rasteriser clips there."""
         height, width = cameras.image_size
         origins, directions = self.pixel_rays(cameras, view)
-        face, ray_ids, locations = self.intersect(origins, directions)
+        centre = origins[0]
+        face, ray_ids, locations = self.intersect(origins + znear * directions, directions)
         face_img = np.full(height * width, -1, dtype=np.int64)
         depth_img = np.full(height * width, np.inf)
         face_img[ray_ids] = face
         forward = cameras.cv_camera_from_world[view, 2, :3].double().cpu().numpy()
-        depth_img[ray_ids] = (locations - origins[0]) @ forward
+        depth_img[ray_ids] = (locations - centre) @ forward
         return RayHits(face_img.reshape(height, width), depth_img.reshape(height, width))

@@ -1,8 +1,10 @@
-"""The add-on in real Blender (bpy 5.0.1, headless) against the real server on a random loopback port (DEMO).
+"""The add-on in real Blender (bpy 5.0.1, headless) against the real server on a random loopback port (DEMO),
+started with a bearer token that the add-on's Token preference must carry.
 
 Built with build_addon.py, installed as an extension, then: Estimate Contact on a scene with a reference image
-and a mesh; the results (body, groups, weights, placed object, camera, provenance); Weight Paint entry; Refit;
-Reset; exports with the sidecar, re-imported.
+and a subdivided mesh; the results (body, groups, weights, placed object, camera, provenance); Weight Paint entry;
+Refit; Reset; exports with the sidecar (weights and transforms), re-imported. A second run places two objects in
+place, with the photo found as the camera's background image.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from server.process import launch
 
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
 ADDON = "bl_ext.user_default.interactvlm_contact"
+TOKEN = "a-test-token-of-32-characters-xx"
+LOAD_TIMEOUT_S = 600  # generous: on a busy shared machine the first load generates the demo models
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,14 @@ def server(tmp_path_factory):
     if not MAIN_PYTHON.exists():
         pytest.skip("the server environment (.venv) is not built; ./test.sh builds it")
     env = {"IVLM_MODELS_DIR": str(tmp_path_factory.mktemp("no-models"))}
-    process = launch(tmp_path_factory.mktemp("server-data"), ["--demo"], env, python=str(MAIN_PYTHON))
+    process = launch(
+        tmp_path_factory.mktemp("server-data"),
+        ["--demo"],
+        env,
+        token=TOKEN,
+        timeout=LOAD_TIMEOUT_S,
+        python=str(MAIN_PYTHON),
+    )
     yield process
     process.stop()
 
@@ -40,13 +51,15 @@ def server(tmp_path_factory):
 def addon(tmp_path_factory, server):
     zip_path = build_addon.build(ROOT / "blender_addon", tmp_path_factory.mktemp("dist"))
     bpy.ops.wm.read_homefile(use_empty=True)
-    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                      enable_on_install=True)  # fmt: skip
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(zip_path), repo="user_default", enable_on_install=True
+    )
     assert result == {"FINISHED"}
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.server_url = server.url
+    prefs.token = TOKEN
     prefs.read_timeout = 60.0
-    prefs.rig_body = True
+    assert prefs.rig_body and prefs.set_scene_camera and prefs.object_mode == "DUPLICATE"  # the defaults
     return prefs
 
 
@@ -70,15 +83,47 @@ def _scene(tmp_path: Path) -> tuple[bpy.types.Object, bpy.types.Object]:
     bpy.ops.mesh.primitive_uv_sphere_add(radius=0.11, segments=24, ring_count=12)
     ball = bpy.context.active_object
     ball.name = "sports_ball"
+    ball.modifiers.new("Subdivision", "SUBSURF").levels = 1  # sent as shown: "Apply modifiers" is on by default
     for obj in bpy.context.view_layer.objects:
         obj.select_set(obj is ball)
     return photo, ball
+
+
+def _evaluated_count(obj: bpy.types.Object) -> int:
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    count = len(evaluated.to_mesh().vertices)
+    evaluated.to_mesh_clear()
+    return count
+
+
+def _members(obj: bpy.types.Object, group: str) -> dict[int, float]:
+    index = obj.vertex_groups[group].index
+    return {v.index: g.weight for v in obj.data.vertices for g in v.groups if g.group == index}
+
+
+def test_the_token_preference_reaches_the_server(addon) -> None:
+    """The server was started with a token: without it every call is refused, with it Check Server answers."""
+    addon.token = ""
+    try:
+        with pytest.raises(RuntimeError):  # the operator reports an error
+            bpy.ops.ivlm.check_server()
+        assert bpy.context.window_manager.ivlm.server_status.startswith("The server needs a token")
+        addon.token = "a-wrong-token-of-32-characters-x"
+        with pytest.raises(RuntimeError):
+            bpy.ops.ivlm.check_server()
+        assert bpy.context.window_manager.ivlm.server_status.startswith("The server needs a token")
+    finally:
+        addon.token = TOKEN
+    assert bpy.ops.ivlm.check_server() == {"FINISHED"}
+    assert "DEMO mode" in bpy.context.window_manager.ivlm.server_status
 
 
 def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
     photo, ball = _scene(tmp_path)
     assert bpy.ops.ivlm.check_server() == {"FINISHED"}
     assert "DEMO" in bpy.context.window_manager.ivlm.server_status
+    sent = _evaluated_count(ball)
+    assert sent > len(ball.data.vertices)  # the Subdivision modifier's mesh is what is sent
     assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
 
     run = bpy.data.collections["InteractVLM"].children[-1]
@@ -89,9 +134,9 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
     assert len(body.data.vertices) == 10475 and len(body.data.polygons) == 20908
     assert "DEMO" in body.name
     assert placed is not ball and placed.data is not ball.data and placed["ivlm_label"] == "sports ball"
-    assert len(placed.data.vertices) == len(ball.data.vertices)
+    assert len(placed.data.vertices) == sent and not placed.modifiers  # the mesh sent, modifiers applied
     group = "contact_sports_ball"
-    assert group in body.vertex_groups and group in placed.vertex_groups
+    assert group in body.vertex_groups and group in placed.vertex_groups  # the group survived the Subdivision
     prediction = body.data.attributes["ivlm_pred_" + group]
     values = [0.0] * len(body.data.vertices)
     prediction.data.foreach_get("value", values)
@@ -109,9 +154,10 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
         assert max(abs(colours[4 * i] - (0.6 + 0.4 * s)) for i, s in enumerate(strength)) < 1e-6
         assert max(strength) > 0.5
     assert camera.type == "CAMERA" and camera.data.background_images[0].image == photo.data
+    assert bpy.context.scene.camera == camera
     assert (bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y) == (320, 240)
-    if placed["ivlm_status"] == "placed":
-        assert placed.matrix_world.translation.y > 0  # in front of the camera (+Y)
+    assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
+    assert placed.matrix_world.translation.y > 0  # in front of the camera (+Y)
     _check_rig(run, body)
 
     # paint: one click enters Weight Paint on the group
@@ -131,11 +177,14 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
     assert len(run["ivlm_refit_job_id"]) == 32 and placed["ivlm_status"] == "placed"
     assert placed.matrix_world != before
 
-    assert bpy.ops.ivlm.reset_contact() == {"FINISHED"}
-    restored = [
-        (v.index, g.weight) for v in body.data.vertices for g in v.groups if g.group == body.vertex_groups[group].index
-    ]
-    assert {i for i, _ in restored} == {i for i, _ in member}
+    addon.body_threshold = addon.object_threshold = 0.99  # Reset keeps to the run's thresholds, not these
+    try:
+        assert bpy.ops.ivlm.reset_contact() == {"FINISHED"}
+    finally:
+        addon.body_threshold = addon.object_threshold = 0.5
+    restored = _members(body, group)
+    assert set(restored) == {i for i, _ in member}
+    assert all(abs(restored[i] - w) < 1e-6 for i, w in member)
 
     for preset, name in (("gltf", "run.glb"), ("usd", "run.usdc"), ("fbx", "run.fbx")):
         target = tmp_path / name
@@ -143,25 +192,118 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
         sidecar = json.loads((tmp_path / "run.ivlm.json").read_text())
         assert target.is_file() and sidecar["schema"] == "ivlm-sidecar-1"
         assert sidecar["provenance"]["ivlm_job_id"] == run["ivlm_job_id"] and sidecar["provenance"]["ivlm_demo"]
-        assert {i for i in sidecar["groups"][body.name][group]["indices"]} == {i for i, _ in member}
         assert sidecar["objects"][placed.name]["vertex_count"] == len(placed.data.vertices)
+        for obj in (body, placed):
+            _check_sidecar_entry(sidecar, obj, group)
 
     importers = {
         "run.fbx": lambda path: bpy.ops.import_scene.fbx(filepath=path),
         "run.usdc": lambda path: bpy.ops.wm.usd_import(filepath=path),
         "run.glb": lambda path: bpy.ops.import_scene.gltf(filepath=path),
     }
+    body_counts = {}
     for name, load in importers.items():
         bpy.ops.wm.read_homefile(use_empty=True)
         assert load(str(tmp_path / name)) == {"FINISHED"}, name
         meshes = [o for o in bpy.data.objects if o.type == "MESH"]
         reimported_body = max(meshes, key=lambda o: len(o.data.vertices))
-        if name != "run.glb":  # glTF splits vertices at flat-shaded faces; FBX and USD keep count and order
-            assert len(reimported_body.data.vertices) == 10475, name
+        body_counts[name] = len(reimported_body.data.vertices)
         assert reimported_body.data.color_attributes, f"{name}: the baked contact colours were lost"
         armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
         assert len(armatures) == 1 and len(armatures[0].data.bones) == 55, f"{name}: the rig was lost"
         assert {g.name for g in reimported_body.vertex_groups} >= {"pelvis", "left_wrist", "head"}, name
+        assert [o.type for o in bpy.data.objects].count("CAMERA") == 1, f"{name}: the photo camera was lost"
+    # FBX and USD keep the body's vertex count (and order); glTF splits vertices at flat-shaded faces, never merges
+    assert body_counts["run.fbx"] == body_counts["run.usdc"] == 10475
+    assert body_counts["run.glb"] >= 10475
+
+
+def _check_sidecar_entry(sidecar: dict, obj: bpy.types.Object, group: str) -> None:
+    """The sidecar's indices, weights and transform for `obj` are the scene's (weights to 1e-6)."""
+    stored = sidecar["groups"][obj.name][group]
+    weights = _members(obj, group)
+    assert stored["indices"] == sorted(weights) and len(stored["weights"]) == len(weights)
+    assert all(abs(w - weights[i]) < 1e-6 for i, w in zip(stored["indices"], stored["weights"], strict=True))
+    matrix = sidecar["objects"][obj.name]["matrix_world"]
+    assert all(abs(matrix[r][c] - obj.matrix_world[r][c]) < 1e-6 for r in range(4) for c in range(4))
+
+
+def test_two_objects_placed_in_place_with_the_photo_as_camera_background(addon, tmp_path) -> None:
+    """ "In place" moves the selected objects themselves; both get their contact groups; the photo comes from the
+    active camera's background image (no Image Empty in the scene)."""
+    photo, ball = _scene(tmp_path)
+    path = photo.data.filepath
+    bpy.data.objects.remove(photo)
+    user_camera = bpy.data.objects.new("user camera", bpy.data.cameras.new("user camera"))
+    bpy.context.scene.collection.objects.link(user_camera)
+    bpy.context.scene.camera = user_camera
+    user_camera.data.background_images.new().image = bpy.data.images.load(path, check_existing=True)
+    bpy.ops.mesh.primitive_cube_add(size=0.3, location=(0.5, 0.0, 0.0))
+    box = bpy.context.active_object
+    box.name = "box"
+    for obj in (ball, box):
+        obj.select_set(True)
+    sent = {"sports ball": _evaluated_count(ball), "box": len(box.data.vertices)}
+    addon.object_mode = "IN_PLACE"
+    try:
+        assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    finally:
+        addon.object_mode = "DUPLICATE"
+    run = bpy.data.collections["InteractVLM"].children[-1]
+    placed = {o["ivlm_label"]: o for o in run.objects if o.get("ivlm_role") == "object"}
+    assert placed == {"sports ball": ball, "box": box}  # the user's own objects, both in one run
+    for label, obj in placed.items():
+        assert len(obj.data.vertices) == sent[label]
+        assert obj["ivlm_status"] in ("placed", "skipped") and obj["ivlm_job_id"] == run["ivlm_job_id"]
+        assert contact_group(label) in obj.vertex_groups
+    assert bpy.context.scene.camera.get("ivlm_role") == "camera" and bpy.context.scene.camera.name in run.objects
+    assert run["ivlm_source_image"] == bpy.path.abspath(path)
+    assert bpy.ops.ivlm.estimate_contact.poll()  # both are still selected and may be sent again
+
+
+def test_manual_contact_marked_by_hand_then_refit(addon, tmp_path) -> None:
+    """Contacts nobody predicted: thresholds of 1.0 at Estimate keep every group empty (no weight is above 1), as
+    a run without a contact model gives them. The groups are there on the body and the object; Refit refuses until
+    contact is marked; then Mark Contact (the operator, along a world-space ray) on the front of the body and on the
+    ball, and the real server's fit-only job places the ball from those marks."""
+    _scene(tmp_path)
+    addon.body_threshold = addon.object_threshold = 1.0
+    try:
+        assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    finally:
+        addon.body_threshold = addon.object_threshold = 0.5
+    run = bpy.data.collections["InteractVLM"].children[-1]
+    body = next(o for o in run.objects if o.get("ivlm_role") == "body")
+    placed = next(o for o in run.objects if o.get("ivlm_role") == "object")
+    group = contact_group("sports ball")
+    assert _members(body, group) == {} and _members(placed, group) == {}
+    assert placed["ivlm_contact_predicted"] is False and placed["ivlm_status"] == "skipped"
+    with pytest.raises(RuntimeError, match="No contact is marked on both the body and sports ball"):
+        bpy.ops.ivlm.refit("EXEC_DEFAULT")
+
+    bpy.context.scene.ivlm.mark_radius = 0.08
+    chest = sum((body.matrix_world @ v.co for v in body.data.vertices), Vector()) / len(body.data.vertices)
+    front = chest + Vector((0.0, -0.5, 0.0))  # half a metre before the body, on the camera's side (-Y)
+    assert bpy.ops.ivlm.mark_contact(object_name=placed.name, ray_origin=front, ray_direction=(0.0, 1.0, 0.0)) == {
+        "FINISHED"
+    }
+    ball_centre = placed.matrix_world.translation
+    side = ball_centre + Vector((1.0, 0.0, 0.0))  # the ball from its side, where nothing is in the way
+    assert bpy.ops.ivlm.mark_contact(object_name=placed.name, ray_origin=side, ray_direction=ball_centre - side) == {
+        "FINISHED"
+    }
+    body_marks, ball_marks = _members(body, group), _members(placed, group)
+    assert len(body_marks) > 5 and max(body_marks.values()) > 0.9
+    assert len(ball_marks) > 5 and max(ball_marks.values()) > 0.9
+    before = placed.matrix_world.copy()
+    assert bpy.ops.ivlm.refit("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
+    assert len(run["ivlm_refit_job_id"]) == 32 and placed.matrix_world != before
+    assert _members(body, group) == body_marks  # Refit moves the object; the marks stay as they were
+
+
+def contact_group(label: str) -> str:
+    return "contact_" + label.replace(" ", "_")
 
 
 def _weights(body: bpy.types.Object) -> list[dict[str, float]]:

@@ -1,9 +1,11 @@
-"""The Blender test environment: bpy 5.0.1 runs headless and keeps what the add-on will build.
+"""The Blender test environment: bpy runs headless and keeps what the add-on will build.
 
-These run in `.venv-blender` (bpy pins numpy<2), separately from the pipeline tests. They check the
+These run in each Blender environment (`.venv-blender`, `-oldest`, `-newest`), separately from the pipeline tests. They check the
 facts later add-on code relies on: mesh building from arrays at SMPL-X size, vertex groups with
 weights, and a USD round trip that keeps vertex order and contact weights.
 """
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +32,12 @@ def _grid_mesh(name: str, n: int):
     return obj, verts, faces
 
 
-def test_headless_bpy_version():
+def test_headless_bpy_version_is_one_the_manifest_claims():
+    manifest = (Path(__file__).resolve().parents[2] / "blender_addon" / "blender_manifest.toml").read_text()
+    oldest = next(line for line in manifest.splitlines() if line.startswith("blender_version_min"))
+    minimum = tuple(int(part) for part in oldest.split('"')[1].split("."))
     assert bpy.app.background
-    assert bpy.app.version[:2] == (5, 0)
+    assert tuple(bpy.app.version) >= minimum
 
 
 def test_mesh_and_contact_group_survive_usd_round_trip(tmp_path):

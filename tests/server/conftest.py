@@ -18,11 +18,17 @@ CRASH_LABEL = "simulate-crash"
 
 
 @pytest.fixture(scope="session")
-def start_server(tmp_path_factory, synthetic_body_files, tiny_models, tiny_perception) -> Iterator:
+def empty_models_dir(tmp_path_factory) -> Path:
+    """The models folder the test servers are given: empty, so they choose DEMO mode themselves."""
+    return tmp_path_factory.mktemp("no-models")
+
+
+@pytest.fixture(scope="session")
+def start_server(empty_models_dir, tmp_path_factory, synthetic_body_files, tiny_models, tiny_perception) -> Iterator:
     """A factory: start_server(*cli_args, data_dir=None, env=None, token=None) -> ServerProcess; all are stopped
     at the end."""
     started: list[ServerProcess] = []
-    models_dir = tmp_path_factory.mktemp("no-models")  # empty: the server must choose DEMO mode itself
+    models_dir = empty_models_dir
 
     def start(
         *args: str, data_dir: Path | None = None, env: dict[str, str] | None = None, token: str | None = None
@@ -48,9 +54,17 @@ def crash_label() -> str:
 
 
 @pytest.fixture(scope="session")
-def server(start_server) -> ServerProcess:
-    """The shared demo server (simulated out-of-memory for the label OOM_LABEL, a worker crash for CRASH_LABEL)."""
-    return start_server(env={"IVLM_SERVER_TEST_FAULTS": f"oom-label={OOM_LABEL},crash-label={CRASH_LABEL}"})
+def disk_full_flag(tmp_path_factory) -> Path:
+    """While this file exists, every write of the shared server's job store fails as on a full disk (ENOSPC)."""
+    return tmp_path_factory.mktemp("faults") / "disk-full"
+
+
+@pytest.fixture(scope="session")
+def server(start_server, disk_full_flag) -> ServerProcess:
+    """The shared demo server (simulated out-of-memory for the label OOM_LABEL, a worker crash for CRASH_LABEL,
+    a full disk while `disk_full_flag` exists)."""
+    faults = f"oom-label={OOM_LABEL},crash-label={CRASH_LABEL},disk-full-flag={disk_full_flag}"
+    return start_server(env={"IVLM_SERVER_TEST_FAULTS": faults})
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,17 @@ import signal
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from server.client import ApiError, array_payload, array_value, estimate_request, fit_request
-from server.schemas import API_SCHEMA_VERSION
+from server.schemas import API_SCHEMA_VERSION, FINISHED_STATES
 
 pytestmark = pytest.mark.slow
 NO_OPTIONAL_STAGES = {"stages": []}  # perceive + contact only: the quickest real job
+HOLD_LABEL = "simulate-long-stage"
 
 
 def _submit(client, scene, label=None, **options):
@@ -62,7 +64,7 @@ def finished_job(server, demo_scene):
     client = server.client()
     job = _submit(client, demo_scene)
     seen, healths = [job], []
-    while seen[-1]["state"] not in ("done", "failed", "cancelled"):
+    while seen[-1]["state"] not in FINISHED_STATES:
         seen.append(client.status(job["job_id"]))
         if seen[-1]["state"] == "running":
             healths.append(client.health())
@@ -88,7 +90,9 @@ def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     assert result["job_id"] == job_id and result["kind"] == "estimate"
     assert result["demo"] is True and any(note.startswith("DEMO") for note in result["notes"])
-    assert all(value.startswith("DEMO") for value in result["models"].values())
+    models = result["models"]
+    assert all(models[part].startswith("DEMO") for part in ("human_contact", "object_contact", "body_model"))
+    assert {"configuration", "language_model_precision", "dtype"} <= set(models)  # the memory plan's choice
     assert result["thresholds"] == {"body_contact": 0.5, "object_contact": 0.5}
     body = result["body"]
     assert body["source"] == "demo" and any("standing SMPL-X body" in note for note in result["notes"])
@@ -100,13 +104,15 @@ def test_estimate_job_end_to_end(server, demo_scene, finished_job) -> None:
     assert np.allclose(np.array(camera["intrinsics"])[2], [0, 0, 1])
     (obj,) = result["objects"]
     assert obj["label"] == demo_scene.label
-    assert obj["status"] in ("placed", "skipped") and obj["reason"]
-    if obj["object_contact"] is not None:
-        assert array_value(obj["object_contact"]).shape == (len(demo_scene.vertices),)
-    if obj["status"] == "placed":
-        transform = np.array(obj["camera_from_object"])
-        assert transform.shape == (4, 4) and np.allclose(transform[3], [0, 0, 0, 1])
-        assert np.allclose(transform[:3, :3] @ transform[:3, :3].T, np.eye(3), atol=1e-4)
+    # The DEMO models predict contact above the 0.5 thresholds on this scene (max ~0.60 on the ball, ~0.57 on
+    # the body), a margin no CPU's rounding can cross, so the ball is placed.
+    assert obj["status"] == "placed" and obj["reason"], obj["reason"]
+    assert array_value(obj["object_contact"]).shape == (len(demo_scene.vertices),)
+    assert array_value(obj["body_contact"]).shape == (10475,)
+    transform = np.array(obj["camera_from_object"])
+    assert transform.shape == (4, 4) and np.allclose(transform[3], [0, 0, 0, 1])
+    assert np.allclose(transform[:3, :3] @ transform[:3, :3].T, np.eye(3), atol=1e-4)
+    assert camera["exif_orientation"] == 1 and result["upright_photo"] is None  # a PNG is analysed as stored
     assert set(result["timings_s"]) == {"perceive", "body", "contact", "fit"}
     assert (server.data_dir / "jobs" / job_id / "result.json").is_file()  # on disk before it was reported done
 
@@ -176,7 +182,7 @@ def test_cancel_queued_and_running_jobs(server, demo_scene) -> None:
     assert client.status(queued["job_id"])["state"] == "queued"
     assert client.cancel(queued["job_id"])["state"] == "cancelled"  # at once: it never started
     client.cancel(running["job_id"])
-    status = _wait_state(client, running["job_id"], ("done", "failed", "cancelled"))
+    status = _wait_state(client, running["job_id"], FINISHED_STATES)
     assert status["state"] == "cancelled" and status["error"]["code"] == "CANCELLED"
     error = _error(lambda: client.result(running["job_id"]))
     assert (error.status, error.code) == (409, "CANCELLED")
@@ -231,21 +237,42 @@ def _bad_requests(scene) -> list:
     out_of_range = scene.faces.copy()
     out_of_range[0, 0] = len(scene.vertices) + 5
     return [
-        ("truncated PNG", {**good, "image": base64.b64encode(scene.png[: len(scene.png) // 2]).decode()}, 400, "BAD_INPUT"),
-        ("PNG claiming 50000x50000", {**good, "image": base64.b64encode(_png_header(50000, 50000)).decode()}, 413,
-         "PAYLOAD_TOO_LARGE"),
+        (
+            "truncated PNG",
+            {**good, "image": base64.b64encode(scene.png[: len(scene.png) // 2]).decode()},
+            400,
+            "BAD_INPUT",
+        ),
+        (
+            "PNG claiming 50000x50000",
+            {**good, "image": base64.b64encode(_png_header(50000, 50000)).decode()},
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
         ("not an image", {**good, "image": base64.b64encode(b"hello").decode()}, 400, "BAD_INPUT"),
         ("wrong schema version", {**good, "schema_version": "ivlm-api-0"}, 400, "SCHEMA_MISMATCH"),
         ("NaN vertices", estimate_request(scene.png, [(scene.label, nan_vertices, scene.faces)]), 400, "BAD_INPUT"),
-        ("3 million faces", estimate_request(scene.png, [(scene.label, scene.vertices, many_faces)]), 413,
-         "PAYLOAD_TOO_LARGE"),
-        ("face index out of range", estimate_request(scene.png, [(scene.label, scene.vertices, out_of_range)]), 400,
-         "BAD_INPUT"),
+        (
+            "3 million faces",
+            estimate_request(scene.png, [(scene.label, scene.vertices, many_faces)]),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            "face index out of range",
+            estimate_request(scene.png, [(scene.label, scene.vertices, out_of_range)]),
+            400,
+            "BAD_INPUT",
+        ),
         ("missing objects", {k: v for k, v in good.items() if k != "objects"}, 422, "BAD_INPUT"),
-        ("vertices not base64", {**good, "objects": [{**good["objects"][0], "vertices": {**array_payload(scene.vertices),
-         "data": "***"}}]}, 400, "BAD_INPUT"),
+        (
+            "vertices not base64",
+            {**good, "objects": [{**good["objects"][0], "vertices": {**array_payload(scene.vertices), "data": "***"}}]},
+            400,
+            "BAD_INPUT",
+        ),
         ("repeated labels", {**good, "objects": good["objects"] * 2}, 400, "BAD_INPUT"),
-    ]  # fmt: skip
+    ]
 
 
 def test_bad_inputs_give_their_error_codes(server, demo_scene) -> None:
@@ -285,47 +312,114 @@ def test_token_queue_and_size_limits(start_server, demo_scene) -> None:
 
     # Declared sizes well past the socket buffers: the client must still read the answer, not a broken pipe.
     for megabytes in (2, 24):
-        error = _error(lambda: client.request("POST", "/v1/jobs", b"{" + b" " * (megabytes * 1024 * 1024) + b"}"))
+        body = b"{" + b" " * (megabytes * 1024 * 1024) + b"}"
+        error = _error(lambda body=body: client.request("POST", "/v1/jobs", body))
         assert (error.status, error.code) == (413, "PAYLOAD_TOO_LARGE")
     status, answer = _chunked_post(server.url, "/v1/jobs", token, chunks=24, chunk_bytes=1024 * 1024)
     assert (status, answer["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert "limit is 1,048,576" in answer["message"]
 
-    accepted, busy = [], []
-    for _ in range(4):
-        try:
-            accepted.append(_submit(client, demo_scene, **NO_OPTIONAL_STAGES))
-        except ApiError as exc:
-            busy.append(exc)
-    assert busy and all((e.status, e.code) == (429, "SERVER_BUSY") for e in busy)
-    assert all(e.headers.get("retry-after") or e.headers.get("Retry-After") for e in busy)
-    assert 1 <= len(accepted) <= 2  # one running, at most one waiting
+    running = _submit(client, demo_scene)  # all stages: it runs while the queue fills
+    _wait_state(client, running["job_id"], ("running",))
+    waiting = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)  # the one queue slot
+    for _ in range(2):
+        error = _error(lambda: _submit(client, demo_scene, **NO_OPTIONAL_STAGES))
+        assert (error.status, error.code) == (429, "SERVER_BUSY")
+        assert error.headers.get("retry-after") or error.headers.get("Retry-After")
     assert client.health()["status"] == "ok"
-    for job in accepted:
-        try:
-            client.cancel(job["job_id"])
-        except ApiError as exc:
-            assert exc.code == "JOB_FINISHED"
+    assert client.cancel(waiting["job_id"])["state"] == "cancelled"
+    client.cancel(running["job_id"])
 
 
-def test_results_survive_a_restart(start_server, demo_scene, tmp_path) -> None:
-    first = start_server(data_dir=tmp_path)
+def _wait_stage(client, job_id: str, stage: str, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.status(job_id)["stage"] != stage:
+        assert time.monotonic() < deadline, f"job {job_id} never reached its {stage} stage"
+        time.sleep(0.05)
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    """The server's model worker process(es) (Linux /proc; the multiprocessing spawn children)."""
+    children = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        children += [int(pid) for pid in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited, waiting to be reaped by whoever adopted it
+
+
+def _plant_damaged_jobs(jobs: Path, model_job: str) -> dict[str, str]:
+    """Job folders as a crash or a careless hand could leave them (copied from a good job): garbage or an
+    unknown state in status.json, or no status.json at all."""
+    planted = {"1" * 32: "garbage", "2" * 32: "unknown state", "3" * 32: "no status.json"}
+    status = json.loads((jobs / model_job / "status.json").read_text())
+    for job_id in planted:
+        (jobs / job_id).mkdir()
+        (jobs / job_id / "request.json").write_bytes((jobs / model_job / "request.json").read_bytes())
+    (jobs / ("1" * 32) / "status.json").write_bytes(b"\x00{not json")
+    (jobs / ("2" * 32) / "status.json").write_text(json.dumps({**status, "job_id": "2" * 32, "state": "paused"}))
+    return planted
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux /proc")
+def test_a_restart_keeps_results_interrupts_unfinished_jobs_and_expiry_cleans_up(
+    start_server, demo_scene, tmp_path
+) -> None:
+    """kill -9 of the server: its worker exits at once (it ran its job on, here a stage of minutes), a restart serves the
+    results it reported, marks the jobs it had running or queued exactly INTERRUPTED and damaged job folders
+    failed (they vanished, and were never cleaned); a server with a short TTL then deletes them all."""
+    first = start_server(data_dir=tmp_path, env={"IVLM_SERVER_TEST_FAULTS": f"hold-label={HOLD_LABEL}"})
     client = first.client()
     done = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
     result = client.wait(done["job_id"])
-    assert result["body"] is None and result["objects"][0]["reason"] == "the fit stage was not requested"
-    unfinished = [_submit(client, demo_scene, **NO_OPTIONAL_STAGES) for _ in range(2)]
-    assert first.stop() == 0
+    running = _submit(client, demo_scene, label=HOLD_LABEL)  # held for minutes in one stage, reporting nothing
+    queued = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
+    _wait_state(client, running["job_id"], ("running",))
+    _wait_stage(client, running["job_id"], "contact")
+    (worker,) = _worker_pids(first.process.pid)
+    first.process.kill()
+    first.process.wait(30)
+    deadline = time.monotonic() + 10
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(worker), "the worker went on after its server was killed"
+    jobs = tmp_path / "jobs"
+    planted = _plant_damaged_jobs(jobs, done["job_id"])
 
     second = start_server(data_dir=tmp_path)
     client = second.client()
     assert client.status(done["job_id"])["state"] == "done"
     assert client.result(done["job_id"]) == result
-    for job in unfinished:
+    for job in (running, queued):
         status = client.status(job["job_id"])
-        assert status["state"] in ("cancelled", "failed", "done"), status
-        if status["state"] == "failed":
-            assert status["error"]["code"] == "INTERRUPTED"
+        assert status["state"] == "failed" and status["error"]["code"] == "INTERRUPTED", status
+    for job_id, what in planted.items():
+        status = client.status(job_id)
+        assert status["state"] == "failed" and status["error"]["code"] == "JOB_DAMAGED", (what, status)
+        assert status["error"]["hint"], what
+        with pytest.raises(ApiError) as info:
+            client.result(job_id)
+        assert info.value.code == "JOB_DAMAGED", what
+    assert second.stop() == 0
+
+    third = start_server("--job-ttl-hours", str(2.0 / 3600), data_dir=tmp_path)  # a 2 s TTL
+    assert not list(jobs.iterdir())  # every finished job, damaged ones too, was older than that
+    client = third.client()
+    job = _submit(client, demo_scene, **NO_OPTIONAL_STAGES)
+    assert client.wait_finished(job["job_id"])["state"] == "done"
+    deadline = time.monotonic() + 60
+    while (jobs / job["job_id"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not (jobs / job["job_id"]).exists(), "a finished job outlived its TTL"
+    with pytest.raises(ApiError) as info:
+        client.status(job["job_id"])
+    assert info.value.code == "NOT_FOUND"
 
 
 def test_cors_is_off(server) -> None:

@@ -67,8 +67,19 @@ def test_a_damaged_model_file_refuses_jobs_with_its_code_and_health_keeps_answer
 
 
 def test_no_demo_refuses_to_start_without_the_model_files(tmp_path) -> None:
-    command = [sys.executable, "-m", "ivlm_core.cli", "serve", "--no-demo", "--port", "0",
-               "--models", str(tmp_path / "empty"), "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ivlm_core.cli",
+        "serve",
+        "--no-demo",
+        "--port",
+        "0",
+        "--models",
+        str(tmp_path / "empty"),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "--no-demo was given but model files are missing" in done.stderr and "ivlm doctor" in done.stderr

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One GPU check: every GPU figure the project's targets need, in one run (under 8 minutes on one H100).
+#
+#   benchmarks/gpu_check.sh                 # on a machine with a CUDA GPU and a CUDA build of torch
+#   benchmarks/gpu_check.sh --rehearse      # the same steps on the CPU with tiny sizes (IVLM_GPU_CHECK_TINY=1),
+#                                           # so a GPU run cannot fail on a typo (tests/test_gpu_check.py runs it)
+#
+# Steps (each prints its figures; JSON copies go to $IVLM_GPU_CHECK_OUT, default gpu_check_out/):
+#   1 CUDA rasteriser, ms per 1024² view (benchmarks/bench_render.py)
+#   2 Localize at 13B, bf16: CLIP+prompt, prefill, decode per token, SAM, total, peak memory; the no-cache path
+#     for the speed-up ratio (benchmarks/bench_localize.py)
+#   3 the same in 4-bit (NF4)
+#   4 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16
+#   5 the whole pipeline per job at release size, joint release in bf16 and in NF4, with peak memory
+#     (benchmarks/bench_release_size.py)
+#   6 simulated 24 GB and 16 GB cards (torch.cuda.set_per_process_memory_fraction): the plan's choice and a job
+#     that completes in it
+#   7 pinned host -> GPU copy speed, for the decision on swapping a release per request
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+OUT="${IVLM_GPU_CHECK_OUT:-gpu_check_out}"
+mkdir -p "$OUT"
+if [ "${1:-}" = "--rehearse" ] || [ "${IVLM_GPU_CHECK_TINY:-0}" = "1" ]; then
+    TINY=1; DEVICE=cpu
+    RENDER=(--size 64 --repeats 1)
+    LOCALIZE=(--model tiny --device cpu --repeats 1)
+    LOCALIZE_STATIC=(--compile-backend aot_eager)
+    WHOLE=(--tiny --device cpu --min-available-gb 0.5)
+else
+    TINY=0; DEVICE=cuda
+    RENDER=(--repeats 5)
+    LOCALIZE=(--model 13b --device cuda --dtype bfloat16 --repeats 3)
+    LOCALIZE_STATIC=()
+    WHOLE=(--device cuda --sam-batch 4 --min-available-gb 0)
+fi
+step() { printf '\n== %s  (%s s since start)\n' "$1" "$SECONDS"; }
+
+step "0 device"
+"$PY" - <<'PY'
+import torch
+print("torch", torch.__version__, "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device (rehearsal on the CPU)")
+PY
+if [ "$TINY" = 0 ]; then "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run with --rehearse')"; fi
+
+step "1 rasteriser (ms per view)"
+"$PY" benchmarks/bench_render.py "${RENDER[@]}" --json "$OUT/render.json"
+
+step "2 Localize, language model bf16 (KV cache vs no cache)"
+"$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --json "$OUT/localize_bf16.json"
+
+step "3 Localize, language model NF4"
+"$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --llm-precision nf4 --json "$OUT/localize_nf4.json"
+
+step "4 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
+"$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --decoder static "${LOCALIZE_STATIC[@]}" --json "$OUT/localize_static.json"
+
+step "5 whole pipeline per job, joint release bf16 and NF4"
+"$PY" benchmarks/bench_release_size.py "${WHOLE[@]}" --precision native --json "$OUT/whole_bf16.json"
+"$PY" benchmarks/bench_release_size.py "${WHOLE[@]}" --precision nf4 --json "$OUT/whole_nf4.json"
+
+step "6 simulated cards: 24 GB and 16 GB"
+"$PY" benchmarks/bench_release_size.py "${WHOLE[@]}" --simulate-gb 24 --json "$OUT/card_24gb.json"
+"$PY" benchmarks/bench_release_size.py "${WHOLE[@]}" --simulate-gb 16 --json "$OUT/card_16gb.json"
+
+step "7 pinned host -> device copy (swapping a release per request)"
+"$PY" - "$DEVICE" <<'PY'
+import sys, time, torch
+from ivlm_core.pipeline import plan
+device = sys.argv[1]
+size = (1 << 30) if device == "cuda" else (16 << 20)
+host = torch.empty(size, dtype=torch.uint8, pin_memory=device == "cuda")
+target = torch.empty(size, dtype=torch.uint8, device=device)
+for _ in range(2):
+    if device == "cuda": torch.cuda.synchronize()
+    start = time.perf_counter(); target.copy_(host, non_blocking=True)
+    if device == "cuda": torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+rate = size / seconds / 1e9
+for p in plan.plan_all("cuda", nominal=True)[::2]:
+    if p.configuration.joint: continue
+    llm = p.weights[0].bytes
+    print(f"{p.configuration.name}: one release's language model {llm / 1e9:.1f} GB -> {llm / 1e9 / rate:.2f} s per swap")
+print(f"copy {rate:.1f} GB/s ({device})")
+PY
+printf '\nGPU check finished in %s s; figures in %s/\n' "$SECONDS" "$OUT"
