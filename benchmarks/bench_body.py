@@ -121,7 +121,7 @@ def main() -> None:
             print(
                 f"{kind:13s} {seed} {condition:8s} vertex {100 * result['vertex']:5.1f} cm  MPJPE {100 * result['mpjpe']:5.1f} cm  "
                 f"tips {100 * result['tips']:4.1f} cm (right {100 * result['right_tips']:4.1f})  cpu {result['cpu']:4.2f} s  "
-                f"wall {result['wall']:5.2f} s  start '{fit.start}' {' '.join(fit.flags)}",
+                f"wall {result['wall']:5.2f} s  start '{fit.best_start}' {' '.join(fit.flags)}",
                 flush=True,
             )
     print("\n| kind | condition | vertex error cm (mean / max) | MPJPE cm | fingertip cm | CPU s per fit |")

@@ -113,14 +113,14 @@ def test_unknown_missing_and_foreign_weights_are_named(folder, tmp_path) -> None
 
 
 def test_whole_body_folder_is_preferred_and_coco17_is_the_fallback(tiny_perception, tmp_path) -> None:
-    from ivlm_core.doctor import check_model_files
+    from ivlm_core.doctor import check_model_files, check_optional_model_files
 
     for name in ("grounding-dino", "sam", "vitpose"):
         shutil.copytree(tiny_perception[name], paths.perception_dir(name, tmp_path))
     assert check_folders(tmp_path)["keypoints"] == paths.perception_dir("vitpose", tmp_path)
-    statuses = {s.name: s for s in check_model_files(tmp_path)}
-    wholebody = next(s for name, s in statuses.items() if "vitpose-wholebody" in name)
-    assert not wholebody.present and wholebody.optional and "ViTAE-Transformer/ViTPose" in wholebody.source
+    assert not any("vitpose-wholebody" in s.name for s in check_model_files(tmp_path))  # optional: listed apart
+    wholebody = next(s for s in check_optional_model_files(tmp_path) if "vitpose-wholebody" in s.name)
+    assert not wholebody.present and "ViTAE-Transformer/ViTPose" in wholebody.source
     shutil.copytree(tiny_perception["vitpose-wholebody"], paths.perception_dir("vitpose-wholebody", tmp_path))
     shutil.rmtree(paths.perception_dir("vitpose", tmp_path))
     assert check_folders(tmp_path)["keypoints"] == paths.perception_dir("vitpose-wholebody", tmp_path)

@@ -9,9 +9,10 @@ Fitting (CV_CAMERA frame, metres, the camera at the origin):
 - hands: every finger joint in anatomical axes (flexion, spread, twist) with joint limits (`hand_frames`), so a
   closed hand comes from the hand keypoints;
 - optional silhouette term: body surface points projected outside the person mask are pulled in;
-- starts: canonical postures x facing directions placed rigidly first (`body_starts`), the best few and an
-  optional first estimate (`BodyInit`, e.g. a learned regressor's) optimised as one batch, the lowest total
-  loss kept;
+- starts: canonical postures x facing directions placed rigidly first (`body_starts`), the best few optimised as
+  one batch, the lowest total loss kept, then its limbs re-seeded (`limb_search`); or one start from a first
+  estimate (`BodyInit`, e.g. Multi-HMR's), whose pose and shape then centre the priors (the learned estimate
+  keeps what keypoints cannot see, such as a limb's depth; the keypoints correct the rest);
 - checks (`keypoint_input`): bad keypoints are refused or reported with a reason, and a face that is seen but
   ends up facing away (keypoints whose left and right contradict the photo, as after mirroring it) is retried
   with the sides swapped and reported.
@@ -214,6 +215,11 @@ class _Fitter:
         self.weight = torch.tensor(keypoints.weight, dtype=torch.float32) * part * self.layout.available
         self.target = torch.tensor(keypoints.points, dtype=torch.float32)
         self.unit_px = max(keypoints.person_px, 1.0) / 100.0  # residuals in percent of the person's height
+
+    def hands_seen(self) -> bool:
+        """Whether any finger keypoint is used (COCO-17, or whole-body with the hands hidden or dropped: none)."""
+        fingers = [i for side in ("left_hand", "right_hand") for i in list(WHOLEBODY_PARTS[side])[1:]]
+        return bool((self.weight[fingers] > 0).any())
 
     # ---- the model -------------------------------------------------------------------------------------
 
@@ -538,6 +544,8 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
         best = int(sum(terms.values()).argmin())
         batch, terms, best = _refine_limbs(fitter, batch, terms, best)
     batch = batch.take(best)
+    if not fitter.hands_seen():  # nothing says how the hands are: they stay relaxed (the silhouette would bend them)
+        return batch, fitter.optimise(batch, o.final_iterations, BODY_LEAVES)
     fitter.optimise(batch, o.hand_iterations, ("hands",))
     return batch, fitter.optimise(batch, o.final_iterations)
 

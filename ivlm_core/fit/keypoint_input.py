@@ -28,6 +28,7 @@ MIN_PERSON_PX = 40.0
 SMALL_PERSON_PX = 100.0
 BORDER_PX = 2.0  # keypoints closer than this to the image edge are treated as outside it
 MIN_BODY_KEYPOINTS = 6
+MIN_REFINE_KEYPOINTS = 3  # with a first estimate placing the body, a few keypoints still refine it
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 # Body parts named in notes, with the keypoints that show them.
 LIMBS: dict[str, tuple[str, ...]] = {
@@ -106,7 +107,7 @@ def prepare_keypoints(
     out = PreparedKeypoints(fmt, points, np.where(confidence >= confidence_threshold, confidence, 0.0), 0.0)
     _drop_border(out, image_size, person_mask)
     _check_size(out, person_mask)
-    _check_torso(out, torso_required)
+    _check_torso(out, torso_required, confidence_threshold)
     _list_unseen(out)
     return out
 
@@ -168,17 +169,24 @@ def _check_size(out: PreparedKeypoints, person_mask: np.ndarray | None) -> None:
         )
 
 
-def _check_torso(out: PreparedKeypoints, required: bool) -> None:
+def _check_torso(out: PreparedKeypoints, required: bool, threshold: float) -> None:
     confident = out.weight > 0
     torso = [name for name in TORSO if confident[_index(name)]]
     body_count = int(confident[:NUM_COCO_KEYPOINTS].sum())
+    needed = MIN_BODY_KEYPOINTS if required else MIN_REFINE_KEYPOINTS
+    if body_count < needed:
+        raise BadInputError(
+            f"only {body_count} keypoints are confident (>= {threshold}) and usable; {needed} body keypoints are "
+            "needed: too little to fit a body",
+            "Use a photo where the person is clearly visible (shoulders and hips included), or supply the body.",
+        )
     if not required:
         return
-    if len(torso) < 3 or body_count < MIN_BODY_KEYPOINTS:
+    if len(torso) < 3:
         hidden = [name.replace("_", " ") for name in TORSO if name not in torso]
         raise BadInputError(
-            f"the torso is hidden ({', '.join(hidden) or 'no'} not found; {body_count} body keypoints usable, "
-            f"{MIN_BODY_KEYPOINTS} needed): nothing says where the body is or which way it faces",
+            f"the torso is hidden ({', '.join(hidden)} not found): nothing says where the body is or which way it "
+            "faces",
             "Use a photo where the person's shoulders and hips are visible, or supply the body.",
         )
     if len(torso) == 3:

@@ -17,6 +17,7 @@ import torch
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
+from ivlm_core.perceive.coco import KEYPOINT_FORMATS
 from ivlm_core.perceive.detect import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Detection, ObjectDetector
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes, check_labels, prompt_phrase
 from ivlm_core.perceive.keypoints import KeypointEstimator
@@ -190,13 +191,14 @@ class Perceiver:
         if choice.box is not None:
             measured = choice.chosen is not None and choice.chosen < len(compared)
             index = choice.chosen if measured else len(compared)  # else the client's box was segmented there
+            keypoints = self.keypoints(array, choice.box)
             person_result = PersonDetection(
                 box=np.asarray(choice.box, np.float32),
                 score=people[choice.chosen].score if choice.chosen is not None else 0.0,
                 mask=masks[index],
                 mask_score=float(mask_scores[index]),
-                keypoints=self.keypoints(array, choice.box),
-                keypoint_format=self.keypoints.format,
+                keypoints=keypoints,
+                keypoint_format=KEYPOINT_FORMATS[len(keypoints)],
             )
         objects: dict[str, ObjectDetection | None] = {}
         index = len(compared) + len(extra)

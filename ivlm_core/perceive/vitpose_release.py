@@ -145,7 +145,8 @@ def release_config(state: dict[str, torch.Tensor], meta: dict, path: Path, hint:
         layer_norm_eps=1e-6,
         out_indices=[depth],
         num_experts=len(experts) if moe else 1,
-        part_features=state[f"backbone.blocks.0.mlp.experts.{experts[0]}.weight"].shape[0] if moe else None,
+        # (a plain ViT without experts keeps the config's default: transformers checks the field's type)
+        **({"part_features": state[f"backbone.blocks.0.mlp.experts.{experts[0]}.weight"].shape[0]} if moe else {}),
     )
     names = dict(enumerate(COCO_WHOLEBODY_KEYPOINTS))
     return VitPoseConfig(
