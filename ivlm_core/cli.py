@@ -259,10 +259,14 @@ def _cmd_plan(args: argparse.Namespace) -> None:
 
 
 def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
-    from ivlm_core.doctor import fetch_public_models
+    from ivlm_core import paths
+    from ivlm_core.doctor import NOT_ON_HUB, fetch_public_models
 
-    for folder in fetch_public_models(Path(args.models) if args.models else None):
+    root = Path(args.models) if args.models else paths.models_dir()
+    for folder in fetch_public_models(root):
         print(f"  wrote {folder}")
+    for folder, where in NOT_ON_HUB.items():
+        print(f"  not on the hub, get it by hand: {root / folder}/ <- {where}")
 
 
 def build_parser() -> argparse.ArgumentParser:

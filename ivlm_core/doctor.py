@@ -107,9 +107,20 @@ def _perception(name: str) -> Callable[[Path], object]:
     def run(root: Path) -> object:
         from ivlm_core.perceive.folders import check_folder
 
+        if name == "vitpose":  # COCO-17 is only the fallback: not needed when the whole-body model is there
+            try:
+                return check_folder("vitpose-wholebody", root=root)
+            except IVLMError:
+                pass
         return check_folder(name, root=root)
 
     return run
+
+
+def _vposer(root: Path) -> object:
+    from ivlm_core.body.vposer import find_snapshot, vposer_dir
+
+    return find_snapshot(vposer_dir(root))
 
 
 def _checks() -> list[_Check]:
@@ -161,6 +172,8 @@ def _checks() -> list[_Check]:
         )
     )
     for name, spec in SPECS.items():
+        if name == "vitpose-wholebody":  # optional (`_optional_checks`): COCO-17 is the fallback
+            continue
         checks.append(
             _Check(
                 f"{spec.role} ({name})",
@@ -181,9 +194,27 @@ def _multihmr(root: Path) -> object:
 
 
 def _optional_checks() -> list[_Check]:
+    from ivlm_core.body.vposer import vposer_dir
+    from ivlm_core.perceive.folders import SPECS
     from ivlm_core.perceive.multihmr.convert_multihmr import RELEASE_PAGE
+    from ivlm_core.perceive.vitpose_release import REPOSITORY
 
+    wholebody = SPECS["vitpose-wholebody"]
     return [
+        _Check(
+            f"{wholebody.role} (vitpose-wholebody)",
+            lambda r: paths.perception_dir("vitpose-wholebody", r),
+            f"ViTPose++ release vitpose+_base.pth from {REPOSITORY} (README, OneDrive; {wholebody.licence}); without "
+            "it COCO-17 keypoints are used (no hands or feet)",
+            _perception("vitpose-wholebody"),
+        ),
+        _Check(
+            "VPoser v2.0 pose prior",
+            vposer_dir,
+            "registration at https://smpl-x.is.tue.mpg.de (VPoser v2.0; SMPL-X licence); without it the body fit "
+            "uses licence-free joint limits",
+            _vposer,
+        ),
         _Check(
             "Multi-HMR (learned first body estimate; without it the body is fitted from keypoints alone)",
             paths.multihmr_checkpoint,

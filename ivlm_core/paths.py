@@ -10,6 +10,7 @@ Model folder (`IVLM_MODELS_DIR`, default `~/ivlm-models`), laid out as:
     perception/grounding-dino/                        IDEA-Research/grounding-dino-tiny (or -base) from the hub
     perception/sam/                                   facebook/sam-vit-base (or -large, -huge) from the hub
     perception/vitpose/                               usyd-community/vitpose-base-simple from the hub
+    perception/vitpose-wholebody/vitpose+_base.pth    ViTPose++ release (whole-body keypoints; optional)
     multihmr/multiHMR_896_L.pt                        optional: Multi-HMR (github.com/naver/multi-hmr, CC BY-NC-SA 4.0)
 
 Cache folder (`IVLM_CACHE_DIR`, default `$XDG_CACHE_HOME/ivlm` or `~/.cache/ivlm`): generated demo
@@ -57,7 +58,7 @@ def clip_dir(root: Path | None = None) -> Path:
     return (root or models_dir()) / "clip-vit-large-patch14"
 
 
-PERCEPTION_MODEL_NAMES = ("grounding-dino", "sam", "vitpose")
+PERCEPTION_MODEL_NAMES = ("grounding-dino", "sam", "vitpose", "vitpose-wholebody")
 
 
 def perception_dir(name: str, root: Path | None = None) -> Path:

@@ -305,20 +305,18 @@ def test_body_fit_to_projected_keypoints(synthetic_body_files):
     joints_cam = transform_points(scene.cv_camera_from_world, truth.joints)
     uv, _ = project(torch.tensor(joints_cam[COCO_TO_SMPLX.numpy()]), torch.tensor(scene.intrinsics))
     keypoints = np.concatenate([uv.numpy(), np.ones((17, 1))], 1)
-    # Two starts and 60 full steps instead of 4 and 100: 27 s of CPU instead of 44, and the fit still ends far
-    # inside the bounds below (0.9 px and 2.6 cm measured; 0.4 px and 2.7 cm with the default 100 steps).
-    options = BodyFitOptions(yaw_starts_deg=(0.0, 180.0), full_steps=60)
-    batched = load_body_model("smplx", folder=folder, num_betas=10, batch_size=2)
-    fit = fit_body(batched, keypoints, scene.intrinsics, scene.image.shape[:2], scene.person_mask, options)
+    # Two facing directions, two postures: fewer starts than the default (bench_body.py measures the default).
+    options = BodyFitOptions(yaw_starts_deg=(0.0, 180.0), postures=("standing", "sitting"), keep_starts=2)
+    fit = fit_body(single, keypoints, scene.intrinsics, scene.image.shape[:2], scene.person_mask, options)
     truth_cam = transform_points(scene.cv_camera_from_world, scene.body_vertices)
     centred = np.linalg.norm((fit.vertices - fit.vertices.mean(0)) - (truth_cam - truth_cam.mean(0)), axis=1).mean()
     assert fit.losses["keypoint_rms_px"] < 5.0
     assert centred < 0.06, centred
-    assert fit.vertices.shape == (10475, 3) and set(fit.params) == {"betas", "global_orient", "body_pose", "transl"}
+    assert fit.vertices.shape == (10475, 3) and set(fit.params) >= {"betas", "global_orient", "body_pose", "transl"}
     bad = keypoints.copy()
     bad[:, 2] = 0.0
     with pytest.raises(BadInputError, match="keypoints are confident"):
-        fit_body(batched, bad, scene.intrinsics, scene.image.shape[:2], options=options)
+        fit_body(single, bad, scene.intrinsics, scene.image.shape[:2], options=options)
     with pytest.raises(BadInputError, match="expected \\(10475, 3\\)"):
         body_from_client(single, vertices=np.zeros((100, 3)))
     client = body_from_client(single, vertices=truth_cam)

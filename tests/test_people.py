@@ -222,7 +222,7 @@ def test_pipeline_fits_the_chosen_person_and_reports_everyone(pipeline, body, tw
     naming the bystander's box fits the bystander instead."""
     truth = [body_from_client(body, params=_camera_params(body, two, i)).vertices for i in range(2)]
     chair = ObjectInput("chair", two.scene.object_mesh)
-    fast = BodyFitOptions(yaw_starts_deg=(0.0,), camera_steps=20, full_steps=40)
+    fast = BodyFitOptions(yaw_starts_deg=(0.0,), keep_starts=2, keep_variants=2)
     options = RunOptions(focal_px=float(two.intrinsics[0, 0]), body_fit=fast, stages=frozenset({"body"}))
     pipeline.body_estimator = _GroundTruthHMR(body, two)
     try:
@@ -246,7 +246,7 @@ def test_pipeline_fits_the_chosen_person_and_reports_everyone(pipeline, body, tw
 
 
 def test_an_unmatched_or_missing_estimator_is_said(pipeline, body, two):
-    fast = BodyFitOptions(yaw_starts_deg=(0.0,), camera_steps=5, full_steps=5)
+    fast = BodyFitOptions(yaw_starts_deg=(0.0,), keep_starts=1, keep_variants=1, iterations=2, refine_iterations=2)
     options = RunOptions(focal_px=float(two.intrinsics[0, 0]), body_fit=fast, stages=frozenset({"body"}))
     pipeline.body_estimator = _GroundTruthHMR(body, two)
     pipeline.body_estimator.people = pipeline.body_estimator.people[:1]  # only the bystander
@@ -301,7 +301,7 @@ def test_the_generated_release_runs_in_the_pipeline(pipeline, two, tmp_path):
     from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator
 
     estimator = MultiHMREstimator.from_file(ensure_tiny_multihmr(tmp_path))
-    fast = BodyFitOptions(yaw_starts_deg=(0.0,), camera_steps=5, full_steps=5)
+    fast = BodyFitOptions(yaw_starts_deg=(0.0,), keep_starts=1, keep_variants=1, iterations=2, refine_iterations=2)
     options = RunOptions(focal_px=float(two.intrinsics[0, 0]), body_fit=fast, stages=frozenset({"body"}))
     pipeline.body_estimator = estimator
     try:

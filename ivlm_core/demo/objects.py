@@ -1,4 +1,4 @@
-"""Demo object meshes the project generates itself (no downloads): chair, mug, ball, and a 200k-face knot.
+"""Demo object meshes the project generates itself (no downloads): chair, mug, ball, bench, and a 200k-face knot.
 
 Each is Y-up in metres, in its own local frame (the frame a client sends), and tessellated finely
 enough (edges of a few cm at most) that per-vertex contact can outline a contact patch.
@@ -113,6 +113,17 @@ def ball() -> DemoObject:
     return DemoObject("demo_ball", "sports_ball", validate_mesh(sphere.vertices, sphere.faces, name="demo_ball"))
 
 
+def bench() -> DemoObject:
+    """A 1.5 m long, 0.4 m wide bench with a 0.45 m high seat, long along X. Origin on the floor."""
+    seat_h, length, width, thick, leg = 0.45, 1.5, 0.40, 0.05, 0.05
+    parts = [_box((length, thick, width), (0.0, seat_h - thick / 2, 0.0))]
+    for x in (-length / 2 + 0.08, length / 2 - 0.08):
+        for z in (-width / 2 + leg, width / 2 - leg):
+            parts.append(_box((leg, seat_h - thick, leg), (x, (seat_h - thick) / 2, z)))
+    vertices, faces = _combine(parts, max_edge=0.03)
+    return DemoObject("demo_bench", "bench", validate_mesh(vertices, faces, name="demo_bench"))
+
+
 def knot_200k() -> DemoObject:
     """A (2, 3) torus knot tube with exactly 200,000 triangles: a dense, self-occluding stress test."""
     segments, around = 1000, 100
@@ -134,5 +145,6 @@ DEMO_OBJECTS: dict[str, Callable[[], DemoObject]] = {
     "chair": chair,
     "mug": mug,
     "ball": ball,
+    "bench": bench,
     "knot_200k": knot_200k,
 }

@@ -47,6 +47,27 @@ def sample_image(image: torch.Tensor, uv: torch.Tensor, padding_value: float | N
     return torch.where(inside, values, torch.full_like(values, padding_value))
 
 
+def bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of a distance field [H, W] at pixel coordinates uv [..., 2], growing with the distance
+    beyond the border outside the image (like `sample_image` with no padding value).
+
+    Written with gathers rather than grid_sample so forward-mode autodiff (the body fit's Jacobians) works."""
+    h, w = image.shape
+    u = uv[..., 0].clamp(0, w - 1)
+    v = uv[..., 1].clamp(0, h - 1)
+    u0 = u.detach().floor().clamp(0, max(w - 2, 0))
+    v0 = v.detach().floor().clamp(0, max(h - 2, 0))
+    fu, fv = u - u0, v - v0
+    flat = image.reshape(-1)
+    i0 = (v0 * w + u0).long()
+    c00, c01 = flat[i0], flat[(i0 + 1).clamp(max=h * w - 1)]
+    c10, c11 = flat[(i0 + w).clamp(max=h * w - 1)], flat[(i0 + w + 1).clamp(max=h * w - 1)]
+    values = (1 - fv) * ((1 - fu) * c00 + fu * c01) + fv * ((1 - fu) * c10 + fu * c11)
+    over_u = (uv[..., 0] - (w - 1)).clamp_min(0) + (-uv[..., 0]).clamp_min(0)
+    over_v = (uv[..., 1] - (h - 1)).clamp_min(0) + (-uv[..., 1]).clamp_min(0)
+    return values + over_u + over_v
+
+
 def _point_segment_sq(p: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ab = b - a
     t = (((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)).clamp(0, 1)

@@ -18,6 +18,8 @@ from safetensors import SafetensorError
 
 from ivlm_core import paths
 from ivlm_core.errors import IVLMError, ModelFileError, ModelFilesMissingError
+from ivlm_core.perceive.vitpose_release import RELEASE_FILES
+from ivlm_core.perceive.vitpose_release import download_hint as wholebody_hint
 
 if TYPE_CHECKING:
     import torch
@@ -79,7 +81,18 @@ SPECS: dict[str, PerceptionModelSpec] = {
         licence="Apache-2.0",
         required=(("config.json",), _WEIGHTS, _IMAGE_PROCESSOR),
     ),
+    # Not on the hub: the original ViTPose++ release file (see ivlm_core.perceive.vitpose_release), or a
+    # Hugging Face-format folder of one's own conversion (config.json with 133 labels).
+    "vitpose-wholebody": PerceptionModelSpec(
+        name="vitpose-wholebody",
+        role="the ViTPose whole-body (COCO-WholeBody 133) keypoint estimator",
+        model_type="vitpose",
+        hub_names=(),
+        licence="Apache-2.0",
+        required=(("config.json", *RELEASE_FILES),),
+    ),
 }
+KEYPOINT_MODELS = ("vitpose-wholebody", "vitpose")  # preferred first; one of them is needed
 
 # What transformers and safetensors raise for unreadable or inconsistent files (JSON errors are ValueErrors).
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError)
@@ -87,6 +100,8 @@ _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, Attribut
 
 def download_hint(spec: PerceptionModelSpec, folder: Path) -> str:
     """How to put the model in place: the hub repository, the folder and a one-line command."""
+    if not spec.hub_names:
+        return wholebody_hint(folder)
     others = f" ({', '.join(spec.hub_names[1:])} also work)" if len(spec.hub_names) > 1 else ""
     return (
         f"Download {spec.hub_name}{others} from the Hugging Face hub ({spec.licence}) into {folder}, e.g. "
@@ -112,15 +127,19 @@ def missing_files(name: str, folder: Path) -> list[str]:
 
 
 def check_folders(root: Path | None = None) -> dict[str, Path]:
-    """All three folders under `root`; one error listing every missing folder or file, so one download round fixes all."""
+    """The detector, segmenter and keypoint folders under `root` (keys "grounding-dino", "sam" and "keypoints": the
+    whole-body folder when it is complete, else the COCO-17 one); one error listing every missing folder or file,
+    so one download round fixes all."""
     problems, hints, folders = [], [], {}
-    for name, spec in SPECS.items():
+    keypoints = next((n for n in KEYPOINT_MODELS if not missing_files(n, paths.perception_dir(n, root))), "vitpose")
+    for name in ("grounding-dino", "sam", keypoints):
+        spec = SPECS[name]
         folder = paths.perception_dir(name, root)
         missing = missing_files(name, folder)
         if missing:
             problems.append(_missing_message(spec, folder, missing))
             hints.append(download_hint(spec, folder))
-        folders[name] = folder
+        folders["keypoints" if name == keypoints else name] = folder
     if problems:
         raise ModelFilesMissingError(" ".join(problems), " ".join(hints))
     return folders

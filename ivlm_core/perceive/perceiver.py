@@ -17,6 +17,7 @@ import torch
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.perceive import folders
+from ivlm_core.perceive.coco import KEYPOINT_FORMATS
 from ivlm_core.perceive.detect import DEFAULT_BOX_THRESHOLD, DEFAULT_TEXT_THRESHOLD, Detection, ObjectDetector
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes, check_labels, prompt_phrase
 from ivlm_core.perceive.keypoints import KeypointEstimator
@@ -34,7 +35,9 @@ class PersonDetection:
     score: float  # detector box confidence (0 for a box the client gave that matched no detection)
     mask: np.ndarray  # bool [H, W]
     mask_score: float  # SAM's predicted IoU of the mask
-    keypoints: np.ndarray  # float32 [17, 3] (x, y, confidence in [0, 1]), order `COCO_KEYPOINTS`
+    keypoints: np.ndarray  # float32 [K, 3] (x, y, confidence in [0, 1]): K = 17 (COCO_KEYPOINTS order) or 133
+    # (COCO_WHOLEBODY_KEYPOINTS order), see `keypoint_format`
+    keypoint_format: str = "coco17"  # "coco17" or "coco_wholebody"
 
 
 @dataclass
@@ -114,14 +117,15 @@ class Perceiver:
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
     ) -> Perceiver:
-        """Loads `<root>/perception/{grounding-dino,sam,vitpose}` (root: IVLM_MODELS_DIR by default).
+        """Loads `<root>/perception/{grounding-dino,sam}` and the keypoint model: `vitpose-wholebody` when present,
+        else the COCO-17 `vitpose` (root: IVLM_MODELS_DIR by default).
 
-        All three folders are checked first, so one error lists everything that is missing."""
+        All folders are checked first, so one error lists everything that is missing."""
         found = folders.check_folders(Path(root) if root is not None else None)
         return cls.from_folders(
             detector=found["grounding-dino"],
             segmenter=found["sam"],
-            keypoints=found["vitpose"],
+            keypoints=found["keypoints"],
             device=device,
             dtype=dtype,
             box_threshold=box_threshold,
@@ -188,12 +192,14 @@ class Perceiver:
             assert masks is not None and mask_scores is not None  # the chosen box was among those segmented
             measured = choice.chosen is not None and choice.chosen < len(compared)
             index = choice.chosen if measured else len(compared)  # else the client's box was segmented there
+            keypoints = self.keypoints(array, choice.box)
             person_result = PersonDetection(
                 box=np.asarray(choice.box, np.float32),
                 score=people[choice.chosen].score if choice.chosen is not None else 0.0,
                 mask=masks[index],
                 mask_score=float(mask_scores[index]),
-                keypoints=self.keypoints(array, choice.box),
+                keypoints=keypoints,
+                keypoint_format=KEYPOINT_FORMATS[len(keypoints)],
             )
         objects: dict[str, ObjectDetection | None] = {}
         index = len(compared) + len(extra)

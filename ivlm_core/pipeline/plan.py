@@ -328,7 +328,9 @@ def perception_params(root: Path | None) -> dict[str, int]:
     """Parameters of each perception model: counted from the folder's safetensors headers when present, else
     from the hub-size configs on the meta device."""
     counts = {}
-    for name in paths.PERCEPTION_MODEL_NAMES:
+    # One keypoint model runs: counted as COCO-17 ViTPose-B (the optional whole-body ViTPose++-B, a .pth release,
+    # is the same backbone plus small dataset experts).
+    for name in ("grounding-dino", "sam", "vitpose"):
         folder = paths.perception_dir(name, root) if root is not None else None
         counted = _safetensors_params(folder) if folder is not None else None
         if counted is None:

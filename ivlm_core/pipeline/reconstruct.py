@@ -23,7 +23,8 @@ import torch
 
 from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel, load_body_model
-from ivlm_core.errors import BadInputError, IVLMError, MeshError
+from ivlm_core.body.vposer import VPoser, load_vposer, vposer_dir
+from ivlm_core.errors import BadInputError, IVLMError, MeshError, ModelFilesMissingError
 from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fit_body
 from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
@@ -179,7 +180,9 @@ class ContactPipeline:
         body_estimator: MultiHMREstimator | None = None,
         body_estimator_note: str = "",
         scene_truth: TruthProvider | None = None,
+        pose_prior: VPoser | None = None,
     ) -> None:
+        self.pose_prior = pose_prior  # VPoser when the user has it; None: the fit's licence-free joint limits
         self.configuration = configuration
         # The joint release is asked the object question in its ocontact mode (spec P9: never "hcontact-ocontact").
         self.object_mode = "ocontact" if configuration.joint else "oafford"
@@ -208,6 +211,7 @@ class ContactPipeline:
             ("random-weight object-contact release", getattr(self.object_localizer, "is_demo", False)),
             ("canonical views from the synthetic SMPL-H body", getattr(self.body_views, "is_demo", False)),
             ("random-weight Multi-HMR", self.body_estimator is not None and self.body_estimator.demo),
+            ("random-weight VPoser", getattr(self.pose_prior, "is_demo", False)),
         ]
         return [name for name, generated in parts if generated]
 
@@ -279,6 +283,7 @@ class ContactPipeline:
             configuration=configuration,
             body_estimator=estimator,
             body_estimator_note=estimator_note,
+            pose_prior=optional_vposer(root),
         )
 
     @classmethod
@@ -471,20 +476,22 @@ class ContactPipeline:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
         init = self._first_estimate(image, perception, camera, notes)
-        fit_model = self._batched_body(1 if init is not None else len(options.body_fit.yaw_starts_deg))
+        if init is None and perceiver_is_demo(self.perceiver):  # random-weight keypoints: fitting them means nothing
+            notes.append(DEMO_BODY_NOTE)
+            return standing_body(self.body, camera)
+        occluders = [d.mask for d in perception.objects.values() if d is not None]
         try:
             fit = fit_body(
-                fit_model,
+                self.body,
                 perception.person.keypoints,
                 camera.matrix,
                 camera.image_size,
                 perception.person.mask,
                 options.body_fit,
+                occluder_mask=np.any(occluders, axis=0) if occluders else None,
                 init=init,
+                prior=self.pose_prior,
             )
-            if init is not None:
-                notes.append(f"body: started from {init.source}, refined on the keypoints and the silhouette")
-            return fit
         except BadInputError as exc:
             if init is not None:  # the learned estimate needs no keypoints: use it as it is, and say so
                 notes.append(f"body not refined ({exc.message}): it is {init.source}'s estimate as it is")
@@ -496,6 +503,12 @@ class ContactPipeline:
                 return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
             return None
+        if init is not None:
+            notes.append(f"body: started from {init.source}, refined on the keypoints and the silhouette")
+        kind = "COCO-WholeBody (133)" if fit.keypoint_format == "coco_wholebody" else "COCO-17 (no hands or feet)"
+        notes.append(f"body fitted to {kind} keypoints with the {fit.prior} pose prior; best start: {fit.best_start}")
+        notes.extend(f"body: {note}" for note in fit.notes)
+        return fit
 
     def _first_estimate(
         self, image: np.ndarray, perception: Perception, camera: CameraIntrinsics, notes: list[str]
@@ -510,14 +523,6 @@ class ContactPipeline:
         if init is None:
             notes.append(f"{reason}: the body is fitted from keypoints alone")
         return init
-
-    def _batched_body(self, batch: int) -> LoadedBodyModel:
-        if batch == self.body.model.batch_size:  # one start (from a first estimate): the loaded model will do
-            return self.body
-        cached = getattr(self, "_fit_model", None)
-        if cached is None or cached.model.batch_size != batch:
-            self._fit_model = load_body_model("smplx", path=self.body.source, num_betas=10, batch_size=batch)
-        return self._fit_model
 
     def _contact(self, image: np.ndarray, obj: ObjectInput, wanted: bool = True):
         """(body contact [10475] | None, object contact [N] | None, the language model's answers, notes); a
@@ -741,6 +746,15 @@ def standing_body(body: LoadedBodyModel, camera: CameraIntrinsics, height_fracti
         "transl": offset.astype(np.float32),  # smplx adds transl after rotating, so this is exact
     }
     return BodyFit(vertices + offset, joints + offset, params, "demo", notes=[DEMO_BODY_NOTE])
+
+
+def optional_vposer(root: Path | None) -> VPoser | None:
+    """The user's VPoser, or None when it is not there (a damaged one is still an error: the user meant to use it)."""
+    try:
+        return load_vposer(root=root)
+    except ModelFilesMissingError:
+        log.info("VPoser not found under %s: the body fit uses its joint-limit prior", vposer_dir(root))
+        return None
 
 
 def perceiver_is_demo(perceiver: Perceiver) -> bool:

@@ -117,14 +117,20 @@ def test_store_expires_only_old_finished_jobs(tmp_path) -> None:
 
 def test_doctor_lists_every_missing_item_with_where_to_get_it(tmp_path, capsys) -> None:
     from ivlm_core.cli import main
-    from ivlm_core.doctor import check_model_files
+    from ivlm_core.doctor import check_model_files, check_optional_model_files
 
     statuses = check_model_files(tmp_path)
     assert len(statuses) == 9 and not any(s.present for s in statuses)
     assert all(s.problem and s.source and str(tmp_path) in s.path for s in statuses)
+    optional = check_optional_model_files(tmp_path)
+    assert [s.name for s in optional][:2] == [
+        "the ViTPose whole-body (COCO-WholeBody 133) keypoint estimator (vitpose-wholebody)",
+        "VPoser v2.0 pose prior",
+    ]
+    assert not any(s.present for s in optional) and all(s.source for s in optional)
     assert main(["doctor", "--models", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert text.count("[MISSING]") == 9
+    assert text.count("[MISSING]") == 9 and text.count("[absent]") == len(optional)  # optional items have fallbacks
     assert "https://smpl-x.is.tue.mpg.de" in text and "IDEA-Research/grounding-dino-tiny" in text
     assert "DEMO mode" in text
 
@@ -133,7 +139,7 @@ def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tin
     import shutil
 
     from ivlm_core import paths
-    from ivlm_core.doctor import check_model_files
+    from ivlm_core.doctor import check_model_files, check_optional_model_files
 
     shutil.copytree(paths.body_models_dir(synthetic_body_files.root), paths.body_models_dir(tmp_path))
     for name, folder in tiny_perception.items():
@@ -142,6 +148,7 @@ def test_doctor_sees_files_that_are_in_place(tmp_path, synthetic_body_files, tin
     assert "SMPL-X body model" in present
     assert any("canonical body views" in name for name in present)  # regenerable from the SMPL-H file
     assert sum("grounding-dino" in n or "(sam)" in n or "vitpose" in n for n in present) == 3
+    assert any("whole-body" in s.name for s in check_optional_model_files(tmp_path) if s.present)
 
 
 def test_accepted_connections_have_nagle_off() -> None:
