@@ -392,6 +392,10 @@ def format_report(statuses: list[ModelFileStatus], root: Path, optional: list[Mo
     return "\n".join(lines)
 
 
+NOT_ON_HUB = {  # folder -> where the user gets it by hand (fetch-public-models prints this)
+    "perception/vitpose-wholebody": "vitpose+_base.pth (ViTPose++, Apache-2.0) from the ViTPose README, "
+    "https://github.com/ViTAE-Transformer/ViTPose (OneDrive link in the 'ViTPose++' table); not on the hub",
+}
 PUBLIC_MODELS = {  # folder (relative to the models folder) -> hub repository; never used by tests
     "clip-vit-large-patch14": "openai/clip-vit-large-patch14",
     "perception/grounding-dino": "IDEA-Research/grounding-dino-tiny",
