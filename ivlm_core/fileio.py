@@ -27,11 +27,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.remove(tmp)
 
 
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compressed: bool = True) -> None:
-    """np.savez(_compressed) into `path` atomically (the temp name keeps the .npz suffix numpy wants)."""
+def save_npz_atomic(
+    path: Path, arrays: dict[str, np.ndarray], compressed: bool = True, allow_pickle: bool = False
+) -> None:
+    """np.savez(_compressed) into `path` atomically (the temp name keeps the .npz suffix numpy wants).
+
+    Object arrays are refused unless `allow_pickle` (only the generated SMPL-X/H files, whose release format holds
+    two dicts); naming the keyword also keeps an array called "allow_pickle" from reaching it."""
     with atomic_path(path) as tmp:
-        # Every reader loads with allow_pickle=False; saying it here also keeps `arrays` from reaching the keyword.
-        (np.savez_compressed if compressed else np.savez)(tmp, allow_pickle=False, **arrays)
+        (np.savez_compressed if compressed else np.savez)(tmp, allow_pickle=allow_pickle, **arrays)
 
 
 def file_sha256(path: Path) -> str:

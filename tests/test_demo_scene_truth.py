@@ -98,8 +98,11 @@ def test_a_saved_demo_photo_is_recognised_and_no_other(pipeline, chair, tmp_path
     # The keypoints are the true body's joints (inside it) or surface points: each falls on the body's silhouette
     # in the photo, which is the visible person plus whatever the chair hides (2 px of slack for surface points).
     silhouette = chair.person_mask | chair.object_mask
-    assert found.keypoints.shape == (17, 3) and (found.keypoints[:, 2] == 1.0).all()
-    for x, y in np.rint(found.keypoints[:, :2]).astype(int):
+    assert found.keypoints.shape == (133, 3)  # COCO-WholeBody, third column: visible in the photo (1) or not (0)
+    assert set(np.unique(found.keypoints[:, 2])) <= {0.0, 1.0} and found.keypoints[:17, 2].sum() >= 12
+    placed = found.keypoints[found.keypoints[:, :2].any(1)]  # the layout's unavailable points are all zero
+    assert len(placed) >= 100
+    for x, y in np.rint(placed[:, :2]).astype(int):
         assert silhouette[y - 2 : y + 3, x - 2 : x + 3].any(), (x, y)
 
     # The same pixels without the tag (a user's photo, whatever its name): not a demo scene, nothing said.

@@ -84,7 +84,7 @@ def write_synthetic_body_models(out_dir: Path) -> SyntheticBodyFiles:
     smplx = smplx_arrays(smplx_mesh)
     for path, arrays in ((files.smplh, smplh), (files.smplx, smplx)):
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_npz_atomic(path, arrays)
+        save_npz_atomic(path, arrays, allow_pickle=True)  # the release format's joint2num / part2num dicts
     matrix = smpl_to_smplx_matrix(smplx["v_template"], smplh["v_template"], smplh["f"])
     files.smpl_to_smplx.parent.mkdir(parents=True, exist_ok=True)
     with open(files.smpl_to_smplx, "wb") as fh:

@@ -20,7 +20,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
@@ -34,9 +33,6 @@ from ivlm_core.demo.scenes import (
     pixels_sha256,
     scene_tag,
 )
-from ivlm_core.fit.body_fit import COCO_TO_SMPLX, body_from_client
-from ivlm_core.fit.image_terms import project
-from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.perceive.people import PeopleChoice, PersonCandidate
 from ivlm_core.perceive.perceiver import ObjectDetection, Perception, PersonDetection
@@ -58,11 +54,10 @@ def tagged_png(scene: SyntheticScene) -> bytes:
 
 
 def true_keypoints(scene: SyntheticScene, body: LoadedBodyModel) -> np.ndarray:
-    """The scene body's COCO-17 keypoints in the photo: float32 [17, 3] (x, y pixels; confidence 1)."""
-    truth = body_from_client(body, params=scene.body_params)
-    joints = transform_points(scene.cv_camera_from_world, truth.joints)[COCO_TO_SMPLX.numpy()]
-    uv, _ = project(torch.tensor(joints), torch.tensor(scene.intrinsics))
-    return np.concatenate([uv.numpy(), np.ones((len(joints), 1))], axis=1).astype(np.float32)
+    """The scene body's COCO-WholeBody keypoints in the photo: float32 [133, 3] (x, y pixels; 1 where the
+    keypoint is visible in the photo, 0 where the body or the object hides it), as a whole-body detector gives."""
+    del body  # the generator projected the posed body's own keypoints (scenes.py)
+    return scene.keypoints.astype(np.float32)
 
 
 def _box(mask: np.ndarray) -> np.ndarray:
@@ -87,7 +82,7 @@ class DemoScene:
     """A photo recognised as a generated scene: its truth as the pipeline's inputs (`RecognisedScene`)."""
 
     scene: SyntheticScene
-    keypoints: np.ndarray  # [17, 3]
+    keypoints: np.ndarray  # [133, 3] COCO-WholeBody
     use: TruthUse
 
     @property
