@@ -30,8 +30,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compressed: bool = True) -> None:
     """np.savez(_compressed) into `path` atomically (the temp name keeps the .npz suffix numpy wants)."""
     with atomic_path(path) as tmp:
-        # Every reader loads with allow_pickle=False; saying it here also keeps `arrays` from reaching the keyword.
-        (np.savez_compressed if compressed else np.savez)(tmp, allow_pickle=False, **arrays)
+        # allow_pickle=True is numpy's default for savez: the SMPL-X format's joint2num is an object array (readers
+        # sanitise it, see body.model_files). Naming it also keeps `arrays` from reaching the keyword for mypy.
+        (np.savez_compressed if compressed else np.savez)(tmp, allow_pickle=True, **arrays)
 
 
 def file_sha256(path: Path) -> str:
