@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from ivlm_core import paths
@@ -156,7 +157,7 @@ def _checks() -> list[_Check]:
         checks.append(
             _Check(
                 f"InteractVLM release {release}",
-                lambda r, n=release: paths.interactvlm_release_dir(n, r),
+                partial(paths.interactvlm_release_dir, release),
                 registration,
                 _release(release),
                 (part,),
@@ -177,7 +178,7 @@ def _checks() -> list[_Check]:
         checks.append(
             _Check(
                 f"{spec.role} ({name})",
-                lambda r, n=name: paths.perception_dir(n, r),
+                partial(paths.perception_dir, name),
                 f"Hugging Face hub: {spec.hub_name} ({spec.licence})",
                 _perception(name),
                 (parts.PERCEPTION,),
