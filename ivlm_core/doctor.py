@@ -282,7 +282,7 @@ def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) 
 def part_availability(statuses: list[ModelFileStatus], root: Path | None = None) -> dict[str, bool]:
     """Per pipeline part (parts.PARTS): whether all its items are present. A complete joint release stands in
     for both separate releases (with CLIP, which it needs too)."""
-    available = {part: all(s.present for s in statuses if part in s.parts) for part in parts.PARTS}
+    available: dict[str, bool] = {part: all(s.present for s in statuses if part in s.parts) for part in parts.PARTS}
     clip = all(s.present for s in statuses if set(s.parts) == {parts.HUMAN_CONTACT, parts.OBJECT_CONTACT})
     if clip and not (available[parts.HUMAN_CONTACT] and available[parts.OBJECT_CONTACT]):
         if joint_release_status(root).present:
@@ -306,7 +306,7 @@ def planned_sources(
     """
     available = part_availability(statuses, root)
     everything = demo is True or (demo is None and not any(available.values()))
-    sources = {}
+    sources: dict[str, str] = {}
     for part in parts.PARTS:
         if everything:
             sources[part] = parts.STAND_IN

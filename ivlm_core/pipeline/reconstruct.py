@@ -248,7 +248,7 @@ class ContactPipeline:
     ) -> ContactPipeline:
         """The user's model files (see `ivlm_core.paths` for the layout) in `configuration` (plan.py): the two
         releases or the joint one, the language model in the load dtype, int8 or nf4."""
-        every = dict.fromkeys(parts.PARTS, parts.YOURS)
+        every: dict[str, str] = dict.fromkeys(parts.PARTS, parts.YOURS)
         return cls.from_parts(root, every, device=device, dtype=dtype, configuration=configuration, sam_batch=sam_batch)
 
     @classmethod
