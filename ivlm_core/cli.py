@@ -265,8 +265,8 @@ def _cmd_fetch_public_models(args: argparse.Namespace) -> None:
     root = Path(args.models) if args.models else paths.models_dir()
     for folder in fetch_public_models(root):
         print(f"  wrote {folder}")
-    for folder, where in NOT_ON_HUB.items():
-        print(f"  not on the hub, get it by hand: {root / folder}/ <- {where}")
+    for name, where in NOT_ON_HUB.items():
+        print(f"  not on the hub, get it by hand: {root / name}/ <- {where}")
 
 
 def build_parser() -> argparse.ArgumentParser:

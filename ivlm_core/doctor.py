@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from ivlm_core import paths
@@ -156,7 +157,7 @@ def _checks() -> list[_Check]:
         checks.append(
             _Check(
                 f"InteractVLM release {release}",
-                lambda r, n=release: paths.interactvlm_release_dir(n, r),
+                partial(paths.interactvlm_release_dir, release),
                 registration,
                 _release(release),
                 (part,),
@@ -177,7 +178,7 @@ def _checks() -> list[_Check]:
         checks.append(
             _Check(
                 f"{spec.role} ({name})",
-                lambda r, n=name: paths.perception_dir(n, r),
+                partial(paths.perception_dir, name),
                 f"Hugging Face hub: {spec.hub_name} ({spec.licence})",
                 _perception(name),
                 (parts.PERCEPTION,),
@@ -281,7 +282,7 @@ def required_missing(statuses: list[ModelFileStatus], root: Path | None = None) 
 def part_availability(statuses: list[ModelFileStatus], root: Path | None = None) -> dict[str, bool]:
     """Per pipeline part (parts.PARTS): whether all its items are present. A complete joint release stands in
     for both separate releases (with CLIP, which it needs too)."""
-    available = {part: all(s.present for s in statuses if part in s.parts) for part in parts.PARTS}
+    available: dict[str, bool] = {part: all(s.present for s in statuses if part in s.parts) for part in parts.PARTS}
     clip = all(s.present for s in statuses if set(s.parts) == {parts.HUMAN_CONTACT, parts.OBJECT_CONTACT})
     if clip and not (available[parts.HUMAN_CONTACT] and available[parts.OBJECT_CONTACT]):
         if joint_release_status(root).present:
@@ -305,7 +306,7 @@ def planned_sources(
     """
     available = part_availability(statuses, root)
     everything = demo is True or (demo is None and not any(available.values()))
-    sources = {}
+    sources: dict[str, str] = {}
     for part in parts.PARTS:
         if everything:
             sources[part] = parts.STAND_IN

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ LIGHTNING_DICTS = (
 def load_checkpoint(path: Path, what: str, hint: str, plain_dicts: tuple[str, ...] = ()) -> Any:
     """The unpickled checkpoint at `path` (tensors on the CPU). Raises ModelFileError naming the file and the
     reason when it is damaged or holds anything but tensors, plain containers and the named `plain_dicts`."""
-    stand_ins = [(OrderedDict, name) for name in plain_dicts]  # rebuilt as an OrderedDict: items only
+    stand_ins: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (OrderedDict, name) for name in plain_dicts
+    ]  # rebuilt as an OrderedDict: items only
     try:
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -198,7 +198,7 @@ def create_app(service: JobService) -> FastAPI:
             gpu=service.gpu,
             demo=service.demo,
             demo_reason=service.demo_reason,
-            parts=[PartOut(**source.to_dict()) for source in service.sources],
+            parts=[PartOut.from_dict(source.to_dict()) for source in service.sources],
             models_loaded=service.loaded_models(),
             missing_model_files=[
                 MissingModelFile(

@@ -87,7 +87,7 @@ def job_result(
         objects=objects,
         people_count=plain["people_count"],
         people=None if plain["people"] is None else PeopleOut(**plain["people"]),
-        parts=[PartOut(**part) for part in parts or []],
+        parts=[PartOut.from_dict(part) for part in parts or []],
         notes=plain["notes"],
         timings_s=plain["timings_s"],
         scene_truth=None if plain["scene_truth"] is None else SceneTruthOut(**plain["scene_truth"]),

@@ -10,9 +10,12 @@ meshes in their own local frame (metres); `camera_from_object` maps local vertic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ivlm_core.pipeline.parts import PartName, SourceName, is_part, is_source
 
 API_SCHEMA_VERSION = "ivlm-api-1"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"  # uuid4 hex: the only form a job id takes, so it can never name another path
@@ -147,13 +150,21 @@ class MissingModelFile(_Strict):
 class PartOut(_Strict):
     """One part of the pipeline and where it came from (ivlm_core/pipeline/parts.py)."""
 
-    part: Literal["body_model", "perception", "human_contact", "object_contact", "canonical_views"]
+    part: PartName
     title: str
-    source: Literal["yours", "stand-in", "absent"] = Field(
+    source: SourceName = Field(
         description="yours: from your model files; stand-in: generated (random weights or a synthetic body, "
         "results are DEMO); absent: not loaded (contact models only: contacts are not predicted)"
     )
     meaning: str = Field(description="what a stand-in or an absent part means for the results; empty for yours")
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, str]) -> PartOut:
+        """From `PartSource.to_dict()`'s form; raises ValueError for a part or source parts.py does not name."""
+        part, source = entry["part"], entry["source"]
+        if not (is_part(part) and is_source(source)):
+            raise ValueError(f"unknown part or source: {part!r}, {source!r}")
+        return cls(part=part, title=entry["title"], source=source, meaning=entry["meaning"])
 
 
 class QueueInfo(_Strict):

@@ -12,9 +12,10 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import smplx
 
 from ivlm_core.body.model_files import SPECS, find_model_file, sanitise_model_file
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class LoadedBodyModel:
     """An smplx module and where it came from."""
 
-    model: torch.nn.Module
+    model: smplx.SMPL  # SMPLX, SMPLH or their *Layer variants (all subclass SMPL); smplx ships no types
     model_type: str  # "smplx" or "smplh"
     gender: str
     source: Path  # the user's (or demo) file that was read

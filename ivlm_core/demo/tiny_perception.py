@@ -206,7 +206,7 @@ def write_tiny_vitpose(folder: Path, seed: int = 0) -> Path:
 
 def tiny_wholebody_config() -> VitPoseConfig:
     """Tiny ViTPose++ (hidden 32, 2 layers, 6 dataset experts of width 8) with the classic 133-keypoint decoder."""
-    backbone = VitPoseBackboneConfig(
+    backbone = VitPoseBackboneConfig(  # type: ignore[call-arg]  # out_indices: a **kwargs of __post_init__, not typed
         image_size=[256, 192],
         patch_size=[16, 16],
         hidden_size=32,
@@ -239,7 +239,8 @@ def write_tiny_vitpose_wholebody(folder: Path, seed: int = 0) -> Path:
         if release is None:
             continue
         state[release] = value.clone()
-    for layer in range(model.config.backbone_config.num_hidden_layers):
+    depth = model.config.backbone_config.num_hidden_layers  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
+    for layer in range(depth):
         attention = f"backbone.encoder.layer.{layer}.attention.attention."
         for leaf in ("weight", "bias"):
             parts = [model.state_dict()[f"{attention}{name}.{leaf}"] for name in ("query", "key", "value")]

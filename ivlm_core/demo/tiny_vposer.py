@@ -70,7 +70,9 @@ def write_tiny_vposer(folder: Path, num_neurons: int = 32, latent: int = 8, seed
     saved_name = (AttributeDict.__module__, AttributeDict.__qualname__)
     for name in names:
         sys.modules[name] = types.ModuleType(name)
-    sys.modules[_LIGHTNING_MODULE].AttributeDict = AttributeDict
+    vars(sys.modules[_LIGHTNING_MODULE])["AttributeDict"] = (
+        AttributeDict  # a bare stand-in module (no typed attributes)
+    )
     AttributeDict.__module__, AttributeDict.__qualname__ = _LIGHTNING_MODULE, "AttributeDict"
     try:
         with atomic_path(folder / "snapshots" / SNAPSHOT) as tmp:

@@ -21,11 +21,12 @@ Fitting (CV_CAMERA frame, metres, the camera at the origin):
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import numpy as np
 import torch
@@ -152,19 +153,25 @@ class _Batch:
     hands: torch.Tensor  # [B, 2, 15, 3] (flex, spread, twist) per finger joint, left then right
     names: list[str]
 
+    @staticmethod
+    def of(tensors: list[torch.Tensor], names: list[str]) -> _Batch:
+        """A batch from its tensors in the order [rotation0, *leaves()]."""
+        rotation0, delta, transl, pose, betas, hands = tensors
+        return _Batch(rotation0, delta, transl, pose, betas, hands, names)
+
     def leaves(self) -> list[torch.Tensor]:
         return [self.delta, self.transl, self.pose, self.betas, self.hands]
 
     def take(self, index: int) -> _Batch:
-        return _Batch(
-            *(t[index : index + 1].detach().clone() for t in [self.rotation0, *self.leaves()]), [self.names[index]]
+        return _Batch.of(
+            [t[index : index + 1].detach().clone() for t in [self.rotation0, *self.leaves()]], [self.names[index]]
         )
 
     def concat(self, other: _Batch) -> _Batch:
         tensors = [
             torch.cat([a, b]) for a, b in zip([self.rotation0, *self.leaves()], [other.rotation0, *other.leaves()])
         ]
-        return _Batch(*tensors, self.names + other.names)
+        return _Batch.of(tensors, self.names + other.names)
 
 
 class _Fitter:
@@ -295,7 +302,7 @@ class _Fitter:
         )
         out["hand_prior"] = math.sqrt(o.w_hand) * (batch.hands - self.relaxed).flatten(1)
         out["shape_prior"] = math.sqrt(o.w_shape) * (batch.betas - self.betas_centre)
-        if self.use_silhouette:
+        if self.use_silhouette and self.silhouette is not None:  # use_silhouette is only set with a silhouette
             suv, _ = project(points[:, self.num_layout :], self.k)
             count = suv.shape[1]
             out["silhouette"] = math.sqrt(o.w_silhouette / count) * bilinear(self.silhouette, suv) / self.unit_px
@@ -421,7 +428,7 @@ class _Fitter:
 
         def as_batch(parts: tuple[torch.Tensor, ...], rot0: torch.Tensor) -> _Batch:
             shaped = [part.reshape(-1, *shapes[n]) for part, n in zip(parts, LEAVES)]
-            return _Batch(rot0.reshape(-1, 3, 3), *shaped, batch.names)
+            return _Batch.of([rot0.reshape(-1, 3, 3), *shaped], batch.names)
 
         def residual(free_flat, held_flat, rot0, base, select, robust):
             one = as_batch(values(free_flat[None], held_flat[None], base[None], select), rot0[None])
@@ -534,6 +541,11 @@ def fit_body(
     return result
 
 
+def _total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The terms' losses [B] added in order (the built-in sum would start from the int 0)."""
+    return reduce(operator.add, terms.values())
+
+
 def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, torch.Tensor]]:
     """Starts, the body searched with the hands held, limbs re-seeded, then the hands, then all together: the best
     fit as a batch of one and its losses."""
@@ -541,7 +553,7 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
     batch = fitter.starts(init)
     with fitter.body_only():
         terms = fitter.optimise(batch, o.iterations, BODY_LEAVES)
-        best = int(sum(terms.values()).argmin())
+        best = int(_total(terms).argmin())
         batch, terms, best = _refine_limbs(fitter, batch, terms, best)
     batch = batch.take(best)
     if not fitter.hands_seen():  # nothing says how the hands are: they stay relaxed (the silhouette would bend them)
@@ -559,13 +571,13 @@ def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):
     with fitter.without_silhouette():
         free = ("delta", "transl", "pose")
         screened = fitter.optimise(variants, o.screen_iterations, free, select if fitter.prior is None else None)
-    order = torch.argsort(sum(screened.values()))[: o.keep_variants]
-    variants = _Batch(
-        *(t[order] for t in [variants.rotation0, *variants.leaves()]), [variants.names[int(i)] for i in order]
+    order = torch.argsort(_total(screened))[: o.keep_variants]
+    variants = _Batch.of(
+        [t[order] for t in [variants.rotation0, *variants.leaves()]], [variants.names[int(i)] for i in order]
     )
     new_terms = fitter.optimise(variants, o.refine_iterations, BODY_LEAVES)
-    new_best = int(sum(new_terms.values()).argmin())
-    if float(sum(new_terms.values())[new_best]) >= float(sum(terms.values())[best]):
+    new_best = int(_total(new_terms).argmin())
+    if float(_total(new_terms)[new_best]) >= float(_total(terms)[best]):
         return batch, terms, best
     return variants, new_terms, new_best
 
@@ -617,7 +629,7 @@ def _result(fitter: _Fitter, batch: _Batch, terms: dict[str, torch.Tensor], best
     used = fitter.keypoints.weight > 0
     residual = ((uv.numpy() - fitter.keypoints.points) ** 2).sum(-1)
     losses = {name: float(value[best]) for name, value in terms.items()}
-    losses["total"] = float(sum(terms.values())[best])
+    losses["total"] = float(_total(terms)[best])
     losses["keypoint_rms_px"] = float(math.sqrt(residual[used].mean())) if used.any() else float("nan")
     body_used = used[: len(COCO_KEYPOINTS)]
     losses["body_keypoint_rms_px"] = float(math.sqrt(residual[: len(COCO_KEYPOINTS)][body_used].mean()))

@@ -14,6 +14,7 @@ Frames: whatever frame `global_orient` and `transl` are given in (the fit uses t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
@@ -194,6 +195,16 @@ class BodyKinematics:
             weights=top.contiguous(),
             joints=joints.contiguous(),
         )
+
+    @overload
+    def pose(
+        self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, points: SkinnedPoints
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def pose(
+        self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, points: None
+    ) -> tuple[torch.Tensor, None]: ...
 
     def pose(
         self, rotations: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor, points: SkinnedPoints | None

@@ -77,9 +77,10 @@ def set_chain(
         parent = int(parents[joint])
         parent_rot = new_global.get(parent, rotations[parent])
         offset = rest[child] - rest[joint]
-        if targets[k] is not None:
+        target = targets[k]
+        if target is not None:
             current = parent_rot @ local[joint - 1]
-            current = aim(current @ offset, targets[k]) @ current
+            current = aim(current @ offset, target) @ current
         else:
             current = rotations[joint]
         new_global[joint] = current
@@ -95,7 +96,7 @@ def limb_variants(
 ) -> list[tuple[str, torch.Tensor, tuple[int, ...]]]:
     """(name, local rotations [21, 3, 3], the limb's three joints) for every depth flip and canonical posture of
     every limb."""
-    out = []
+    out: list[tuple[str, torch.Tensor, tuple[int, ...]]] = []
     for limb, chain in CHAINS.items():
         segments = [rotations[j] @ (rest[c] - rest[j]) for j, c in pairwise(chain)]
         for flipped in FLIPS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,11 @@ from ivlm_core.perceive.coco import KEYPOINT_FORMATS, NUM_WHOLEBODY_KEYPOINTS, k
 from ivlm_core.perceive.inputs import ImageLike, as_rgb_array, check_boxes
 from ivlm_core.perceive.vitpose_release import WHOLEBODY_DATASET_INDEX, find_release, load_release
 
+if TYPE_CHECKING:
+    from transformers import VitPoseImageProcessor
+    from transformers.models.vitpose.image_processing_pil_vitpose import VitPoseImageProcessorPil
+
+VitPoseProcessor: type[VitPoseImageProcessor] | type[VitPoseImageProcessorPil]
 if is_torchvision_available():
     from transformers import VitPoseImageProcessor as VitPoseProcessor
 else:  # transformers' own fallback when torchvision is absent: same maths in numpy / scipy / PIL
@@ -37,7 +43,7 @@ class KeypointEstimator:
     def __init__(
         self,
         model: VitPoseForPoseEstimation,
-        processor: VitPoseProcessor,
+        processor: VitPoseImageProcessor | VitPoseImageProcessorPil,
         *,
         demo: bool = False,
         dataset_index: int | None = None,
@@ -68,18 +74,20 @@ class KeypointEstimator:
         if release is not None and not (folder / "config.json").is_file():
             loaded = load_release(release, dtype)
             return cls(
-                loaded.model.to(device), VitPoseProcessor(), demo=loaded.is_demo, dataset_index=loaded.dataset_index
+                loaded.model.to(device),  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
+                VitPoseProcessor(),
+                demo=loaded.is_demo,
+                dataset_index=loaded.dataset_index,
             )
         folder = folders.check_folder(name, folder)
         config = folders.read_config(name, folder)
         with folders.loading(name, folder, "the processor file (preprocessor_config.json)"):
             processor = VitPoseProcessor.from_pretrained(folder, local_files_only=True)
         with folders.loading(name, folder, folders.weights_file(folder)):
-            model, info = VitPoseForPoseEstimation.from_pretrained(
-                folder, local_files_only=True, dtype=dtype, output_loading_info=True
-            )
+            model, info = folders.pretrained_with_info(VitPoseForPoseEstimation, folder, dtype)
         folders.check_loading_info(name, folder, info)
-        return cls(model.to(device), processor, demo=folders.is_demo_config(config))
+        on_device = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
+        return cls(on_device, processor, demo=folders.is_demo_config(config))
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +106,8 @@ class KeypointEstimator:
         coco_boxes = boxes.copy()
         coco_boxes[:, 2:] -= coco_boxes[:, :2]  # xyxy -> COCO (x, y, width, height), what the processor expects
         with torch.inference_mode():
-            inputs = self.processor(images=array, boxes=[coco_boxes.tolist()], return_tensors="pt")
+            # preprocess: what __call__ runs; __call__'s own signature does not declare the boxes
+            inputs = self.processor.preprocess(array, boxes=[coco_boxes.tolist()], return_tensors="pt")
             pixel_values = inputs["pixel_values"].to(self.device, self.model.dtype)
             extra = {}
             if self.dataset_index is not None:

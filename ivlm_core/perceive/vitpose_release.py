@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation
@@ -88,7 +89,8 @@ def load_release(path: Path, dtype: torch.dtype = torch.float32) -> LoadedReleas
         raise ModelFileError(f"{path} has no state_dict of tensors: it is not a ViTPose checkpoint.", hint)
     meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), dict) else {}
     config = release_config(state, meta, path, hint)
-    ours = map_release_keys(state, config.backbone_config.hidden_size, path, hint)
+    width = config.backbone_config.hidden_size  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
+    ours = map_release_keys(state, width, path, hint)
     model = VitPoseForPoseEstimation(config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(ours))
@@ -98,11 +100,11 @@ def load_release(path: Path, dtype: torch.dtype = torch.float32) -> LoadedReleas
             f"{path} does not hold a complete whole-body ViTPose: missing {missing[:5]}, mis-shaped {wrong[:5]}.", hint
         )
     model.load_state_dict(ours, strict=True)
-    model = model.to(dtype).eval()
+    model = model.to(dtype).eval()  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
     demo = bool(meta.get(DEMO_MARKER_KEY))
     if demo:  # kept in the config, so a save_pretrained copy of a generated file stays flagged as DEMO
         setattr(model.config, DEMO_MARKER_KEY, meta[DEMO_MARKER_KEY])
-    moe = config.backbone_config.num_experts > 1
+    moe = config.backbone_config.num_experts > 1  # type: ignore[union-attr]  # typed as its inputs (dict | None); __post_init__ makes it a config
     return LoadedRelease(model, WHOLEBODY_DATASET_INDEX if moe else None, demo)
 
 
@@ -134,7 +136,11 @@ def release_config(state: dict[str, torch.Tensor], meta: dict, path: Path, hint:
     moe = head == WHOLEBODY_HEAD and experts
     if positions % (256 // patch_size) or positions != (256 // patch_size) * (192 // patch_size):
         raise ModelFileError(f"{path} was trained for another input size ({positions} patches, not 256x192).", hint)
-    backbone = VitPoseBackboneConfig(
+    # (a plain ViT without experts keeps the config's default: transformers checks the field's type)
+    experts_size: dict[str, Any] = (
+        {"part_features": state[f"backbone.blocks.0.mlp.experts.{experts[0]}.weight"].shape[0]} if moe else {}
+    )
+    backbone = VitPoseBackboneConfig(  # type: ignore[call-arg]  # out_indices: a **kwargs of __post_init__, not typed
         image_size=[256, 192],
         patch_size=[patch_size, patch_size],
         hidden_size=width,
@@ -145,8 +151,7 @@ def release_config(state: dict[str, torch.Tensor], meta: dict, path: Path, hint:
         layer_norm_eps=1e-6,
         out_indices=[depth],
         num_experts=len(experts) if moe else 1,
-        # (a plain ViT without experts keeps the config's default: transformers checks the field's type)
-        **({"part_features": state[f"backbone.blocks.0.mlp.experts.{experts[0]}.weight"].shape[0]} if moe else {}),
+        **experts_size,
     )
     names = dict(enumerate(COCO_WHOLEBODY_KEYPOINTS))
     return VitPoseConfig(

@@ -9,19 +9,32 @@ user paints them, see the manual-contact workflow in the README).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal, TypeGuard, get_args
 
-BODY_MODEL = "body_model"
-PERCEPTION = "perception"
-HUMAN_CONTACT = "human_contact"
-OBJECT_CONTACT = "object_contact"
-CANONICAL_VIEWS = "canonical_views"
-PARTS = (BODY_MODEL, PERCEPTION, HUMAN_CONTACT, OBJECT_CONTACT, CANONICAL_VIEWS)
+PartName = Literal["body_model", "perception", "human_contact", "object_contact", "canonical_views"]
+SourceName = Literal["yours", "stand-in", "absent"]
+
+BODY_MODEL: Final = "body_model"
+PERCEPTION: Final = "perception"
+HUMAN_CONTACT: Final = "human_contact"
+OBJECT_CONTACT: Final = "object_contact"
+CANONICAL_VIEWS: Final = "canonical_views"
+PARTS: tuple[PartName, ...] = get_args(PartName)
 CONTACT_PARTS = (HUMAN_CONTACT, OBJECT_CONTACT, CANONICAL_VIEWS)  # needed only to predict contacts
 
-YOURS = "yours"
-STAND_IN = "stand-in"
-ABSENT = "absent"
-SOURCES = (YOURS, STAND_IN, ABSENT)
+YOURS: Final = "yours"
+STAND_IN: Final = "stand-in"
+ABSENT: Final = "absent"
+SOURCES: tuple[SourceName, ...] = get_args(SourceName)
+
+
+def is_part(name: str) -> TypeGuard[PartName]:
+    return name in PARTS
+
+
+def is_source(name: str) -> TypeGuard[SourceName]:
+    return name in SOURCES
+
 
 TITLES = {
     BODY_MODEL: "SMPL-X body model",

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from ivlm_core.localize.prompts import check_label
 from ivlm_core.mesh import TriangleMesh, review_object_mesh, validate_mesh
 from ivlm_core.perceive.multihmr.estimator import MultiHMREstimator, match_person
 from ivlm_core.perceive.people import PeopleChoice
-from ivlm_core.perceive.perceiver import Perceiver, Perception
+from ivlm_core.perceive.perceiver import Perceiver, Perception, PersonDetection
 from ivlm_core.pipeline import parts
 from ivlm_core.pipeline.contact import estimate_human_contact, estimate_object_contact
 from ivlm_core.pipeline.parts import PartSource
@@ -247,7 +248,7 @@ class ContactPipeline:
     ) -> ContactPipeline:
         """The user's model files (see `ivlm_core.paths` for the layout) in `configuration` (plan.py): the two
         releases or the joint one, the language model in the load dtype, int8 or nf4."""
-        every = dict.fromkeys(parts.PARTS, parts.YOURS)
+        every: dict[str, str] = dict.fromkeys(parts.PARTS, parts.YOURS)
         return cls.from_parts(root, every, device=device, dtype=dtype, configuration=configuration, sam_batch=sam_batch)
 
     @classmethod
@@ -475,7 +476,7 @@ class ContactPipeline:
         if perception is None or perception.person is None:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
-        init = self._first_estimate(image, perception, camera, notes)
+        init = self._first_estimate(image, perception.person, camera, notes)
         if init is None and perceiver_is_demo(self.perceiver):  # random-weight keypoints: fitting them means nothing
             notes.append(DEMO_BODY_NOTE)
             return standing_body(self.body, camera)
@@ -511,15 +512,15 @@ class ContactPipeline:
         return fit
 
     def _first_estimate(
-        self, image: np.ndarray, perception: Perception, camera: CameraIntrinsics, notes: list[str]
+        self, image: np.ndarray, person: PersonDetection, camera: CameraIntrinsics, notes: list[str]
     ) -> BodyInit | None:
-        """Multi-HMR's estimate of the chosen person (our intrinsics), or None with a note saying why."""
+        """Multi-HMR's estimate of the chosen `person` (our intrinsics), or None with a note saying why."""
         if self.body_estimator is None:
             if self.body_estimator_note:
                 notes.append(self.body_estimator_note)
             return None
         people = self.body_estimator(image, camera.matrix)
-        init, reason = match_person(people, perception.person.box, self.body, camera.matrix, self.body_estimator.name)
+        init, reason = match_person(people, person.box, self.body, camera.matrix, self.body_estimator.name)
         if init is None:
             notes.append(f"{reason}: the body is fitted from keypoints alone")
         return init
@@ -531,6 +532,8 @@ class ContactPipeline:
         answers: dict[str, str] = {}
         body_contact = object_contact = None
         if wanted and self.human_localizer is not None:
+            if self.body_views is None:  # the constructor's contract: the views come with a human localizer
+                raise ValueError("a human contact localizer needs the canonical body views (body_views)")
             human = estimate_human_contact(self.human_localizer, image, obj.label, self.body_views, self.mapping)
             body_contact, answers["human"] = human.smplx, human.localize.text
             if human.smplx is None:
@@ -634,6 +637,15 @@ def _load_views(source: str, root: Path | None, device: str) -> tuple[CanonicalB
     return load_canonical_body_views(data, paths.body_models_dir(root), device=device), load_mapping(data)
 
 
+class _LocalizerOptions(TypedDict):
+    """The keyword arguments every `Localizer.from_folders` call here shares."""
+
+    device: str
+    dtype: torch.dtype
+    llm_precision: str
+    sam_batch: int
+
+
 def _load_contact_models(
     sources: Mapping[str, str],
     root: Path | None,
@@ -668,7 +680,7 @@ def _load_contact_models(
         stand_in = source == parts.STAND_IN
         folder = tiny.releases[release] if stand_in else paths.interactvlm_release_dir(release, root)
         clip = tiny.clip if stand_in else paths.clip_dir(root)
-        options = {
+        options: _LocalizerOptions = {
             "device": device,
             "dtype": torch.float32 if stand_in else dtype,
             "llm_precision": configuration.llm_precision,
@@ -687,7 +699,12 @@ def _localizers(
     sam_batch: int,
 ) -> tuple[Localizer, Localizer]:
     """(human, object) localizers of a configuration: one shared Localizer for the joint release."""
-    options = {"device": device, "dtype": dtype, "llm_precision": configuration.llm_precision, "sam_batch": sam_batch}
+    options: _LocalizerOptions = {
+        "device": device,
+        "dtype": dtype,
+        "llm_precision": configuration.llm_precision,
+        "sam_batch": sam_batch,
+    }
     if configuration.joint:
         joint = Localizer.from_folders(release_dirs[0], clip_dir, role="joint", **options)
         return joint, joint

@@ -45,7 +45,10 @@ class RecognisedScene(Protocol):
     """A photo recognised as one of the project's generated demo scenes."""
 
     use: TruthUse
-    focal_px: float  # the photo's true focal length in pixels
+
+    @property
+    def focal_px(self) -> float:
+        """The photo's true focal length in pixels (read-only: a property satisfies it)."""
 
     def perception(self, labels: list[str]) -> Perception:
         """The person (true keypoints, visible mask) and each label's object (its true mask, or None)."""
