@@ -47,7 +47,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_folder_once(root: Path, version: str, write: Callable[[Path], None]) -> bool:
+def ensure_folder_once(root: Path, version: str, write: Callable[[Path], object]) -> bool:
     """Writes a generated folder at `root` once per `version`, atomically; returns True when it (re)wrote it.
 
     `write` fills a temporary folder beside `root`; a VERSION stamp is added and the folder swapped into place

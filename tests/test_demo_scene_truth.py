@@ -177,13 +177,6 @@ def test_demo_chair_scene_places_the_chair_under_the_true_body(pipeline, chair):
     assert placed.contact_f1 >= MIN_CONTACT_F1, placed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a crash is not the expected failure
-    reason="main's body fit does not seat the body from the true keypoints and mask (2026-12-06: 23.6 cm mean "
-    "vertex error after centring; the chair then ends with the pelvis 1.8 cm over its seat and 27 cm in front of "
-    "the seat's centre, against 19.5 cm over and 5.5 cm behind in truth; contact F1 0.26)",
-)
 def test_demo_chair_scene_gives_a_seated_body_with_the_chair_under_it(pipeline, chair):
     """The demo as a user runs it: the real body fit on the true keypoints and mask, then the real placement."""
     image, pil = _open(tagged_png(chair))

@@ -380,7 +380,7 @@ class ContactPipeline:
             notes += perception.notes
 
         t = stage("body", 0.2, "fitting the SMPL-X body")
-        body = self._body(image, perception, camera, options, notes)
+        body = self._body(image, perception, camera, options, notes, true_keypoints=truth is not None)
         timings["body"] = time.perf_counter() - t
 
         outcomes: list[ObjectOutcome] = []
@@ -466,7 +466,10 @@ class ContactPipeline:
         camera: CameraIntrinsics,
         options: RunOptions,
         notes: list[str],
+        true_keypoints: bool = False,
     ) -> BodyFit | None:
+        """The body: the client's, a fit to the person's keypoints (from `_first_estimate` when there is one), or
+        a standing stand-in for random-weight keypoints; `true_keypoints`: they came from a demo scene's truth."""
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
             return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
@@ -477,7 +480,8 @@ class ContactPipeline:
             notes.append("no person found in the photo: no body was fitted, so no object could be placed")
             return None
         init = self._first_estimate(image, perception.person, camera, notes)
-        if init is None and perceiver_is_demo(self.perceiver):  # random-weight keypoints: fitting them means nothing
+        random_keypoints = perceiver_is_demo(self.perceiver) and not true_keypoints
+        if init is None and random_keypoints:  # fitting random-weight keypoints means nothing
             notes.append(DEMO_BODY_NOTE)
             return standing_body(self.body, camera)
         occluders = [d.mask for d in perception.objects.values() if d is not None]
@@ -499,7 +503,7 @@ class ContactPipeline:
                 estimate = body_from_client(self.body, params=init.params())
                 estimate.source, estimate.start = "estimated", init.source
                 return estimate
-            if self.demo:  # random keypoints: a stand-in keeps the demo's later stages running (flagged)
+            if self.demo and random_keypoints:  # a stand-in keeps the demo's later stages running (flagged)
                 notes.append(DEMO_BODY_NOTE)
                 return standing_body(self.body, camera)
             notes.append(f"body not fitted: {exc.message}")
