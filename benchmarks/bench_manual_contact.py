@@ -91,7 +91,7 @@ class TruthAfterPerception:
     def __init__(self, perceiver: Perceiver, keypoints: np.ndarray, person_mask: np.ndarray, object_mask: np.ndarray):
         self.perceiver, self.keypoints = perceiver, keypoints
         self.person_mask, self.object_mask = person_mask, object_mask
-        self.demo = True
+        self.demo = False  # its keypoints are the truth: the pipeline must fit them (a DEMO perceiver's are not)
 
     def perceive(self, image, labels, person_box=None) -> Perception:
         from ivlm_core.perceive.perceiver import ObjectDetection, PersonDetection
@@ -107,15 +107,10 @@ class TruthAfterPerception:
 
 
 def scene_keypoints(scene, body) -> np.ndarray:
-    """The scene body's COCO-17 joints projected into its photo, confidence 1: [17, 3]."""
-    from ivlm_core.fit.body_fit import COCO_TO_SMPLX, body_from_client
-    from ivlm_core.fit.image_terms import project
-    from ivlm_core.frames import transform_points
-
-    truth = body_from_client(body, params=scene.body_params)
-    joints = transform_points(scene.cv_camera_from_world, truth.joints)[COCO_TO_SMPLX.numpy()]
-    uv, _ = project(torch.tensor(joints), torch.tensor(scene.intrinsics))
-    return np.concatenate([uv.numpy(), np.ones((17, 1))], 1)
+    """The scene's true COCO-WholeBody keypoints in its photo, with their visibility: [133, 3] (as a whole-body
+    detector gives them; `body` is unused, the generator projected the posed body's own keypoints)."""
+    del body
+    return scene.keypoints.astype(np.float32)
 
 
 def main() -> None:
