@@ -193,6 +193,7 @@ def build_perceiver(device: torch.device, tiny: bool):
     from transformers import GroundingDinoForObjectDetection, SamModel, VitPoseForPoseEstimation
 
     from ivlm_core.demo.tiny_perception import ensure_tiny_perception
+    from ivlm_core.perceive.keypoints import KeypointEstimator
     from ivlm_core.perceive.perceiver import Perceiver
 
     folders = ensure_tiny_perception()
@@ -203,7 +204,14 @@ def build_perceiver(device: torch.device, tiny: bool):
     perceiver.detector.model = GroundingDinoForObjectDetection(configs["grounding-dino"]).to(device).eval()
     perceiver.detector.processor.image_processor.size = {"shortest_edge": 800, "longest_edge": 1333}
     perceiver.segmenter.model = SamModel(configs["sam"]).to(device).eval()
-    perceiver.keypoints.model = VitPoseForPoseEstimation(configs["vitpose"]).to(device).eval()
+    # The head as many keypoints as the folder's model (COCO-17 or COCO-WholeBody's 133), so the estimator's names
+    # and the fit's keypoint format stay the folder's.
+    keypoints = perceiver.keypoints
+    vitpose = configs["vitpose"]
+    vitpose.num_labels = keypoints.model.config.num_labels
+    perceiver.keypoints = KeypointEstimator(
+        VitPoseForPoseEstimation(vitpose).to(device).eval(), keypoints.processor, demo=keypoints.demo
+    )
     return perceiver
 
 

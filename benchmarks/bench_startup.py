@@ -5,8 +5,9 @@
 Writes a release-format folder at LLaMA-2-13B widths with random weights (`--layers` decoder layers of 40, SAM
 ViT-H, bf16 pickles in shards as transformers 4.31 wrote them), converts it with `convert_release` (what
 `ivlm serve --convert-on-start` does once), then times `load_network` from each, alternating, `--repeats` times.
-Per-layer figures are scaled to 40 layers in the printout (the layers are identical, so time and bytes scale with
-their count; SAM and the embeddings are loaded in full). The page cache is warm for both after the first pass.
+The printout is for the layers written (SAM ViT-H, CLIP ViT-L/14 and the embeddings in full); the decoder layers
+are identical, so their share scales with their count. The page cache is warm for both after the first pass.
+With `--keep DIR`, the folders an earlier run left in DIR are reused (not rewritten).
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ def write_release(folder: Path, layers: int, shard_bytes: int = 10 << 30) -> int
     return total
 
 
+def write_clip_vit_l(folder: Path, tiny_clip: Path) -> None:
+    """A CLIP ViT-L/14 vision folder with random weights: the tiny folder's processor files, ViT-L/14's shapes."""
+    from transformers import CLIPVisionModel
+
+    shutil.copytree(tiny_clip, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "config.json"))
+    CLIPVisionModel(memory_plan.clip_vit_l_14_config()).save_pretrained(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=2)
@@ -99,18 +108,25 @@ def main() -> None:
     args = parser.parse_args()
     from ivlm_core.demo.tiny_release import ensure_tiny_models
 
-    clip = ensure_tiny_models().clip  # CLIP's own loading is the same for both; the tiny one keeps the focus
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp())
-    bins, converted = root / "release-bin", root / "release-safetensors"
-    start = time.perf_counter()
-    total = write_release(bins, args.layers)
-    print(
-        f"wrote {total / 1e9:.2f} GB of .bin shards ({args.layers} decoder layers) in {time.perf_counter() - start:.0f} s"
-    )
-    start = time.perf_counter()
-    convert_release(bins, converted)
-    convert_s = time.perf_counter() - start
-    print(f"converted to safetensors in {convert_s:.0f} s")
+    bins, converted, clip = root / "release-bin", root / "release-safetensors", root / "clip-vit-large-patch14"
+    if not clip.is_dir():  # the release's projector takes ViT-L/14's 1024-d features; loaded the same for both
+        write_clip_vit_l(clip, ensure_tiny_models().clip)
+    if (converted / "config.json").is_file():  # --keep: the folders of an earlier run, written at these sizes
+        total = json.loads((bins / "pytorch_model.bin.index.json").read_text())["metadata"]["total_size"]
+        convert_s = float("nan")
+        print(f"reusing {total / 1e9:.2f} GB of .bin shards and their conversion in {root}")
+    else:
+        start = time.perf_counter()
+        total = write_release(bins, args.layers)
+        print(
+            f"wrote {total / 1e9:.2f} GB of .bin shards ({args.layers} decoder layers) in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
+        start = time.perf_counter()
+        convert_release(bins, converted)
+        convert_s = time.perf_counter() - start
+        print(f"converted to safetensors in {convert_s:.0f} s")
     times: dict[str, list[float]] = {"bin": [], "safetensors": []}
     for _ in range(args.repeats):
         for name, folder in (("bin", bins), ("safetensors", converted)):
