@@ -160,3 +160,33 @@ def test_random_weight_perception_without_contact_model_fits_a_demo_scenes_truth
     (outcome,) = result.objects
     assert outcome.body_contact is None and outcome.object_contact is None
     assert parts.CONTACT_NOT_PREDICTED in result.notes
+
+
+def test_cli_reconstruct_without_a_contact_model(tmp_path, synthetic_body_files, tiny_perception, capsys) -> None:
+    """`ivlm reconstruct --no-contact-model` runs with the body and perception only (no InteractVLM files): the
+    object is put in view with no contacts, and the result says to paint them; without the option the same folder
+    is refused, naming the missing release."""
+    import json
+
+    import trimesh
+    from PIL import Image
+
+    from ivlm_core.cli import main as cli_main
+    from ivlm_core.demo.scenes import make_scene
+
+    root = _body_and_perception_folder(tmp_path / "models", synthetic_body_files, tiny_perception)
+    scene = make_scene("hold_mug", 0)
+    Image.fromarray(scene.image).save(tmp_path / "photo.png")  # untagged: a user's photo
+    mesh = tmp_path / "mug.obj"
+    trimesh.Trimesh(scene.object_mesh.vertices, scene.object_mesh.faces, process=False).export(mesh)
+    command = ["reconstruct", str(tmp_path / "photo.png"), "--object", f"{mesh}:{scene.label}", "--models", str(root)]
+    assert cli_main([*command, "--out", str(tmp_path / "refused")]) == 2
+    assert "interactvlm" in capsys.readouterr().err.lower()
+
+    assert cli_main([*command, "--no-contact-model", "--out", str(tmp_path / "out")]) == 0
+    saved = json.loads((tmp_path / "out" / "photo" / "result.json").read_text())
+    assert parts.CONTACT_NOT_PREDICTED in saved["notes"]
+    (obj,) = saved["objects"]
+    assert not obj["has_object_contact"] and not obj["has_body_contact"]
+    assert obj["status"] == "placed" and "no contact was predicted" in obj["reason"]
+    assert (tmp_path / "out" / "photo" / f"object_{scene.label}.ply").is_file()
