@@ -196,8 +196,8 @@ def _reconstruct_pipeline(args: argparse.Namespace) -> ContactPipeline:
             if demo
             else ContactPipeline.from_models_dir(root, device=args.device)
         )
-    sources = dict.fromkeys(parts.PARTS, parts.STAND_IN if demo else parts.YOURS)
-    sources.update(dict.fromkeys(parts.CONTACT_PARTS, parts.ABSENT))
+    present = parts.STAND_IN if demo else parts.YOURS
+    sources: dict[str, str] = {part: parts.ABSENT if part in parts.CONTACT_PARTS else present for part in parts.PARTS}
     return ContactPipeline.from_parts(root, sources, device=args.device)
 
 
