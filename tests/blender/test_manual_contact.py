@@ -35,9 +35,11 @@ LOAD_TIMEOUT_S = 600  # generous: on a busy shared machine a first start generat
 NOT_PREDICTED = "contacts are not predicted"  # ivlm_core.pipeline.parts.CONTACT_NOT_PREDICTED starts so
 GROUP = "contact_chair"
 # Tolerances (metres) against the scene's truth; the fit sees one photo, so depth is the loosest.
-BODY_MEAN_ERROR_M = 0.15  # mean vertex distance of the fitted body to the true one (the standing stand-in: > 0.3)
+# Seen on 2026-12-06 (bpy 5.0.1): 0.05 m, 0.01 m, 0.04 m; the standing stand-in body is 0.49 m from the true one.
+BODY_MEAN_ERROR_M = 0.15  # mean vertex distance of the fitted body to the true one
 CONTACT_GAP_M = 0.04  # median distance from the chair's painted vertices to the body's painted vertices
 CHAIR_CENTRE_M = 0.15  # the refitted chair's centre to its true centre
+MOVED_M = 0.1  # Refit moves the chair at least this far from where Estimate put it in view (seen: 0.56 m)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,7 @@ def test_body_and_perception_only_estimate_paint_refit_export(
     assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
     assert len(run["ivlm_refit_job_id"]) == 32
     moved = (placed.matrix_world.translation - in_view.translation).length
-    assert moved > 0.01 or placed.matrix_world != in_view, "Refit left the chair where Estimate put it"
+    assert moved > MOVED_M, f"Refit moved the chair {moved:.3f} m from where Estimate put it in view"
     painted_chair = _world(placed)[truth["object_contact"]]
     painted_body = _world(body)[truth["body_contact"]]
     gaps = np.linalg.norm(painted_chair[:, None] - painted_body[None], axis=2).min(1)
