@@ -11,6 +11,7 @@ ivlm canonical-views
 ivlm convert-release RELEASE_DIR OUT_DIR [--dtype bfloat16]
     One-time conversion of an InteractVLM release (.bin pickles) to safetensors in our layout.
 ivlm reconstruct (IMAGE | --images DIR | --demo-scene KIND) --object MESH:LABEL [...] [--out DIR]
+                 [--no-contact-model]
     Perceive -> Render -> Localize -> Lift -> Fit: body, placed objects and contacts, written per image.
 ivlm serve [--host 127.0.0.1] [--port 8765] [--models DIR] [--data-dir DIR] [--demo | --no-demo]
            [--no-contact-model] [...]
@@ -29,8 +30,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivlm_core.errors import IVLMError
+
+if TYPE_CHECKING:
+    from ivlm_core.pipeline.reconstruct import ContactPipeline
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -120,7 +125,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     from ivlm_core.errors import BadInputError
     from ivlm_core.frames import transform_points
     from ivlm_core.pipeline.outputs import save_result
-    from ivlm_core.pipeline.reconstruct import ContactPipeline, ObjectInput, RunOptions
+    from ivlm_core.pipeline.reconstruct import ObjectInput, RunOptions
 
     jobs: list[tuple[str, np.ndarray, Image.Image | None, RunOptions, list]] = []
     objects = [_parse_object(spec) for spec in args.object]
@@ -161,10 +166,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
             upright = ImageOps.exif_transpose(pil)  # as the server does: the photo as phones and viewers show it
             jobs.append((path.stem, np.asarray(upright.convert("RGB")), pil, base, objects))
 
-    if args.demo or args.demo_scene:
-        pipeline = ContactPipeline.demo_pipeline(args.device)
-    else:
-        pipeline = ContactPipeline.from_models_dir(Path(args.models) if args.models else None, device=args.device)
+    pipeline = _reconstruct_pipeline(args)
     for name, image, photo, options, objs in jobs:
         print(f"{name}:")
         result = pipeline.run(
@@ -178,6 +180,25 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
         for o in result.objects:
             print(f"  {o.label}: {o.placement.status} ({o.placement.reason})")
         print(f"  wrote {out}" + ("  [DEMO]" if result.demo else ""))
+
+
+def _reconstruct_pipeline(args: argparse.Namespace) -> ContactPipeline:
+    """The pipeline `reconstruct` runs: the user's models (or the DEMO stand-ins with --demo / --demo-scene), with
+    no contact model at all under --no-contact-model (body fit and placement in view only: contacts are painted)."""
+    from ivlm_core.pipeline import parts
+    from ivlm_core.pipeline.reconstruct import ContactPipeline
+
+    demo = bool(args.demo or args.demo_scene)
+    root = None if demo or not args.models else Path(args.models)
+    if not args.no_contact_model:
+        return (
+            ContactPipeline.demo_pipeline(args.device)
+            if demo
+            else ContactPipeline.from_models_dir(root, device=args.device)
+        )
+    present = parts.STAND_IN if demo else parts.YOURS
+    sources: dict[str, str] = {part: parts.ABSENT if part in parts.CONTACT_PARTS else present for part in parts.PARTS}
+    return ContactPipeline.from_parts(root, sources, device=args.device)
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
@@ -321,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--models", help="models folder (default: $IVLM_MODELS_DIR or ~/ivlm-models)")
     rec.add_argument("--demo", action="store_true", help="use the generated DEMO models instead of real ones")
+    rec.add_argument(
+        "--no-contact-model",
+        action="store_true",
+        help="load no contact model (no language model, no InteractVLM files needed): the body is fitted and each "
+        "object put upright where its mask is, with no contacts (paint them, then refit)",
+    )
     rec.add_argument("--seed", type=int, default=0, help="seed of the demo scene")
     rec.add_argument(
         "--scene-body", action="store_true", help="demo scene: supply its true body instead of fitting one"

@@ -199,7 +199,8 @@ def test_demo_chair_scene_gives_a_seated_body_with_the_chair_under_it(pipeline, 
 
 
 def test_production_modules_do_not_import_the_demo_package():
-    """The scene truth reaches the pipeline only through ContactPipeline.demo_pipeline's provider (the seam)."""
+    """The scene truth reaches the pipeline only through the provider ContactPipeline.demo_pipeline (or from_parts,
+    for random-weight perception) imports when it loads (the seam)."""
     import subprocess
     import sys
 

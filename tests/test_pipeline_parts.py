@@ -127,3 +127,66 @@ def test_an_object_not_found_goes_in_front_of_the_body_or_ahead_of_the_camera() 
     alone = place_in_view(mesh, camera, None, None, "no contact")
     centre = transform_points(alone.camera_from_object, mesh.vertices).mean(0)
     assert np.allclose(centre, [0.0, 0.0, 2.0], atol=1e-6)
+
+
+@pytest.mark.slow  # regenerates the demo scene to recognise it (a few seconds)
+def test_random_weight_perception_without_contact_model_fits_a_demo_scenes_truth_but_paints_no_contact(
+    tmp_path, synthetic_body_files, tiny_perception
+) -> None:
+    """SMPL-X and perception in the folder (the generated ones: random weights), no contact model: a generated demo
+    photo is recognised, as in the whole DEMO, so its true keypoints and masks stand in for the random perception's
+    (without this the body was the standing stand-in); its true contacts are not used, since no contact model ran:
+    the groups stay empty for the user to paint."""
+    import io
+
+    from PIL import Image
+
+    from ivlm_core.demo.scene_truth import tagged_png
+    from ivlm_core.demo.scenes import make_scene
+    from ivlm_core.pipeline.reconstruct import ContactPipeline, ObjectInput, RunOptions
+
+    root = _body_and_perception_folder(tmp_path / "models", synthetic_body_files, tiny_perception)
+    pipeline = ContactPipeline.from_parts(root, planned_sources(check_model_files(root), root))
+    assert pipeline.demo and not pipeline.predicts_contact
+    scene = make_scene("sit_chair", 0, body=pipeline.body)
+    photo = Image.open(io.BytesIO(tagged_png(scene)))
+    fit_only = RunOptions(stages=frozenset({"fit"}))  # the body fit is tested elsewhere; recognition is the point
+    result = pipeline.run(scene.image, [ObjectInput(scene.label, scene.object_mesh)], fit_only, pil_image=photo)
+    assert result.scene_truth is not None, result.notes
+    used = result.scene_truth.inputs
+    assert {"keypoints", "person_mask", f"object_mask:{scene.label}"} <= set(used)
+    assert not any(name.startswith(("body_contact", "object_contact")) for name in used), used
+    assert "contact" not in result.scene_truth.stages_replaced
+    (outcome,) = result.objects
+    assert outcome.body_contact is None and outcome.object_contact is None
+    assert parts.CONTACT_NOT_PREDICTED in result.notes
+
+
+def test_cli_reconstruct_without_a_contact_model(tmp_path, synthetic_body_files, tiny_perception, capsys) -> None:
+    """`ivlm reconstruct --no-contact-model` runs with the body and perception only (no InteractVLM files): the
+    object is put in view with no contacts, and the result says to paint them; without the option the same folder
+    is refused, naming the missing release."""
+    import json
+
+    import trimesh
+    from PIL import Image
+
+    from ivlm_core.cli import main as cli_main
+    from ivlm_core.demo.scenes import make_scene
+
+    root = _body_and_perception_folder(tmp_path / "models", synthetic_body_files, tiny_perception)
+    scene = make_scene("hold_mug", 0)
+    Image.fromarray(scene.image).save(tmp_path / "photo.png")  # untagged: a user's photo
+    mesh = tmp_path / "mug.obj"
+    trimesh.Trimesh(scene.object_mesh.vertices, scene.object_mesh.faces, process=False).export(mesh)
+    command = ["reconstruct", str(tmp_path / "photo.png"), "--object", f"{mesh}:{scene.label}", "--models", str(root)]
+    assert cli_main([*command, "--out", str(tmp_path / "refused")]) == 2
+    assert "interactvlm" in capsys.readouterr().err.lower()
+
+    assert cli_main([*command, "--no-contact-model", "--out", str(tmp_path / "out")]) == 0
+    saved = json.loads((tmp_path / "out" / "photo" / "result.json").read_text())
+    assert parts.CONTACT_NOT_PREDICTED in saved["notes"]
+    (obj,) = saved["objects"]
+    assert not obj["has_object_contact"] and not obj["has_body_contact"]
+    assert obj["status"] == "placed" and "no contact was predicted" in obj["reason"]
+    assert (tmp_path / "out" / "photo" / f"object_{scene.label}.ply").is_file()

@@ -273,9 +273,13 @@ class ContactPipeline:
             views, mapping = _load_views(sources[parts.CANONICAL_VIEWS], root, device)
         hmr_dtype = torch.float16 if str(device).startswith("cuda") else torch.float32  # upstream ran fp16 on GPUs
         estimator, estimator_note = MultiHMREstimator.optional(root, device, hmr_dtype)
-        return cls(
+        perceiver, body = (
             _load_perceiver(sources[parts.PERCEPTION], root, device),
             _load_body(sources[parts.BODY_MODEL], root),
+        )
+        return cls(
+            perceiver,
+            body,
             human,
             target,
             views,
@@ -285,6 +289,7 @@ class ContactPipeline:
             body_estimator=estimator,
             body_estimator_note=estimator_note,
             pose_prior=optional_vposer(root),
+            scene_truth=_demo_scene_truth(perceiver, body),
         )
 
     @classmethod
@@ -389,8 +394,10 @@ class ContactPipeline:
             "contact", 0.4, "rendering, localizing and lifting contact" if predicting else "no contact model runs"
         )
         contacts = {}
+        if truth is not None and not predicting:  # no contact model ran, so the truth stood in for none
+            truth.use.stages_replaced.pop("contact", None)
         for obj in usable:
-            known = truth.contacts(obj.label, obj.mesh) if truth is not None else None
+            known = truth.contacts(obj.label, obj.mesh) if truth is not None and predicting else None
             contacts[obj.label] = (
                 (*known, {}, []) if known is not None else self._contact(image, obj, options.predict_contact)
             )
@@ -610,6 +617,19 @@ class ContactPipeline:
 
 
 # -- loading each part from the user's files or its generated stand-in (ContactPipeline.from_parts) ------------
+
+
+def _demo_scene_truth(perceiver: Perceiver, body: LoadedBodyModel) -> TruthProvider | None:
+    """The generated demo scenes' truth for a pipeline whose perception has random weights (a stand-in, from
+    the cache or copied into the models folder), as `demo_pipeline` has it; None with the user's perception.
+
+    Without it a server with the body and perception present but no contact model put a standing stand-in body
+    on a generated demo photo, although the scene's true keypoints could be fitted (the whole DEMO fits them)."""
+    if not perceiver_is_demo(perceiver):
+        return None
+    from ivlm_core.demo.scene_truth import SceneTruthProvider
+
+    return SceneTruthProvider(body)
 
 
 def _load_body(source: str, root: Path | None) -> LoadedBodyModel:

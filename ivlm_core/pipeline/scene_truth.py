@@ -1,6 +1,7 @@
 """The seam through which a DEMO run may use a generated scene's own ground truth (production side).
 
-The pipeline never imports `ivlm_core.demo` for this: `ContactPipeline.demo_pipeline` hands it a provider
+The pipeline never imports `ivlm_core.demo` for this at import time: `ContactPipeline.demo_pipeline` (and
+`from_parts`, when the perception models are the random-weight stand-ins) hands it a provider
 (`ivlm_core.demo.scene_truth.SceneTruthProvider`), which recognises the project's generated demo photos and
 supplies their true keypoints, masks and contacts where the DEMO models have random weights. A result made
 so says which inputs came from the scene's truth and which stages really ran (`TruthUse`).
