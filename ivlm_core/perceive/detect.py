@@ -141,7 +141,7 @@ class ObjectDetector:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _size(self, height: int, width: int) -> dict[str, dict[str, int]]:
+    def resize_option(self, height: int, width: int) -> dict[str, dict[str, int]]:
         """The processor's `size` for this photo: its own (none given) unless a photo smaller than it is kept."""
         size = self.processor.image_processor.size
         short = min(height, width)
@@ -183,7 +183,7 @@ class ObjectDetector:
 
         height, width = array.shape[:2]
         with torch.inference_mode():
-            inputs = self.processor(images=array, text=prompt, return_tensors="pt", **self._size(height, width))
+            inputs = self.processor(images=array, text=prompt, return_tensors="pt", **self.resize_option(height, width))
             if inputs["input_ids"][0].tolist() != list(encoded["input_ids"]):
                 raise RuntimeError("the processor tokenized the prompt differently from its own tokenizer")
             inputs = {
