@@ -109,7 +109,8 @@ def skeleton_out(skeleton: Skeleton, body_joints: np.ndarray) -> SkeletonOut:
 
 
 def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
-    """What a fit-only job reuses from an estimate job: the body, the camera and the masks."""
+    """What a fit-only job reuses from an estimate job: the body, the camera, the masks and the placements (the
+    pose the user sees, where a refit's search starts)."""
     state: dict[str, np.ndarray] = {
         "camera_focal_px": np.array(result.camera.focal_px),
         "camera_image_size": np.array(result.camera.image_size),
@@ -127,6 +128,9 @@ def refit_state(result: ReconstructResult) -> dict[str, np.ndarray]:
     for index, outcome in enumerate(result.objects):
         if outcome.detection_mask is not None:
             state[array_keys.key(array_keys.OBJECT_MASK, index)] = outcome.detection_mask.astype(bool)
+        if outcome.placement.camera_from_object is not None:
+            pose = np.asarray(outcome.placement.camera_from_object, np.float64)
+            state[array_keys.key(array_keys.OBJECT_POSE, index)] = pose
     return state
 
 

@@ -312,7 +312,7 @@ class JobRunner:
                 "Run Estimate Contact on a photo where the person is found, or supply the body.",
             )
         camera = camera_from_state(state)
-        objects, masks = [], {}
+        objects, masks, poses = [], {}, {}
         for label in record.labels:
             i = source.labels.index(label)
             contacts = (
@@ -322,6 +322,8 @@ class JobRunner:
             objects.append(ObjectInput(label, _mesh(source_inputs, i), *contacts))
             if array_keys.key(array_keys.OBJECT_MASK, i) in state:
                 masks[label] = state[array_keys.key(array_keys.OBJECT_MASK, i)]
+            if array_keys.key(array_keys.OBJECT_POSE, i) in state:  # older jobs lack it: the dense search runs
+                poses[label] = state[array_keys.key(array_keys.OBJECT_POSE, i)]
         options = record.options
         run_options = RunOptions(
             placement=inputs.placement_options(
@@ -332,7 +334,13 @@ class JobRunner:
         self._check_cancel(job_id)
         start = time.perf_counter()
         outcomes = self.pipeline.refit(
-            body, camera, objects, object_masks=masks, person_mask=state.get("person_mask"), options=run_options
+            body,
+            camera,
+            objects,
+            object_masks=masks,
+            person_mask=state.get("person_mask"),
+            options=run_options,
+            initial_poses=poses,
         )
         notes = [DEMO_NOTE] if self.demo else []
         notes += [s.note() for s in self.pipeline.part_sources() if s.source == parts.STAND_IN]

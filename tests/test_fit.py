@@ -11,9 +11,17 @@ from scipy.spatial.transform import Rotation
 
 from ivlm_core.demo.fit_cases import make_fit_case, placement_error
 from ivlm_core.errors import BadInputError
-from ivlm_core.fit.camera import EXIF_FOCAL_35MM, EXIF_IFD, FULL_FRAME_DIAGONAL_MM, camera_for_image, default_focal
+from ivlm_core.fit.camera import (
+    EXIF_FOCAL_35MM,
+    EXIF_IFD,
+    FULL_FRAME_DIAGONAL_MM,
+    CameraIntrinsics,
+    camera_for_image,
+    default_focal,
+)
 from ivlm_core.fit.image_terms import project, soft_silhouette
-from ivlm_core.fit.place_object import place_object
+from ivlm_core.fit.place_in_view import place_in_view
+from ivlm_core.fit.place_object import PlacementOptions, place_object, refit_options
 from ivlm_core.fit.procrustes import contact_icp, weighted_procrustes
 from ivlm_core.fit.rotations import cube_rotations, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ivlm_core.fit.soft_silhouette_kernel import kernel_available, soft_silhouette_fast
@@ -239,6 +247,27 @@ def test_place_object_recovers_a_perturbed_chair(chair_case):
     # The refinement ran and ranked with the IoU term (about 0.3 even at the truth for this chair: its thin legs
     # are averaged into 5-pixel blocks of the reduced window, see the next test).
     assert "refine" in result.timings_s and result.losses["iou"] < 0.4
+
+
+@pytest.mark.parametrize("kind", ["sit_chair", "hold_mug"])
+def test_refit_schedule_from_the_pose_in_view_finds_the_placement(kind, synthetic_body_files):
+    """A refit from painted contacts starts from the object put in view (upright where its mask is, tens of
+    degrees and centimetres off) with the cheaper schedule, and still meets the success thresholds (10 degrees,
+    5% of the body's height) that the dense search meets, optimising fewer hypotheses."""
+    case = make_fit_case(kind, 0)
+    camera = CameraIntrinsics(float(case.inputs.intrinsics[0, 0]), case.inputs.image_size, "client")
+    in_view = place_in_view(
+        case.inputs.object_mesh, camera, case.inputs.object_mask, case.inputs.body_vertices, "no contact"
+    )
+    start = placement_error(case, in_view.camera_from_object)
+    assert not start.success, start  # the search has work to do
+    options = refit_options(PlacementOptions())
+    assert (options.dense_starts, options.keep_hypotheses, options.refine_hypotheses) == (False, 4, 2)
+    result = place_object(case.inputs, options, initial=in_view.camera_from_object)
+    error = placement_error(case, result.camera_from_object)
+    assert result.placed, result.reason
+    assert error.success, (error, start)
+    assert result.hypotheses == 2 and "refine" in result.timings_s
 
 
 def test_a_placement_run_twice_gives_the_same_answer(synthetic_body_files):

@@ -377,3 +377,49 @@ def test_save_pretrained_round_trip_keypoints(perceiver, scene, tmp_path):
     reloaded = _round_trip(perceiver.keypoints, KeypointEstimator, tmp_path)
     box = np.array([60, 80, 300, 560], np.float32)
     np.testing.assert_allclose(reloaded(scene.image, box), perceiver.keypoints(scene.image, box), atol=1e-4)
+
+
+def _detector_input_sizes(detector, image, labels) -> tuple[list[tuple[int, int]], dict]:
+    """The (H, W) of every pixel_values the detector's model was called with, and the detections."""
+    sizes: list[tuple[int, int]] = []
+
+    def record(module, args, kwargs):
+        sizes.append(tuple(kwargs["pixel_values"].shape[-2:]))
+
+    handle = detector.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        found = detector(image, labels, box_threshold=0.2, text_threshold=0.2)
+    finally:
+        handle.remove()
+    return sizes, found
+
+
+def test_detector_enlarges_small_photos_only_when_asked(tiny_perception, scene):
+    """A photo below the processor's short side (224 for the tiny model, 800 on the hub) is kept at its size on
+    the CPU by default and enlarged with upscale=True (upstream); the boxes are in the photo's pixels either way."""
+    folder = tiny_perception["grounding-dino"]
+    default = ObjectDetector.from_folder(folder)  # on the CPU
+    assert default.upscale is False and ObjectDetector.from_folder(folder, upscale=True).upscale is True
+    small = np.ascontiguousarray(scene.image[100:260, 200:400])  # 200x160
+    for upscale, expected in ((False, (160, 200)), (True, (224, 280))):
+        detector = ObjectDetector.from_folder(folder, upscale=upscale)
+        sizes, found = _detector_input_sizes(detector, small, ["person", "mug"])
+        assert sizes == [expected]
+        boxes = [d.box for detections in found.values() for d in detections]
+        assert boxes, "the demo detector finds boxes at both sizes, so the bounds check below is not vacuous"
+        assert all(0 <= b[0] < b[2] <= 200 and 0 <= b[1] < b[3] <= 160 for b in boxes)
+
+
+def test_detector_input_unchanged_for_photos_at_or_above_its_size(tiny_perception, scene):
+    """A photo as large as the processor's size or larger is resized as upstream does, whatever `upscale` says:
+    the same model input and the same boxes and scores (1e-5 tolerance)."""
+    folder = tiny_perception["grounding-dino"]
+    results = []
+    for upscale in (False, True):
+        sizes, found = _detector_input_sizes(ObjectDetector.from_folder(folder, upscale=upscale), scene.image, ["mug"])
+        results.append((sizes, found["mug"]))
+    (sizes, kept), (sizes_up, upscaled) = results
+    assert sizes == sizes_up == [(298, 224)] and len(kept) == len(upscaled) >= 2
+    for a, b in zip(kept, upscaled):
+        np.testing.assert_allclose(a.box, b.box, atol=1e-3)
+        assert abs(a.score - b.score) < 1e-5

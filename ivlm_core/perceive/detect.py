@@ -7,6 +7,13 @@ decided from the token spans: the label whose tokens have the highest probabilit
 threshold. Matching the decoded phrase string instead breaks for multi-word labels and for boxes whose
 phrase spills over several labels or onto "." and [SEP] (the post-processing keeps those tokens).
 Duplicate boxes of one label are removed by non-maximum suppression, so people can be counted.
+
+Input size: the processor resizes the photo's short side to 800 (long side at most 1333), enlarging a smaller
+photo as upstream does. `upscale=False` keeps a smaller photo at its own size (a 640x480 photo stays 640x480:
+2.8 times fewer pixels, and the encoder's cost grows with them); larger photos are reduced exactly as before.
+It changes results on small photos only: Grounding DINO was trained on short sides 480..800, but small objects
+are found less readily without the enlargement. The default enlarges on a GPU, where it costs little, and not on
+the CPU, where it is most of the Estimate's time (README, "Manual contact without a contact model").
 """
 
 from __future__ import annotations
@@ -68,6 +75,11 @@ def non_max_suppression(detections: list[Detection], iou: float) -> list[Detecti
     return kept
 
 
+def default_upscale(device: str | torch.device) -> bool:
+    """Whether small photos are enlarged for the detector by default: on a GPU yes (upstream), on the CPU no."""
+    return torch.device(device).type != "cpu"
+
+
 def _phrase_token_spans(offsets: Sequence[tuple[int, int]], char_spans: list[tuple[int, int]]) -> list[list[int]]:
     """Token indices of each phrase, from the tokenizer's character offsets (special tokens have (0, 0))."""
     spans: list[list[int]] = [[] for _ in char_spans]
@@ -92,9 +104,11 @@ class ObjectDetector:
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
         nms_iou: float = DEFAULT_NMS_IOU,
         demo: bool = False,
+        upscale: bool = True,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
+        self.upscale = upscale  # enlarge photos below the processor's short side (upstream), see the module doc
         self.box_threshold = box_threshold
         self.text_threshold = text_threshold
         self.nms_iou = nms_iou
@@ -106,9 +120,12 @@ class ObjectDetector:
         folder: Path | str,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        upscale: bool | None = None,
         **options: float,
     ) -> ObjectDetector:
-        """Loads the folder (never the hub); `options` are box_threshold, text_threshold, nms_iou."""
+        """Loads the folder (never the hub); `options` are box_threshold, text_threshold, nms_iou.
+
+        upscale: enlarge small photos to the processor's size; None: on a GPU only (`default_upscale`)."""
         folder = folders.check_folder("grounding-dino", Path(folder))
         config = folders.read_config("grounding-dino", folder)
         with folders.loading("grounding-dino", folder, "the processor files (preprocessor / tokenizer)"):
@@ -117,11 +134,20 @@ class ObjectDetector:
             model, info = folders.pretrained_with_info(GroundingDinoForObjectDetection, folder, dtype)
         folders.check_loading_info("grounding-dino", folder, info)
         model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to: typeshed's _Wrapped does not bind self
-        return cls(model, processor, demo=folders.is_demo_config(config), **options)
+        upscale = default_upscale(device) if upscale is None else upscale
+        return cls(model, processor, demo=folders.is_demo_config(config), upscale=upscale, **options)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def resize_option(self, height: int, width: int) -> dict[str, dict[str, int]]:
+        """The processor's `size` for this photo: its own (none given) unless a photo smaller than it is kept."""
+        size = self.processor.image_processor.size
+        short = min(height, width)
+        if self.upscale or "shortest_edge" not in size or short >= size["shortest_edge"]:
+            return {}
+        return {"size": {"shortest_edge": short, "longest_edge": size["longest_edge"]}}
 
     def __call__(
         self,
@@ -157,7 +183,7 @@ class ObjectDetector:
 
         height, width = array.shape[:2]
         with torch.inference_mode():
-            inputs = self.processor(images=array, text=prompt, return_tensors="pt")
+            inputs = self.processor(images=array, text=prompt, return_tensors="pt", **self.resize_option(height, width))
             if inputs["input_ids"][0].tolist() != list(encoded["input_ids"]):
                 raise RuntimeError("the processor tokenized the prompt differently from its own tokenizer")
             inputs = {

@@ -98,10 +98,12 @@ class Perceiver:
         dtype: torch.dtype = torch.float32,
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        detector_upscale: bool | None = None,
     ) -> Perceiver:
-        """Loads the three models from explicit folders (never the hub)."""
+        """Loads the three models from explicit folders (never the hub). detector_upscale: enlarge photos smaller
+        than the detector's 800-pixel short side (None: on a GPU only; see `ivlm_core.perceive.detect`)."""
         return cls(
-            ObjectDetector.from_folder(detector, device, dtype),
+            ObjectDetector.from_folder(detector, device, dtype, upscale=detector_upscale),
             BoxSegmenter.from_folder(segmenter, device, dtype),
             KeypointEstimator.from_folder(keypoints, device, dtype),
             box_threshold=box_threshold,
@@ -116,6 +118,7 @@ class Perceiver:
         dtype: torch.dtype = torch.float32,
         box_threshold: float = DEFAULT_BOX_THRESHOLD,
         text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+        detector_upscale: bool | None = None,
     ) -> Perceiver:
         """Loads `<root>/perception/{grounding-dino,sam}` and the keypoint model: `vitpose-wholebody` when present,
         else the COCO-17 `vitpose` (root: IVLM_MODELS_DIR by default).
@@ -130,6 +133,7 @@ class Perceiver:
             dtype=dtype,
             box_threshold=box_threshold,
             text_threshold=text_threshold,
+            detector_upscale=detector_upscale,
         )
 
     def perceive(

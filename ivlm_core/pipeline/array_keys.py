@@ -17,6 +17,7 @@ FACES = "faces"  # int32 [F, 3]
 OBJECT_CONTACT = "object_contact"  # float32 [N] contact per object vertex
 BODY_CONTACT = "body_contact"  # float32 [10475] body contact with this object
 OBJECT_MASK = "object_mask"  # bool [H, W] the object's detected silhouette
+OBJECT_POSE = "object_pose"  # float64 [4, 4] camera_from_object of the estimate's placement (where a refit starts)
 BODY_PARAM = "body_param"  # an SMPL-X parameter of the fitted body, keyed by its name
 
 

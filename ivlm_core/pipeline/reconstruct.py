@@ -30,7 +30,13 @@ from ivlm_core.fit.body_fit import BodyFit, BodyFitOptions, body_from_client, fi
 from ivlm_core.fit.body_init import BodyInit
 from ivlm_core.fit.camera import CameraIntrinsics, camera_for_image
 from ivlm_core.fit.place_in_view import place_in_view
-from ivlm_core.fit.place_object import ObjectPlacement, PlacementInputs, PlacementOptions, place_object
+from ivlm_core.fit.place_object import (
+    ObjectPlacement,
+    PlacementInputs,
+    PlacementOptions,
+    place_object,
+    refit_options,
+)
 from ivlm_core.lift.canonical_body import CanonicalBodyViews, load_canonical_body_views
 from ivlm_core.lift.smplx_conversion import load_mapping
 from ivlm_core.localize.localizer import Localizer
@@ -559,8 +565,10 @@ class ContactPipeline:
         return body_contact, object_contact, answers, notes
 
     def _place(
-        self, body, item, body_contact, object_contact, camera, object_mask, person_mask, options
+        self, body, item, body_contact, object_contact, camera, object_mask, person_mask, options, initial=None
     ) -> ObjectPlacement:
+        """The object placed from its contacts (in view when there are none). initial: the camera_from_object
+        [4, 4] the user sees, for a refit: the search starts from it (`refit_options`) instead of the dense one."""
         obj = item.obj
         if item.placement_blocker is not None:
             return ObjectPlacement("skipped", item.placement_blocker)
@@ -580,7 +588,10 @@ class ContactPipeline:
             object_mask,
             person_mask,
         )
-        placement = place_object(inputs, options.placement)
+        if initial is None:
+            placement = place_object(inputs, options.placement)
+        else:
+            placement = place_object(inputs, refit_options(options.placement), np.asarray(initial, np.float64))
         if placement.placed and object_mask is None:
             placement.reason += f"; '{obj.label}' was not found in the photo, so no silhouette constrained it"
         return placement
@@ -596,8 +607,12 @@ class ContactPipeline:
         object_masks: dict[str, np.ndarray] | None = None,
         person_mask: np.ndarray | None = None,
         options: RunOptions = RunOptions(),
+        initial_poses: dict[str, np.ndarray] | None = None,
     ) -> list[ObjectOutcome]:
-        """Re-places objects from contacts the user edited; no perception or language model runs."""
+        """Re-places objects from contacts the user edited; no perception or language model runs.
+
+        initial_poses: per label, the camera_from_object [4, 4] the user sees (the estimate's placement, e.g. the
+        object put in view); the refit then searches around it (`refit_options`), else the dense search runs."""
         outcomes = []
         for item in _check_objects(objects):
             obj = item.obj
@@ -607,8 +622,9 @@ class ContactPipeline:
                 outcomes.append(_unusable(item))
                 continue
             mask = (object_masks or {}).get(obj.label)
+            initial = (initial_poses or {}).get(obj.label)
             placement = self._place(
-                body, item, obj.body_contact, obj.object_contact, camera, mask, person_mask, options
+                body, item, obj.body_contact, obj.object_contact, camera, mask, person_mask, options, initial
             )
             outcomes.append(
                 ObjectOutcome(obj.label, placement, obj.object_contact, obj.body_contact, notes=list(item.notes))

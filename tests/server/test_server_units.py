@@ -252,3 +252,24 @@ def test_a_supervisor_that_cannot_go_on_says_error_and_fails_what_waits(tmp_path
     with pytest.raises(ServerError) as info:
         service._check_capacity()
     assert info.value.code == "INTERNAL" and "cannot run jobs" in info.value.message
+
+
+def test_refit_state_keeps_each_placed_pose_for_the_refit_to_start_from() -> None:
+    """The estimate's placement (the object put in view, the pose the user sees) is kept per object index; an
+    object that was not placed has none, and a fit job then runs the dense search for it."""
+    from ivlm_core.fit.camera import CameraIntrinsics
+    from ivlm_core.fit.place_object import ObjectPlacement
+    from ivlm_core.pipeline import array_keys
+    from ivlm_core.pipeline.reconstruct import ObjectOutcome, ReconstructResult
+    from server.results import refit_state
+
+    pose = np.eye(4)
+    pose[:3, 3] = [0.1, -0.2, 2.5]
+    outcomes = [
+        ObjectOutcome("chair", ObjectPlacement("placed", "in view", camera_from_object=pose), None, None),
+        ObjectOutcome("mug", ObjectPlacement("skipped", "no body"), None, None),
+    ]
+    result = ReconstructResult(False, CameraIntrinsics(500.0, (100, 120), "client"), None, outcomes, [], {})
+    state = refit_state(result)
+    assert np.array_equal(state[array_keys.key(array_keys.OBJECT_POSE, 0)], pose)  # stored, not computed: exact
+    assert array_keys.key(array_keys.OBJECT_POSE, 1) not in state
