@@ -111,10 +111,12 @@ class BodyFitOptions:
     w_latent: float = 0.5  # per unit^2 of VPoser latent (when VPoser is used)
     w_silhouette: float = 1.0
     silhouette_points: int = 150
-    screen_iterations: int = 3  # limb variants, all of them, without the silhouette term
+    screen_iterations: int = 2  # limb variants, all of them, without the silhouette term
     keep_variants: int = 3  # the best screened variants, optimised further
-    limb_search_fits: int = 2  # how many of the best fits get their limbs re-seeded
     refine_iterations: int = 3
+    torso_margin: float = (
+        0.1  # how much lower (loss units) another fit's torso loss must be for its limbs to be searched
+    )
     mirror_check: bool = True
 
 
@@ -581,14 +583,16 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
         with fitter.without_silhouette():
             fitter.optimise(batch, o.iterations, BODY_LEAVES)
         terms = fitter.losses(batch)
-        # The limbs of the best fit re-seeded, and of the fits whose torso and head fit best: a start can be right in
-        # its torso and wrong in its limbs, which the re-seeding corrects (and a wrong limb can cost more than a
-        # wrong torso).
-        order = [int(_total(terms).argmin()), *torch.argsort(fitter.torso_loss(batch)).tolist()]
+        # The limbs of the best fit re-seeded, and of the one whose torso and head fit best among the others: a start
+        # can be right in its torso and wrong in its limbs, which the re-seeding corrects (a wrong limb can cost more
+        # than a wrong torso), and a second basin searched finds what the first's neighbourhood lacks.
+        best, torso = int(_total(terms).argmin()), fitter.torso_loss(batch)
+        torso[best] = torch.inf
+        candidates = [best, int(torso.argmin())] if len(torso) > 1 else [best]
         searched = []
-        for index in list(dict.fromkeys(order))[: o.limb_search_fits]:
-            refined, refined_terms, best = _refine_limbs(fitter, batch, terms, index)
-            searched.append((float(_total(refined_terms)[best]), refined.take(best)))
+        for index in candidates:
+            refined, refined_terms, pick = _refine_limbs(fitter, batch, terms, index)
+            searched.append((float(_total(refined_terms)[pick]), refined.take(pick)))
     batch = min(searched, key=operator.itemgetter(0))[1]
     if not fitter.hands_seen():  # nothing says how the hands are: they stay relaxed (the silhouette would bend them)
         return batch, fitter.optimise(batch, o.final_iterations, BODY_LEAVES)
