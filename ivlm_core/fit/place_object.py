@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.image_terms import distance_field, project, sample_image
@@ -431,9 +432,8 @@ def _turned_starts(contacts: _Contacts, rotation: torch.Tensor, turns: int) -> t
     onto the contacts by ICP: rotations [turns, 3, 3] and translations [turns, 3] (none for turns 0)."""
     if turns <= 0:
         return rotation.new_zeros((0, 3, 3)), rotation.new_zeros((0, 3))
-    angles = torch.arange(turns, dtype=rotation.dtype) * (2 * torch.pi / turns)
-    cos, sin, zero, one = angles.cos(), angles.sin(), torch.zeros_like(angles), torch.ones_like(angles)
-    about_y = torch.stack([cos, zero, sin, zero, one, zero, -sin, zero, cos], -1).reshape(-1, 3, 3)
+    angles = np.arange(turns) * (2 * np.pi / turns)
+    about_y = torch.tensor(Rotation.from_euler("y", angles[:, None]).as_matrix(), dtype=rotation.dtype)
     return _icp_onto_contacts(contacts, about_y @ rotation)
 
 
