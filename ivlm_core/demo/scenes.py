@@ -64,7 +64,7 @@ OBJECT_COLOR = {
     "ball": (0.95, 0.95, 0.92),
     "bench": (0.45, 0.32, 0.2),
 }
-GENERATOR_VERSION = "ivlm-synthetic-scene-2"
+GENERATOR_VERSION = "ivlm-synthetic-scene-3"
 SCENE_TAG_KEY = "ivlm-demo-scene"  # PNG text chunk of a generated photo (see ivlm_core/demo/scene_truth.py)
 
 # SMPL-X body_pose joint slots (joint index - 1).
@@ -119,13 +119,32 @@ def _aim(rest: np.ndarray, target: np.ndarray) -> Rotation:
     return Rotation.from_rotvec(axis / max(np.linalg.norm(axis), 1e-12) * angle)
 
 
-def _arm(pose: np.ndarray, shoulder: int, elbow: int, upper_dir, fore_dir, rng: np.random.Generator) -> None:
-    """Aims an arm: the upper arm along `upper_dir`, the forearm along `fore_dir` (BODY frame, jittered)."""
-    rest = np.array([1.0 if shoulder == L_SHOULDER else -1.0, 0.0, 0.0])
-    upper = _aim(rest, np.asarray(upper_dir, float) + rng.normal(0, 0.05, 3))
-    fore = _aim(rest, np.asarray(fore_dir, float) + rng.normal(0, 0.05, 3))
-    pose[shoulder] = upper.as_rotvec()
-    pose[elbow] = (upper.inv() * fore).as_rotvec()
+def _arm(pose: np.ndarray, shoulder: int, elbow: int, upper_dir, fore_dir, rng: np.random.Generator) -> Rotation:
+    """Aims an arm as a body can: the upper arm along `upper_dir`, the forearm along `fore_dir` (BODY frame,
+    jittered), the elbow a hinge. Returns the forearm's rotation (shoulder times elbow).
+
+    The elbow only flexes about its own flexion axis (-y on the left, +y on the right in SMPL-X's rest frame), so
+    the shoulder also turns the upper arm about its length until the forearm's direction lies in the flexion
+    plane; aiming each segment by its smallest rotation instead puts a sideways bend into the elbow that no
+    elbow makes (and that the fit's joint limits rightly rule out)."""
+    side = 1.0 if shoulder == L_SHOULDER else -1.0
+    upper = np.asarray(upper_dir, float) + rng.normal(0, 0.05, 3)
+    fore = np.asarray(fore_dir, float) + rng.normal(0, 0.05, 3)
+    upper, fore = upper / np.linalg.norm(upper), fore / np.linalg.norm(fore)
+    across = fore - (fore @ upper) * upper  # the forearm's direction across the upper arm
+    if np.linalg.norm(across) < 1e-3:  # a straight arm: no flexion plane to choose
+        turn = _aim(np.array([side, 0.0, 0.0]), upper)
+        pose[shoulder], pose[elbow] = turn.as_rotvec(), np.zeros(3)
+        return turn
+    across /= np.linalg.norm(across)
+    # Columns: where the upper arm's rest axes go. Rest x runs along the arm (+X left, -X right) and the elbow
+    # folds the forearm towards rest +Z (forward in T-pose), so rest +Z must go to `across`.
+    x_axis = side * upper
+    turn = Rotation.from_matrix(np.stack([x_axis, np.cross(across, x_axis), across], 1))
+    flexion = np.arctan2(np.linalg.norm(np.cross(upper, fore)), upper @ fore)
+    pose[shoulder] = turn.as_rotvec()
+    pose[elbow] = [0.0, -side * flexion, 0.0]
+    return turn * Rotation.from_rotvec(pose[elbow])
 
 
 def _pose(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +168,7 @@ def _pose(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         pose[L_ELBOW] = [0.0, -0.4, 0.0] + jitter()
         pose[R_ELBOW] = [0.0, 0.4, 0.0] + jitter()
     elif kind == "hold_mug":
-        upper = _aim(np.array([-1.0, 0, 0]), np.array([-0.25, -0.8, 0.45]) + rng.normal(0, 0.05, 3))
-        fore = _aim(np.array([-1.0, 0, 0]), np.array([0.3, 0.15, 0.95]) + rng.normal(0, 0.05, 3))
-        pose[R_SHOULDER] = upper.as_rotvec()
-        pose[R_ELBOW] = (upper.inv() * fore).as_rotvec()
+        fore = _arm(pose, R_SHOULDER, R_ELBOW, (-0.25, -0.8, 0.45), (0.3, 0.15, 0.95), rng)
         # Turn the palm (rest normal -Y) to face the body's left (+X), as when gripping a mug's side.
         direction = fore.apply([-1.0, 0, 0])
         palm = fore.apply([0.0, -1.0, 0])
@@ -186,8 +202,9 @@ def _pose(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
             pose[ankle] = [-0.3 + rng.normal(0, 0.05), 0.0, 0.0]
         pose[SPINE1] += [0.35, 0.0, 0.0]
         pose[SPINE2] = [0.1, 0.0, 0.0] + jitter(0.03)
-        _arm(pose, L_SHOULDER, L_ELBOW, (0.15, -0.55, 0.8), (0.0, -0.75, 0.65), rng)
-        _arm(pose, R_SHOULDER, R_ELBOW, (-0.15, -0.55, 0.8), (0.0, -0.75, 0.65), rng)
+        # The elbows bend as elbows do: the forearms rise from the upper arms towards the ball.
+        _arm(pose, L_SHOULDER, L_ELBOW, (0.15, -0.75, 0.65), (0.0, -0.55, 0.8), rng)
+        _arm(pose, R_SHOULDER, R_ELBOW, (-0.15, -0.75, 0.65), (0.0, -0.55, 0.8), rng)
     return global_orient, pose
 
 

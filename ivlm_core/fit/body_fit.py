@@ -42,6 +42,7 @@ from ivlm_core.fit.body_starts import POSTURES, orientation_starts, posture, rig
 from ivlm_core.fit.hand_frames import HandFrames, hand_limits
 from ivlm_core.fit.image_terms import bilinear, distance_field, project
 from ivlm_core.fit.keypoint_input import PreparedKeypoints, prepare_keypoints
+from ivlm_core.fit.limb_search import CHAINS as LIMB_CHAINS
 from ivlm_core.fit.limb_search import limb_variants
 from ivlm_core.fit.pose_prior import body_limits, limit_excess
 from ivlm_core.perceive.coco import COCO_KEYPOINTS, COCO_WHOLEBODY_KEYPOINTS, WHOLEBODY_PARTS
@@ -50,10 +51,12 @@ HEAD_JOINT = 15
 TORSO_INDEX = {
     name: COCO_WHOLEBODY_KEYPOINTS.index(name) for name in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 }
+# The hand keypoints at joints that turn with the wrist alone (each finger's first joint; the thumb's lies off the
+# knuckles' line, so it tells the palm from the back of the hand, which the four knuckles alone do not).
 KNUCKLES = tuple(
     f"{side}_{finger}1"
     for side in ("left", "right")
-    for finger in ("forefinger", "middle_finger", "ring_finger", "pinky_finger")
+    for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger")
 )
 # smplx's output joint for each COCO-17 keypoint (55-59 are its nose/eye/ear vertex joints), for callers that
 # project a body's `BodyFit.joints` to COCO-17 keypoints.
@@ -77,6 +80,9 @@ SMPLX_JOINT_FOR_COCO = {
     "right_ankle": 8,
 }
 COCO_TO_SMPLX = torch.tensor([SMPLX_JOINT_FOR_COCO[name] for name in COCO_KEYPOINTS])
+TORSO_AND_HEAD = tuple(
+    COCO_WHOLEBODY_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye", "left_ear", "right_ear", *TORSO_INDEX)
+)
 FACE_CHECK = tuple(COCO_WHOLEBODY_KEYPOINTS.index(n) for n in ("nose", "left_eye", "right_eye"))
 
 
@@ -105,9 +111,12 @@ class BodyFitOptions:
     w_latent: float = 0.5  # per unit^2 of VPoser latent (when VPoser is used)
     w_silhouette: float = 1.0
     silhouette_points: int = 150
-    screen_iterations: int = 3  # limb variants, all of them, without the silhouette term
+    screen_iterations: int = 2  # limb variants, all of them, without the silhouette term
     keep_variants: int = 3  # the best screened variants, optimised further
     refine_iterations: int = 3
+    torso_margin: float = (
+        0.1  # how much lower (loss units) another fit's torso loss must be for its limbs to be searched
+    )
     mirror_check: bool = True
 
 
@@ -199,10 +208,16 @@ class _Fitter:
             self.silhouette = distance_field(person_mask if occluder_mask is None else person_mask | occluder_mask)
             rng = np.random.default_rng(0)
             ids.append(torch.as_tensor(rng.choice(self.kin.num_vertices, options.silhouette_points, replace=False)))
-        self.points_all = self.kin.points(torch.cat(ids), correctives=False)
-        self.points_keypoints = self.kin.points(ids[0], correctives=False)
+        # The inner loop poses one point per keypoint (a face landmark mixes three vertices), then the silhouette's.
+        combine, self.mix = self.layout.one_point_per_keypoint()
+        self.num_layout = len(combine)
+        if len(ids) > 1:
+            combine = torch.block_diag(combine, torch.eye(len(ids[1])))
+        self.points_all = self.kin.points(torch.cat(ids), correctives=False, combine=combine)
+        self.points_keypoints = self.kin.points(
+            ids[0], correctives=False, combine=combine[: self.num_layout, : len(ids[0])]
+        )
         self.use_silhouette = self.silhouette is not None
-        self.num_layout = len(self.layout.vertex_ids)
         self.set_keypoints(keypoints)
 
     def centre_priors(self, init: BodyInit | None) -> None:
@@ -283,7 +298,7 @@ class _Fitter:
         rotations = self.rotations(batch)
         points_used = self.points_all if self.use_silhouette else self.points_keypoints
         joints, points = self.kin.pose(rotations, batch.betas, batch.transl, points_used)
-        keypoints = self.layout.keypoints(joints, points[:, : self.num_layout])
+        keypoints = torch.einsum("kn,bnx->bkx", self.mix, torch.cat([joints, points[:, : self.num_layout]], 1))
         uv, z = project(keypoints, self.k)
         scale = self.weight.sqrt() if robust is None else (self.weight * robust).sqrt()
         out = {
@@ -325,6 +340,14 @@ class _Fitter:
         sq = (((uv - self.target) / self.unit_px) ** 2).sum(-1)
         sigma2 = (self.options.robust_sigma * widen) ** 2
         return (self.weight * sq * sigma2 / (sq + sigma2) + 1e-9).sqrt()
+
+    def torso_loss(self, batch: _Batch) -> torch.Tensor:
+        """[B] the Geman-McClure data loss of the torso and head keypoints alone (shoulders, hips, eyes, ears, nose)."""
+        with torch.no_grad():
+            r = self.residuals(batch)["keypoints"].reshape(batch.pose.shape[0], -1, 2)[:, list(TORSO_AND_HEAD)]
+            sq = r.pow(2).sum(-1) / self.weight[list(TORSO_AND_HEAD)].clamp_min(1e-12)
+            sigma2 = self.options.robust_sigma**2
+            return (self.weight[list(TORSO_AND_HEAD)] * sq * sigma2 / (sq + sigma2)).sum(-1)
 
     def robust_weights(self, batch: _Batch) -> torch.Tensor:
         """Geman-McClure IRLS weights [B, K]: sigma^4 / (r^2 + sigma^2)^2 at the current residuals."""
@@ -460,20 +483,23 @@ class _Fitter:
         return world[:, :3, :3], world[:, :3, 3] + batch.transl[index]
 
     @torch.no_grad()
-    def limb_variants(self, batch: _Batch, index: int) -> tuple[_Batch, torch.Tensor]:
-        """Variants of one fit with one limb re-seeded (`limb_search`), everything else as it is, and for each the
-        selection [V, 9, 63] of its limb's body-pose values (what screening frees)."""
+    def limb_variants(self, batch: _Batch, index: int) -> tuple[_Batch, torch.Tensor, list[str]]:
+        """Variants of one fit with one limb re-seeded (`limb_search`), everything else as it is, the fit as it is
+        first (limb ''); for each the selection [V, 9, 63] of its limb's body-pose values (what screening frees)
+        and its limb's name."""
         rotations, positions = self.world(batch, index)
         local = batch_rodrigues(self.body_pose_aa(batch)[index].reshape(NUM_BODY_JOINTS, 3))
         rest = self.kin.j_template + torch.einsum("jkl,l->jk", self.kin.j_shapedirs, batch.betas[index])
-        variants = limb_variants(local, rotations, positions, self.kin.parents, rest)
-        names = [f"{batch.names[index]}, {name}" for name, _, _ in variants]
+        variants = [("as it was", local, LIMB_CHAINS["left arm"][:3], "")]
+        variants += limb_variants(local, rotations, positions, self.kin.parents, rest)
+        names = [f"{batch.names[index]}, {name}" for name, _, _, _ in variants]
         pose = torch.tensor(
-            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v, _ in variants]),
+            np.stack([Rotation.from_matrix(v.numpy()).as_rotvec().reshape(63) for _, v, _, _ in variants]),
             dtype=torch.float32,
         )
+        pose[0] = self.body_pose_aa(batch)[index]  # the fit itself, not a round trip through matrices
         select = torch.zeros(len(variants), 9, 63)
-        for v, (_, _, joints) in enumerate(variants):
+        for v, (_, _, joints, _) in enumerate(variants):
             entries = [3 * (joint - 1) + axis for joint in joints for axis in range(3)]
             select[v, torch.arange(9), torch.tensor(entries)] = 1.0
         count = len(names)
@@ -487,7 +513,7 @@ class _Fitter:
         out = _Batch(
             global_rot, torch.zeros(count, 3), take(batch.transl), pose, take(batch.betas), take(batch.hands), names
         )
-        return out, select
+        return out, select, [limb for _, _, _, limb in variants]
 
     def facing_away(self, batch: _Batch, index: int) -> bool:
         """True when nose and both eyes are confidently seen but the fitted head faces away from the camera."""
@@ -552,34 +578,80 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
     o = fitter.options
     batch = fitter.starts(init)
     with fitter.body_only():
-        terms = fitter.optimise(batch, o.iterations, BODY_LEAVES)
-        best = int(_total(terms).argmin())
-        batch, terms, best = _refine_limbs(fitter, batch, terms, best)
-    batch = batch.take(best)
+        # The starts' search on the keypoints alone (the silhouette's points cost more than the keypoints' and
+        # matter once the body is near), then judged with every term.
+        with fitter.without_silhouette():
+            fitter.optimise(batch, o.iterations, BODY_LEAVES)
+        terms = fitter.losses(batch)
+        # The limbs of the best fit re-seeded, and of the one whose torso and head fit best among the others: a start
+        # can be right in its torso and wrong in its limbs, which the re-seeding corrects (a wrong limb can cost more
+        # than a wrong torso), and a second basin searched finds what the first's neighbourhood lacks.
+        best, torso = int(_total(terms).argmin()), fitter.torso_loss(batch)
+        torso[best] = torch.inf
+        candidates = [best, int(torso.argmin())] if len(torso) > 1 else [best]
+        searched = []
+        for index in candidates:
+            refined, refined_terms, pick = _refine_limbs(fitter, batch, terms, index)
+            searched.append((float(_total(refined_terms)[pick]), refined.take(pick)))
+    batch = min(searched, key=operator.itemgetter(0))[1]
     if not fitter.hands_seen():  # nothing says how the hands are: they stay relaxed (the silhouette would bend them)
         return batch, fitter.optimise(batch, o.final_iterations, BODY_LEAVES)
-    fitter.optimise(batch, o.hand_iterations, ("hands",))
+    with fitter.without_silhouette():  # the fingers follow their keypoints; the silhouette joins at the end
+        fitter.optimise(batch, o.hand_iterations, ("hands",))
     return batch, fitter.optimise(batch, o.final_iterations)
 
 
 def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):
-    """The best fit's limbs re-seeded one at a time (`limb_search`), optimised briefly; the lowest total loss is kept."""
+    """The best fit's limbs re-seeded (`limb_search`), optimised briefly; the lowest total loss is kept.
+
+    Every variant is screened (its limb and the global placement free), the fit as it is among them as the
+    reference; then each limb's best variant that screened better than the reference is put into one combined
+    fit, so that two or more limbs in the wrong depth branch are all corrected in one round (the limbs' keypoints
+    depend on the torso and their own joints only, so their corrections hardly interact). The combined fit and
+    the best few single variants are then optimised properly."""
     o = fitter.options
-    variants, select = fitter.limb_variants(batch, best)
+    variants, select, limbs = fitter.limb_variants(batch, best)
     # Screen them all cheaply (each moving only its limb and the global placement, no silhouette), then finish the
-    # best few properly. (With VPoser the latent moves as a whole: no per-limb selection.)
+    # best few properly. (With VPoser the latent moves as a whole: no per-limb selection, no combination.)
     with fitter.without_silhouette():
         free = ("delta", "transl", "pose")
-        screened = fitter.optimise(variants, o.screen_iterations, free, select if fitter.prior is None else None)
-    order = torch.argsort(_total(screened))[: o.keep_variants]
-    variants = _Batch.of(
-        [t[order] for t in [variants.rotation0, *variants.leaves()]], [variants.names[int(i)] for i in order]
+        screened = _total(
+            fitter.optimise(variants, o.screen_iterations, free, select if fitter.prior is None else None)
+        )
+    keep = _Batch.of(
+        [t[1:][torch.argsort(screened[1:])[: o.keep_variants]] for t in [variants.rotation0, *variants.leaves()]],
+        [variants.names[1 + int(i)] for i in torch.argsort(screened[1:])[: o.keep_variants]],
     )
-    new_terms = fitter.optimise(variants, o.refine_iterations, BODY_LEAVES)
+    combined = _combine_limbs(variants, select, limbs, screened) if fitter.prior is None else None
+    if combined is not None:
+        keep = combined.concat(keep)
+    new_terms = fitter.optimise(keep, o.refine_iterations, BODY_LEAVES)
     new_best = int(_total(new_terms).argmin())
     if float(_total(new_terms)[new_best]) >= float(_total(terms)[best]):
         return batch, terms, best
-    return variants, new_terms, new_best
+    return keep, new_terms, new_best
+
+
+def _combine_limbs(variants: _Batch, select: torch.Tensor, limbs: list[str], screened: torch.Tensor) -> _Batch | None:
+    """One fit taking, for every limb, its best screened variant's limb pose where that beat the reference
+    (variant 0, the fit as it was); None when fewer than two limbs improved (a single variant is kept anyway).
+    `select` [V, 9, 63]: each variant's limb entries of the body pose; `screened` [V] their screened losses."""
+    winners = []
+    for limb in dict.fromkeys(limbs[1:]):
+        ids = [v for v, name in enumerate(limbs) if name == limb]
+        v = ids[int(screened[ids].argmin())]
+        if float(screened[v]) < float(screened[0]):
+            winners.append(v)
+    if len(winners) < 2:
+        return None
+    out = variants.take(0)
+    pose = out.pose[0].clone()
+    for v in winners:
+        entries = select[v].argmax(-1)
+        pose[entries] = variants.pose[v, entries]
+    out.pose = pose[None]
+    out.names = [variants.names[0] + ", " + " and ".join(variants.names[v].split(", ")[-1] for v in winners)]
+    return out
 
 
 def _retry_mirrored(fitter, init, batch, terms, notes, flags):

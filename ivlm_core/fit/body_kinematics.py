@@ -177,21 +177,33 @@ class BodyKinematics:
         )
         return batch_rodrigues(aa.reshape(-1, 3)).reshape(batch, NUM_JOINTS, 3, 3)
 
-    def points(self, vertex_ids: torch.Tensor, correctives: bool = True) -> SkinnedPoints:
+    def points(
+        self, vertex_ids: torch.Tensor, correctives: bool = True, combine: torch.Tensor | None = None
+    ) -> SkinnedPoints:
         """The arrays needed to pose the vertices `vertex_ids`, gathered once (posing then runs on contiguous data).
 
         correctives=False leaves out the pose-corrective blend shapes (millimetres on these points, and most of
-        the cost of posing them): for the fit's inner loop, never for a result."""
-        count = len(vertex_ids)
+        the cost of posing them): for the fit's inner loop, never for a result. `combine` [P, M] (rows summing to
+        1): pose P points that each mix these vertices' rest positions and skinning weights instead (a face
+        landmark, a mix of three close vertices, then costs one point: the same up to the weights' variation
+        across its triangle, a fraction of a millimetre; for the inner loop too)."""
         weights = self.lbs_weights[vertex_ids]
+        template = self.v_template[vertex_ids]
+        shapedirs = self.shapedirs[vertex_ids]
+        posedirs = self.posedirs[:, vertex_ids] if correctives else None
+        if combine is not None:
+            weights, template = combine @ weights, combine @ template
+            shapedirs = torch.einsum("pm,mkl->pkl", combine, shapedirs)
+            posedirs = None if posedirs is None else torch.einsum("pm,fmk->fpk", combine, posedirs)
+        count = len(template)
         # Each vertex follows only a few joints: blend just those (exactly; k = the most any of these vertices has).
         k = max(int((weights > 0).sum(1).max()), 1)
         top, joints = weights.topk(k, dim=1)
         return SkinnedPoints(
             vertex_ids=vertex_ids,
-            template=self.v_template[vertex_ids].reshape(1, count * 3),
-            shapedirs=self.shapedirs[vertex_ids].permute(2, 0, 1).reshape(self.num_betas, count * 3).contiguous(),
-            posedirs=self.posedirs[:, vertex_ids].reshape(-1, count * 3).contiguous() if correctives else None,
+            template=template.reshape(1, count * 3),
+            shapedirs=shapedirs.permute(2, 0, 1).reshape(self.num_betas, count * 3).contiguous(),
+            posedirs=None if posedirs is None else posedirs.reshape(-1, count * 3).contiguous(),
             weights=top.contiguous(),
             joints=joints.contiguous(),
         )
@@ -280,6 +292,17 @@ class KeypointLayout:
     def keypoints(self, joints: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """[B, K, 3] from posed joints [B, 55, 3] and the layout's posed vertices [B, M, 3]."""
         return torch.einsum("kn,bnx->bkx", self.mix, torch.cat([joints, points], 1))
+
+    def one_point_per_keypoint(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layout with one posed point per vertex-based keypoint: (combine [P, M] for `BodyKinematics.points`,
+        mix [K, 55 + P] for the keypoints from the joints and those P points)."""
+        vertex_mix = self.mix[:, NUM_JOINTS:]
+        uses = torch.nonzero(vertex_mix.abs().sum(1) > 0)[:, 0]
+        combine = vertex_mix[uses] / vertex_mix[uses].sum(1, keepdim=True)
+        mix = torch.zeros(len(self.names), NUM_JOINTS + len(uses))
+        mix[:, :NUM_JOINTS] = self.mix[:, :NUM_JOINTS]
+        mix[uses, NUM_JOINTS + torch.arange(len(uses))] = vertex_mix[uses].sum(1)
+        return combine, mix
 
 
 def _tree_levels(parents: torch.Tensor) -> list[torch.Tensor]:

@@ -9,7 +9,8 @@ part of the body left as it is:
 - canonical postures: the limb put in one of a few typical configurations (arm down, forward, bent forward,
   raised, out to the side, reaching down; leg straight, seated, kneeling, squatting, raised forward), given
   in the frame of the joint the limb hangs from.
-The variants are optimised briefly and the lowest total loss wins (`body_fit._refine_limbs`).
+The variants are screened briefly, each limb's best improvement combined into one fit, and after a proper
+optimisation the lowest total loss wins (`body_fit._refine_limbs`).
 
 Rotations: SMPL-X joints turn in the rest frame, so a joint's global rotation is its parent's times its own,
 and setting a segment's direction means turning the joint's global rotation by the smallest rotation between
@@ -67,10 +68,16 @@ def set_chain(
     rest: torch.Tensor,
     chain: tuple[int, ...],
     targets: list[torch.Tensor | None],
+    fresh: bool = False,
 ) -> torch.Tensor:
     """Body joints' local rotations [21, 3, 3] with the chain's segments pointing along `targets` (camera frame;
     None keeps the segment's camera-frame direction). `rotations` [55, 3, 3] are the fit's global rotations,
-    `rest` [55, 3] its rest joint positions."""
+    `rest` [55, 3] its rest joint positions.
+
+    fresh=False turns each segment from where it is (keeping its twist, and the hand or foot keeps its camera-frame
+    turn: a depth flip); fresh=True builds the segments from the rest pose (each joint swung from its rest
+    direction, no twist, the hand or foot straight on): a canonical posture owes nothing to the fit's limb, whose
+    twist and hand turn may be what is wrong."""
     local = local.clone()
     new_global: dict[int, torch.Tensor] = {}
     for k, (joint, child) in enumerate(pairwise(chain)):
@@ -78,25 +85,29 @@ def set_chain(
         parent_rot = new_global.get(parent, rotations[parent])
         offset = rest[child] - rest[joint]
         target = targets[k]
-        if target is not None:
+        if target is not None and fresh:
+            current = parent_rot @ aim(offset, parent_rot.T @ target)
+        elif target is not None:
             current = parent_rot @ local[joint - 1]
             current = aim(current @ offset, target) @ current
+        elif fresh:
+            current = parent_rot
         else:
             current = rotations[joint]
         new_global[joint] = current
         local[joint - 1] = parent_rot.T @ current
     end = chain[-1]
-    if end <= 21 and int(parents[end]) == chain[-2]:  # the joint after the chain keeps its camera-frame turn
+    if end <= 21 and int(parents[end]) == chain[-2] and not fresh:  # the next joint keeps its camera-frame turn
         local[end - 1] = new_global[chain[-2]].T @ rotations[end]
     return local
 
 
 def limb_variants(
     local: torch.Tensor, rotations: torch.Tensor, positions: torch.Tensor, parents: torch.Tensor, rest: torch.Tensor
-) -> list[tuple[str, torch.Tensor, tuple[int, ...]]]:
-    """(name, local rotations [21, 3, 3], the limb's three joints) for every depth flip and canonical posture of
-    every limb."""
-    out: list[tuple[str, torch.Tensor, tuple[int, ...]]] = []
+) -> list[tuple[str, torch.Tensor, tuple[int, ...], str]]:
+    """(name, local rotations [21, 3, 3], the limb's three joints, the limb) for every depth flip and canonical
+    posture of every limb."""
+    out: list[tuple[str, torch.Tensor, tuple[int, ...], str]] = []
     for limb, chain in CHAINS.items():
         segments = [rotations[j] @ (rest[c] - rest[j]) for j, c in pairwise(chain)]
         for flipped in FLIPS:
@@ -105,10 +116,11 @@ def limb_variants(
                 ray = positions[chain[k]] / positions[chain[k]].norm()
                 targets[k] = segments[k] - 2 * (segments[k] @ ray) * ray
             name = f"{limb} {'+'.join(SEGMENT_NAMES[k] for k in flipped)} flipped"
-            out.append((name, set_chain(local, rotations, parents, rest, chain, targets), chain[:3]))
+            out.append((name, set_chain(local, rotations, parents, rest, chain, targets), chain[:3], limb))
         frame = rotations[int(parents[chain[0]])]
         mirror = torch.tensor([1.0 if limb.startswith("left") else -1.0, 1.0, 1.0])
         for posture, (upper, lower) in (ARM_POSTURES if "arm" in limb else LEG_POSTURES).items():
             targets = [frame @ (torch.tensor(upper) * mirror), frame @ (torch.tensor(lower) * mirror), None]
-            out.append((f"{limb} {posture}", set_chain(local, rotations, parents, rest, chain, targets), chain[:3]))
+            posed = set_chain(local, rotations, parents, rest, chain, targets, fresh=True)
+            out.append((f"{limb} {posture}", posed, chain[:3], limb))
     return out
