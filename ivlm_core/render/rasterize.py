@@ -2,10 +2,14 @@
 
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
-1. Per (view, face): the pixel bounding box and the screen-space barycentric plane equations
-   (computed relative to the box corner, so float32 evaluation stays accurate).
+1. Per (face, view): the pixel bounding box, from one vertex-major gather of the corners in all views;
+   pairs whose box holds no pixel centre (a third of a 1.3M-face scan's at 1024^2) are dropped before any
+   per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
+   box corner, so float32 evaluation stays accurate).
 2. Faces whose box fits in 16 x 16 pixels (the common case on dense meshes) are tested as dense
-   [faces, w*h] grids by broadcasting: at most 256 tests per face, and no per-pixel gathers.
+   [faces, w*h] grids by broadcasting: at most 256 tests per face, and no per-pixel gathers. One sort
+   groups the pairs by grid shape; a face whose box holds one pixel centre (most of a dense scan's)
+   is tested there only, where its barycentrics are the planes' constants.
 3. Larger faces are walked row by row: on each pixel row of its box, the three edge functions give the
    span [x_left, x_right] inside the triangle in closed form, widened by one pixel on each side against
    rounding, and only the pixels of that span are tested. The work per face is its rows plus its covered
