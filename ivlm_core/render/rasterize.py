@@ -3,7 +3,7 @@
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
 1. Per (face, view): the pixel bounding box, from one vertex-major gather of the corners in all views;
-   pairs whose box holds no pixel centre (a third of a 1.3M-face scan's at 1024^2) are dropped before any
+   pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2) are dropped before any
    per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
    box corner, so float32 evaluation stays accurate).
 2. Faces whose box fits in 16 x 16 pixels (the common case on dense meshes) are tested as dense
