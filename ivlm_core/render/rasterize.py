@@ -2,10 +2,14 @@
 
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
-1. Per (view, face): the pixel bounding box and the screen-space barycentric plane equations
-   (computed relative to the box corner, so float32 evaluation stays accurate).
+1. Per (face, view): the pixel bounding box, from one vertex-major gather of the corners in all views;
+   pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2) are dropped before any
+   per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
+   box corner, so float32 evaluation stays accurate).
 2. Faces whose box fits in 16 x 16 pixels (the common case on dense meshes) are tested as dense
-   [faces, w*h] grids by broadcasting: at most 256 tests per face, and no per-pixel gathers.
+   [faces, w*h] grids by broadcasting: at most 256 tests per face, and no per-pixel gathers. One sort
+   groups the pairs by grid shape; a face whose box holds one pixel centre (most of a dense scan's)
+   is tested there only, where its barycentrics are the planes' constants.
 3. Larger faces are walked row by row: on each pixel row of its box, the three edge functions give the
    span [x_left, x_right] inside the triangle in closed form, widened by one pixel on each side against
    rounding, and only the pixels of that span are tested. The work per face is its rows plus its covered
@@ -146,7 +150,10 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
     closer are left to `rasterize` (drawn and dropped). Returns None when no face crosses in any view.
     """
     device, dtype = points.device, points.dtype
-    behind = (points[..., 2] < znear)[:, faces]  # [B, F, 3]
+    near = points[..., 2] < znear  # [B, N]
+    if not bool(near.any()):  # the usual case: no corner is near, so no face crosses (skips a [B, F, 3] gather)
+        return None
+    behind = near[:, faces]  # [B, F, 3]
     count = behind.sum(-1)
     view, face = ((count == 1) | (count == 2)).nonzero(as_tuple=True)
     if view.numel() == 0:
@@ -188,45 +195,52 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
     )
 
 
-def _face_planes(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float):
-    """Pixel boxes and barycentric planes of the (view, face) pairs that can cover a pixel centre.
+def _face_boxes(
+    table: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float, any_near: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (face, view) pairs whose pixel box holds a pixel centre, and their corners.
 
-    Returns pair [P] (view * F + face index within `faces`), planes [P, 12] = (a_k, b_k, c_k, 1/z_k) such that
-    corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, box [P, 4] =
-    (x0, y0, w, h), and the screen area [P] in pixels (about the pixels covered, before clipping to the image).
-    Pairs that cannot be drawn (a corner closer than znear, no pixel centre in the box, zero area,
-    non-finite) are left out before the planes are built: on dense meshes most faces cover no pixel centre.
-    Every quantity is built from coordinate differences, so float32 keeps sub-pixel accuracy.
+    table: [N, B, 3] per-vertex (u, v, z) of every view, vertex-major, so a face's corners in all views are
+    three row gathers. Returns face [P] (row of `faces`), view [P], corners [P, 3, 3] and box corners
+    [P, 4] = (x0, y0, x1, y1) as floats. On meshes of sub-pixel faces many pairs hold no pixel centre; they are
+    dropped here, before any per-face setup. any_near: some vertex is closer than znear (else not tested).
     """
-    n_views, n_vertices = screen.shape[:2]
-    corner = (faces[None] + (torch.arange(n_views, device=faces.device) * n_vertices)[:, None, None]).reshape(-1)
-    tri = screen.reshape(-1, 3).index_select(0, corner).view(-1, 3, 3)  # [B*F, 3 corners, (u, v, z)]
-    u, v = tri[..., 0], tri[..., 1]
-    x0 = torch.ceil(u.amin(-1)).clamp(min=0)
-    x1 = torch.floor(u.amax(-1)).clamp(max=width - 1)
-    y0 = torch.ceil(v.amin(-1)).clamp(min=0)
-    y1 = torch.floor(v.amax(-1)).clamp(max=height - 1)
+    n_faces, n_views = faces.shape[0], table.shape[1]
+    tri = table.index_select(0, faces.reshape(-1)).view(n_faces, 3, n_views, 3)
+    u, v = tri[..., 0], tri[..., 1]  # [F, 3, B]
+    x0, x1 = torch.ceil(u.amin(1)).clamp_(min=0), torch.floor(u.amax(1)).clamp_(max=width - 1)
+    y0, y1 = torch.ceil(v.amin(1)).clamp_(min=0), torch.floor(v.amax(1)).clamp_(max=height - 1)
     # NaN/inf coordinates fail these comparisons, so they are dropped here too.
-    pair = ((tri[..., 2] >= znear).all(-1) & (x1 >= x0) & (y1 >= y0)).nonzero()[:, 0]
-    tri = tri.index_select(0, pair)
-    corner_box = torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=-1).index_select(0, pair)
-    x0, y0 = corner_box[:, 0, None], corner_box[:, 1, None]
-    nxt = tri.roll(-1, 1)  # corner k + 1 for each corner k
-    edge = tri.roll(1, 1) - nxt  # the edge opposite each corner: (du, dv, -)
-    du, dv = edge[..., 0], edge[..., 1]
-    area = du[:, 0] * (tri[:, 0, 1] - tri[:, 1, 1]) - dv[:, 0] * (tri[:, 0, 0] - tri[:, 1, 0])  # signed double area
-    inv_area = (1.0 / area)[:, None]
-    c = (du * (y0 - nxt[..., 1]) - dv * (x0 - nxt[..., 0])) * inv_area
-    planes = torch.cat([-dv * inv_area, du * inv_area, c, 1.0 / tri[..., 2]], dim=-1).to(torch.float32)
-    # Zero area, and slivers of near-zero area whose plane equations overflow (the sum is then not finite), cover
-    # nothing. Usually every pair is kept, so the second compaction is skipped.
-    ok = (area != 0) & torch.isfinite(planes.sum(-1))
-    covered = area.abs() / 2
-    box = corner_box.to(torch.int64)
-    if not bool(ok.all()):
-        keep = ok.nonzero()[:, 0]
-        return pair[keep], planes[keep], box[keep], covered[keep]
-    return pair, planes, box, covered
+    drawn = (x1 >= x0) & (y1 >= y0)  # [F, B]
+    if any_near:
+        drawn &= (tri[..., 2] >= znear).all(1)
+    face, view = drawn.nonzero(as_tuple=True)
+    box = torch.stack([x0, y0, x1, y1], -1)[face, view]
+    return face, view, tri.transpose(1, 2)[face, view], box
+
+
+def _face_planes(tri: torch.Tensor, box: torch.Tensor):
+    """Barycentric plane equations of (face, view) pairs.
+
+    tri [P, 3, 3] corners (u, v, z), box [P, 4] from `_face_boxes`. Returns planes [P, 12] = (a_k, b_k, c_k,
+    1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, the
+    pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and which pairs to keep [P]
+    (zero area, and slivers whose planes overflow, cover nothing).
+    Every quantity is built from coordinates relative to the box corner, so float32 keeps sub-pixel accuracy.
+    """
+    x0, y0 = box[:, 0:1], box[:, 1:2]
+    # Corners k, k + 1, k + 2 as views of one [P, 5] copy (no roll): edge k runs from corner k + 1 to k + 2.
+    u = torch.cat([tri[:, :, 0], tri[:, :2, 0]], 1) - x0
+    v = torch.cat([tri[:, :, 1], tri[:, :2, 1]], 1) - y0
+    u1, u2, v1, v2 = u[:, 1:4], u[:, 2:5], v[:, 1:4], v[:, 2:5]
+    c = u1 * v2 - u2 * v1  # twice the signed area of (pixel, corner k + 1, corner k + 2)
+    area = c[:, 0:1] + c[:, 1:2] + c[:, 2:3]  # twice the face's signed area
+    planes = torch.cat([v1 - v2, u2 - u1, c], 1).div_(area)
+    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[:, :, 2]).to(torch.float32)], 1)
+    # NaN or inf in any column makes the row's sum non-finite (a matrix-vector product: one fast pass).
+    keep = (area[:, 0] != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
+    size = torch.cat([box[:, :2], box[:, 2:] - box[:, :2] + 1], 1).to(torch.int64)
+    return planes, size, area[:, 0].abs() / 2, keep
 
 
 def _scatter_candidates(
@@ -273,39 +287,49 @@ def _scatter_candidates(
     zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | face[rows, 0], reduce="amin")
 
 
-def _grid_shapes(box: torch.Tensor, covered: torch.Tensor, tiers: torch.Tensor) -> torch.Tensor:
-    """Per (view, face) [P]: which dense grid tests it (tier index of width * T + of height), or T * T for
+def _scatter_pixel(zbuf: torch.Tensor, planes: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor, znear: float):
+    """Faces whose box holds one pixel centre (most faces of a dense scan): the one test is at the box corner,
+    where the barycentrics are the planes' constants c_k, so the per-candidate products are skipped."""
+    l0, l1, l2 = planes[:, 6], planes[:, 7], planes[:, 8]
+    inv_z = l0 * planes[:, 9] + l1 * planes[:, 10] + l2 * planes[:, 11]
+    hit = ((l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)).nonzero()[:, 0]
+    depth_bits = (1.0 / inv_z[hit]).view(torch.int32).to(torch.int64)
+    zbuf.scatter_reduce_(0, pixel[hit], (depth_bits << 32) | face[hit], reduce="amin")
+
+
+def _grid_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Look-up tables for `_grid_shapes`: tier index of each box side 0..65 (65: any larger side, index T), and
+    each tier's side (T: a side so large, 2^30, that no grid is ever cheaper than spans, whatever the area)."""
+    tiers = torch.tensor(_GRID_TIERS + (1 << 30,), device=device)
+    return torch.bucketize(torch.arange(_GRID_TIERS[-1] + 2, device=device), tiers[:-1]), tiers
+
+
+def _grid_shapes(box: torch.Tensor, covered: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per (face, view) [P]: which dense grid tests it (tier index of width * T + of height), or T * T for
     row spans (too large, or a grid that would cost more than the rows and pixels the spans test)."""
     n = len(_GRID_TIERS)
-    w_index, h_index = torch.bucketize(box[:, 2].contiguous(), tiers), torch.bucketize(box[:, 3].contiguous(), tiers)
-    fits = (w_index < n) & (h_index < n)
-    w_index, h_index = w_index.clamp(max=n - 1), h_index.clamp(max=n - 1)
-    grid_area = tiers[w_index] * tiers[h_index]
-    lines = torch.minimum(box[:, 2], box[:, 3])
-    cheaper = grid_area <= _ALWAYS_GRID_AREA + _ROW_COST * lines + _PIXEL_COST * covered
-    return torch.where(fits & cheaper, w_index * n + h_index, n * n)
+    index_of, side = tables
+    w, h = box[:, 2].clamp(max=index_of.shape[0] - 1), box[:, 3].clamp(max=index_of.shape[0] - 1)
+    w_index, h_index = index_of[w], index_of[h]  # table look-ups: cheaper than bucketize on millions of boxes
+    grid_area = side[w_index] * side[h_index]
+    cheaper = grid_area <= _ALWAYS_GRID_AREA + _ROW_COST * torch.minimum(w, h) + _PIXEL_COST * covered
+    return torch.where(cheaper, w_index * n + h_index, n * n)
 
 
-def _rasterize_grid(zbuf, planes, box, pixel_base, face, sel, grid_w, grid_h, width, znear, max_candidates) -> None:
-    """Faces whose box fits in grid_w x grid_h pixels, tested as dense grids (no per-pixel gathers)."""
+def _rasterize_grid(zbuf, planes, box, pixel_base, face, rows, grid_w, grid_h, width, znear, max_candidates) -> None:
+    """Faces rows = (start, stop) of the tables, whose boxes fit in grid_w x grid_h pixels, tested as dense
+    grids (no per-pixel gathers)."""
     offsets = torch.arange(grid_w * grid_h, device=zbuf.device)
     dx, dy = offsets % grid_w, offsets // grid_w
     step = max(1, max_candidates // (grid_w * grid_h))
-    for start in range(0, sel.numel(), step):
-        idx = sel[start : start + step]
+    for start in range(rows[0], rows[1], step):
+        idx = slice(start, min(start + step, rows[1]))
+        if grid_w * grid_h == 1:
+            _scatter_pixel(zbuf, planes[idx], pixel_base[idx], face[idx], znear)
+            continue
         # Tiers up to 4 are exact sizes, so such a grid is the box itself.
         valid = None if max(grid_w, grid_h) <= 4 else (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
-        _scatter_candidates(
-            zbuf,
-            planes.index_select(0, idx),
-            dx,
-            dy,
-            valid,
-            pixel_base.index_select(0, idx)[:, None],
-            face.index_select(0, idx)[:, None],
-            (1, width),
-            znear,
-        )
+        _scatter_candidates(zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], (1, width), znear)
 
 
 def _chunks(counts: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -467,19 +491,30 @@ def rasterize(
     zbuf = torch.full((n_views * height * width + 1,), _EMPTY, dtype=torch.int64, device=screen.device)
     # Faces go through in chunks so the per-face tables stay bounded for meshes of millions of faces.
     face_chunk = max(1, max_candidates // (4 * n_views))
-    tiers = torch.tensor(_GRID_TIERS, device=screen.device)
+    tables = _grid_tables(screen.device)
+    n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
+    table = screen.transpose(0, 1).contiguous()  # [N, B, 3]
+    any_near = not bool((screen[..., 2] >= znear).all())
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk]
-        pair, planes, box, covered = _face_planes(screen, chunk, height, width, znear)
-        face = pair % chunk.shape[0] + first
-        pixel_base = (pair // chunk.shape[0]) * (height * width) + box[:, 1] * width + box[:, 0]
-        grid = _grid_shapes(box, covered, tiers)
-        counts = torch.bincount(grid, minlength=len(_GRID_TIERS) ** 2 + 1).tolist()
-        for shape, count in enumerate(counts[:-1]):
+        face, view, tri, corners = _face_boxes(table, chunk, height, width, znear, any_near)
+        if face.numel() == 0:
+            continue
+        planes, box, covered, keep = _face_planes(tri, corners)
+        grid = torch.where(keep, _grid_shapes(box, covered, tables), n_shapes)
+        # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
+        order = torch.sort(grid.to(torch.int16)).indices
+        counts = torch.bincount(grid, minlength=n_shapes + 1).tolist()
+        planes, box = planes.index_select(0, order), box.index_select(0, order)
+        face, view = face.index_select(0, order) + first, view.index_select(0, order)
+        pixel_base = view * (height * width) + box[:, 1] * width + box[:, 0]
+        start = 0
+        for shape, count in enumerate(counts[: n_shapes - 1]):
             if count:
                 grid_w, grid_h = _GRID_TIERS[shape // len(_GRID_TIERS)], _GRID_TIERS[shape % len(_GRID_TIERS)]
-                sel = (grid == shape).nonzero()[:, 0]
-                _rasterize_grid(zbuf, planes, box, pixel_base, face, sel, grid_w, grid_h, width, znear, max_candidates)
-        spans = (grid == len(_GRID_TIERS) ** 2).nonzero()[:, 0]
+                rows = (start, start + count)
+                _rasterize_grid(zbuf, planes, box, pixel_base, face, rows, grid_w, grid_h, width, znear, max_candidates)
+            start += count
+        spans = torch.arange(start, start + counts[n_shapes - 1], device=screen.device)
         _rasterize_spans(zbuf, planes, box, pixel_base, face, spans, width, znear, max_candidates)
     return _resolve(zbuf, screen, faces, n_views, height, width)
