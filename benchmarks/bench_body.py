@@ -100,7 +100,10 @@ def truth_check(body, scene: SyntheticScene, keypoints: np.ndarray, fit: BodyFit
         scene.person_mask,
         occluder_mask=scene.object_mask,
     )
-    verdict = "search miss" if polished.losses["total"] < fit.losses["total"] else "objective's minimum"
+    # Lower from the truth: the search missed a better basin (which may still be no closer to the truth).
+    verdict = (
+        "the truth's basin scores lower" if polished.losses["total"] < fit.losses["total"] else "the fit scores lower"
+    )
     return (
         f"{'':24s} from the truth: vertex {100 * errors(polished, scene)['vertex']:5.1f} cm  loss "
         f"{polished.losses['total']:.4f} (the fit's {fit.losses['total']:.4f}): {verdict}"
