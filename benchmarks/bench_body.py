@@ -38,10 +38,9 @@ from smplx.joint_names import JOINT_NAMES
 from ivlm_core import paths
 from ivlm_core.body import load_body_model
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
-from ivlm_core.demo.scenes import ALL_SCENE_KINDS, SyntheticScene, make_scene
+from ivlm_core.demo.scenes import ALL_SCENE_KINDS, SyntheticScene, make_scene, true_body_init
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.body_fit import BodyFit, fit_body, refine_from
-from ivlm_core.fit.body_init import BodyInit, transform_params
 from ivlm_core.fit.body_kinematics import smplx_source
 from ivlm_core.frames import transform_points
 from ivlm_core.perceive.coco import COCO_WHOLEBODY_KEYPOINTS
@@ -86,11 +85,7 @@ def errors(fit: BodyFit, scene: SyntheticScene) -> dict[str, float]:
 
 def truth_check(body, scene: SyntheticScene, keypoints: np.ndarray, fit: BodyFit) -> str:
     """The fit's objective minimised from the scene's true body, compared with the fit (see the module docstring)."""
-    params = transform_params(body, scene.body_params, scene.cv_camera_from_world)
-    hands = {name: params[name] for name in ("left_hand_pose", "right_hand_pose")}
-    start = BodyInit(
-        **{name: params[name] for name in ("betas", "global_orient", "body_pose", "transl")}, source="truth", **hands
-    )
+    start = true_body_init(scene, body)
     polished = refine_from(
         body,
         keypoints,

@@ -187,22 +187,15 @@ def test_raised_arm_scene_is_fitted_within_the_target(kinematics) -> None:
 def test_refine_from_the_true_body_stays_near_it(kinematics) -> None:
     """The fit's objective minimised from a scene's true body (the benchmark's check of search miss against the
     objective's own bias): a single start, kept close to the truth, fitting the true keypoints to a pixel."""
-    from ivlm_core.demo.scenes import make_scene
+    from ivlm_core.demo.scenes import make_scene, true_body_init
     from ivlm_core.fit.body_fit import refine_from
-    from ivlm_core.fit.body_init import BodyInit, transform_params
     from ivlm_core.frames import transform_points
 
     body, _ = kinematics
     scene = make_scene("sit_chair", 0, body=body)
     keypoints = scene.keypoints.copy()
     keypoints[:, 2] = np.any(keypoints[:, :2] != 0, axis=1)
-    params = transform_params(body, scene.body_params, scene.cv_camera_from_world)
-    start = BodyInit(
-        **{name: params[name] for name in ("betas", "global_orient", "body_pose", "transl")},
-        left_hand_pose=params["left_hand_pose"],
-        right_hand_pose=params["right_hand_pose"],
-        source="truth",
-    )
+    start = true_body_init(scene, body)
     fit = refine_from(
         body,
         keypoints,
