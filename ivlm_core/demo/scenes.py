@@ -32,6 +32,7 @@ from ivlm_core.body import LoadedBodyModel, load_body_model
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
 from ivlm_core.demo.objects import DEMO_OBJECTS, DemoObject
 from ivlm_core.fileio import atomic_path, save_npz_atomic
+from ivlm_core.fit.body_init import BodyInit, transform_params
 from ivlm_core.fit.body_kinematics import BodyKinematics, PoseParams
 from ivlm_core.fit.hand_frames import FINGER_ORDER, FIRST_HAND_JOINT, HandFrames
 from ivlm_core.frames import invert_rigid, make_transform, transform_points
@@ -109,6 +110,13 @@ class SyntheticScene:
 
     def object_vertices_world(self) -> np.ndarray:
         return transform_points(self.world_from_object, self.object_mesh.vertices)
+
+
+def true_body_init(scene: SyntheticScene, body: LoadedBodyModel) -> BodyInit:
+    """The scene's true body as a first estimate in its camera's frame (for checks of the fit's objective)."""
+    params = transform_params(body, scene.body_params, scene.cv_camera_from_world)
+    names = ("betas", "global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose")
+    return BodyInit(**{name: params[name] for name in names}, source="truth")
 
 
 def _aim(rest: np.ndarray, target: np.ndarray) -> Rotation:
