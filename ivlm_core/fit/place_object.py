@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import trimesh
 from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.spatial import cKDTree
 
@@ -61,6 +62,7 @@ class PlacementOptions:
     lr_scale: float = 0.01
     max_object_points: int = 1500  # surface samples used by the image and penetration terms
     max_contact_points: int = 600
+    icp_points: int = 200  # contact points a side that the starts' ICP sees
     max_mask_pixels: int = 400
     keep_hypotheses: int = 8  # after ICP, the best this many are optimised
     dense_starts: bool = True  # 83 starting rotations (cube + icosahedral groups) instead of 24
@@ -164,6 +166,48 @@ def contact_surface_samples(
     points = (bary[..., None] * tri[pick]).sum(1)
     weights = (bary * contact[chosen[pick]]).sum(1)
     return np.concatenate([vertices[vertex_idx], points]), np.concatenate([contact[vertex_idx], weights])
+
+
+def object_surface_samples(
+    vertices: np.ndarray, faces: np.ndarray, options: PlacementOptions, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`options.max_object_points` points [S, 3] spread evenly over the object's surface, and their faces' unit
+    normals [S, 3]. Why not the vertices: a low-poly mesh has them only at its corners and rims, where the image
+    and penetration terms would see the object as a few points."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    points, face_index = trimesh.sample.sample_surface(mesh, options.max_object_points, seed=int(rng.integers(2**31)))
+    return np.asarray(points), np.asarray(mesh.face_normals[face_index])
+
+
+def _contacts(
+    inputs: PlacementInputs,
+    options: PlacementOptions,
+    body_contact: np.ndarray,
+    object_contact: np.ndarray,
+    centre: np.ndarray,
+    rng: np.random.Generator,
+) -> _Contacts:
+    """Contact points and weights on both sides, spread over the faces in contact as well as at the vertices
+    (the object's in its frame centred on `centre`): a seat of 2 triangles has contact vertices at its corners only."""
+    body_points, body_weights = contact_surface_samples(
+        inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
+    )
+    object_points, object_weights = contact_surface_samples(
+        np.asarray(inputs.object_mesh.vertices, np.float64) - centre,
+        np.asarray(inputs.object_mesh.faces),
+        object_contact,
+        options.object_threshold,
+        options.max_contact_points,
+        rng,
+    )
+    keep = _subsample(np.arange(len(object_points)), options.max_contact_points, rng)
+
+    def as_tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32)
+
+    return _Contacts(
+        as_tensor(object_points[keep]), as_tensor(object_weights[keep]), as_tensor(body_points), as_tensor(body_weights)
+    )
 
 
 def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
@@ -387,15 +431,24 @@ def _skip_reason(body_contact: np.ndarray, object_contact: np.ndarray, options: 
     return None
 
 
-def _icp_starts(contacts: _Contacts, options: PlacementOptions) -> tuple[torch.Tensor, torch.Tensor]:
+def _icp_starts(
+    contacts: _Contacts, options: PlacementOptions, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Starting rotations [B, 3, 3] and translations [B, 3]: the group rotations, each moved onto the body
-    contacts by ICP starting with the contact centroids on top of each other."""
+    contacts by ICP starting with the contact centroids on top of each other.
+
+    The ICP sees at most `options.icp_points` contact points a side: it only has to bring each start near its
+    basin, and its cost (every object point against every body point, per start and iteration) grows with both.
+    """
     c = contacts
+    pick_o = torch.from_numpy(_subsample(np.arange(len(c.obj_c)), options.icp_points, rng))
+    pick_b = torch.from_numpy(_subsample(np.arange(len(c.body_c)), options.icp_points, rng))
+    obj_c, obj_w, body_c, body_w = c.obj_c[pick_o], c.obj_w[pick_o], c.body_c[pick_b], c.body_w[pick_b]
     rotations = torch.tensor(start_rotations(options.dense_starts), dtype=torch.float32)
-    mu_o = (c.obj_w[:, None] * c.obj_c).sum(0) / c.obj_w.sum()
-    mu_h = (c.body_w[:, None] * c.body_c).sum(0) / c.body_w.sum()
+    mu_o = (obj_w[:, None] * obj_c).sum(0) / obj_w.sum()
+    mu_h = (body_w[:, None] * body_c).sum(0) / body_w.sum()
     translations = mu_h[None] - (rotations @ mu_o)
-    icp = contact_icp(c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, translations)
+    icp = contact_icp(obj_c, obj_w, body_c, body_w, rotations, translations)
     return icp.rotation, icp.translation
 
 
@@ -454,23 +507,12 @@ def place_object(
     local = np.asarray(inputs.object_mesh.vertices, np.float64)
     centre = local.mean(0)
     size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
-    centred = torch.tensor(local - centre, dtype=dtype)
-    obj_normals = vertex_normals(centred, torch.tensor(inputs.object_mesh.faces))
     body_v = torch.tensor(inputs.body_vertices, dtype=dtype)
     body_n = vertex_normals(body_v, torch.tensor(inputs.body_faces))
-    object_idx = _subsample(np.flatnonzero(object_contact > options.object_threshold), options.max_contact_points, rng)
-    body_points, body_weights = contact_surface_samples(
-        inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
-    )
-    contacts = _Contacts(
-        centred[object_idx],
-        torch.tensor(object_contact[object_idx], dtype=dtype),
-        torch.tensor(body_points, dtype=dtype),
-        torch.tensor(body_weights, dtype=dtype),
-    )
+    contacts = _contacts(inputs, options, body_contact, object_contact, centre, rng)
 
     # Search: starting poses, the best few by the full loss.
-    rotations, translations = _icp_starts(contacts, options)
+    rotations, translations = _icp_starts(contacts, options, rng)
     if initial is not None:  # a given camera_from_object joins the starts (refits from a previous placement)
         given_rotation = torch.tensor(initial[:3, :3], dtype=dtype)
         given_translation = torch.tensor(initial[:3, :3] @ centre + initial[:3, 3], dtype=dtype)
@@ -479,14 +521,14 @@ def place_object(
     timings["init"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    sample_idx = _subsample(np.arange(len(local)), options.max_object_points, rng)
+    points, normals = object_surface_samples(local - centre, np.asarray(inputs.object_mesh.faces), options, rng)
     k = torch.tensor(inputs.intrinsics, dtype=dtype)
     images = _image_data(inputs, options, rng)
     terms_of = _Terms(
         options,
         contacts,
-        centred[sample_idx],
-        obj_normals[sample_idx],
+        torch.tensor(points, dtype=dtype),
+        torch.tensor(normals, dtype=dtype),
         body_v,
         body_n,
         cKDTree(inputs.body_vertices),
