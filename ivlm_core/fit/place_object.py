@@ -719,7 +719,8 @@ def place_object(
         # with it.
         t0 = time.perf_counter()
         assert iou is not None
-        order = torch.argsort(total)
+        with torch.no_grad():  # ranked with the IoU: the loss without it can prefer a cylinder lying across the palm
+            order = torch.argsort(score(d6, trans, log_scale))
         d6, trans, log_scale, keep = d6[order], trans[order], log_scale[order], keep[order]
         if options.turn_keep > 0 and options.turn_hypotheses > 0:
             turned = _turn_search(
