@@ -14,13 +14,25 @@ Terms (each reported separately):
 - depth order: where the photo shows the object over the body, the object is in front, and where the
   person hides the object, the object is behind (front-facing object points against the body's depth map).
 
-Initialisation: 83 rotations spread over the sphere (cube and icosahedral groups), each moved onto the body contacts by
-a real ICP (correspondences re-found every iteration), all scored on the full loss, the best few optimised
-together as one batch. Refinement (with an object mask): the best four are optimised again with a soft
-silhouette IoU term added (`silhouette_iou`: the visible silhouette against the mask), and the lowest total
-loss, IoU term included, wins. Why a second stage: the distance-field silhouette is cheap but blind to a few
-degrees of tilt or spin (its minimum can sit 10 degrees off the truth); the IoU is exact at the truth but
-costs a soft rasterisation per step, so it only sees the few hypotheses that are left.
+Object points (image and penetration terms) and object contact points are spread evenly over the surface,
+not taken at the vertices: a low-poly mesh has its vertices only at corners and rims.
+
+Phases (with an object mask; without one, the IoU term and the turns are left out):
+- starts: 83 rotations spread over the sphere (cube and icosahedral groups), each moved onto the body contacts
+  by a real ICP (correspondences re-found every iteration), and the same 83 kept as they are, moved onto the
+  contacts by a translation-only ICP (where the contact covers much of the object, a seat and a backrest, ICP
+  takes every start to one pose); all scored on the full loss plus the soft silhouette IoU term;
+- coarse: the best 16 starts at least 15 degrees apart, 20 Adam steps, ranked again with the IoU term;
+- optimise: the best 6, 40 more steps, ranked with the IoU term;
+- turns: the best 4, each turned about the object's principal axes in 30-degree steps, put back on the
+  contacts and scored; the 2 best turns join the 2 best hypotheses;
+- refine: those 4 optimised with the IoU term added (`silhouette_iou`: the visible silhouette against the
+  mask); the lowest total, IoU term included, wins.
+Why the IoU ranks every phase: the contact and distance-field terms fit several poses about equally (a cup's
+wall against a palm at any spin or tilt, a cylinder lying across the palm), while the overlap of the drawn
+silhouette with the mask is highest at the truth; it costs a soft rasterisation per pose, so only the few
+refined hypotheses optimise it. Inside each optimisation the nearest-neighbour matches are re-found every
+third step (`_Terms.reusing_matches`).
 """
 
 from __future__ import annotations
@@ -635,8 +647,8 @@ def place_object(
 ) -> ObjectPlacement:
     """Places the object against the body; never raises for a placement that cannot be made, it skips.
 
-    Phases: prepare the terms; search (starting poses scored on the loss); optimise the best few together;
-    refine the best of those with the silhouette IoU (with a mask). Deterministic for a given `options.seed`.
+    Phases (see the module docstring): prepare the terms; starts; coarse; optimise; turns and refine (with a
+    mask). Deterministic for a given `options.seed` (on one machine).
     """
     _check_inputs(inputs)
     timings: dict[str, float] = {}
