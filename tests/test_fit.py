@@ -371,9 +371,10 @@ def test_turn_search_jumps_to_the_basin_a_turn_away():
     points = torch.tensor(np.random.default_rng(0).normal(size=(50, 3)) * 0.05, dtype=torch.float32)
     contacts = _Contacts(points, torch.ones(50), points + torch.tensor([0.0, 0.0, 2.0]), torch.ones(50))
     identity = matrix_to_rotation_6d(torch.eye(3))[None]
-    options = PlacementOptions(turn_keep=3, turn_separation_deg=20.0)
+    options = PlacementOptions(turn_separation_deg=20.0)
     d6, trans, _, origin = _turn_search(
         options,
+        3,
         score,
         contacts,
         axes,

@@ -587,6 +587,7 @@ def _contact_translations(
 
 def _turn_search(
     options: PlacementOptions,
+    count: int,
     score: Callable[..., torch.Tensor],
     contacts: _Contacts,
     axes: torch.Tensor,
@@ -595,7 +596,7 @@ def _turn_search(
     log_scale: torch.Tensor,
     rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The best `options.turn_keep` turns of the hypotheses (6D [B, 6], translations [B, 3], log scales [B]): each
+    """The best `count` turns of the hypotheses (6D [B, 6], translations [B, 3], log scales [B]): each
     turned about its own centre by each of `options.turn_angles_deg` about each principal axis `axes` [3, 3] (rows,
     object frame), put back on the contacts, and scored by `score` (no gradient). Returns (d6 [T, 6], translation
     [T, 3], log scale [T], index of the hypothesis each came from [T]), best first, at least
@@ -620,7 +621,7 @@ def _turn_search(
         scores = torch.cat(
             [score(cand_d6[i : i + 16], moved[i : i + 16], scale[i : i + 16]) for i in range(0, len(cand_d6), 16)]
         )
-        taken = _separated(torch.argsort(scores), candidates, rotation, options.turn_keep, options.turn_separation_deg)
+        taken = _separated(torch.argsort(scores), candidates, rotation, count, options.turn_separation_deg)
     return cand_d6[taken], moved[taken], scale[taken], origin[taken]
 
 
@@ -734,9 +735,11 @@ def place_object(
         with torch.no_grad():  # ranked with the IoU: the loss without it can prefer a cylinder lying across the palm
             order = torch.argsort(score(d6, trans, log_scale))
         d6, trans, log_scale, keep = d6[order], trans[order], log_scale[order], keep[order]
-        if options.turn_keep > 0 and options.turn_hypotheses > 0:
+        turn_count = min(options.turn_keep, options.refine_hypotheses - 1)  # the best hypothesis always stays
+        if turn_count > 0 and options.turn_hypotheses > 0:
             turned = _turn_search(
                 options,
+                turn_count,
                 total_with_iou,
                 contacts,
                 _principal_axes(points),
