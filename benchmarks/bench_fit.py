@@ -71,7 +71,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"# {date.today()} {platform.node()} {platform.processor() or platform.machine()}, torch threads "
-        f"{torch.get_num_threads()}, scenes {args.scenes}, perturbation up to {args.max_perturbation:.0f} deg"
+        f"{torch.get_num_threads()}, scenes {args.scenes} + {args.asset_scenes} asset scenes, perturbation up to {args.max_perturbation:.0f} deg"
     )
     scenes = [(SCENE_KINDS[i % len(SCENE_KINDS)], i // len(SCENE_KINDS)) for i in range(args.scenes)]
     scenes += [
