@@ -441,3 +441,21 @@ def test_an_axially_symmetric_objects_rotation_error_is_its_axis_angle(synthetic
     tilt = placement_error(case, turned(np.radians(15.0) * side))
     assert spin.success and spin.rotation_deg < 1e-3 and flip.rotation_deg < 1e-3
     assert tilt.rotation_deg == pytest.approx(15.0, abs=1e-3) and not tilt.success
+
+
+def test_distinct_hypotheses_are_told_apart_by_where_their_surface_lies():
+    """The kept hypotheses differ in where they put the object's surface, not in rotation angle: a cylinder turned
+    about its own axis is the same pose (it would take a slot of its own under an angle rule), a tilted one is not."""
+    from ivlm_core.fit.place_object import _distinct, _placed_points
+
+    angle = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    rim = np.stack([0.04 * np.cos(angle), 0.04 * np.sin(angle), np.zeros_like(angle)], -1)
+    points = torch.tensor(np.concatenate([rim + [0, 0, z] for z in np.linspace(-0.05, 0.05, 11)]), dtype=torch.float32)
+    rotations = Rotation.from_rotvec([[0, 0, 0], [0, 0, np.pi / 3], [np.pi / 4, 0, 0], [0, 0, 2 * np.pi / 3]])
+    d6 = matrix_to_rotation_6d(torch.tensor(rotations.as_matrix(), dtype=torch.float32))
+    placed = _placed_points(points, d6, torch.zeros(4, 3), torch.zeros(4))
+    size = float(np.sqrt(0.08**2 * 2 + 0.1**2))
+    order = torch.arange(4)
+    # Spun about the axis (1, 3): same surface; tilted 45 degrees (2): another pose; refilled in order at the end.
+    assert _distinct(order, placed, 2, 0.06 * size).tolist() == [0, 2]
+    assert _distinct(order, placed, 4, 0.06 * size).tolist() == [0, 2, 1, 3]

@@ -91,6 +91,10 @@ class PlacementOptions:
     coarse_steps: int = 20
     start_separation_deg: float = 15.0
     keep_hypotheses: int = 6
+    # After the coarse stage the kept hypotheses are distinct poses: their placed surfaces (`distinct_points` of the
+    # object points) are at least `distinct_share` of the object's diagonal apart on average.
+    distinct_points: int = 300
+    distinct_share: float = 0.06
     dense_starts: bool = True  # 83 starting rotations (cube + icosahedral groups) instead of 24
     contact_tolerance_m: float = 0.015  # contact labels mark a shell about a centimetre thick, not touching points
     w_contact: float = 1.0
@@ -415,7 +419,7 @@ class _Terms:
 
     @contextlib.contextmanager
     def reusing_matches(self, every: int) -> Iterator[None]:
-        """Inside, the nearest neighbours of the penetration, contact (body side) and coverage terms are searched on
+        """Inside, the nearest neighbours of the penetration, contact (both ways) and coverage terms are searched on
         every `every`-th call only and reused between (same batch). Why: inside an optimisation they change little
         from one step to the next, and the searches are most of a step's cost; the distances stay differentiable."""
         self._match_every, self._calls, self._matches = max(every, 1), 0, {}
@@ -447,10 +451,12 @@ class _Terms:
             lambda: torch.from_numpy(self.body_contact_tree.query(moved_c.detach().reshape(-1, 3).numpy())[1]),
             tuple(moved_c.shape[:2]),
         )
-        with torch.no_grad():
+
+        def nearest_on_object() -> torch.Tensor:
             body_in_object = (c.body_c[None] - trans.detach()[:, None]) @ rot.detach() / scale.detach()
-            nn_o = self.object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1]
-            nn_o = torch.from_numpy(nn_o).reshape(body_in_object.shape[:2])
+            return torch.from_numpy(self.object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1])
+
+        nn_o = self._match("contact_back", nearest_on_object, (len(trans), len(c.body_c)))
         d_oh = (moved_c - c.body_c[nn_h]).norm(dim=-1)
         d_ho = (c.body_c[None] - torch.gather(moved_c, 1, nn_o[..., None].expand(-1, -1, 3))).norm(dim=-1)
         tolerance = self.options.contact_tolerance_m
@@ -686,6 +692,33 @@ def _separated(
     return torch.tensor(taken, dtype=torch.long)
 
 
+def _placed_points(
+    points: torch.Tensor, d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """The centred object's points [S, 3] placed by each hypothesis: [B, S, 3]."""
+    rotation = rotation_6d_to_matrix(d6.detach())
+    return log_scale.detach().exp()[:, None, None] * points @ rotation.transpose(-1, -2) + trans.detach()[:, None]
+
+
+def _distinct(order: torch.Tensor, placed: torch.Tensor, count: int, min_distance: float) -> torch.Tensor:
+    """The first `count` of `order` (indices into placed [B, S, 3]) whose surfaces are at least `min_distance` apart
+    (metres, the mean distance from each point to the other placement's nearest point, both ways averaged); when
+    fewer are that far apart, the rest of `order` fills up.
+
+    Why surfaces and not rotation angles: an object that looks the same turned (a cylinder about its axis, a box
+    by half a turn) gives many hypotheses far apart in rotation that are one pose, which would take every slot."""
+    taken: list[int] = []
+    for i in order.tolist():
+        near = torch.cdist(placed[i][None], placed[taken]) if taken else None
+        if near is not None and bool(((near.amin(-1).mean(-1) + near.amin(-2).mean(-1)) / 2 < min_distance).any()):
+            continue
+        taken.append(i)
+        if len(taken) == count:
+            break
+    rest = [i for i in order.tolist() if i not in taken][: count - len(taken)]
+    return torch.tensor(taken + rest, dtype=torch.long)
+
+
 def place_object(
     inputs: PlacementInputs, options: PlacementOptions = PlacementOptions(), initial: np.ndarray | None = None
 ) -> ObjectPlacement:
@@ -727,10 +760,11 @@ def place_object(
     points, normals = object_surface_samples(local - centre, np.asarray(inputs.object_mesh.faces), options, rng)
     k = torch.tensor(inputs.intrinsics, dtype=dtype)
     images = _image_data(inputs, options, rng)
+    points_t = torch.tensor(points, dtype=dtype)
     terms_of = _Terms(
         options,
         contacts,
-        torch.tensor(points, dtype=dtype),
+        points_t,
         torch.tensor(normals, dtype=dtype),
         body_v,
         body_n,
@@ -761,7 +795,10 @@ def place_object(
             d6, trans, log_scale = _optimise(options, size, plain_total, d6, trans, log_scale, options.coarse_steps)
         given = int(torch.nonzero(keep == 0)[0]) if initial is not None else None
         with torch.no_grad():
-            best = _including(torch.argsort(score(d6, trans, log_scale))[: options.keep_hypotheses], given)
+            placed = _placed_points(points_t[: options.distinct_points], d6, trans, log_scale)
+            order = torch.argsort(score(d6, trans, log_scale))
+            best = _distinct(order, placed, options.keep_hypotheses, options.distinct_share * size)
+            best = _including(best, given)
         d6, trans, log_scale, keep = d6[best], trans[best], log_scale[best], keep[best]
 
     # Optimise the kept hypotheses together.
@@ -779,6 +816,8 @@ def place_object(
         assert iou is not None
         with torch.no_grad():  # ranked with the IoU: the loss without it can prefer a cylinder lying across the palm
             order = torch.argsort(score(d6, trans, log_scale))
+            placed = _placed_points(points_t[: options.distinct_points], d6, trans, log_scale)
+            order = _distinct(order, placed, len(order), options.distinct_share * size)  # distinct poses first
         d6, trans, log_scale, keep = d6[order], trans[order], log_scale[order], keep[order]
         turn_count = min(options.turn_keep, options.refine_hypotheses - 1)  # the best hypothesis always stays
         if turn_count > 0 and options.turn_hypotheses > 0:
