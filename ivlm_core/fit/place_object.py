@@ -23,9 +23,10 @@ Phases (with an object mask; without one, the IoU term and the turns are left ou
   contacts by a translation-only ICP (where the contact covers much of the object, a seat and a backrest, ICP
   takes every start to one pose); all scored on the full loss plus the soft silhouette IoU term;
 - coarse: the best 16 starts at least 15 degrees apart, 20 Adam steps, ranked again with the IoU term;
-- optimise: the best 6, 40 more steps, ranked with the IoU term;
-- turns: the best 4, each turned about the object's principal axes in 30-degree steps, put back on the
-  contacts and scored; the 2 best turns join the 2 best hypotheses;
+- optimise: the best 6 distinct poses (`_distinct`: their placed surfaces at least 6 % of the object's
+  diagonal apart), 40 more steps, ranked with the IoU term, distinct poses first;
+- turns: the first 4, each turned about the object's principal axes in 30-degree steps, put back on the
+  contacts and scored; the 2 best turns join the first 2 hypotheses;
 - refine: those 4 optimised with the IoU term added (`silhouette_iou`: the visible silhouette against the
   mask); the lowest total, IoU term included, wins.
 Why the IoU ranks every phase: the contact and distance-field terms fit several poses about equally (a cup's
