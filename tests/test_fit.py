@@ -362,3 +362,100 @@ def test_body_fit_to_projected_keypoints(synthetic_body_files):
         body_from_client(single, vertices=np.zeros((100, 3)))
     client = body_from_client(single, vertices=truth_cam)
     assert client.source == "client" and np.allclose(client.vertices, truth_cam)
+
+
+def test_object_surface_samples_cover_a_low_poly_mesh_evenly():
+    """A cube of 12 triangles: the points lie on its faces (not only at its 8 corners), spread over all six sides,
+    each with its face's outward unit normal."""
+    from ivlm_core.demo.primitives import cube
+    from ivlm_core.fit.place_object import PlacementOptions, object_surface_samples
+
+    mesh = cube(2.0)
+    points, normals = object_surface_samples(
+        mesh.vertices, mesh.faces, PlacementOptions(max_object_points=600), np.random.default_rng(0)
+    )
+    assert points.shape == normals.shape == (600, 3)
+    assert np.allclose(np.abs(points).max(1), 1.0, atol=1e-9)  # on the surface
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    assert (np.einsum("ij,ij->i", points, normals) > 0.99).all()  # outward: the cube's faces are at distance 1
+    side = np.argmax(np.abs(points), 1) * 2 + (points[np.arange(600), np.argmax(np.abs(points), 1)] > 0)
+    assert np.bincount(side, minlength=6).min() > 60  # about 100 a side
+    corner_distance = np.linalg.norm(points[:, None] - mesh.vertices[None], axis=-1).min(1)
+    assert corner_distance.mean() > 0.5  # spread over the faces (about 0.76 for even spread), not at the corners
+
+
+def test_turn_search_jumps_to_the_basin_a_turn_away():
+    """The turns of a hypothesis about the object's principal axes reach a pose 90 degrees away about one of them,
+    which a score prefers; the turns kept are apart from each other and from the hypothesis itself."""
+    from ivlm_core.fit.place_object import PlacementOptions, _Contacts, _turn_search
+    from ivlm_core.fit.rotations import rotation_angle_deg
+
+    axes = torch.tensor(Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix().T, dtype=torch.float32)  # rows
+    target = Rotation.from_rotvec(np.radians(90.0) * axes[1].double().numpy()).as_matrix()
+    target_t = torch.tensor(target, dtype=torch.float32)
+
+    def score(d6, trans, log_scale):  # lowest at the target rotation
+        return ((rotation_6d_to_matrix(d6) - target_t) ** 2).sum((-1, -2))
+
+    points = torch.tensor(np.random.default_rng(0).normal(size=(50, 3)) * 0.05, dtype=torch.float32)
+    contacts = _Contacts(points, torch.ones(50), points + torch.tensor([0.0, 0.0, 2.0]), torch.ones(50))
+    identity = matrix_to_rotation_6d(torch.eye(3))[None]
+    options = PlacementOptions(turn_separation_deg=20.0)
+    d6, trans, _, origin = _turn_search(
+        options,
+        3,
+        score,
+        contacts,
+        axes,
+        identity,
+        torch.tensor([[0.0, 0.0, 2.0]]),
+        torch.zeros(1),
+        np.random.default_rng(0),
+    )
+    turned = rotation_6d_to_matrix(d6).double().numpy()
+    assert rotation_angle_deg(turned[0], target) < 0.05 and origin.tolist() == [0, 0, 0]
+    # Put back on the contacts (turned about the centre, the turned patch is matched to the body's again).
+    assert torch.allclose(trans[0], torch.tensor([0.0, 0.0, 2.0]), atol=0.02)
+    angles = [rotation_angle_deg(a, b) for i, a in enumerate(turned) for b in [*turned[:i], np.eye(3)]]
+    assert min(angles) >= 20.0 - 0.05  # float32 rotations
+
+
+def test_an_axially_symmetric_objects_rotation_error_is_its_axis_angle(synthetic_body_files):
+    """The cylinder cup: spinning it about its axis or turning it end for end is no error; a tilt is."""
+    case = make_fit_case("hold_cylinder", 0)
+    truth = case.true_camera_from_object
+    axis = case.symmetry_axis
+    assert axis is not None and np.isclose(np.linalg.norm(axis), 1.0)
+
+    def turned(rotvec: np.ndarray) -> np.ndarray:  # about the object's own centroid, so the centroid stays
+        out = truth.copy()
+        out[:3, :3] = truth[:3, :3] @ Rotation.from_rotvec(rotvec).as_matrix()
+        centroid = case.inputs.object_mesh.vertices.mean(0)
+        out[:3, 3] = truth[:3, :3] @ centroid + truth[:3, 3] - out[:3, :3] @ centroid
+        return out
+
+    spin = placement_error(case, turned(np.radians(70.0) * axis))
+    side = np.cross(axis, [1.0, 0.0, 0.0])
+    side /= np.linalg.norm(side)
+    flip = placement_error(case, turned(np.pi * side))
+    tilt = placement_error(case, turned(np.radians(15.0) * side))
+    assert spin.success and spin.rotation_deg < 1e-3 and flip.rotation_deg < 1e-3
+    assert tilt.rotation_deg == pytest.approx(15.0, abs=1e-3) and not tilt.success
+
+
+def test_distinct_hypotheses_are_told_apart_by_where_their_surface_lies():
+    """The kept hypotheses differ in where they put the object's surface, not in rotation angle: a cylinder turned
+    about its own axis is the same pose (it would take a slot of its own under an angle rule), a tilted one is not."""
+    from ivlm_core.fit.place_object import _distinct, _placed_points
+
+    angle = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    rim = np.stack([0.04 * np.cos(angle), 0.04 * np.sin(angle), np.zeros_like(angle)], -1)
+    points = torch.tensor(np.concatenate([rim + [0, 0, z] for z in np.linspace(-0.05, 0.05, 11)]), dtype=torch.float32)
+    rotations = Rotation.from_rotvec([[0, 0, 0], [0, 0, np.pi / 3], [np.pi / 4, 0, 0], [0, 0, 2 * np.pi / 3]])
+    d6 = matrix_to_rotation_6d(torch.tensor(rotations.as_matrix(), dtype=torch.float32))
+    placed = _placed_points(points, d6, torch.zeros(4, 3), torch.zeros(4))
+    size = float(np.sqrt(0.08**2 * 2 + 0.1**2))
+    order = torch.arange(4)
+    # Spun about the axis (1, 3): same surface; tilted 45 degrees (2): another pose; refilled in order at the end.
+    assert _distinct(order, placed, 2, 0.06 * size).tolist() == [0, 2]
+    assert _distinct(order, placed, 4, 0.06 * size).tolist() == [0, 2, 1, 3]

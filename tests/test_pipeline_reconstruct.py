@@ -24,6 +24,7 @@ QUICK = RunOptions(
         max_contact_points=200,
         max_object_points=500,
         max_mask_pixels=200,
+        coarse_steps=0,
         keep_hypotheses=2,
         steps=10,
         refine_hypotheses=1,

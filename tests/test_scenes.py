@@ -8,7 +8,14 @@ import torch
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
-from ivlm_core.demo.scenes import CONTACT_DISTANCE, SCENE_KINDS, TOUCH_GAP, make_scene, save_scene
+from ivlm_core.demo.scenes import (
+    ASSET_SCENE_KINDS,
+    CONTACT_DISTANCE,
+    SCENE_KINDS,
+    TOUCH_GAP,
+    make_scene,
+    save_scene,
+)
 from ivlm_core.render.cameras import PinholeCameras
 
 
@@ -83,3 +90,19 @@ def test_saved_scene_is_flagged_demo_and_complete(scenes, tmp_path):
     from ivlm_core.mesh import read_obj
 
     assert read_obj(folder / "object_mesh.obj").num_vertices == scene.object_mesh.num_vertices
+
+
+@pytest.mark.parametrize("kind", ASSET_SCENE_KINDS)
+def test_asset_scenes_use_the_artist_style_meshes_with_contacts_on_their_large_faces(synthetic_body_files, kind):
+    """The placement benchmark's low-poly chair and Blender cylinder: posed and placed like the demo kind, the
+    object touching the body, with contact on both sides although the touching faces have no vertex near the body
+    (a vertex counts when a face around it touches)."""
+    from scipy.spatial import cKDTree
+
+    scene = make_scene(kind, seed=0)
+    assert scene.object_mesh.num_faces == {"sit_lowpoly_chair": 240, "hold_cylinder": 124}[kind]
+    assert scene.label == {"sit_lowpoly_chair": "chair", "hold_cylinder": "cup"}[kind]
+    assert scene.object_contact.sum() >= 3 and scene.body_contact.sum() >= 10
+    near = cKDTree(scene.body_vertices).query(scene.object_vertices_world())[0] < CONTACT_DISTANCE
+    assert scene.object_contact.sum() > near.sum()  # corners of touching faces, not only vertices near the body
+    assert scene.object_mask.sum() > 100 and not np.any(scene.person_mask & scene.object_mask)

@@ -8,6 +8,12 @@ body parameters (hands included), the true COCO-WholeBody keypoints (the body's 
 projected, with a visibility flag) and per-vertex contacts on body and object (vertices within
 CONTACT_DISTANCE of the other surface).
 
+`ASSET_SCENE_KINDS` (issue 14) are two of those actions with meshes as artists bring them
+(`ivlm_core.demo.primitives`): a low-poly chair of long boxes, and Blender's 32-section cylinder as the cup.
+Their faces are large (a seat is 2 triangles), so a contact patch often holds no vertex: there a vertex is
+in contact when a face around it touches the body, which is what lifting a contact mask gives on such faces
+(a pixel's contact reaches its face's three corners).
+
 World frame: the BODY frame of the posed SMPL-X output (Y up, metres). Seeds vary body shape, pose
 and camera, so many distinct scenes come from one kind (later benchmarks use 50+).
 """
@@ -29,6 +35,7 @@ from scipy.spatial.transform import Rotation
 
 from ivlm_core import paths
 from ivlm_core.body import LoadedBodyModel, load_body_model
+from ivlm_core.demo import primitives
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
 from ivlm_core.demo.objects import DEMO_OBJECTS, DemoObject
 from ivlm_core.fileio import atomic_path, save_npz_atomic
@@ -44,6 +51,9 @@ from ivlm_core.render.shading import PhongLighting
 SCENE_KINDS = ("sit_chair", "hold_mug", "foot_on_ball")  # the placement benchmark's kinds (and `ivlm assets`)
 BODY_POSE_KINDS = ("kneel_bench", "reach_ball", "lie_bench", "crouch_ball")  # more poses, for the body benchmark
 ALL_SCENE_KINDS = SCENE_KINDS + BODY_POSE_KINDS
+# The placement benchmark's artist-style meshes: each is posed and placed as the demo kind it names.
+ASSET_SCENE_KINDS = ("sit_lowpoly_chair", "hold_cylinder")
+ASSET_SCENE_ACTION = {"sit_lowpoly_chair": "sit_chair", "hold_cylinder": "hold_mug"}
 SCENE_OBJECT = {
     "sit_chair": "chair",
     "hold_mug": "mug",
@@ -52,6 +62,8 @@ SCENE_OBJECT = {
     "reach_ball": "ball",
     "lie_bench": "bench",
     "crouch_ball": "ball",
+    "sit_lowpoly_chair": "lowpoly_chair",
+    "hold_cylinder": "cylinder_cup",
 }
 CONTACT_DISTANCE = 0.015  # metres: a vertex closer than this to the other surface is in contact
 TOUCH_GAP = 0.003  # metres between the surfaces at their closest point
@@ -64,6 +76,8 @@ OBJECT_COLOR = {
     "mug": (0.92, 0.92, 0.96),
     "ball": (0.95, 0.95, 0.92),
     "bench": (0.45, 0.32, 0.2),
+    "lowpoly_chair": (0.55, 0.36, 0.22),
+    "cylinder_cup": (0.92, 0.92, 0.96),
 }
 GENERATOR_VERSION = "ivlm-synthetic-scene-3"
 SCENE_TAG_KEY = "ivlm-demo-scene"  # PNG text chunk of a generated photo (see ivlm_core/demo/scene_truth.py)
@@ -298,33 +312,58 @@ def _place_object(
     return transform, body_tree
 
 
+def _scene_object(name: str) -> DemoObject:
+    """A scene's object: a demo object, or an artist-style mesh (`primitives`) in the frame of the demo one it stands for."""
+    if name == "lowpoly_chair":  # already in the demo chair's frame (faces +Z, origin on the floor)
+        return DemoObject("lowpoly_chair", "chair", primitives.lowpoly_chair())
+    if name == "cylinder_cup":  # Blender's cylinder at the demo mug's size, standing on the origin like the mug
+        mesh = primitives.cylinder(32, radius=0.042, height=0.10)
+        return DemoObject("cylinder_cup", "cup", TriangleMesh(mesh.vertices + [0.0, 0.05, 0.0], mesh.faces, name))
+    return DEMO_OBJECTS[name]()
+
+
+def _object_contact(mesh: TriangleMesh, world: np.ndarray, body_tree: cKDTree, by_face: bool, seed: int) -> np.ndarray:
+    """[N_object] 1.0 where the object is in contact: vertices near the body, and with `by_face` also the
+    corners of every face with a surface point near the body (a large face often has no vertex near the patch)."""
+    near = body_tree.query(world)[0] < CONTACT_DISTANCE
+    if by_face:
+        samples, face_index = trimesh.sample.sample_surface(
+            trimesh.Trimesh(world, mesh.faces, process=False), 50_000, seed=seed
+        )
+        touched = face_index[body_tree.query(samples)[0] < CONTACT_DISTANCE]
+        near[np.asarray(mesh.faces)[np.unique(touched)].reshape(-1)] = True
+    return near.astype(np.float32)
+
+
 def make_scene(kind: str, seed: int = 0, body: LoadedBodyModel | None = None) -> SyntheticScene:
     """Builds one synthetic scene (deterministic for a given kind and seed)."""
-    if kind not in ALL_SCENE_KINDS:
-        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(ALL_SCENE_KINDS)}")
-    rng = np.random.default_rng(seed * 7919 + ALL_SCENE_KINDS.index(kind))
+    known = ALL_SCENE_KINDS + ASSET_SCENE_KINDS
+    if kind not in known:
+        raise ValueError(f"unknown scene kind {kind!r}; choose one of {', '.join(known)}")
+    rng = np.random.default_rng(seed * 7919 + known.index(kind))
+    action = ASSET_SCENE_ACTION.get(kind, kind)  # how the body is posed and the object put against it
     if body is None:
         body = load_body_model("smplx", folder=paths.body_models_dir(ensure_synthetic_body_models().root), num_betas=10)
     kinematics = BodyKinematics(body)
     betas = np.clip(rng.normal(0.0, 0.6, 10), -1.5, 1.5)
-    global_orient, pose = _pose(kind, rng)
+    global_orient, pose = _pose(action, rng)
     hands = kinematics.relaxed_hands.numpy().astype(np.float64)  # [2, 45] left, right
     params = {"betas": betas, "global_orient": global_orient, "body_pose": pose.reshape(-1), "transl": np.zeros(3)}
     vertices, joints = _posed(kinematics, params, hands)
     faces = np.asarray(body.model.faces, np.int64)
-    obj = DEMO_OBJECTS[SCENE_OBJECT[kind]]()
-    world_from_object, body_tree = _place_object(kind, obj, body, vertices, joints, seed)
+    obj = _scene_object(SCENE_OBJECT[kind])
+    world_from_object, body_tree = _place_object(action, obj, body, vertices, joints, seed)
     object_world = transform_points(world_from_object, obj.mesh.vertices)
     object_tree = _surface_tree(object_world, obj.mesh.faces, seed + 1)
-    if kind == "hold_mug":  # close the right hand around the mug, then re-pose
+    if action == "hold_mug":  # close the right hand around the mug, then re-pose
         hands[1] = _grip(kinematics, params, hands, object_tree, side="right")
         vertices, joints = _posed(kinematics, params, hands)
         body_tree = _surface_tree(vertices, faces, seed)
     params |= {"left_hand_pose": hands[0], "right_hand_pose": hands[1]}
     body_contact = (object_tree.query(vertices)[0] < CONTACT_DISTANCE).astype(np.float32)
-    object_contact = (body_tree.query(object_world)[0] < CONTACT_DISTANCE).astype(np.float32)
+    object_contact = _object_contact(obj.mesh, object_world, body_tree, kind in ASSET_SCENE_KINDS, seed + 2)
 
-    cam_from_world, k = _camera(kind, rng, np.concatenate([vertices, object_world]))
+    cam_from_world, k = _camera(action, rng, np.concatenate([vertices, object_world]))
     color = OBJECT_COLOR[SCENE_OBJECT[kind]]
     image, person, obj_mask, face, depth = _render_photo(
         vertices, faces, object_world, obj.mesh.faces, color, cam_from_world, k

@@ -14,29 +14,44 @@ Terms (each reported separately):
 - depth order: where the photo shows the object over the body, the object is in front, and where the
   person hides the object, the object is behind (front-facing object points against the body's depth map).
 
-Initialisation: 83 rotations spread over the sphere (cube and icosahedral groups), each moved onto the body contacts by
-a real ICP (correspondences re-found every iteration), all scored on the full loss, the best few optimised
-together as one batch. Refinement (with an object mask): the best four are optimised again with a soft
-silhouette IoU term added (`silhouette_iou`: the visible silhouette against the mask), and the lowest total
-loss, IoU term included, wins. Why a second stage: the distance-field silhouette is cheap but blind to a few
-degrees of tilt or spin (its minimum can sit 10 degrees off the truth); the IoU is exact at the truth but
-costs a soft rasterisation per step, so it only sees the few hypotheses that are left.
+Object points (image and penetration terms) and object contact points are spread evenly over the surface,
+not taken at the vertices: a low-poly mesh has its vertices only at corners and rims.
 
-A refit from painted contacts (`refit_options`) starts from the pose the user sees instead: that pose, the same
-pose turned about the camera's vertical axis (each moved onto the contacts by ICP) and the 24 cube rotations,
-with fewer hypotheses kept and refined; the losses are the same.
+Phases (with an object mask; without one, the IoU term and the turns are left out):
+- starts: 83 rotations spread over the sphere (cube and icosahedral groups), each moved onto the body contacts
+  by a real ICP (correspondences re-found every iteration), and the same 83 kept as they are, moved onto the
+  contacts by a translation-only ICP (where the contact covers much of the object, a seat and a backrest, ICP
+  takes every start to one pose); all scored on the full loss plus the soft silhouette IoU term;
+- coarse: the best 16 starts at least 15 degrees apart, 20 Adam steps, ranked again with the IoU term;
+- optimise: the best 6 distinct poses (`_distinct`: their placed surfaces at least 6 % of the object's
+  diagonal apart), 40 more steps, ranked with the IoU term, distinct poses first;
+- turns: the first 4, each turned about the object's principal axes in 30-degree steps, put back on the
+  contacts and scored; the 2 best turns join the first 2 hypotheses;
+- refine: those 4 optimised with the IoU term added (`silhouette_iou`: the visible silhouette against the
+  mask); the lowest total, IoU term included, wins.
+Why the IoU ranks every phase: the contact and distance-field terms fit several poses about equally (a cup's
+wall against a palm at any spin or tilt, a cylinder lying across the palm), while the overlap of the drawn
+silhouette with the mask is highest at the truth; it costs a soft rasterisation per pose, so only the few
+refined hypotheses optimise it. Inside each optimisation the nearest-neighbour matches are re-found every
+third step (`_Terms.reusing_matches`).
+
+A refit from painted contacts (`refit_options`) starts from the pose the user sees too: that pose and the same
+pose turned about the camera's vertical axis (each moved onto the contacts by ICP) join the 24 cube rotations
+(instead of 83), with fewer hypotheses kept and refined; the losses and phases are the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import trimesh
 from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
@@ -59,15 +74,28 @@ OBJECT_CONTACT_THRESHOLD = 0.3  # and object contact points prob > 0.3
 class PlacementOptions:
     body_threshold: float = BODY_CONTACT_THRESHOLD
     object_threshold: float = OBJECT_CONTACT_THRESHOLD
-    steps: int = 60
+    steps: int = 40
     lr_rotation: float = 0.02
     lr_translation: float = 0.02  # times the object's diagonal
     optimise_scale: bool = False
     lr_scale: float = 0.01
     max_object_points: int = 1500  # surface samples used by the image and penetration terms
     max_contact_points: int = 600
+    icp_points: int = 200  # contact points a side that the starts' ICP sees
+    match_every: int = 3  # optimisation steps between the body-side nearest-neighbour searches
     max_mask_pixels: int = 400
-    keep_hypotheses: int = 8  # after ICP, the best this many are optimised
+    # Search: the starts (ICP'd group rotations) ranked by the loss (with a mask, the IoU term too); the best
+    # `coarse_hypotheses`, at least `start_separation_deg` apart, get `coarse_steps` steps; ranked again, the best
+    # `keep_hypotheses` get `steps` more. With coarse_steps 0, the best `keep_hypotheses` starts get `steps`.
+    score_starts_with_iou: bool = True
+    coarse_hypotheses: int = 16
+    coarse_steps: int = 20
+    start_separation_deg: float = 15.0
+    keep_hypotheses: int = 6
+    # After the coarse stage the kept hypotheses are distinct poses: their placed surfaces (`distinct_points` of the
+    # object points) are at least `distinct_share` of the object's diagonal apart on average.
+    distinct_points: int = 300
+    distinct_share: float = 0.06
     dense_starts: bool = True  # 83 starting rotations (cube + icosahedral groups) instead of 24
     contact_tolerance_m: float = 0.015  # contact labels mark a shell about a centimetre thick, not touching points
     w_contact: float = 1.0
@@ -81,6 +109,13 @@ class PlacementOptions:
     w_iou: float = 0.1  # times the object's diagonal: (1 - IoU) becomes metres like the other terms
     iou_faces: int = 3000  # the object is decimated to about this many faces for the soft silhouette
     iou_blur_px: float = 1.0
+    # Turns (with a mask, before the refinement): the best `turn_hypotheses` of the first stage, each turned about
+    # the object's principal axes by `turn_angles_deg`, scored on the loss with the IoU; the best `turn_keep`
+    # distinct turns join the best `refine_hypotheses - turn_keep` of the first stage in the refinement.
+    turn_hypotheses: int = 4
+    turn_angles_deg: tuple[float, ...] = tuple(float(a) for a in range(30, 360, 30))
+    turn_keep: int = 2
+    turn_separation_deg: float = 10.0  # turns kept are at least this far from each other and from the unturned
     seed: int = 0
     # With an `initial` pose (a refit): that pose turned this many times (evenly) about the camera's vertical
     # axis joins the starts, each turn moved onto the contacts by ICP. 0: the initial pose alone joins them.
@@ -187,6 +222,48 @@ def contact_surface_samples(
     points = (bary[..., None] * tri[pick]).sum(1)
     weights = (bary * contact[chosen[pick]]).sum(1)
     return np.concatenate([vertices[vertex_idx], points]), np.concatenate([contact[vertex_idx], weights])
+
+
+def object_surface_samples(
+    vertices: np.ndarray, faces: np.ndarray, options: PlacementOptions, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`options.max_object_points` points [S, 3] spread evenly over the object's surface, and their faces' unit
+    normals [S, 3]. Why not the vertices: a low-poly mesh has them only at its corners and rims, where the image
+    and penetration terms would see the object as a few points."""
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    points, face_index = trimesh.sample.sample_surface(mesh, options.max_object_points, seed=int(rng.integers(2**31)))
+    return np.asarray(points), np.asarray(mesh.face_normals[face_index])
+
+
+def _contacts(
+    inputs: PlacementInputs,
+    options: PlacementOptions,
+    body_contact: np.ndarray,
+    object_contact: np.ndarray,
+    centre: np.ndarray,
+    rng: np.random.Generator,
+) -> _Contacts:
+    """Contact points and weights on both sides, spread over the faces in contact as well as at the vertices
+    (the object's in its frame centred on `centre`): a seat of 2 triangles has contact vertices at its corners only."""
+    body_points, body_weights = contact_surface_samples(
+        inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
+    )
+    object_points, object_weights = contact_surface_samples(
+        np.asarray(inputs.object_mesh.vertices, np.float64) - centre,
+        np.asarray(inputs.object_mesh.faces),
+        object_contact,
+        options.object_threshold,
+        options.max_contact_points,
+        rng,
+    )
+    keep = _subsample(np.arange(len(object_points)), options.max_contact_points, rng)
+
+    def as_tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32)
+
+    return _Contacts(
+        as_tensor(object_points[keep]), as_tensor(object_weights[keep]), as_tensor(body_points), as_tensor(body_weights)
+    )
 
 
 def _body_depth(inputs: PlacementInputs) -> torch.Tensor:
@@ -318,6 +395,9 @@ class _Terms:
         self.body_v, self.body_n, self.body_tree, self.images, self.k = body_v, body_n, body_tree, images, k
         self.body_contact_tree = cKDTree(contacts.body_c.numpy())
         self.object_contact_tree = cKDTree(contacts.obj_c.numpy())
+        # Nearest-neighbour matches kept between calls (see `reusing_matches`): name -> indices, calls since found.
+        self._matches: dict[str, torch.Tensor] = {}
+        self._match_every, self._calls = 1, 0
         self.weights = {
             "contact": options.w_contact,
             "penetration": options.w_penetration,
@@ -335,7 +415,29 @@ class _Terms:
         out = {"contact": self._contact(rot, scale, trans), "penetration": self._penetration(moved)}
         if self.images is not None:
             out.update(self._image_terms(moved, rot, self.images))
+        self._calls += 1
         return out
+
+    @contextlib.contextmanager
+    def reusing_matches(self, every: int) -> Iterator[None]:
+        """Inside, the nearest neighbours of the penetration, contact (both ways) and coverage terms are searched on
+        every `every`-th call only and reused between (same batch). Why: inside an optimisation they change little
+        from one step to the next, and the searches are most of a step's cost; the distances stay differentiable."""
+        self._match_every, self._calls, self._matches = max(every, 1), 0, {}
+        try:
+            yield
+        finally:
+            self._match_every, self._calls, self._matches = 1, 0, {}
+
+    def _match(self, name: str, find: Callable[[], torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+        """Indices from `find` (no gradient), or the last ones found when reusing them (see `reusing_matches`)."""
+        kept = self._matches.get(name)
+        if kept is None or kept.shape != shape or self._calls % self._match_every == 0:
+            with torch.no_grad():
+                kept = find().reshape(shape)
+            if self._match_every > 1:
+                self._matches[name] = kept
+        return kept
 
     def _contact(self, rot: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
         """Each object contact point to the nearest body contact point and back, beyond the tolerance.
@@ -345,12 +447,17 @@ class _Terms:
         """
         c = self.contacts
         moved_c = scale * c.obj_c @ rot.transpose(-1, -2) + trans[:, None]  # [B, M, 3]
-        with torch.no_grad():
-            nn_h = self.body_contact_tree.query(moved_c.detach().reshape(-1, 3).numpy())[1]
-            nn_h = torch.from_numpy(nn_h).reshape(moved_c.shape[:2])
+        nn_h = self._match(
+            "contact",
+            lambda: torch.from_numpy(self.body_contact_tree.query(moved_c.detach().reshape(-1, 3).numpy())[1]),
+            tuple(moved_c.shape[:2]),
+        )
+
+        def nearest_on_object() -> torch.Tensor:
             body_in_object = (c.body_c[None] - trans.detach()[:, None]) @ rot.detach() / scale.detach()
-            nn_o = self.object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1]
-            nn_o = torch.from_numpy(nn_o).reshape(body_in_object.shape[:2])
+            return torch.from_numpy(self.object_contact_tree.query(body_in_object.reshape(-1, 3).numpy())[1])
+
+        nn_o = self._match("contact_back", nearest_on_object, (len(trans), len(c.body_c)))
         d_oh = (moved_c - c.body_c[nn_h]).norm(dim=-1)
         d_ho = (c.body_c[None] - torch.gather(moved_c, 1, nn_o[..., None].expand(-1, -1, 3))).norm(dim=-1)
         tolerance = self.options.contact_tolerance_m
@@ -359,9 +466,11 @@ class _Terms:
 
     def _penetration(self, moved: torch.Tensor) -> torch.Tensor:
         """Object points inside the body: signed distance from the nearest body vertex along its normal."""
-        with torch.no_grad():
-            nn_b = torch.from_numpy(self.body_tree.query(moved.detach().reshape(-1, 3).numpy())[1])
-            nn_b = nn_b.reshape(moved.shape[:2])
+        nn_b = self._match(
+            "penetration",
+            lambda: torch.from_numpy(self.body_tree.query(moved.detach().reshape(-1, 3).numpy())[1]),
+            tuple(moved.shape[:2]),
+        )
         signed = ((moved - self.body_v[nn_b]) * self.body_n[nn_b]).sum(-1)
         return torch.relu(-signed).mean(-1)
 
@@ -374,8 +483,12 @@ class _Terms:
         # Each mask pixel to its nearest projected point: the match is found without gradient (cdist's
         # backward over every pixel-point pair cost more than the rest of the step), the distance keeps it.
         mask_uv_np = im.mask_uv.numpy()
-        nearest_px = torch.from_numpy(
-            np.stack([cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()])
+        nearest_px = self._match(
+            "coverage",
+            lambda: torch.from_numpy(
+                np.stack([cKDTree(points).query(mask_uv_np)[1] for points in uv.detach().numpy()])
+            ),
+            (len(uv), len(mask_uv_np)),
         )
         matched_uv = torch.gather(uv, 1, nearest_px[..., None].expand(-1, -1, 2))
         coverage = (im.mask_uv[None] - matched_uv).norm(dim=-1) * metres_per_px
@@ -410,20 +523,40 @@ def _skip_reason(body_contact: np.ndarray, object_contact: np.ndarray, options: 
     return None
 
 
-def _icp_starts(contacts: _Contacts, options: PlacementOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Starting rotations [B, 3, 3] and translations [B, 3]: the group rotations, each moved onto the body
-    contacts by ICP starting with the contact centroids on top of each other."""
-    return _icp_onto_contacts(contacts, torch.tensor(start_rotations(options.dense_starts), dtype=torch.float32))
+def _icp_contacts(contacts: _Contacts, options: PlacementOptions, rng: np.random.Generator) -> _Contacts:
+    """At most `options.icp_points` contact points a side, for the starts' ICP: it only has to bring each start near
+    its basin, and its cost (every object point against every body point, per start and iteration) grows with both."""
+    c = contacts
+    pick_o = torch.from_numpy(_subsample(np.arange(len(c.obj_c)), options.icp_points, rng))
+    pick_b = torch.from_numpy(_subsample(np.arange(len(c.body_c)), options.icp_points, rng))
+    return _Contacts(c.obj_c[pick_o], c.obj_w[pick_o], c.body_c[pick_b], c.body_w[pick_b])
+
+
+def _icp_starts(small: _Contacts, options: PlacementOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Starting rotations [2G, 3, 3] and translations [2G, 3]: the G group rotations, each moved onto the body
+    contacts `small` (see `_icp_contacts`) by ICP starting with the contact centroids on top of each other, then the
+    same rotations unchanged, moved onto the contacts by a translation-only ICP."""
+    rotations = torch.tensor(start_rotations(options.dense_starts), dtype=torch.float32)
+    icp_rotations, icp_translations = _icp_onto_contacts(small, rotations)
+    # The group rotations kept as they are too, only moved onto the contacts: where the contact covers much of
+    # the object (a seat and a backrest), ICP takes every start to the same pose and the search loses its spread.
+    kept = _contact_translations(small, rotations, _centroids_on_top(small, rotations))
+    return torch.cat([icp_rotations, rotations]), torch.cat([icp_translations, kept])
+
+
+def _centroids_on_top(contacts: _Contacts, rotations: torch.Tensor) -> torch.Tensor:
+    """Translations [B, 3] that put the turned object contacts' weighted centroid on the body contacts'."""
+    c = contacts
+    mu_o = (c.obj_w[:, None] * c.obj_c).sum(0) / c.obj_w.sum()
+    mu_h = (c.body_w[:, None] * c.body_c).sum(0) / c.body_w.sum()
+    return mu_h[None] - (rotations @ mu_o)
 
 
 def _icp_onto_contacts(contacts: _Contacts, rotations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotations [B, 3, 3] and translations [B, 3] after ICP from `rotations`, the contact centroids on top of each
     other at the start."""
     c = contacts
-    mu_o = (c.obj_w[:, None] * c.obj_c).sum(0) / c.obj_w.sum()
-    mu_h = (c.body_w[:, None] * c.body_c).sum(0) / c.body_w.sum()
-    translations = mu_h[None] - (rotations @ mu_o)
-    icp = contact_icp(c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, translations)
+    icp = contact_icp(c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, _centroids_on_top(c, rotations))
     return icp.rotation, icp.translation
 
 
@@ -457,17 +590,134 @@ def _iou_term(
     return iou
 
 
-def _best_by_total(terms: _Terms, rotations: torch.Tensor, translations: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the `count` starts with the lowest total loss."""
+def _best_by_total(
+    score: Callable[..., torch.Tensor], rotations: torch.Tensor, translations: torch.Tensor, count: int
+) -> torch.Tensor:
+    """Indices of the `count` starts with the lowest `score` (the total loss, with a mask also the IoU term)."""
     with torch.no_grad():
         d6 = matrix_to_rotation_6d(rotations)
         first = torch.cat(
             [  # in chunks: the coverage term compares every mask pixel with every object point
-                terms.total(terms(d6[i : i + 16], translations[i : i + 16], d6.new_zeros(len(d6[i : i + 16]))))
+                score(d6[i : i + 16], translations[i : i + 16], d6.new_zeros(len(d6[i : i + 16])))
                 for i in range(0, len(d6), 16)
             ]
         )
     return torch.argsort(first)[:count]
+
+
+def _including(indices: torch.Tensor, must: int | None) -> torch.Tensor:
+    """`indices` with `must` (the given start's index, when there is one) among them, in place of the last."""
+    if must is None or must in indices.tolist():
+        return indices
+    return torch.cat([indices.new_full((1,), must), indices[:-1]])
+
+
+def _principal_axes(points: np.ndarray) -> torch.Tensor:
+    """The principal axes [3, 3] (rows, unit) of points [S, 3]: an axially symmetric object's axis is one of them."""
+    spread = points - points.mean(0)
+    return torch.tensor(np.linalg.eigh(spread.T @ spread)[1].T.copy(), dtype=torch.float32)
+
+
+def _contact_translations(
+    contacts: _Contacts, rotations: torch.Tensor, translations: torch.Tensor, iterations: int = 3
+) -> torch.Tensor:
+    """Translations [B, 3] from `translations` by a translation-only ICP of the turned object contact points onto the
+    body's (each to its nearest, weighted by both contact values): the rotation stays as given."""
+    c = contacts
+    tree = cKDTree(c.body_c.numpy())
+    turned = c.obj_c @ rotations.transpose(-1, -2)  # [B, M, 3]
+    for _ in range(iterations):
+        moved = turned + translations[:, None]
+        nearest = torch.from_numpy(tree.query(moved.reshape(-1, 3).numpy())[1]).reshape(moved.shape[:2])
+        w = c.obj_w[None] * c.body_w[nearest]
+        shift = (w[..., None] * (c.body_c[nearest] - moved)).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
+        translations = translations + shift
+    return translations
+
+
+def _turn_search(
+    options: PlacementOptions,
+    count: int,
+    score: Callable[..., torch.Tensor],
+    contacts: _Contacts,
+    axes: torch.Tensor,
+    d6: torch.Tensor,
+    trans: torch.Tensor,
+    log_scale: torch.Tensor,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best `count` turns of the hypotheses (6D [B, 6], translations [B, 3], log scales [B]): each
+    turned about its own centre by each of `options.turn_angles_deg` about each principal axis `axes` [3, 3] (rows,
+    object frame), put back on the contacts, and scored by `score` (no gradient). Returns (d6 [T, 6], translation
+    [T, 3], log scale [T], index of the hypothesis each came from [T]), best first, at least
+    `options.turn_separation_deg` apart and from the unturned hypotheses.
+
+    Why: where the contact patch fits the body in several ways (a mug's wall against a palm, turned about the
+    mug's axis or tilted) the loss is nearly flat along the turn and gradient steps do not leave the basin they
+    start in; discrete turns, judged with the silhouette's overlap, jump to the other basins.
+    """
+    with torch.no_grad():
+        angles = torch.tensor(options.turn_angles_deg, dtype=torch.float32).deg2rad()
+        rotvecs = (axes[:, None, :] * angles[None, :, None]).reshape(-1, 3)  # [3A, 3] in the object frame
+        turns = torch.tensor(Rotation.from_rotvec(rotvecs.double().numpy()).as_matrix(), dtype=torch.float32)
+        rotation = rotation_6d_to_matrix(d6)  # [B, 3, 3]
+        candidates = (rotation[:, None] @ turns[None]).reshape(-1, 3, 3)  # R' = R Q: turned about the centre
+        origin = torch.arange(len(d6)).repeat_interleave(len(turns))
+        scale = log_scale[origin]
+        pick = torch.from_numpy(_subsample(np.arange(len(contacts.obj_c)), options.icp_points, rng))
+        small = _Contacts(contacts.obj_c[pick], contacts.obj_w[pick], contacts.body_c, contacts.body_w)
+        moved = _contact_translations(small, candidates * scale.exp()[:, None, None], trans[origin])
+        cand_d6 = matrix_to_rotation_6d(candidates)
+        scores = torch.cat(
+            [score(cand_d6[i : i + 16], moved[i : i + 16], scale[i : i + 16]) for i in range(0, len(cand_d6), 16)]
+        )
+        taken = _separated(torch.argsort(scores), candidates, rotation, count, options.turn_separation_deg)
+    return cand_d6[taken], moved[taken], scale[taken], origin[taken]
+
+
+def _separated(
+    order: torch.Tensor, rotations: torch.Tensor, avoid: torch.Tensor, count: int, min_angle_deg: float
+) -> torch.Tensor:
+    """The first `count` of `order` (indices into rotations [N, 3, 3]) at least `min_angle_deg` from each other and
+    from every rotation in `avoid` [K, 3, 3]."""
+    cos_limit = float(np.cos(np.radians(min_angle_deg)))
+    taken: list[int] = []
+    for i in order.tolist():
+        others = torch.cat([avoid, rotations[taken]]) if taken else avoid
+        cos = ((others * rotations[i]).sum((-1, -2)) - 1.0) / 2.0  # (trace(A^T B) - 1) / 2
+        if bool((cos > cos_limit).any()):
+            continue
+        taken.append(i)
+        if len(taken) == count:
+            break
+    return torch.tensor(taken, dtype=torch.long)
+
+
+def _placed_points(
+    points: torch.Tensor, d6: torch.Tensor, trans: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
+    """The centred object's points [S, 3] placed by each hypothesis: [B, S, 3]."""
+    rotation = rotation_6d_to_matrix(d6.detach())
+    return log_scale.detach().exp()[:, None, None] * points @ rotation.transpose(-1, -2) + trans.detach()[:, None]
+
+
+def _distinct(order: torch.Tensor, placed: torch.Tensor, count: int, min_distance: float) -> torch.Tensor:
+    """The first `count` of `order` (indices into placed [B, S, 3]) whose surfaces are at least `min_distance` apart
+    (metres, the mean distance from each point to the other placement's nearest point, both ways averaged); when
+    fewer are that far apart, the rest of `order` fills up.
+
+    Why surfaces and not rotation angles: an object that looks the same turned (a cylinder about its axis, a box
+    by half a turn) gives many hypotheses far apart in rotation that are one pose, which would take every slot."""
+    taken: list[int] = []
+    for i in order.tolist():
+        near = torch.cdist(placed[i][None], placed[taken]) if taken else None
+        if near is not None and bool(((near.amin(-1).mean(-1) + near.amin(-2).mean(-1)) / 2 < min_distance).any()):
+            continue
+        taken.append(i)
+        if len(taken) == count:
+            break
+    rest = [i for i in order.tolist() if i not in taken][: count - len(taken)]
+    return torch.tensor(taken + rest, dtype=torch.long)
 
 
 def place_object(
@@ -475,8 +725,8 @@ def place_object(
 ) -> ObjectPlacement:
     """Places the object against the body; never raises for a placement that cannot be made, it skips.
 
-    Phases: prepare the terms; search (starting poses scored on the loss); optimise the best few together;
-    refine the best of those with the silhouette IoU (with a mask). Deterministic for a given `options.seed`.
+    Phases (see the module docstring): prepare the terms; starts; coarse; optimise; turns and refine (with a
+    mask). Deterministic for a given `options.seed` (on one machine).
     """
     _check_inputs(inputs)
     timings: dict[str, float] = {}
@@ -492,86 +742,115 @@ def place_object(
     local = np.asarray(inputs.object_mesh.vertices, np.float64)
     centre = local.mean(0)
     size = float(np.linalg.norm(np.ptp(local, axis=0)))  # steps in proportion to the object: a mug moves in mm
-    centred = torch.tensor(local - centre, dtype=dtype)
-    obj_normals = vertex_normals(centred, torch.tensor(inputs.object_mesh.faces))
     body_v = torch.tensor(inputs.body_vertices, dtype=dtype)
     body_n = vertex_normals(body_v, torch.tensor(inputs.body_faces))
-    object_idx = _subsample(np.flatnonzero(object_contact > options.object_threshold), options.max_contact_points, rng)
-    body_points, body_weights = contact_surface_samples(
-        inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
-    )
-    contacts = _Contacts(
-        centred[object_idx],
-        torch.tensor(object_contact[object_idx], dtype=dtype),
-        torch.tensor(body_points, dtype=dtype),
-        torch.tensor(body_weights, dtype=dtype),
-    )
+    contacts = _contacts(inputs, options, body_contact, object_contact, centre, rng)
 
     # Search: starting poses, the best few by the full loss.
-    rotations, translations = _icp_starts(contacts, options)
+    small = _icp_contacts(contacts, options, rng)
+    rotations, translations = _icp_starts(small, options)
     if initial is not None:  # a given camera_from_object joins the starts (refits from a previous placement)
         given_rotation = torch.tensor(initial[:3, :3], dtype=dtype)
         given_translation = torch.tensor(initial[:3, :3] @ centre + initial[:3, 3], dtype=dtype)
-        turned, turned_translations = _turned_starts(contacts, given_rotation, options.initial_turns)
+        turned, turned_translations = _turned_starts(small, given_rotation, options.initial_turns)
         rotations = torch.cat([given_rotation[None], turned, rotations])
         translations = torch.cat([given_translation[None], turned_translations, translations])
     timings["init"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    sample_idx = _subsample(np.arange(len(local)), options.max_object_points, rng)
+    points, normals = object_surface_samples(local - centre, np.asarray(inputs.object_mesh.faces), options, rng)
     k = torch.tensor(inputs.intrinsics, dtype=dtype)
     images = _image_data(inputs, options, rng)
+    points_t = torch.tensor(points, dtype=dtype)
     terms_of = _Terms(
         options,
         contacts,
-        centred[sample_idx],
-        obj_normals[sample_idx],
+        points_t,
+        torch.tensor(normals, dtype=dtype),
         body_v,
         body_n,
         cKDTree(inputs.body_vertices),
         images,
         k,
     )
-    keep = _best_by_total(terms_of, rotations, translations, options.keep_hypotheses)
-    if initial is not None and 0 not in keep.tolist():
-        keep = torch.cat([keep.new_zeros(1), keep[:-1]])
+    iou = _iou_term(inputs, options, centre, k, images.body_depth) if images is not None else None
+    iou_weight = options.w_iou * size
+
+    def total_with_iou(*state: torch.Tensor) -> torch.Tensor:
+        total = terms_of.total(terms_of(*state))
+        return total if iou is None else total + iou_weight * iou(*state)
+
+    # Starts ranked with the silhouette's overlap too (the contact alone often fits several ways: a cup's wall
+    # against a palm, a seat on a lap); the best distinct ones optimised briefly (coarse), ranked again with it.
+    def plain_total(*state: torch.Tensor) -> torch.Tensor:
+        return terms_of.total(terms_of(*state))
+
+    score = total_with_iou if options.score_starts_with_iou else plain_total
+    order = _best_by_total(score, rotations, translations, len(rotations))
+    count = options.coarse_hypotheses if options.coarse_steps > 0 else options.keep_hypotheses
+    keep = _separated(order, rotations, rotations[:0], count, options.start_separation_deg)
+    keep = _including(keep, 0 if initial is not None else None)
+    d6, trans, log_scale = matrix_to_rotation_6d(rotations[keep]), translations[keep], torch.zeros(len(keep))
+    if options.coarse_steps > 0:
+        with terms_of.reusing_matches(options.match_every):
+            d6, trans, log_scale = _optimise(options, size, plain_total, d6, trans, log_scale, options.coarse_steps)
+        given = int(torch.nonzero(keep == 0)[0]) if initial is not None else None
+        with torch.no_grad():
+            placed = _placed_points(points_t[: options.distinct_points], d6, trans, log_scale)
+            order = torch.argsort(score(d6, trans, log_scale))
+            best = _distinct(order, placed, options.keep_hypotheses, options.distinct_share * size)
+            best = _including(best, given)
+        d6, trans, log_scale, keep = d6[best], trans[best], log_scale[best], keep[best]
 
     # Optimise the kept hypotheses together.
-    d6, trans, log_scale = _optimise(
-        options,
-        size,
-        lambda *state: terms_of.total(terms_of(*state)),
-        matrix_to_rotation_6d(rotations[keep]),
-        translations[keep],
-        torch.zeros(len(keep), dtype=dtype),
-        options.steps,
-    )
+    with terms_of.reusing_matches(options.match_every):
+        d6, trans, log_scale = _optimise(options, size, plain_total, d6, trans, log_scale, options.steps)
     with torch.no_grad():
         terms = terms_of(d6, trans, log_scale)
         total = terms_of.total(terms)
     timings["optimise"] = time.perf_counter() - t0
 
     if images is not None and options.refine_hypotheses > 0:
-        # Refinement: the best few, optimised again with the area-overlap term added, and ranked with it.
+        # Turns, then the refinement: the best few, optimised again with the area-overlap term added, and ranked
+        # with it.
         t0 = time.perf_counter()
-        iou = _iou_term(inputs, options, centre, k, images.body_depth)
-        chosen = torch.argsort(total)[: options.refine_hypotheses]
-        keep = keep[chosen]
-        iou_weight = options.w_iou * size
-
-        def refined_total(*state: torch.Tensor) -> torch.Tensor:
-            return terms_of.total(terms_of(*state)) + iou_weight * iou(*state)
-
-        d6, trans, log_scale = _optimise(
-            options,
-            size,
-            refined_total,
-            d6[chosen],
-            trans[chosen],
-            log_scale[chosen],
-            options.refine_steps,
-            options.refine_lr_share,
-        )
+        assert iou is not None
+        with torch.no_grad():  # ranked with the IoU: the loss without it can prefer a cylinder lying across the palm
+            order = torch.argsort(score(d6, trans, log_scale))
+            placed = _placed_points(points_t[: options.distinct_points], d6, trans, log_scale)
+            order = _distinct(order, placed, len(order), options.distinct_share * size)  # distinct poses first
+        d6, trans, log_scale, keep = d6[order], trans[order], log_scale[order], keep[order]
+        turn_count = min(options.turn_keep, options.refine_hypotheses - 1)  # the best hypothesis always stays
+        if turn_count > 0 and options.turn_hypotheses > 0:
+            turned = _turn_search(
+                options,
+                turn_count,
+                total_with_iou,
+                contacts,
+                _principal_axes(points),
+                d6[: options.turn_hypotheses],
+                trans[: options.turn_hypotheses],
+                log_scale[: options.turn_hypotheses],
+                rng,
+            )
+            kept = options.refine_hypotheses - len(turned[0])
+            d6, trans, log_scale = (torch.cat([a[:kept], b]) for a, b in zip((d6, trans, log_scale), turned[:3]))
+            keep = torch.cat([keep[:kept], keep[turned[3]]])
+        else:
+            d6, trans, log_scale, keep = (a[: options.refine_hypotheses] for a in (d6, trans, log_scale, keep))
+        timings["turns"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with terms_of.reusing_matches(options.match_every):
+            d6, trans, log_scale = _optimise(
+                options,
+                size,
+                total_with_iou,
+                d6,
+                trans,
+                log_scale,
+                options.refine_steps,
+                options.refine_lr_share,
+            )
         with torch.no_grad():
             terms = terms_of(d6, trans, log_scale)
             terms["iou"] = iou(d6, trans, log_scale)
