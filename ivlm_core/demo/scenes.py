@@ -129,8 +129,15 @@ class SyntheticScene:
 def true_body_init(scene: SyntheticScene, body: LoadedBodyModel) -> BodyInit:
     """The scene's true body as a first estimate in its camera's frame (for checks of the fit's objective)."""
     params = transform_params(body, scene.body_params, scene.cv_camera_from_world)
-    names = ("betas", "global_orient", "body_pose", "transl", "left_hand_pose", "right_hand_pose")
-    return BodyInit(**{name: params[name] for name in names}, source="truth")
+    return BodyInit(
+        betas=params["betas"],
+        global_orient=params["global_orient"],
+        body_pose=params["body_pose"],
+        transl=params["transl"],
+        source="truth",
+        left_hand_pose=params["left_hand_pose"],
+        right_hand_pose=params["right_hand_pose"],
+    )
 
 
 def _aim(rest: np.ndarray, target: np.ndarray) -> Rotation:

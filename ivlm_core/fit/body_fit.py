@@ -490,7 +490,9 @@ class _Fitter:
         rotations, positions = self.world(batch, index)
         local = batch_rodrigues(self.body_pose_aa(batch)[index].reshape(NUM_BODY_JOINTS, 3))
         rest = self.kin.j_template + torch.einsum("jkl,l->jk", self.kin.j_shapedirs, batch.betas[index])
-        variants = [("as it was", local, LIMB_CHAINS["left arm"][:3], "")]
+        variants: list[tuple[str, torch.Tensor, tuple[int, ...], str]] = [
+            ("as it was", local, LIMB_CHAINS["left arm"][:3], "")
+        ]
         variants += limb_variants(local, rotations, positions, self.kin.parents, rest)
         names = [f"{batch.names[index]}, {name}" for name, _, _, _ in variants]
         pose = torch.tensor(

@@ -822,7 +822,7 @@ def place_object(
         d6, trans, log_scale, keep = d6[order], trans[order], log_scale[order], keep[order]
         turn_count = min(options.turn_keep, options.refine_hypotheses - 1)  # the best hypothesis always stays
         if turn_count > 0 and options.turn_hypotheses > 0:
-            turned = _turn_search(
+            turns = _turn_search(
                 options,
                 turn_count,
                 total_with_iou,
@@ -833,9 +833,9 @@ def place_object(
                 log_scale[: options.turn_hypotheses],
                 rng,
             )
-            kept = options.refine_hypotheses - len(turned[0])
-            d6, trans, log_scale = (torch.cat([a[:kept], b]) for a, b in zip((d6, trans, log_scale), turned[:3]))
-            keep = torch.cat([keep[:kept], keep[turned[3]]])
+            kept = options.refine_hypotheses - len(turns[0])
+            d6, trans, log_scale = (torch.cat([a[:kept], b]) for a, b in zip((d6, trans, log_scale), turns[:3]))
+            keep = torch.cat([keep[:kept], keep[turns[3]]])
         else:
             d6, trans, log_scale, keep = (a[: options.refine_hypotheses] for a in (d6, trans, log_scale, keep))
         timings["turns"] = time.perf_counter() - t0
