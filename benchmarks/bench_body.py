@@ -38,9 +38,9 @@ from smplx.joint_names import JOINT_NAMES
 from ivlm_core import paths
 from ivlm_core.body import load_body_model
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
-from ivlm_core.demo.scenes import ALL_SCENE_KINDS, SyntheticScene, make_scene, true_body_init
+from ivlm_core.demo.scenes import ALL_SCENE_KINDS, SyntheticScene, make_scene, refine_from_truth
 from ivlm_core.errors import BadInputError
-from ivlm_core.fit.body_fit import BodyFit, fit_body, refine_from
+from ivlm_core.fit.body_fit import BodyFit, fit_body
 from ivlm_core.fit.body_kinematics import smplx_source
 from ivlm_core.frames import transform_points
 from ivlm_core.perceive.coco import COCO_WHOLEBODY_KEYPOINTS
@@ -85,16 +85,7 @@ def errors(fit: BodyFit, scene: SyntheticScene) -> dict[str, float]:
 
 def truth_check(body, scene: SyntheticScene, keypoints: np.ndarray, fit: BodyFit) -> str:
     """The fit's objective minimised from the scene's true body, compared with the fit (see the module docstring)."""
-    start = true_body_init(scene, body)
-    polished = refine_from(
-        body,
-        keypoints,
-        scene.intrinsics,
-        scene.image.shape[:2],
-        start,
-        scene.person_mask,
-        occluder_mask=scene.object_mask,
-    )
+    polished = refine_from_truth(scene, body, keypoints)
     # Lower from the truth: the search missed a better basin (which may still be no closer to the truth).
     verdict = (
         "the truth's basin scores lower" if polished.losses["total"] < fit.losses["total"] else "the fit scores lower"

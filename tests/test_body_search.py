@@ -187,24 +187,14 @@ def test_raised_arm_scene_is_fitted_within_the_target(kinematics) -> None:
 def test_refine_from_the_true_body_stays_near_it(kinematics) -> None:
     """The fit's objective minimised from a scene's true body (the benchmark's check of search miss against the
     objective's own bias): a single start, kept close to the truth, fitting the true keypoints to a pixel."""
-    from ivlm_core.demo.scenes import make_scene, true_body_init
-    from ivlm_core.fit.body_fit import refine_from
+    from ivlm_core.demo.scenes import make_scene, refine_from_truth
     from ivlm_core.frames import transform_points
 
     body, _ = kinematics
     scene = make_scene("sit_chair", 0, body=body)
     keypoints = scene.keypoints.copy()
     keypoints[:, 2] = np.any(keypoints[:, :2] != 0, axis=1)
-    start = true_body_init(scene, body)
-    fit = refine_from(
-        body,
-        keypoints,
-        scene.intrinsics,
-        scene.image.shape[:2],
-        start,
-        scene.person_mask,
-        occluder_mask=scene.object_mask,
-    )
+    fit = refine_from_truth(scene, body, keypoints)
     truth = transform_points(scene.cv_camera_from_world, scene.body_vertices)
     error = np.linalg.norm((fit.vertices - fit.vertices.mean(0)) - (truth - truth.mean(0)), axis=1).mean()
     assert fit.start == "truth" and fit.best_start == "truth"

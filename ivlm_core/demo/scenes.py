@@ -39,6 +39,7 @@ from ivlm_core.demo import primitives
 from ivlm_core.demo.body_model import ensure_synthetic_body_models
 from ivlm_core.demo.objects import DEMO_OBJECTS, DemoObject
 from ivlm_core.fileio import atomic_path, save_npz_atomic
+from ivlm_core.fit.body_fit import BodyFit, refine_from
 from ivlm_core.fit.body_init import BodyInit, transform_params
 from ivlm_core.fit.body_kinematics import BodyKinematics, PoseParams
 from ivlm_core.fit.hand_frames import FINGER_ORDER, FIRST_HAND_JOINT, HandFrames
@@ -137,6 +138,16 @@ def true_body_init(scene: SyntheticScene, body: LoadedBodyModel) -> BodyInit:
         source="truth",
         left_hand_pose=params["left_hand_pose"],
         right_hand_pose=params["right_hand_pose"],
+    )
+
+
+def refine_from_truth(scene: SyntheticScene, body: LoadedBodyModel, keypoints: np.ndarray) -> BodyFit:
+    """The body fit's objective minimised from the scene's true body (`refine_from`), on `keypoints` [K, 3] and
+    the scene's masks: where the objective's own minimum lies near the truth."""
+    start = true_body_init(scene, body)
+    mask = scene.person_mask
+    return refine_from(
+        body, keypoints, scene.intrinsics, scene.image.shape[:2], start, mask, occluder_mask=scene.object_mask
     )
 
 
