@@ -24,12 +24,13 @@ run_pytest() {  # pytest exit code 5 means "no tests collected": not a failure f
     "$@" || rc=$?
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
 }
-run_pytest .venv/bin/python -m pytest tests --ignore=tests/blender --ignore=tests/typecheck "$@"
+run_pytest .venv/bin/python -m pytest tests --ignore=tests/blender --ignore=tests/typecheck --durations=15 "$@"
 # The add-on in real Blender: the version we develop on, the oldest it supports, and the newest on the index.
+# Tests marked one_blender check server-side behaviour that no Blender version changes: the first tier only.
 run_pytest .venv-blender/bin/python -m pytest tests/blender
-run_pytest .venv-blender-oldest/bin/python -m pytest tests/blender
+run_pytest .venv-blender-oldest/bin/python -m pytest tests/blender -m "not one_blender"
 if [ "$newest_blender" = 1 ]; then
-    run_pytest .venv-blender-newest/bin/python -m pytest tests/blender
+    run_pytest .venv-blender-newest/bin/python -m pytest tests/blender -m "not one_blender"
 elif [ "${IVLM_REQUIRE_ALL_BLENDERS:-0}" = 1 ]; then
     echo "[ivlm test] no Python 3.13 found: the newest Blender (bpy 5.3) cannot be tested; install python3.13" >&2
     status=1

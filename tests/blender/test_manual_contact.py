@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from server.process import ServerProcess, launch
 
+# What this adds to test_addon.py is the server's body-and-perception-only models folder, which is the same in every
+# Blender; the add-on operators it drives (Estimate, Refit, the FBX and glTF exports) run in every tier there.
+pytestmark = pytest.mark.one_blender
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
 LOAD_TIMEOUT_S = 600  # generous: on a busy shared machine a first start generates the stand-in models
 NOT_PREDICTED = "contacts are not predicted"  # ivlm_core.pipeline.parts.CONTACT_NOT_PREDICTED starts so
