@@ -173,7 +173,12 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
             image, objs, options, pil_image=photo, progress=lambda stage, f, msg: print(f"  [{f:4.0%}] {stage}: {msg}")
         )
         out = save_result(
-            result, Path(args.out) / name, {o.label: o.mesh for o in objs}, np.asarray(pipeline.body.model.faces)
+            result,
+            Path(args.out) / name,
+            {o.label: o.mesh for o in objs},
+            np.asarray(pipeline.body.model.faces),
+            pipeline.models_used(),
+            pipeline.part_sources(),
         )
         for note in result.notes:
             print(f"  note: {note}")

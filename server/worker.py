@@ -358,24 +358,10 @@ class JobRunner:
         photo: _Photo,
         source_job_id: str | None = None,
     ) -> bytes:
-        provenance = self.pipeline.model_provenance()
-        sources = self.pipeline.part_sources()
-        source_of = {source.part: source.source for source in sources}
-        models = {
-            "human_contact": provenance["human_contact"],
-            "object_contact": provenance["object_contact"],
-            "body_model": self.pipeline.body.source.name,
-        }
-        for part, name in list(models.items()):
-            if source_of[part] == parts.STAND_IN:
-                models[part] = f"DEMO generated stand-in for {name}"
-            elif source_of[part] == parts.ABSENT:
-                models[part] = f"absent: {parts.CONTACT_NOT_PREDICTED}"
         thresholds = {
             "body_contact": options.body_contact_threshold,
             "object_contact": options.object_contact_threshold,
         }
-        models.update({k: provenance[k] for k in ("configuration", "language_model_precision", "dtype")})
         out = job_result(
             result,
             job_id=job_id,
@@ -383,12 +369,12 @@ class JobRunner:
             body_faces=np.asarray(self.pipeline.body.model.faces, np.int32),
             skeleton=self.skeleton,
             server_version=SERVER_VERSION,
-            models=models,
+            models=self.pipeline.models_used(),
             thresholds=thresholds,
             source_job_id=source_job_id,
             exif_orientation=photo.exif_orientation,
             upright_photo=photo.upright_jpeg(),
-            parts=[source.to_dict() for source in sources],
+            parts=[source.to_dict() for source in self.pipeline.part_sources()],
         )
         return out.model_dump_json().encode()
 

@@ -12,7 +12,7 @@ from ivlm_core.demo.scenes import make_scene
 from ivlm_core.fit.place_object import PlacementOptions
 from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
-from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline import array_keys, parts
 from ivlm_core.pipeline.outputs import safe_name
 from ivlm_core.pipeline.reconstruct import CancelledError, ContactPipeline, ObjectInput, RunOptions
 
@@ -188,6 +188,10 @@ def test_cli_on_a_folder_of_images(tmp_path, scene, synthetic_body_files, tiny_m
     saved = json.loads((out / "one" / "result.json").read_text())
     assert saved["demo"] is True and saved["objects"][0]["label"] == scene.label
     assert saved["camera"]["focal_source"] == "default"
+    # Provenance as in the server's results: which models (stand-ins said so) and where each part came from.
+    assert saved["models"]["human_contact"].startswith("DEMO generated stand-in for")
+    assert saved["models"]["configuration"] and saved["models"]["language_model_precision"]
+    assert {p["part"]: p["source"] for p in saved["parts"]} == dict.fromkeys(parts.PARTS, parts.STAND_IN)
     arrays = np.load(out / "one" / "arrays.npz")
     assert array_keys.key(array_keys.BODY_CONTACT, safe_name(scene.label)) in arrays.files
     assert cli_main(["reconstruct", "--images", str(photos), "--object", "nolabel", "--demo"]) == 2

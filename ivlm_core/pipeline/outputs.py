@@ -16,6 +16,7 @@ from ivlm_core.frames import transform_points
 from ivlm_core.mesh import TriangleMesh
 from ivlm_core.perceive.people import PeopleChoice
 from ivlm_core.pipeline import array_keys
+from ivlm_core.pipeline.parts import PartSource
 from ivlm_core.pipeline.reconstruct import ReconstructResult
 
 RESULT_SCHEMA = "ivlm-result-1"
@@ -96,9 +97,16 @@ def people_to_dict(people: PeopleChoice | None) -> dict | None:
 
 
 def save_result(
-    result: ReconstructResult, out_dir: Path, meshes: dict[str, TriangleMesh], body_faces: np.ndarray
+    result: ReconstructResult,
+    out_dir: Path,
+    meshes: dict[str, TriangleMesh],
+    body_faces: np.ndarray,
+    models: dict[str, str],
+    part_sources: list[PartSource],
 ) -> Path:
-    """Writes result.json, arrays.npz and PLY meshes (body, placed objects) into out_dir."""
+    """Writes result.json, arrays.npz and PLY meshes (body, placed objects) into out_dir. `models` and
+    `part_sources` (ContactPipeline.models_used / part_sources) go into result.json as its provenance, as in the
+    server's results."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
@@ -120,5 +128,6 @@ def save_result(
                 trimesh.Trimesh(placed, mesh.faces, process=False).export(tmp, file_type="ply")
     save_npz_atomic(out_dir / "arrays.npz", arrays)
     with atomic_path(out_dir / "result.json") as tmp:
-        tmp.write_text(json.dumps(result_to_dict(result), indent=2))
+        provenance = {"models": models, "parts": [source.to_dict() for source in part_sources]}
+        tmp.write_text(json.dumps({**result_to_dict(result), **provenance}, indent=2))
     return out_dir / "result.json"

@@ -353,6 +353,24 @@ class ContactPipeline:
             "object_contact": self.configuration.releases[-1],
         }
 
+    def models_used(self) -> dict[str, str]:
+        """Provenance for a result: each contact model and the body model by name (a generated stand-in or an
+        absent model said so), with the configuration, the language model's precision and the dtype."""
+        provenance = self.model_provenance()
+        source_of = {source.part: source.source for source in self.part_sources()}
+        models = {
+            parts.HUMAN_CONTACT: provenance["human_contact"],
+            parts.OBJECT_CONTACT: provenance["object_contact"],
+            parts.BODY_MODEL: self.body.source.name,
+        }
+        for part, name in list(models.items()):
+            if source_of[part] == parts.STAND_IN:
+                models[part] = f"DEMO generated stand-in for {name}"
+            elif source_of[part] == parts.ABSENT:
+                models[part] = f"absent: {parts.CONTACT_NOT_PREDICTED}"
+        models.update({k: provenance[k] for k in ("configuration", "language_model_precision", "dtype")})
+        return models
+
     # -- the full run ---------------------------------------------------------------------------------
 
     def run(
