@@ -112,8 +112,12 @@ def shade_pixels(
     dim-3 reductions slow). A colour channel that is the same at every vertex (a flat overlay) is not
     interpolated: the barycentrics sum to 1, so its value is that constant.
     """
-    if lighting is not None and light_positions is None:
-        raise ValueError("light_positions are required for shaded renders")
+    lights = None  # per view: light position and camera centre, [B, 3, 1] each
+    if lighting is not None:
+        if light_positions is None:
+            raise ValueError("light_positions are required for shaded renders")
+        cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
+        lights = light_positions.to(vertices)[:, :, None], cameras.camera_centers()[:, :, None]
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     covered = fragments.covered()  # only covered pixels are shaded: background is most of a render
     colors = vertex_colors.to(vertices)
@@ -126,9 +130,6 @@ def shade_pixels(
     faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
-    if lighting is not None:
-        cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
-        lights, centres = light_positions.to(vertices)[:, :, None], cameras.camera_centers()[:, :, None]
     starts = torch.searchsorted(covered.view, torch.arange(n_views + 1, device=covered.view.device)).tolist()
     for view in range(n_views):
         if starts[view] == starts[view + 1]:
@@ -141,8 +142,8 @@ def shade_pixels(
             unit = unit_vectors(values[:3], dim=0)
             albedo = torch.empty(n_colors, values.shape[1], dtype=values.dtype, device=values.device)
             albedo[varying], albedo[constant] = values[6:], flat
-            if lighting is not None:
-                albedo = phong(values[3:6], unit, albedo, lights[view], centres[view], lighting, dim=0)
+            if lighting is not None and lights is not None:
+                albedo = phong(values[3:6], unit, albedo, lights[0][view], lights[1][view], lighting, dim=0)
             rgb[:, pixels], normals[:, pixels] = albedo, unit
     return ShadedPixels(covered, rgb, normals)
 
