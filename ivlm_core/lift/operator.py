@@ -120,7 +120,8 @@ def lift_object_once(
     # Flat pixel indices and 1-D index_select: several times faster on the CPU than [view, row, col] indexing.
     pixel = ((prob > threshold) & (flat_face >= 0)).nonzero()[:, 0]
     view = pixel // (face.shape[1] * face.shape[2])
-    corners = faces.to(device).index_select(0, flat_face.index_select(0, pixel))  # [K, 3]
+    face_ids = flat_face.index_select(0, pixel)
+    corners = torch.stack([column.index_select(0, face_ids) for column in faces.to(device).T.contiguous()], 1)
     weights = fragments.bary.to(device).reshape(-1, 3).index_select(0, pixel).to(torch.float32)  # as PixelMaps
     index = (view[:, None] * num_vertices + corners).reshape(-1)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)

@@ -2,7 +2,7 @@
 
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
-1. Per (face, view): the pixel bounding box, from one vertex-major gather of the corners in all views;
+1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views;
    pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2) are dropped before any
    per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
    box corner, so float32 evaluation stays accurate).
@@ -202,51 +202,54 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 
 
 def _face_boxes(
-    table: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float, any_near: bool
+    coords: torch.Tensor, faces_t: torch.Tensor, height: int, width: int, znear: float, any_near: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (face, view) pairs whose pixel box holds a pixel centre, and their corners.
+    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners.
 
-    table: [N, B, 3] per-vertex (u, v, z) of every view, vertex-major, so a face's corners in all views are
-    three row gathers. Returns face [P] (row of `faces`), view [P], corners [P, 3, 3] and box corners
-    [P, 4] = (x0, y0, x1, y1) as floats. On meshes of sub-pixel faces many pairs hold no pixel centre; they are
-    dropped here, before any per-face setup. any_near: some vertex is closer than znear (else not tested).
+    coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
+    Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
+    [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
+    Returns face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
+    corners [4, P] = (x0, y0, x1, y1) as floats, pairs in view-major order. On meshes of sub-pixel faces many
+    pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
+    closer than znear (else not tested).
     """
-    n_faces, n_views = faces.shape[0], table.shape[1]
-    tri = table.index_select(0, faces.reshape(-1)).view(n_faces, 3, n_views, 3)
-    u, v = tri[..., 0], tri[..., 1]  # [F, 3, B]
-    x0, x1 = torch.ceil(u.amin(1)).clamp_(min=0), torch.floor(u.amax(1)).clamp_(max=width - 1)
-    y0, y1 = torch.ceil(v.amin(1)).clamp_(min=0), torch.floor(v.amax(1)).clamp_(max=height - 1)
+    n_faces = faces_t.shape[1]
+    u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
+    x0 = torch.ceil(torch.minimum(torch.minimum(u[0], u[1]), u[2])).clamp_(min=0)
+    x1 = torch.floor(torch.maximum(torch.maximum(u[0], u[1]), u[2])).clamp_(max=width - 1)
+    y0 = torch.ceil(torch.minimum(torch.minimum(v[0], v[1]), v[2])).clamp_(min=0)
+    y1 = torch.floor(torch.maximum(torch.maximum(v[0], v[1]), v[2])).clamp_(max=height - 1)
     # NaN/inf coordinates fail these comparisons, so they are dropped here too.
-    drawn = (x1 >= x0) & (y1 >= y0)  # [F, B]
+    drawn = (x1 >= x0) & (y1 >= y0)  # [B, F]
     if any_near:
-        drawn &= (tri[..., 2] >= znear).all(1)
-    face, view = drawn.nonzero(as_tuple=True)
-    box = torch.stack([x0, y0, x1, y1], -1)[face, view]
-    return face, view, tri.transpose(1, 2)[face, view], box
+        drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
+    view, face = drawn.nonzero(as_tuple=True)
+    pair = view * n_faces + face
+    box = torch.stack([x0, y0, x1, y1]).view(4, -1).index_select(1, pair)
+    return face, view, torch.stack(u + v + z).view(9, -1).index_select(1, pair), box
 
 
 def _face_planes(tri: torch.Tensor, box: torch.Tensor):
     """Barycentric plane equations of (face, view) pairs.
 
-    tri [P, 3, 3] corners (u, v, z), box [P, 4] from `_face_boxes`. Returns planes [P, 12] = (a_k, b_k, c_k,
-    1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, the
-    pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and which pairs to keep [P]
-    (zero area, and slivers whose planes overflow, cover nothing).
+    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [4, P] from `_face_boxes`. Returns planes [P, 12] =
+    (a_k, b_k, c_k, 1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is
+    a_k dx + b_k dy + c_k, the pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and
+    which pairs to keep [P] (zero area, and slivers whose planes overflow, cover nothing).
     Every quantity is built from coordinates relative to the box corner, so float32 keeps sub-pixel accuracy.
     """
-    x0, y0 = box[:, 0:1], box[:, 1:2]
-    # Corners k, k + 1, k + 2 as views of one [P, 5] copy (no roll): edge k runs from corner k + 1 to k + 2.
-    u = torch.cat([tri[:, :, 0], tri[:, :2, 0]], 1) - x0
-    v = torch.cat([tri[:, :, 1], tri[:, :2, 1]], 1) - y0
-    u1, u2, v1, v2 = u[:, 1:4], u[:, 2:5], v[:, 1:4], v[:, 2:5]
-    c = u1 * v2 - u2 * v1  # twice the signed area of (pixel, corner k + 1, corner k + 2)
-    area = c[:, 0:1] + c[:, 1:2] + c[:, 2:3]  # twice the face's signed area
-    planes = torch.cat([v1 - v2, u2 - u1, c], 1).div_(area)
-    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[:, :, 2]).to(torch.float32)], 1)
+    u = tri[0:3] - box[0]
+    v = tri[3:6] - box[1]
+    nxt, far = [1, 2, 0], [2, 0, 1]  # edge k runs from corner k + 1 to corner k + 2
+    c = u[nxt] * v[far] - u[far] * v[nxt]  # twice the signed area of (pixel, corner k + 1, corner k + 2)
+    area = c[0] + c[1] + c[2]  # twice the face's signed area
+    planes = torch.cat([v[nxt] - v[far], u[far] - u[nxt], c]).div_(area)
+    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)]).T.contiguous()
     # NaN or inf in any column makes the row's sum non-finite (a matrix-vector product: one fast pass).
-    keep = (area[:, 0] != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
-    size = torch.cat([box[:, :2], box[:, 2:] - box[:, :2] + 1], 1).to(torch.int64)
-    return planes, size, area[:, 0].abs() / 2, keep
+    keep = (area != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
+    size = torch.cat([box[:2], box[2:] - box[:2] + 1]).T.to(torch.int64)
+    return planes, size, area.abs() / 2, keep
 
 
 def _scatter_candidates(
@@ -510,11 +513,11 @@ def rasterize(
     face_chunk = max(1, max_candidates // (4 * n_views))
     tables = _grid_tables(screen.device)
     n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
-    table = screen.transpose(0, 1).contiguous()  # [N, B, 3]
+    coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
     any_near = not bool((screen[..., 2] >= znear).all())
     for first in range(0, faces.shape[0], face_chunk):
-        chunk = faces[first : first + face_chunk]
-        face, view, tri, corners = _face_boxes(table, chunk, height, width, znear, any_near)
+        chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
+        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near)
         if face.numel() == 0:
             continue
         planes, box, covered, keep = _face_planes(tri, corners)

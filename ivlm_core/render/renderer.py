@@ -123,10 +123,11 @@ def shade_pixels(
     colors = vertex_colors.to(vertices)
     n_views = covered.shape[0]
     per_view = colors.expand(n_views, *colors.shape[-2:])  # [B, N, C] views, no copy for shared colours
-    constant = (per_view == per_view[:, :1]).all(1).all(0)  # [C]: channels with one value everywhere
+    constant = (colors == colors[..., :1, :]).reshape(-1, colors.shape[-1]).all(0)  # [C]: one value everywhere
     varying = (~constant).nonzero()[:, 0]
     n_colors = colors.shape[-1]
     shared = torch.cat([vertex_normals(vertices, faces), vertices], -1).T  # [6, N]
+    tables = [torch.cat([shared, colors.T[varying]]).contiguous()] * n_views if colors.dim() == 2 else None
     faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
@@ -134,7 +135,7 @@ def shade_pixels(
     for view in range(n_views):
         if starts[view] == starts[view + 1]:
             continue
-        table = torch.cat([shared, per_view[view].T[varying]]).contiguous()  # [6 + varying, N]
+        table = tables[view] if tables else torch.cat([shared, per_view[view].T[varying]]).contiguous()
         flat = per_view[view, 0][constant][:, None]  # [constant channels, 1]
         for first in range(starts[view], starts[view + 1], chunk):
             pixels = slice(first, min(first + chunk, starts[view + 1]))
