@@ -2,7 +2,7 @@
 
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
-1. Per (face, view): the pixel bounding box, from one vertex-major gather of the corners in all views;
+1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views;
    pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2) are dropped before any
    per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
    box corner, so float32 evaluation stays accurate).
@@ -36,7 +36,7 @@ No back-face culling (PyTorch3D's default): both windings are drawn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -64,6 +64,8 @@ class Fragments:
     pix_to_face: torch.Tensor
     bary: torch.Tensor
     depth: torch.Tensor
+    # The covered pixels as `rasterize` found them (it has them at hand); None: listed from the images.
+    listed: CoveredPixels | None = field(default=None, repr=False, compare=False)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -71,14 +73,16 @@ class Fragments:
 
     def covered(self) -> CoveredPixels:
         """The pixels a face covers, as flat lists (shading only needs these)."""
+        if self.listed is not None:
+            return self.listed
         flat_face = self.pix_to_face.reshape(-1)
         index = (flat_face >= 0).nonzero()[:, 0]
         views, height, width = self.pix_to_face.shape
-        return CoveredPixels(
+        return CoveredPixels(  # index_select, not [index]: several times faster on the CPU
             index=index,
             view=index // (height * width),
-            face=flat_face[index],
-            bary=self.bary.reshape(-1, 3)[index],
+            face=flat_face.index_select(0, index),
+            bary=self.bary.reshape(-1, 3).index_select(0, index),
             shape=(views, height, width),
         )
 
@@ -106,10 +110,12 @@ class CoveredPixels:
     def to_image(self, values: torch.Tensor, background: torch.Tensor | float = 0.0) -> torch.Tensor:
         """Scatters per-pixel values [K, C] into images [B, H, W, C] filled with `background`."""
         n = self.shape[0] * self.shape[1] * self.shape[2]
-        image = torch.empty(n, values.shape[-1], dtype=values.dtype, device=values.device)
-        image[:] = torch.as_tensor(background, dtype=values.dtype, device=values.device)
-        image[self.index] = values
-        return image.view(*self.shape, values.shape[-1])
+        fill = torch.as_tensor(background, dtype=values.dtype, device=values.device).expand(values.shape[-1])
+        if bool((fill == fill[0]).all()):  # one value (a white or black background): a plain fill
+            image = torch.full((n, values.shape[-1]), fill[0].item(), dtype=values.dtype, device=values.device)
+        else:
+            image = fill.repeat(n, 1)
+        return image.index_copy_(0, self.index, values.contiguous()).view(*self.shape, values.shape[-1])
 
 
 @dataclass
@@ -196,51 +202,54 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 
 
 def _face_boxes(
-    table: torch.Tensor, faces: torch.Tensor, height: int, width: int, znear: float, any_near: bool
+    coords: torch.Tensor, faces_t: torch.Tensor, height: int, width: int, znear: float, any_near: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (face, view) pairs whose pixel box holds a pixel centre, and their corners.
+    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners.
 
-    table: [N, B, 3] per-vertex (u, v, z) of every view, vertex-major, so a face's corners in all views are
-    three row gathers. Returns face [P] (row of `faces`), view [P], corners [P, 3, 3] and box corners
-    [P, 4] = (x0, y0, x1, y1) as floats. On meshes of sub-pixel faces many pairs hold no pixel centre; they are
-    dropped here, before any per-face setup. any_near: some vertex is closer than znear (else not tested).
+    coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
+    Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
+    [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
+    Returns face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
+    corners [4, P] = (x0, y0, x1, y1) as floats, pairs in view-major order. On meshes of sub-pixel faces many
+    pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
+    closer than znear (else not tested).
     """
-    n_faces, n_views = faces.shape[0], table.shape[1]
-    tri = table.index_select(0, faces.reshape(-1)).view(n_faces, 3, n_views, 3)
-    u, v = tri[..., 0], tri[..., 1]  # [F, 3, B]
-    x0, x1 = torch.ceil(u.amin(1)).clamp_(min=0), torch.floor(u.amax(1)).clamp_(max=width - 1)
-    y0, y1 = torch.ceil(v.amin(1)).clamp_(min=0), torch.floor(v.amax(1)).clamp_(max=height - 1)
+    n_faces = faces_t.shape[1]
+    u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
+    x0 = torch.ceil(torch.minimum(torch.minimum(u[0], u[1]), u[2])).clamp_(min=0)
+    x1 = torch.floor(torch.maximum(torch.maximum(u[0], u[1]), u[2])).clamp_(max=width - 1)
+    y0 = torch.ceil(torch.minimum(torch.minimum(v[0], v[1]), v[2])).clamp_(min=0)
+    y1 = torch.floor(torch.maximum(torch.maximum(v[0], v[1]), v[2])).clamp_(max=height - 1)
     # NaN/inf coordinates fail these comparisons, so they are dropped here too.
-    drawn = (x1 >= x0) & (y1 >= y0)  # [F, B]
+    drawn = (x1 >= x0) & (y1 >= y0)  # [B, F]
     if any_near:
-        drawn &= (tri[..., 2] >= znear).all(1)
-    face, view = drawn.nonzero(as_tuple=True)
-    box = torch.stack([x0, y0, x1, y1], -1)[face, view]
-    return face, view, tri.transpose(1, 2)[face, view], box
+        drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
+    view, face = drawn.nonzero(as_tuple=True)
+    pair = view * n_faces + face
+    box = torch.stack([x0, y0, x1, y1]).view(4, -1).index_select(1, pair)
+    return face, view, torch.stack(u + v + z).view(9, -1).index_select(1, pair), box
 
 
 def _face_planes(tri: torch.Tensor, box: torch.Tensor):
     """Barycentric plane equations of (face, view) pairs.
 
-    tri [P, 3, 3] corners (u, v, z), box [P, 4] from `_face_boxes`. Returns planes [P, 12] = (a_k, b_k, c_k,
-    1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is a_k dx + b_k dy + c_k, the
-    pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and which pairs to keep [P]
-    (zero area, and slivers whose planes overflow, cover nothing).
+    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [4, P] from `_face_boxes`. Returns planes [P, 12] =
+    (a_k, b_k, c_k, 1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is
+    a_k dx + b_k dy + c_k, the pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and
+    which pairs to keep [P] (zero area, and slivers whose planes overflow, cover nothing).
     Every quantity is built from coordinates relative to the box corner, so float32 keeps sub-pixel accuracy.
     """
-    x0, y0 = box[:, 0:1], box[:, 1:2]
-    # Corners k, k + 1, k + 2 as views of one [P, 5] copy (no roll): edge k runs from corner k + 1 to k + 2.
-    u = torch.cat([tri[:, :, 0], tri[:, :2, 0]], 1) - x0
-    v = torch.cat([tri[:, :, 1], tri[:, :2, 1]], 1) - y0
-    u1, u2, v1, v2 = u[:, 1:4], u[:, 2:5], v[:, 1:4], v[:, 2:5]
-    c = u1 * v2 - u2 * v1  # twice the signed area of (pixel, corner k + 1, corner k + 2)
-    area = c[:, 0:1] + c[:, 1:2] + c[:, 2:3]  # twice the face's signed area
-    planes = torch.cat([v1 - v2, u2 - u1, c], 1).div_(area)
-    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[:, :, 2]).to(torch.float32)], 1)
+    u = tri[0:3] - box[0]
+    v = tri[3:6] - box[1]
+    nxt, far = [1, 2, 0], [2, 0, 1]  # edge k runs from corner k + 1 to corner k + 2
+    c = u[nxt] * v[far] - u[far] * v[nxt]  # twice the signed area of (pixel, corner k + 1, corner k + 2)
+    area = c[0] + c[1] + c[2]  # twice the face's signed area
+    planes = torch.cat([v[nxt] - v[far], u[far] - u[nxt], c]).div_(area)
+    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)]).T.contiguous()
     # NaN or inf in any column makes the row's sum non-finite (a matrix-vector product: one fast pass).
-    keep = (area[:, 0] != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
-    size = torch.cat([box[:, :2], box[:, 2:] - box[:, :2] + 1], 1).to(torch.int64)
-    return planes, size, area[:, 0].abs() / 2, keep
+    keep = (area != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
+    size = torch.cat([box[:2], box[2:] - box[:2] + 1]).T.to(torch.int64)
+    return planes, size, area.abs() / 2, keep
 
 
 def _scatter_candidates(
@@ -433,40 +442,51 @@ def _rasterize_lines(zbuf, planes, box, pixel_base, face, sel, strides, znear, m
             lower, span = span, span * 2
 
 
-def _resolve(zbuf, screen, faces, n_views, height, width) -> Fragments:
-    """Decodes the winning faces and computes their perspective-correct barycentrics and depth."""
+def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) -> Fragments:
+    """Decodes the winning faces and computes their perspective-correct barycentrics and depth.
+
+    Covered pixels go through in chunks with 1-D gathers of per-coordinate rows (u, v, z of every view's
+    vertices): on the CPU, gathering rows of a [N, 3] table, and whole-frame [K, 3] passes, cost several
+    times more. The covered pixels are kept on the result for `Fragments.covered`.
+    """
     device, dtype = screen.device, screen.dtype
     n = n_views * height * width
     zbuf = zbuf[:n]
     pix = (zbuf != _EMPTY).nonzero()[:, 0]
-    face = torch.full((n,), -1, dtype=torch.int64, device=device)
-    bary = torch.zeros(n, 3, dtype=dtype, device=device)
-    depth = torch.full((n,), float("inf"), dtype=dtype, device=device)
-    if pix.numel():
-        winner = zbuf[pix] & 0xFFFFFFFF
-        image_row = pix // width  # view * height + row
-        view = image_row // height
-        corner_index = (faces[winner] + (view * screen.shape[1])[:, None]).reshape(-1)
-        corners = screen.reshape(-1, 3).index_select(0, corner_index).view(-1, 3, 3)  # [K, 3, (u, v, z)]
+    winner = zbuf.index_select(0, pix) & 0xFFFFFFFF
+    view = pix // (height * width)
+    bary = torch.empty(pix.shape[0], 3, dtype=dtype, device=device)
+    depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
+    coords = screen.reshape(-1, 3).T.contiguous()  # [3, B * N]: rows u, v, z
+    faces_t = faces.T.contiguous()
+    for first in range(0, pix.shape[0], chunk):
+        part = slice(first, first + chunk)
+        base = view[part] * screen.shape[1]
+        corner = [faces_t[k].index_select(0, winner[part]) + base for k in range(3)]
+        u, v, z = ([row.index_select(0, c) for c in corner] for row in coords)
+        image_row = pix[part] // width  # view * height + row
         # Pixel and corners relative to corner 0, so the edge functions lose no precision.
-        pu = (pix - image_row * width).to(dtype) - corners[:, 0, 0]
-        pv = (image_row - view * height).to(dtype) - corners[:, 0, 1]
-        u1, v1 = corners[:, 1, 0] - corners[:, 0, 0], corners[:, 1, 1] - corners[:, 0, 1]
-        u2, v2 = corners[:, 2, 0] - corners[:, 0, 0], corners[:, 2, 1] - corners[:, 0, 1]
+        pu = (pix[part] - image_row * width).to(dtype) - u[0]
+        pv = (image_row - view[part] * height).to(dtype) - v[0]
+        u1, v1 = u[1] - u[0], v[1] - v[0]
+        u2, v2 = u[2] - u[0], v[2] - v[0]
         l1 = pu * v2 - pv * u2
         l2 = u1 * pv - v1 * pu
         area = u1 * v2 - v1 * u2
         # Screen barycentrics are l / area; weighting each by 1/z_k and normalising gives the perspective-
         # correct ones, and area / sum(l_k / z_k) is the depth.
-        weighted = torch.stack([area - l1 - l2, l1, l2], dim=-1) / corners[:, :, 2]
-        total = weighted.sum(-1)
-        face[pix] = winner
-        bary[pix] = weighted / total[:, None]
-        depth[pix] = area / total
+        weighted = torch.stack([(area - l1 - l2) / z[0], l1 / z[1], l2 / z[2]])
+        total = weighted[0] + weighted[1] + weighted[2]
+        bary[part] = (weighted / total).T
+        depth[part] = area / total
+    covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width))
     return Fragments(
-        face.view(n_views, height, width),
-        bary.view(n_views, height, width, 3),
-        depth.view(n_views, height, width),
+        torch.full((n,), -1, dtype=torch.int64, device=device).index_copy_(0, pix, winner).view(n_views, height, width),
+        torch.zeros(n, 3, dtype=dtype, device=device).index_copy_(0, pix, bary).view(n_views, height, width, 3),
+        torch.full((n,), float("inf"), dtype=dtype, device=device)
+        .index_copy_(0, pix, depth)
+        .view(n_views, height, width),
+        covered,
     )
 
 
@@ -493,11 +513,11 @@ def rasterize(
     face_chunk = max(1, max_candidates // (4 * n_views))
     tables = _grid_tables(screen.device)
     n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
-    table = screen.transpose(0, 1).contiguous()  # [N, B, 3]
+    coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
     any_near = not bool((screen[..., 2] >= znear).all())
     for first in range(0, faces.shape[0], face_chunk):
-        chunk = faces[first : first + face_chunk]
-        face, view, tri, corners = _face_boxes(table, chunk, height, width, znear, any_near)
+        chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
+        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near)
         if face.numel() == 0:
             continue
         planes, box, covered, keep = _face_planes(tri, corners)

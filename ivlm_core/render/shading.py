@@ -53,17 +53,25 @@ def phong(
     light_positions: torch.Tensor,
     camera_centers: torch.Tensor,
     lighting: PhongLighting = PhongLighting(),
+    dim: int = -1,
 ) -> torch.Tensor:
-    """PyTorch3D's phong_shading with one point light. All inputs world space, broadcastable [..., 3]."""
-    normals = torch.nn.functional.normalize(normals, dim=-1, eps=1e-6)
-    to_light = torch.nn.functional.normalize(light_positions - points, dim=-1, eps=1e-6)
-    to_camera = torch.nn.functional.normalize(camera_centers - points, dim=-1, eps=1e-6)
-    cos_light = (normals * to_light).sum(-1, keepdim=True)
+    """PyTorch3D's phong_shading with one point light. All inputs world space, broadcastable, with x, y, z
+    along `dim` ([..., 3] by default; [3, K] with dim=0, which the renderer uses: contiguous per-axis rows)."""
+    normals = unit_vectors(normals, dim)
+    to_light = unit_vectors(light_positions - points, dim)
+    to_camera = unit_vectors(camera_centers - points, dim)
+    cos_light = (normals * to_light).sum(dim, keepdim=True)
     reflected = -to_light + 2.0 * cos_light * normals
-    spec_angle = torch.relu((to_camera * reflected).sum(-1, keepdim=True)) * (cos_light > 0)
+    spec_angle = torch.relu((to_camera * reflected).sum(dim, keepdim=True)) * (cos_light > 0)
     diffuse = lighting.diffuse * torch.relu(cos_light)
     specular = lighting.specular * spec_angle.pow(lighting.shininess)
     return (lighting.ambient + diffuse) * albedo + specular
+
+
+def unit_vectors(vectors: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """`torch.nn.functional.normalize(vectors, dim=dim, eps=1e-6)`, written out: its norm along a leading dim
+    of 3 was 10x slower on the CPU than these element-wise passes."""
+    return vectors / (vectors * vectors).sum(dim, keepdim=True).sqrt().clamp_min(1e-6)
 
 
 def normal_colors(normals: torch.Tensor) -> torch.Tensor:
