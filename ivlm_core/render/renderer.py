@@ -12,7 +12,8 @@ from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, rast
 from ivlm_core.render.shading import PhongLighting, phong, unit_vectors, vertex_normals
 
 DEFAULT_LIGHTING = PhongLighting()  # InteractVLM's lights (frozen, so one shared default is safe)
-# Pixels shaded per pass: a chunk's ~20 channel vectors (about 5 MB) stay in the CPU's cache.
+# Pixels shaded per pass on the CPU: a chunk's ~20 channel vectors (about 5 MB) stay in its cache. A GPU shades
+# each view in one pass (chunks would only add kernel launches).
 SHADE_CHUNK = 1 << 16
 
 
@@ -98,7 +99,7 @@ def shade_pixels(
     light_positions: torch.Tensor | None = None,
     *,
     lighting: PhongLighting | None = DEFAULT_LIGHTING,
-    chunk: int = SHADE_CHUNK,
+    chunk: int | None = None,
 ) -> ShadedPixels:
     """Shades the covered pixels of rasterised views. vertex_colors: [N, C] or [B, N, C] albedo in [0, 1].
 
@@ -107,10 +108,11 @@ def shade_pixels(
     is None, which gives unlit albedo (for masks and ground-truth colour codes).
 
     Covered pixels are listed view by view, so each view's light and camera broadcast over its pixels, and go
-    through in chunks of `chunk` pixels, channel-major ([channels, pixels]): every temporary of a chunk is a
-    contiguous vector that stays in the CPU's cache (whole-frame [K, 3] passes were memory-bound and the
-    dim-3 reductions slow). A colour channel that is the same at every vertex (a flat overlay) is not
-    interpolated: the barycentrics sum to 1, so its value is that constant.
+    through in chunks of `chunk` pixels (default: SHADE_CHUNK on the CPU, a whole view on a GPU), channel-major
+    ([channels, pixels]): every temporary of a chunk is a contiguous vector that stays in the CPU's cache
+    (whole-frame [K, 3] passes were memory-bound and the dim-3 reductions slow). A colour channel that is the
+    same at every vertex (a flat overlay) is not interpolated: the barycentrics sum to 1, so its value is that
+    constant.
     """
     lights = None  # per view: light position and camera centre, [B, 3, 1] each
     if lighting is not None:
@@ -131,6 +133,8 @@ def shade_pixels(
     faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
+    if chunk is None:
+        chunk = SHADE_CHUNK if vertices.device.type == "cpu" else max(1, covered.face.shape[0])
     starts = torch.searchsorted(covered.view, torch.arange(n_views + 1, device=covered.view.device)).tolist()
     for view in range(n_views):
         if starts[view] == starts[view + 1]:
