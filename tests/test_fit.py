@@ -479,7 +479,7 @@ def test_trimmed_icp_keeps_a_large_labelled_face_where_a_small_patch_touches_it(
     ones_b, ones_c = torch.ones(len(board), dtype=torch.float64), torch.ones(len(corner), dtype=torch.float64)
     plain = contact_icp(board, ones_b, corner, ones_c, start_r, start_t)
     assert float(plain.translation[0, :2].norm()) > 0.1  # pulled 0.2 m towards the patch
-    share, body_share = touching_shares(0.4 * 0.4, 0.1 * 0.1)
+    share, body_share = touching_shares(0.4 * 0.4, 0.1 * 0.1, slack=1.0)
     assert share == pytest.approx(0.0625) and body_share == 1.0
     trimmed = contact_icp(board, ones_b, corner, ones_c, start_r, start_t, share=share)
     # Within about a grid step (2 cm: the points sit on grids, so it settles where they coincide).
@@ -498,5 +498,7 @@ def test_contact_term_counts_only_the_share_of_a_large_label_that_can_touch():
     faces = np.array([[0, 1, 2], [0, 2, 3]])
     assert contact_area(square, faces, np.ones(4), 0.3) == pytest.approx(1.0)
     assert contact_area(square, faces, np.array([1.0, 1.0, 1.0, 0.0]), 0.3) == pytest.approx(0.5)
-    assert touching_shares(1.0, 0.25) == (0.25, 1.0) and touching_shares(0.25, 1.0) == (1.0, 0.25)
+    assert touching_shares(1.0, 0.25, slack=1.0) == (0.25, 1.0) and touching_shares(0.25, 1.0, 1.0) == (1.0, 0.25)
+    assert touching_shares(1.0, 0.25) == (0.5, 1.0)  # by default trimmed only beyond twice the other's area
+    assert touching_shares(1.0, 0.6) == (1.0, 1.0)
     assert touching_shares(0.0, 0.25) == (1.0, 1.0)  # labelled vertices only: no area to compare
