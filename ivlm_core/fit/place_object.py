@@ -7,7 +7,10 @@ vertices (as the client sent them) into that frame; with scale optimised its 3x3
 Terms (each reported separately):
 - contact: contact-weighted distance from object contact points to their nearest body contact point and
   back (InteractVLM's term uses all pairs; nearest neighbours keep the cost linear and do not pull every
-  contact point towards the centre of the other patch);
+  contact point towards the centre of the other patch); where one side's labelled area is more than twice the
+  other's, only its nearest share (the other's area over its own, twice) counts, in this term and in the starts'
+  ICP (`touching_shares`): a low-poly seat labelled whole, where thighs touch a tenth of it, would otherwise
+  pull its middle onto them;
 - silhouette: projected object points must fall inside the object mask or behind the person (distance
   field of object-or-person mask), and every object-mask pixel must be near a projected object point;
 - penetration: object points inside the body (signed distance from the nearest body vertex and its normal);
