@@ -21,7 +21,14 @@ from ivlm_core.fit.camera import (
 )
 from ivlm_core.fit.image_terms import project, soft_silhouette
 from ivlm_core.fit.place_in_view import place_in_view
-from ivlm_core.fit.place_object import PlacementOptions, place_object, refit_options
+from ivlm_core.fit.place_object import (
+    PlacementOptions,
+    contact_area,
+    place_object,
+    refit_options,
+    touching_shares,
+    trimmed_mean,
+)
 from ivlm_core.fit.procrustes import contact_icp, weighted_procrustes
 from ivlm_core.fit.rotations import cube_rotations, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ivlm_core.fit.soft_silhouette_kernel import kernel_available, soft_silhouette_fast
@@ -459,3 +466,39 @@ def test_distinct_hypotheses_are_told_apart_by_where_their_surface_lies():
     # Spun about the axis (1, 3): same surface; tilted 45 degrees (2): another pose; refilled in order at the end.
     assert _distinct(order, placed, 2, 0.06 * size).tolist() == [0, 2]
     assert _distinct(order, placed, 4, 0.06 * size).tolist() == [0, 2, 1, 3]
+
+
+def test_trimmed_icp_keeps_a_large_labelled_face_where_a_small_patch_touches_it():
+    """A seat board labelled whole (0.4 m square) against a body patch 0.1 m square at one corner: plain ICP slides
+    the board's middle onto the patch, the trimmed ICP (the share of the board's area the patch can touch) leaves
+    the board where it is, touching at its corner."""
+    grid = np.stack(np.meshgrid(np.linspace(-0.2, 0.2, 21), np.linspace(-0.2, 0.2, 21)), -1).reshape(-1, 2)
+    board = torch.tensor(np.c_[grid, np.zeros(len(grid))])
+    corner = board[(board[:, 0] > 0.095) & (board[:, 1] > 0.095)] + torch.tensor([0.0, 0.0, 0.001])
+    start_r, start_t = torch.eye(3, dtype=torch.float64)[None], torch.tensor([[0.01, -0.01, 0.0]], dtype=torch.float64)
+    ones_b, ones_c = torch.ones(len(board), dtype=torch.float64), torch.ones(len(corner), dtype=torch.float64)
+    plain = contact_icp(board, ones_b, corner, ones_c, start_r, start_t)
+    assert float(plain.translation[0, :2].norm()) > 0.1  # pulled 0.2 m towards the patch
+    share, body_share = touching_shares(0.4 * 0.4, 0.1 * 0.1, slack=1.0)
+    assert share == pytest.approx(0.0625) and body_share == 1.0
+    trimmed = contact_icp(board, ones_b, corner, ones_c, start_r, start_t, share=share)
+    # Within about a grid step (2 cm: the points sit on grids, so it settles where they coincide).
+    assert float(trimmed.translation[0, :2].norm()) < 0.03 and float(trimmed.rms[0]) < 0.01
+
+
+def test_contact_term_counts_only_the_share_of_a_large_label_that_can_touch():
+    """The contact term's object-to-body half is the mean over the nearest share of object contact points; share 1
+    is the plain weighted mean. With the areas of a 2-triangle square labelled whole and a small body patch, the
+    share is their ratio."""
+    distances = torch.tensor([[0.0, 0.1, 0.2, 0.3], [0.4, 0.0, 0.0, 0.4]])
+    weights = torch.tensor([1.0, 1.0, 1.0, 3.0])
+    assert torch.allclose(trimmed_mean(distances, weights, 1.0), torch.tensor([1.2 / 6, 1.6 / 6]))
+    assert torch.allclose(trimmed_mean(distances, weights, 0.5), torch.tensor([0.05, 0.0]))
+    square = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    assert contact_area(square, faces, np.ones(4), 0.3) == pytest.approx(1.0)
+    assert contact_area(square, faces, np.array([1.0, 1.0, 1.0, 0.0]), 0.3) == pytest.approx(0.5)
+    assert touching_shares(1.0, 0.25, slack=1.0) == (0.25, 1.0) and touching_shares(0.25, 1.0, 1.0) == (1.0, 0.25)
+    assert touching_shares(1.0, 0.25) == (0.5, 1.0)  # by default trimmed only beyond twice the other's area
+    assert touching_shares(1.0, 0.6) == (1.0, 1.0)
+    assert touching_shares(0.0, 0.25) == (1.0, 1.0)  # labelled vertices only: no area to compare

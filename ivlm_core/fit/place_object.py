@@ -7,7 +7,10 @@ vertices (as the client sent them) into that frame; with scale optimised its 3x3
 Terms (each reported separately):
 - contact: contact-weighted distance from object contact points to their nearest body contact point and
   back (InteractVLM's term uses all pairs; nearest neighbours keep the cost linear and do not pull every
-  contact point towards the centre of the other patch);
+  contact point towards the centre of the other patch); where one side's labelled area is more than twice the
+  other's, only its nearest share (the other's area over its own, twice) counts, in this term and in the starts'
+  ICP (`touching_shares`): a low-poly seat labelled whole, where thighs touch a tenth of it, would otherwise
+  pull its middle onto them;
 - silhouette: projected object points must fall inside the object mask or behind the person (distance
   field of object-or-person mask), and every object-mask pixel must be near a projected object point;
 - penetration: object points inside the body (signed distance from the nearest body vertex and its normal);
@@ -58,7 +61,7 @@ from scipy.spatial.transform import Rotation
 
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.image_terms import distance_field, project, sample_image
-from ivlm_core.fit.procrustes import contact_icp
+from ivlm_core.fit.procrustes import contact_icp, trimmed_weights
 from ivlm_core.fit.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix, start_rotations
 from ivlm_core.fit.silhouette_iou import decimated_faces, mask_window, soft_iou_loss
 from ivlm_core.mesh import TriangleMesh, validate_mesh
@@ -97,6 +100,9 @@ class PlacementOptions:
     distinct_points: int = 300
     distinct_share: float = 0.06
     dense_starts: bool = True  # 83 starting rotations (cube + icosahedral groups) instead of 24
+    # Each side's contact distances are averaged over its nearest `touching_shares` only (a trimmed mean), in the
+    # loss and in the starts' ICP: a label that covers more than the other side's area cannot all touch.
+    trim_contact_by_area: bool = True
     contact_tolerance_m: float = 0.015  # contact labels mark a shell about a centimetre thick, not touching points
     w_contact: float = 1.0
     w_silhouette: float = 1.0
@@ -224,6 +230,27 @@ def contact_surface_samples(
     return np.concatenate([vertices[vertex_idx], points]), np.concatenate([contact[vertex_idx], weights])
 
 
+def contact_area(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray, threshold: float) -> float:
+    """Area (squared units of `vertices`) of the faces whose vertices are all in contact (prob > threshold)."""
+    chosen = faces[(contact > threshold)[faces].all(1)]
+    tri = vertices[chosen]
+    return float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+
+
+def touching_shares(object_area: float, body_area: float, slack: float = 2.0) -> tuple[float, float]:
+    """(object share, body share): the share of each side's labelled contact area that can touch the other side.
+
+    Two surfaces in contact touch over one area, so where one side's label covers more (a low-poly seat whose
+    corners, and so its two whole triangles, are labelled where a thigh touches a part of it), only about the
+    other side's area of it touches; the rest must not be pulled onto the body. The ratio is taken `slack` times:
+    the faces wholly inside a patch miss its rim, more so on the coarser mesh (a hand's label measures about 0.65
+    of a dense mug's), so only a label clearly larger than the other is trimmed. A side without faces in contact
+    (labelled vertices only) counts as fully touching."""
+    if object_area <= 0.0 or body_area <= 0.0:
+        return 1.0, 1.0
+    return min(1.0, slack * body_area / object_area), min(1.0, slack * object_area / body_area)
+
+
 def object_surface_samples(
     vertices: np.ndarray, faces: np.ndarray, options: PlacementOptions, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -257,12 +284,27 @@ def _contacts(
         rng,
     )
     keep = _subsample(np.arange(len(object_points)), options.max_contact_points, rng)
+    shares = (1.0, 1.0)
+    if options.trim_contact_by_area:
+        shares = touching_shares(
+            contact_area(
+                np.asarray(inputs.object_mesh.vertices, np.float64),
+                np.asarray(inputs.object_mesh.faces),
+                object_contact,
+                options.object_threshold,
+            ),
+            contact_area(inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold),
+        )
 
     def as_tensor(values: np.ndarray) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.float32)
 
     return _Contacts(
-        as_tensor(object_points[keep]), as_tensor(object_weights[keep]), as_tensor(body_points), as_tensor(body_weights)
+        as_tensor(object_points[keep]),
+        as_tensor(object_weights[keep]),
+        as_tensor(body_points),
+        as_tensor(body_weights),
+        *shares,
     )
 
 
@@ -370,6 +412,20 @@ class _Contacts:
     obj_w: torch.Tensor  # [M]
     body_c: torch.Tensor  # [K, 3]
     body_w: torch.Tensor  # [K]
+    # The share of each side's contact points that can touch the other side (`touching_shares`): 1 where its
+    # labelled area is no larger than the other's, else the other's area over its own.
+    obj_share: float = 1.0
+    body_share: float = 1.0
+
+
+def trimmed_mean(distances: torch.Tensor, weights: torch.Tensor, share: float) -> torch.Tensor:
+    """Weighted mean [B] of the smallest `share` of distances [B, N] (weights [N]); share 1 is the plain mean."""
+    if share >= 1.0:
+        return (distances * weights).sum(-1) / weights.sum()
+    count = max(1, int(np.ceil(share * distances.shape[-1])))
+    nearest, index = distances.topk(count, dim=-1, largest=False)
+    kept = weights[index]
+    return (nearest * kept).sum(-1) / kept.sum(-1).clamp_min(1e-12)
 
 
 class _Terms:
@@ -462,7 +518,7 @@ class _Terms:
         d_ho = (c.body_c[None] - torch.gather(moved_c, 1, nn_o[..., None].expand(-1, -1, 3))).norm(dim=-1)
         tolerance = self.options.contact_tolerance_m
         d_oh, d_ho = torch.relu(d_oh - tolerance), torch.relu(d_ho - tolerance)
-        return (d_oh * c.obj_w).sum(-1) / c.obj_w.sum() + (d_ho * c.body_w).sum(-1) / c.body_w.sum()
+        return trimmed_mean(d_oh, c.obj_w, c.obj_share) + trimmed_mean(d_ho, c.body_w, c.body_share)
 
     def _penetration(self, moved: torch.Tensor) -> torch.Tensor:
         """Object points inside the body: signed distance from the nearest body vertex along its normal."""
@@ -529,7 +585,7 @@ def _icp_contacts(contacts: _Contacts, options: PlacementOptions, rng: np.random
     c = contacts
     pick_o = torch.from_numpy(_subsample(np.arange(len(c.obj_c)), options.icp_points, rng))
     pick_b = torch.from_numpy(_subsample(np.arange(len(c.body_c)), options.icp_points, rng))
-    return _Contacts(c.obj_c[pick_o], c.obj_w[pick_o], c.body_c[pick_b], c.body_w[pick_b])
+    return _Contacts(c.obj_c[pick_o], c.obj_w[pick_o], c.body_c[pick_b], c.body_w[pick_b], c.obj_share, c.body_share)
 
 
 def _icp_starts(small: _Contacts, options: PlacementOptions) -> tuple[torch.Tensor, torch.Tensor]:
@@ -556,7 +612,9 @@ def _icp_onto_contacts(contacts: _Contacts, rotations: torch.Tensor) -> tuple[to
     """Rotations [B, 3, 3] and translations [B, 3] after ICP from `rotations`, the contact centroids on top of each
     other at the start."""
     c = contacts
-    icp = contact_icp(c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, _centroids_on_top(c, rotations))
+    icp = contact_icp(
+        c.obj_c, c.obj_w, c.body_c, c.body_w, rotations, _centroids_on_top(c, rotations), share=c.obj_share
+    )
     return icp.rotation, icp.translation
 
 
@@ -629,7 +687,7 @@ def _contact_translations(
     for _ in range(iterations):
         moved = turned + translations[:, None]
         nearest = torch.from_numpy(tree.query(moved.reshape(-1, 3).numpy())[1]).reshape(moved.shape[:2])
-        w = c.obj_w[None] * c.body_w[nearest]
+        w = trimmed_weights(c.obj_w[None] * c.body_w[nearest], (c.body_c[nearest] - moved).norm(dim=-1), c.obj_share)
         shift = (w[..., None] * (c.body_c[nearest] - moved)).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
         translations = translations + shift
     return translations
@@ -665,7 +723,7 @@ def _turn_search(
         origin = torch.arange(len(d6)).repeat_interleave(len(turns))
         scale = log_scale[origin]
         pick = torch.from_numpy(_subsample(np.arange(len(contacts.obj_c)), options.icp_points, rng))
-        small = _Contacts(contacts.obj_c[pick], contacts.obj_w[pick], contacts.body_c, contacts.body_w)
+        small = replace(contacts, obj_c=contacts.obj_c[pick], obj_w=contacts.obj_w[pick])
         moved = _contact_translations(small, candidates * scale.exp()[:, None, None], trans[origin])
         cand_d6 = matrix_to_rotation_6d(candidates)
         scores = torch.cat(

@@ -8,6 +8,7 @@ ICP is what lets a rough start slide into place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,10 +50,13 @@ def contact_icp(
     translation: torch.Tensor,
     iterations: int = 30,
     tolerance: float = 1e-6,
+    share: float = 1.0,
 ) -> IcpResult:
     """ICP of weighted object contact points [M, 3] onto body contact points [K, 3] from B starts.
 
-    Each match is weighted by both contact probabilities, so confident regions dominate.
+    Each match is weighted by both contact probabilities, so confident regions dominate. With `share` < 1 it is a
+    trimmed ICP (Chetverikov et al. 2002): each iteration fits only the `share` of object points nearest to their
+    matches, for an object contact label larger than the area that really touches.
     """
     batch = rotation.shape[0]
     src = object_points.expand(batch, -1, -1)
@@ -61,7 +65,7 @@ def contact_icp(
         moved = src @ rotation.transpose(-1, -2) + translation[:, None]
         nearest = torch.cdist(moved, body_points[None].expand(batch, -1, -1)).argmin(-1)  # [B, M]
         matched = body_points[nearest]
-        w = object_weights[None] * body_weights[nearest]
+        w = trimmed_weights(object_weights[None] * body_weights[nearest], (moved - matched).norm(dim=-1), share)
         rotation, translation = weighted_procrustes(src, matched, w)
         moved = src @ rotation.transpose(-1, -2) + translation[:, None]
         sq = ((moved - matched) ** 2).sum(-1)
@@ -70,3 +74,12 @@ def contact_icp(
             return IcpResult(rotation, translation, rms, step)
         rms_prev = rms
     return IcpResult(rotation, translation, rms_prev, iterations)
+
+
+def trimmed_weights(weights: torch.Tensor, distances: torch.Tensor, share: float) -> torch.Tensor:
+    """`weights` [B, M] with all but the `share` of matches of smallest `distances` [B, M] (per row) set to zero."""
+    if share >= 1.0:
+        return weights
+    count = max(1, int(math.ceil(share * distances.shape[-1])))
+    keep = torch.zeros_like(weights).scatter_(-1, distances.topk(count, dim=-1, largest=False).indices, 1.0)
+    return weights * keep
