@@ -104,8 +104,10 @@ def test_covered_pixels_kept_by_the_rasteriser_equal_those_listed_from_the_image
     kept = fragments.covered()
     assert fragments.listed is kept
     listed = Fragments(fragments.pix_to_face, fragments.bary, fragments.depth).covered()
-    for name in ("index", "view", "face", "bary"):  # the images were written from the kept list: same values
+    for name in ("index", "view", "face"):  # ids: exact
         assert torch.equal(getattr(kept, name), getattr(listed, name)), name
+    # The images were written from the kept list, so its barycentrics are the same values; a tolerance all the same.
+    torch.testing.assert_close(kept.bary, listed.bary, atol=1e-6, rtol=0)
 
 
 def test_object_lift_by_flat_pixels_equals_the_lift_operator():
@@ -117,5 +119,7 @@ def test_object_lift_by_flat_pixels_equals_the_lift_operator():
     maps = PixelMaps.from_fragments(fragments, f, mesh.num_vertices, OBJECT_VIEWS.names)
     reference = LiftOperator(maps).object(logits)
     assert (once > 0).sum() > 50, "some vertices should be in contact"
-    assert torch.equal(once > 0, reference > 0)
+    # In contact or not: the same decision wherever the two sums are not within rounding of the threshold.
+    decided = reference.abs() > 1e-4
+    assert torch.equal((once > 0)[decided], (reference > 0)[decided])
     assert torch.allclose(once, reference.to(once.dtype), atol=1e-5)

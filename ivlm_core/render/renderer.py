@@ -129,7 +129,7 @@ def shade_pixels(
     varying = (~constant).nonzero()[:, 0]
     n_colors = colors.shape[-1]
     shared = torch.cat([vertex_normals(vertices, faces), vertices], -1).T  # [6, N]
-    tables = [torch.cat([shared, colors.T[varying]]).contiguous()] * n_views if colors.dim() == 2 else None
+    shared_table = torch.cat([shared, colors.T[varying]]).contiguous() if colors.dim() == 2 else None
     faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
@@ -139,7 +139,7 @@ def shade_pixels(
     for view in range(n_views):
         if starts[view] == starts[view + 1]:
             continue
-        table = tables[view] if tables else torch.cat([shared, per_view[view].T[varying]]).contiguous()
+        table = shared_table if shared_table is not None else torch.cat([shared, per_view[view].T[varying]])
         flat = per_view[view, 0][constant][:, None]  # [constant channels, 1]
         for first in range(starts[view], starts[view + 1], chunk):
             pixels = slice(first, min(first + chunk, starts[view + 1]))
