@@ -50,6 +50,19 @@ def _true_keypoints(scene) -> np.ndarray:
     return kp
 
 
+def _fit_true(body, scene, options: BodyFitOptions):
+    """The fit of a scene's true keypoints, with its person mask and its object as occluder."""
+    return fit_body(
+        body,
+        _true_keypoints(scene),
+        scene.intrinsics,
+        scene.image.shape[:2],
+        scene.person_mask,
+        options,
+        occluder_mask=scene.object_mask,
+    )
+
+
 def _tip_error(fit, scene) -> np.ndarray:
     """Per fingertip, the distance (m) between fitted and true fingertip positions relative to their wrist."""
     names = list(COCO_WHOLEBODY_KEYPOINTS)
@@ -127,15 +140,7 @@ def test_scene_carries_hands_and_true_whole_body_keypoints(body, mug) -> None:
 
 
 def test_whole_body_fit_closes_the_hand_around_the_mug(body, mug) -> None:
-    fit = fit_body(
-        body,
-        _true_keypoints(mug),
-        mug.intrinsics,
-        mug.image.shape[:2],
-        mug.person_mask,
-        FAST,
-        occluder_mask=mug.object_mask,
-    )
+    fit = _fit_true(body, mug, FAST)
     assert fit.keypoint_format == "coco_wholebody" and fit.prior == "joint limits" and fit.source == "fitted"
     assert set(fit.params) >= {"left_hand_pose", "right_hand_pose"} and fit.losses["keypoint_rms_px"] < 1.0
     errors = _tip_error(fit, mug)
@@ -162,15 +167,7 @@ def test_final_stage_with_a_weaker_shape_prior_brings_the_body_closer(body, mug)
     truth = transform_points(mug.cv_camera_from_world, mug.body_vertices)
 
     def vertex_error(options: BodyFitOptions) -> float:
-        fit = fit_body(
-            body,
-            _true_keypoints(mug),
-            mug.intrinsics,
-            mug.image.shape[:2],
-            mug.person_mask,
-            options,
-            occluder_mask=mug.object_mask,
-        )
+        fit = _fit_true(body, mug, options)
         return float(np.linalg.norm((fit.vertices - fit.vertices.mean(0)) - (truth - truth.mean(0)), axis=1).mean())
 
     assert FAST.final_w_shape <= 0.1 * FAST.w_shape
