@@ -10,9 +10,10 @@ Fitting (CV_CAMERA frame, metres, the camera at the origin):
   closed hand comes from the hand keypoints;
 - optional silhouette term: body surface points projected outside the person mask are pulled in;
 - starts: canonical postures x facing directions placed rigidly first (`body_starts`), the best few optimised as
-  one batch, the lowest total loss kept, then its limbs re-seeded (`limb_search`); or one start from a first
-  estimate (`BodyInit`, e.g. Multi-HMR's), whose pose and shape then centre the priors (the learned estimate
-  keeps what keypoints cannot see, such as a limb's depth; the keypoints correct the rest);
+  one batch, the lowest total loss kept, then its limbs re-seeded (`limb_search`), then a last stage from the
+  chosen fit with a weaker shape prior (the basin is chosen; the keypoints then set the proportions); or one
+  start from a first estimate (`BodyInit`, e.g. Multi-HMR's), whose pose and shape then centre the priors (the
+  learned estimate keeps what keypoints cannot see, such as a limb's depth; the keypoints correct the rest);
 - checks (`keypoint_input`): bad keypoints are refused or reported with a reason, and a face that is seen but
   ends up facing away (keypoints whose left and right contradict the photo, as after mirroring it) is retried
   with the sides swapped and reported.
@@ -20,6 +21,7 @@ Fitting (CV_CAMERA frame, metres, the camera at the origin):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import time
@@ -93,8 +95,8 @@ class BodyFitOptions:
     keep_starts: int = 6  # how many rigidly placed starts go on to the full fit
     rigid_iterations: int = 8
     iterations: int = 5  # Levenberg-Marquardt iterations of the body search (hands held)
-    hand_iterations: int = 6  # then the hands alone
-    final_iterations: int = 3  # then everything together
+    hand_iterations: int = 3  # then the hands alone (they go on moving in the final stage)
+    final_iterations: int = 8  # then everything together, with the final stage's weaker shape prior
     confidence_threshold: float = 0.3
     robust_sigma: float = 10.0  # Geman-McClure scale, in percent of the person's height in the photo
     part_weights: tuple[tuple[str, float], ...] = (
@@ -107,6 +109,10 @@ class BodyFitOptions:
     w_limits: float = 300.0  # per rad^2 outside a joint's range
     w_pose: float = 0.005  # per rad^2 of body pose away from standing with arms down (weak; the limits do more)
     w_shape: float = 0.01
+    # The last stage's shape prior (SMPLify-style annealing): the strong prior above keeps the search among plausible
+    # bodies while it chooses the basin; from the chosen fit, a weaker one lets the keypoints set what they do
+    # determine (bone lengths, proportions) instead of pulling it towards the mean shape.
+    final_w_shape: float = 0.001
     w_hand: float = 0.02  # per rad^2 of hand pose away from relaxed
     w_latent: float = 0.5  # per unit^2 of VPoser latent (when VPoser is used)
     w_silhouette: float = 1.0
@@ -201,6 +207,7 @@ class _Fitter:
         # a limb's depth), towards standing with arms down and the mean shape otherwise (`centre_priors`).
         self.pose_centre = torch.tensor(posture("standing").reshape(63), dtype=torch.float32)
         self.betas_centre = torch.zeros(self.kin.num_betas)
+        self.centred = False  # whether a first estimate centres the priors
         self.silhouette = None
         ids = [self.layout.vertex_ids]
         if person_mask is not None and person_mask.any():
@@ -224,6 +231,7 @@ class _Fitter:
         """The pose and shape priors centred on the first estimate (axis-angle pose; VPoser's latent keeps 0)."""
         if init is None:
             return
+        self.centred = True
         self.pose_centre = torch.tensor(np.asarray(init.body_pose).reshape(63), dtype=torch.float32)
         given = torch.tensor(np.asarray(init.betas).reshape(-1)[: self.kin.num_betas], dtype=torch.float32)
         self.betas_centre = torch.zeros(self.kin.num_betas)
@@ -275,6 +283,18 @@ class _Fitter:
             yield
         finally:
             self.use_silhouette = saved
+
+    @contextmanager
+    def annealed(self) -> Iterator[None]:
+        """Within: the final stage's weaker shape prior (`BodyFitOptions.final_w_shape`), unless a first estimate
+        centres the prior (its shape is then what the keypoints leave open, not the mean's pull)."""
+        saved = self.options
+        if not self.centred:
+            self.options = dataclasses.replace(saved, w_shape=saved.final_w_shape)
+        try:
+            yield
+        finally:
+            self.options = saved
 
     @contextmanager
     def body_only(self) -> Iterator[None]:
@@ -581,13 +601,15 @@ def refine_from(
     occluder_mask: np.ndarray | None = None,
     iterations: int = 40,
 ) -> BodyFit:
-    """`fit_body`'s objective minimised from one given body (no search, priors NOT centred on it): where the nearest
-    minimum of the fit's own loss lies. Given the true body of a generated scene, it tells a search miss (this loss
-    lower than the fit's) from the objective's own bias (its minimum away from the truth). Raises as fit_body."""
+    """`fit_body`'s final objective (the last stage's weaker shape prior) minimised from one given body (no search,
+    priors NOT centred on it): where the nearest minimum of the fit's own loss lies. Given the true body of a
+    generated scene, it tells a search miss (this loss lower than the fit's) from the objective's own bias (its
+    minimum away from the truth). Raises as fit_body."""
     prepared = prepare_keypoints(keypoints, image_size, options.confidence_threshold, person_mask)
     fitter = _Fitter(body, prepared, intrinsics, person_mask, occluder_mask, options, None)
     batch = fitter._from_init(start)
-    terms = fitter.optimise(batch, iterations)
+    with fitter.annealed():  # the objective of fit_body's final stage
+        terms = fitter.optimise(batch, iterations)
     result = _result(fitter, batch, terms, 0)
     result.start = start.source
     return result
@@ -620,11 +642,13 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
             refined, refined_terms, pick = _refine_limbs(fitter, batch, terms, index)
             searched.append((float(_total(refined_terms)[pick]), refined.take(pick)))
     batch = min(searched, key=operator.itemgetter(0))[1]
-    if not fitter.hands_seen():  # nothing says how the hands are: they stay relaxed (the silhouette would bend them)
-        return batch, fitter.optimise(batch, o.final_iterations, BODY_LEAVES)
-    with fitter.without_silhouette():  # the fingers follow their keypoints; the silhouette joins at the end
-        fitter.optimise(batch, o.hand_iterations, ("hands",))
-    return batch, fitter.optimise(batch, o.final_iterations)
+    # Nothing says how the hands are without finger keypoints: they stay relaxed (the silhouette would bend them).
+    free = LEAVES if fitter.hands_seen() else BODY_LEAVES
+    if fitter.hands_seen():
+        with fitter.without_silhouette():  # the fingers follow their keypoints; the silhouette joins at the end
+            fitter.optimise(batch, o.hand_iterations, ("hands",))
+    with fitter.annealed():  # the basin is chosen: the shape prior weakens (its losses are the final objective's)
+        return batch, fitter.optimise(batch, o.final_iterations, free)
 
 
 def _refine_limbs(fitter: _Fitter, batch: _Batch, terms, best: int):
