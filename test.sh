@@ -24,7 +24,12 @@ run_pytest() {  # pytest exit code 5 means "no tests collected": not a failure f
     "$@" || rc=$?
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=$rc; fi
 }
-run_pytest .venv/bin/python -m pytest tests --ignore=tests/blender --ignore=tests/typecheck --durations=15 "$@"
+# The main tier runs on IVLM_TEST_WORKERS processes (pytest-xdist; 2 by default, 0 runs it in this process), one
+# torch thread each so that the workers do not oversubscribe the cores (2 on the project's CI machine).
+workers="${IVLM_TEST_WORKERS:-2}"
+main_tier=(.venv/bin/python -m pytest tests --ignore=tests/blender --ignore=tests/typecheck --durations=15)
+if [ "$workers" != 0 ]; then main_tier=(env OMP_NUM_THREADS=1 "${main_tier[@]}" -n "$workers"); fi
+run_pytest "${main_tier[@]}" "$@"
 # The add-on in real Blender: the version we develop on, the oldest it supports, and the newest on the index.
 # Tests marked one_blender check server-side behaviour that no Blender version changes: the first tier only.
 run_pytest .venv-blender/bin/python -m pytest tests/blender

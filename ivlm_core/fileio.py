@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 
 @contextmanager
@@ -54,16 +55,25 @@ def ensure_folder_once(root: Path, version: str, write: Callable[[Path], object]
     in one rename, so readers never see half a folder and a new version replaces the old.
     """
     stamp = root / "VERSION"
-    if stamp.is_file() and stamp.read_text().strip() == version:
+
+    def current() -> bool:
+        return stamp.is_file() and stamp.read_text().strip() == version
+
+    if current():
         return False
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        write(tmp)
-        (tmp / "VERSION").write_text(version + "\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # One writer at a time (test workers, a server and its worker share the cache): without the lock a second
+    # writer could remove the folder while the first one's readers use it.
+    with FileLock(root.parent / f".{root.name}.lock"):
+        if current():  # another process wrote it while this one waited
+            return False
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            write(tmp)
+            (tmp / "VERSION").write_text(version + "\n")
+            if root.exists():
+                shutil.rmtree(root)
+            os.replace(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return True

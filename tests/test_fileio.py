@@ -31,4 +31,29 @@ def test_failed_write_leaves_the_old_folder_and_no_temp(tmp_path):
     with pytest.raises(RuntimeError):
         ensure_folder_once(root, "v2", broken)
     assert (root / "data.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated"]
+    # only the folder and the writers' lock file remain (no half-written temporary folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".generated.lock", "generated"]
+
+
+def test_concurrent_writers_write_the_folder_once(tmp_path):
+    """Test workers, a server and its worker share the cache: a second writer waits and reuses the first one's
+    folder instead of replacing it under its readers."""
+    import threading
+    import time
+
+    root = tmp_path / "generated"
+    calls = []
+
+    def write(folder):
+        calls.append(folder)
+        time.sleep(0.3)
+        (folder / "data.txt").write_text("done")
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_folder_once(root, "v1", write))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, True] and len(calls) == 1
+    assert (root / "data.txt").read_text() == "done"
