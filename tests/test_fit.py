@@ -502,3 +502,31 @@ def test_contact_term_counts_only_the_share_of_a_large_label_that_can_touch():
     assert touching_shares(1.0, 0.25) == (0.5, 1.0)  # by default trimmed only beyond twice the other's area
     assert touching_shares(1.0, 0.6) == (1.0, 1.0)
     assert touching_shares(0.0, 0.25) == (1.0, 1.0)  # labelled vertices only: no area to compare
+
+
+def test_successive_halving_stops_the_worse_half_and_leaves_the_rest_on_their_path():
+    """With `halve_at`, the better half by lowest loss so far goes on exactly as without halving (Adam acts per
+    coordinate); the worse half comes back at the lowest state it reached before the halving."""
+    from ivlm_core.fit.place_object import _optimise
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def total_of(d6, trans, log_scale):  # one quadratic bowl; the 2nd and 4th hypotheses start far from its bottom
+        total = ((d6 - 0.5) ** 2).sum(-1) + (trans**2).sum(-1) + log_scale**2
+        seen.append((d6.detach().clone(), total.detach().clone()))
+        return total
+
+    start = (torch.tensor([0.4, -2.0, 0.2, -3.0])[:, None].repeat(1, 6), torch.ones(4, 3), torch.zeros(4))
+    options = PlacementOptions(steps=12)
+    full = _optimise(options, 1.0, total_of, *start, steps=12)
+    before_halving = seen[:4]  # the calls at steps 0..3 (the halving happens before step 4's call)
+    halved = _optimise(options, 1.0, total_of, *start, steps=12, halve_at=4)
+    assert all(len(d6) == 2 for d6, _ in seen[len(seen) - 9 :])  # steps 4..11 and the final call: 2 hypotheses
+    kept, stopped = [0, 2], [1, 3]
+    for a, b in zip(full, halved):
+        assert torch.allclose(a[kept], b[kept], atol=1e-6)
+    totals = torch.stack([t for _, t in before_halving])  # [4 calls, 4 hypotheses]
+    lowest = totals.argmin(0)
+    for h in stopped:
+        assert torch.allclose(halved[0][h], before_halving[int(lowest[h])][0][h], atol=1e-7)
+        assert not torch.allclose(full[0][h], halved[0][h], atol=1e-3)  # without halving it went further

@@ -28,17 +28,19 @@ def distance_field(mask: np.ndarray) -> torch.Tensor:
 
 
 def sample_image(image: torch.Tensor, uv: torch.Tensor, padding_value: float | None = None) -> torch.Tensor:
-    """Bilinear samples of a [H, W] map at pixel coordinates uv [..., 2] (differentiable in uv).
+    """Bilinear samples of a [H, W] map at pixel coordinates uv [..., 2] (differentiable in uv): [...]; of C maps
+    [C, H, W] at once (one pass over the points): [C, ...].
 
     Outside the image the border value is used, plus the distance beyond the border when padding_value is
     None (so a distance field keeps growing off-image and still pulls points back).
     """
-    h, w = image.shape
+    h, w = image.shape[-2:]
+    channels = image.shape[:-2]
     flat = uv.reshape(1, -1, 1, 2)
     grid = torch.stack([flat[..., 0] / max(w - 1, 1) * 2 - 1, flat[..., 1] / max(h - 1, 1) * 2 - 1], -1)
     values = torch.nn.functional.grid_sample(
-        image[None, None].to(uv.dtype), grid, mode="bilinear", padding_mode="border", align_corners=True
-    ).reshape(uv.shape[:-1])
+        image.reshape(1, -1, h, w).to(uv.dtype), grid, mode="bilinear", padding_mode="border", align_corners=True
+    ).reshape(*channels, *uv.shape[:-1])
     if padding_value is None:
         over_u = (uv[..., 0] - (w - 1)).clamp_min(0) + (-uv[..., 0]).clamp_min(0)
         over_v = (uv[..., 1] - (h - 1)).clamp_min(0) + (-uv[..., 1]).clamp_min(0)
