@@ -55,12 +55,13 @@ def main() -> None:
     parser.add_argument(
         "--asset-scenes", type=int, default=20, help="scenes with artist-style meshes (low-poly chair, cylinder)"
     )
-    parser.add_argument(
+    baseline = parser.add_mutually_exclusive_group()  # one way to choose the baseline's scenes, never both
+    baseline.add_argument(
         "--baseline-indices",
         default="1,2",
         help="comma-separated scene indices that also run the baseline (slow on CPU)",
     )
-    parser.add_argument(
+    baseline.add_argument(
         "--baseline-every",
         type=int,
         default=0,
