@@ -643,8 +643,9 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
             searched.append((float(_total(refined_terms)[pick]), refined.take(pick)))
     batch = min(searched, key=operator.itemgetter(0))[1]
     # Nothing says how the hands are without finger keypoints: they stay relaxed (the silhouette would bend them).
-    free = LEAVES if fitter.hands_seen() else BODY_LEAVES
-    if fitter.hands_seen():
+    hands = fitter.hands_seen()
+    free = LEAVES if hands else BODY_LEAVES
+    if hands:
         with fitter.without_silhouette():  # the fingers follow their keypoints; the silhouette joins at the end
             fitter.optimise(batch, o.hand_iterations, ("hands",))
     with fitter.annealed():  # the basin is chosen: the shape prior weakens (its losses are the final objective's)
