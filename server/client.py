@@ -52,16 +52,27 @@ def estimate_request(photo: bytes, objects: list[tuple[str, np.ndarray, np.ndarr
 
 
 def fit_request(
-    source_job_id: str, contacts: dict[str, tuple[np.ndarray, np.ndarray]], **options: Any
+    source_job_id: str,
+    contacts: dict[str, tuple[np.ndarray, np.ndarray]],
+    poses: dict[str, np.ndarray] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """A FitRequest body: per label (object_contact [N], body_contact [10475])."""
+    """A FitRequest body: per label (object_contact [N], body_contact [10475]), and where a label's object is
+    now (camera_from_object [4, 4]) when `poses` has it."""
+    objects = []
+    for label, (obj, body) in contacts.items():
+        entry: dict[str, Any] = {
+            "label": label,
+            "object_contact": array_payload(obj),
+            "body_contact": array_payload(body),
+        }
+        if poses is not None and label in poses:
+            entry["camera_from_object"] = np.asarray(poses[label], np.float64).tolist()
+        objects.append(entry)
     return {
         "schema_version": API_SCHEMA_VERSION,
         "source_job_id": source_job_id,
-        "objects": [
-            {"label": label, "object_contact": array_payload(obj), "body_contact": array_payload(body)}
-            for label, (obj, body) in contacts.items()
-        ],
+        "objects": objects,
         "options": options,
     }
 

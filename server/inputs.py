@@ -21,6 +21,7 @@ from server.settings import ServerSettings
 
 PHOTO_FORMATS = ("PNG", "JPEG", "MPO")
 SMPLX_VERTICES = 10475
+POSE_TOLERANCE = 1e-3  # a client's pose in float32 after taking out a scale is orthonormal to about 1e-6
 
 
 def check_schema_version(version: str) -> None:
@@ -148,6 +149,27 @@ def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, 
     raise BadInputError(
         "options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters."
     )
+
+
+def decode_pose(matrix: list[list[float]], what: str) -> np.ndarray:
+    """A client's camera_from_object as float64 [4, 4], checked to be a rigid motion (a rotation, no mirror, scale
+    or shear, and a translation): the refit places the mesh as sent, so any scale belongs in the mesh.
+
+    Raises BadInputError saying what is wrong."""
+    pose = np.asarray(matrix, np.float64) if all(len(row) == 4 for row in matrix) else np.zeros(0)
+    hint = "Send the object's rotation and translation as a 4x4 matrix (column vectors, last row 0 0 0 1)."
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise BadInputError(f"{what} must be a 4x4 matrix of finite numbers", hint)
+    if np.abs(pose[3] - (0.0, 0.0, 0.0, 1.0)).max() > POSE_TOLERANCE:
+        raise BadInputError(f"{what} has a last row {pose[3].tolist()}, not 0 0 0 1", hint)
+    rotation = pose[:3, :3]
+    off = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if off > POSE_TOLERANCE or np.linalg.det(rotation) < 0.0:
+        raise BadInputError(
+            f"{what} is not a rotation and translation (it scales, shears or mirrors the object)",
+            "Apply the object's scale in Blender (Object > Apply > Scale), or send the rotation without scale.",
+        )
+    return pose
 
 
 def decode_contact(payload: ArrayData, what: str, length: int) -> np.ndarray:

@@ -229,6 +229,10 @@ class JobService:
             arrays[array_keys.key(array_keys.BODY_CONTACT, index)] = inputs.decode_contact(
                 obj.body_contact, f"{where}: body_contact", inputs.SMPLX_VERTICES
             )
+            if obj.camera_from_object is not None:
+                arrays[array_keys.key(array_keys.OBJECT_POSE, index)] = inputs.decode_pose(
+                    obj.camera_from_object, f"camera_from_object of '{label}'"
+                )
         record = FitRecord(
             source_job_id=source.job_id, labels=[obj.label.strip() for obj in request.objects], options=request.options
         )

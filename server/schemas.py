@@ -98,6 +98,11 @@ class EditedContact(_Strict):
     label: str = Field(min_length=1, max_length=64, description="an object label of the source job")
     object_contact: ArrayData = Field(description="float32 [N] per object vertex, 0-1")
     body_contact: ArrayData = Field(description="float32 [10475] per SMPL-X vertex, 0-1")
+    camera_from_object: list[list[float]] | None = Field(
+        default=None,
+        description="4x4, column vectors, metres, rotation and translation only: where the user left the object "
+        "(the search starts from it); absent: the estimate's placement",
+    )
 
 
 class FitOptions(_Strict):

@@ -322,8 +322,11 @@ class JobRunner:
             objects.append(ObjectInput(label, _mesh(source_inputs, i), *contacts))
             if array_keys.key(array_keys.OBJECT_MASK, i) in state:
                 masks[label] = state[array_keys.key(array_keys.OBJECT_MASK, i)]
-            if array_keys.key(array_keys.OBJECT_POSE, i) in state:  # older jobs lack it: the dense search runs
-                poses[label] = state[array_keys.key(array_keys.OBJECT_POSE, i)]
+            pose_key = array_keys.key(array_keys.OBJECT_POSE, i)
+            if pose_key in data:  # where the user left the object
+                poses[label] = data[pose_key]
+            elif pose_key in state:  # the estimate's placement; older jobs lack it: the dense search runs
+                poses[label] = state[pose_key]
         options = record.options
         run_options = RunOptions(
             placement=inputs.placement_options(
@@ -342,6 +345,10 @@ class JobRunner:
             options=run_options,
             initial_poses=poses,
         )
+        for outcome in outcomes:
+            sent_pose = array_keys.key(array_keys.OBJECT_POSE, source.labels.index(outcome.label)) in data
+            if sent_pose and outcome.placement.placed:
+                outcome.notes.append(f"the search started from where '{outcome.label}' was in your scene")
         notes = [DEMO_NOTE] if self.demo else []
         notes += [s.note() for s in self.pipeline.part_sources() if s.source == parts.STAND_IN]
         notes.append("placed from the contacts you painted or marked")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..core import codec, contact
+from ..core import codec, contact, frames
 from ..core.health import HealthChecker, HealthReport, failed, summarize
 from ..core.jobs import BackgroundJob, JobRunner
 from ..core.messages import join_sentences
@@ -447,13 +447,17 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         body_weights = build.group_weights(body, group)
         if max(object_weights, default=0.0) <= p.object_threshold or max(body_weights, default=0.0) <= p.body_threshold:
             unmarked.append(label)
-        entries.append(
-            {
-                "label": label,
-                "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
-                "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
-            }
-        )
+        entry = {
+            "label": label,
+            "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
+            "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
+        }
+        # Where the artist left it, relative to the body (the server's body stays where the Estimate put it)
+        relative = body.matrix_world.inverted_safe() @ obj.matrix_world
+        pose = frames.camera_from_object([[relative[i][j] for j in range(4)] for i in range(4)])
+        if pose is not None:
+            entry["camera_from_object"] = pose
+        entries.append(entry)
     if not entries:
         raise InputError("This run has no placed objects.", "Run Estimate Contact with the objects selected.")
     if len(unmarked) == len(entries):  # the server would skip every object: say what to do before sending

@@ -48,6 +48,25 @@ def world_from_object(camera_from_object: list[list[float]]) -> Matrix4:
     return matmul(WORLD_FROM_CV_CAMERA, tuple(_row(row) for row in camera_from_object))
 
 
+# Its inverse: WORLD_FROM_CV_CAMERA is a rotation, so the transpose.
+CV_CAMERA_FROM_WORLD: Matrix4 = tuple(_row(row[i] for row in WORLD_FROM_CV_CAMERA) for i in range(4))
+
+
+def camera_from_object(world_from_object: Sequence[Sequence[float]]) -> list[list[float]] | None:
+    """The server's `camera_from_object` of an object whose matrix_world is `world_from_object`, its scale taken
+    out (the server places the mesh as sent, already scaled); None when the matrix flattens or mirrors it, which no
+    rotation can express (the server then starts from its own placement)."""
+    moved = matmul(CV_CAMERA_FROM_WORLD, tuple(_row(row) for row in world_from_object))
+    lengths = [sum(moved[i][j] ** 2 for i in range(3)) ** 0.5 for j in range(3)]
+    if min(lengths) < 1e-9:
+        return None
+    pose = [[moved[i][j] / lengths[j] if j < 3 else moved[i][j] for j in range(4)] for i in range(3)]
+    (a, b, c), (d, e, f), (g, h, k) = (row[:3] for row in pose)
+    if a * (e * k - f * h) - b * (d * k - f * g) + c * (d * h - e * g) <= 0.0:
+        return None
+    return [*pose, [0.0, 0.0, 0.0, 1.0]]
+
+
 def cv_points_to_world(flat_xyz: Sequence[float]) -> list[float]:
     """Flat [x0, y0, z0, x1, ...] in the camera frame -> flat world coordinates (x, z, -y)."""
     out = [0.0] * len(flat_xyz)

@@ -17,7 +17,9 @@ FACES = "faces"  # int32 [F, 3]
 OBJECT_CONTACT = "object_contact"  # float32 [N] contact per object vertex
 BODY_CONTACT = "body_contact"  # float32 [10475] body contact with this object
 OBJECT_MASK = "object_mask"  # bool [H, W] the object's detected silhouette
-OBJECT_POSE = "object_pose"  # float64 [4, 4] camera_from_object of the estimate's placement (where a refit starts)
+# float64 [4, 4] camera_from_object where a refit starts: the estimate's placement (its state) or where the user
+# left the object (a fit job's inputs, when the client sent it)
+OBJECT_POSE = "object_pose"
 BODY_PARAM = "body_param"  # an SMPL-X parameter of the fitted body, keyed by its name
 
 

@@ -49,6 +49,18 @@ def test_frames_agree_with_ivlm_core() -> None:
     assert np.allclose(world @ [0, 0, 0, 1], [0.5, 3.0, -0.2, 1])
 
 
+def test_camera_from_object_inverts_world_from_object_and_takes_the_scale_out() -> None:
+    angle = 0.7
+    pose = np.eye(4)
+    pose[:3, :3] = [[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]
+    pose[:3, 3] = (0.2, -0.1, 2.5)
+    world = np.array(frames.world_from_object(pose.tolist()))
+    scaled = world @ np.diag([0.5, 2.0, 3.0, 1.0])  # a non-uniform object scale, as Blender keeps it
+    assert np.allclose(frames.camera_from_object(scaled.tolist()), pose, atol=1e-12)
+    assert frames.camera_from_object((world @ np.diag([1.0, 1.0, -1.0, 1.0])).tolist()) is None  # mirrored
+    assert frames.camera_from_object((world @ np.diag([1.0, 0.0, 1.0, 1.0])).tolist()) is None  # flattened
+
+
 def test_camera_settings_reproduce_the_intrinsics() -> None:
     k = [[500.0, 0, 240.0], [0, 500.0, 320.0], [0, 0, 1]]
     cam = frames.camera_settings(k, [640, 480])

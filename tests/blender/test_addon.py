@@ -172,6 +172,20 @@ def test_estimate_paint_refit_reset_export(addon, tmp_path) -> None:
     placed.vertex_groups[group].add(top, 1.0, "REPLACE")
     lowest = sorted(body.data.vertices, key=lambda v: v.co.z)[:200]
     body.vertex_groups[group].add([v.index for v in lowest], 1.0, "REPLACE")
+    # the user turns the ball a quarter about the vertical: Refit sends where it is now, scale taken out
+    placed.rotation_mode = "QUATERNION"
+    placed.rotation_quaternion = Quaternion((0.0, 0.0, 1.0), math.pi / 2) @ placed.rotation_quaternion
+    bpy.context.view_layer.update()
+    request, _ = sys.modules[ADDON + ".blender.operators"]._refit_body(bpy.context)
+    (entry,) = request["objects"]
+    world = [list(row) for row in body.matrix_world.inverted() @ placed.matrix_world]
+    rotation = [[world[i][j] / placed.matrix_world.to_scale()[j] for j in range(3)] for i in range(3)]
+    cv_from_world = ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0))  # x_cv = x, y_cv = -z, z_cv = y
+    expected = [[sum(cv_from_world[i][k] * rotation[k][j] for k in range(3)) for j in range(3)] for i in range(3)]
+    sent = entry["camera_from_object"]
+    assert max(abs(sent[i][j] - expected[i][j]) for i in range(3) for j in range(3)) < 1e-5
+    origin = [world[0][3], -world[2][3], world[1][3]]  # the same frame change for the translation
+    assert max(abs(sent[i][3] - origin[i]) for i in range(3)) < 1e-5
     before = placed.matrix_world.copy()
     assert bpy.ops.ivlm.refit("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
     assert len(run["ivlm_refit_job_id"]) == 32 and placed["ivlm_status"] == "placed"

@@ -157,6 +157,30 @@ def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_j
     assert gap < 0.05, f"the painted cap ends {gap:.3f} m from the painted feet"
 
 
+def test_fit_only_job_starts_from_where_the_client_left_the_object(server, demo_scene, finished_job) -> None:
+    """An artist who turned or moved the object after a Refit sends its pose with the next one; the search starts
+    from it (from the last placement the server made otherwise), and the result says so."""
+    job_id, result, _, _ = finished_job
+    client = server.client()
+    vertices = demo_scene.vertices
+    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)
+    body = array_value(result["body"]["vertices"])
+    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)
+    contacts = {demo_scene.label: (object_contact, body_contact)}
+    started_there = f"the search started from where '{demo_scene.label}' was in your scene"
+
+    first = client.wait(client.submit_fit(fit_request(job_id, contacts))["job_id"])
+    (obj,) = first["objects"]
+    assert obj["status"] == "placed" and started_there not in obj["notes"], obj
+    quarter_turn = np.eye(4)
+    quarter_turn[:3, :3] = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]  # about the camera's vertical
+    moved = np.array(obj["camera_from_object"]) @ quarter_turn
+    moved[:3, 3] += (0.1, 0.0, 0.05)
+    second = client.wait(client.submit_fit(fit_request(job_id, contacts, {demo_scene.label: moved}))["job_id"])
+    (obj,) = second["objects"]
+    assert obj["status"] == "placed" and started_there in obj["notes"], obj
+
+
 def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
     job_id, _, _, _ = finished_job
     client = server.client()
@@ -168,6 +192,13 @@ def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
         (fit_request(job_id, {demo_scene.label: (ok_object + 2, ok_body)}), 400, "BAD_INPUT", "outside 0-1"),
         (fit_request("0" * 32, {demo_scene.label: (ok_object, ok_body)}), 404, "NOT_FOUND", "no job"),
     ]
+    scaled, mirrored, projective = np.diag([2.0, 2.0, 2.0, 1.0]), np.diag([1.0, 1.0, -1.0, 1.0]), np.eye(4)
+    projective[3, 2] = 1.0
+    for pose, words in ((scaled, "scales, shears or mirrors"), (mirrored, "mirrors"), (projective, "last row")):
+        request = fit_request(job_id, {demo_scene.label: (ok_object, ok_body)}, {demo_scene.label: pose})
+        cases.append((request, 400, "BAD_INPUT", words))
+    cut = fit_request(job_id, {demo_scene.label: (ok_object, ok_body)}, {demo_scene.label: np.eye(4)[:3]})
+    cases.append((cut, 400, "BAD_INPUT", "4x4"))
     for body, status, code, words in cases:
         error = _error(lambda b=body: client.submit_fit(b))
         assert (error.status, error.code) == (status, code) and words in error.body["message"], error.body
