@@ -49,11 +49,15 @@ class TriangleMesh:
         return _degenerate_faces(self.vertices, self.faces)
 
 
-def _degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area [F] of each triangle (squared units of `vertices` [N, 3]; faces [F, 3])."""
     a, b, c = (vertices[faces[:, k]] for k in range(3))
-    doubled_area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+
+
+def _degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    return repeated | (doubled_area <= 1e-20)
+    return repeated | (2.0 * face_areas(vertices, faces) <= 1e-20)
 
 
 def _triangulate(faces: np.ndarray | Sequence[Sequence[int]], name: str) -> np.ndarray:

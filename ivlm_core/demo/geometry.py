@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
+from ivlm_core.mesh import face_areas
+
 
 def closest_point_on_triangles(p: np.ndarray, tri: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Closest points of triangles tri [N, 3, 3] to points p [N, 3], pairwise.
@@ -123,7 +125,7 @@ def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray) -> tuple[sp.csr
         vals += [-0.5 * cot, -0.5 * cot]
     off = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
     lap = off - sp.diags(np.asarray(off.sum(axis=1)).ravel())
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    area = face_areas(vertices, faces)
     mass = np.bincount(faces.ravel(), weights=np.repeat(area / 3.0, 3), minlength=n)
     return lap.tocsr(), mass
 

@@ -66,7 +66,7 @@ from ivlm_core.fit.image_terms import distance_field, project, sample_image
 from ivlm_core.fit.procrustes import contact_icp, trimmed_weights
 from ivlm_core.fit.rotations import matrix_to_rotation_6d, rotation_6d_to_matrix, start_rotations
 from ivlm_core.fit.silhouette_iou import decimated_faces, mask_window, soft_iou_loss
-from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.mesh import TriangleMesh, face_areas, validate_mesh
 from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.renderer import rasterize_mesh
 from ivlm_core.render.shading import vertex_normals
@@ -233,7 +233,7 @@ def contact_surface_samples(
     if len(chosen) == 0:
         return vertices[vertex_idx], contact[vertex_idx]
     tri = vertices[chosen]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    area = face_areas(vertices, chosen)
     pick = rng.choice(
         len(chosen), size=max(count - len(vertex_idx), 0), p=area / area.sum() if area.sum() > 0 else None
     )
@@ -246,9 +246,7 @@ def contact_surface_samples(
 
 def contact_area(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray, threshold: float) -> float:
     """Area (squared units of `vertices`) of the faces whose vertices are all in contact (prob > threshold)."""
-    chosen = faces[(contact > threshold)[faces].all(1)]
-    tri = vertices[chosen]
-    return float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+    return float(face_areas(vertices, faces[(contact > threshold)[faces].all(1)]).sum())
 
 
 def touching_shares(object_area: float, body_area: float, slack: float = 2.0) -> tuple[float, float]:
@@ -289,9 +287,10 @@ def _contacts(
     body_points, body_weights = contact_surface_samples(
         inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold, options.max_contact_points, rng
     )
+    object_vertices, object_faces = np.asarray(inputs.object_mesh.vertices, np.float64), inputs.object_mesh.faces
     object_points, object_weights = contact_surface_samples(
-        np.asarray(inputs.object_mesh.vertices, np.float64) - centre,
-        np.asarray(inputs.object_mesh.faces),
+        object_vertices - centre,
+        object_faces,
         object_contact,
         options.object_threshold,
         options.max_contact_points,
@@ -301,12 +300,7 @@ def _contacts(
     shares = (1.0, 1.0)
     if options.trim_contact_by_area:
         shares = touching_shares(
-            contact_area(
-                np.asarray(inputs.object_mesh.vertices, np.float64),
-                np.asarray(inputs.object_mesh.faces),
-                object_contact,
-                options.object_threshold,
-            ),
+            contact_area(object_vertices, object_faces, object_contact, options.object_threshold),
             contact_area(inputs.body_vertices, inputs.body_faces, body_contact, options.body_threshold),
         )
 
