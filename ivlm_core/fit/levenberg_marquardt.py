@@ -39,8 +39,7 @@ def solve(
     lam = torch.full((theta.shape[0],), damping, dtype=theta.dtype)
     active = torch.ones(theta.shape[0], dtype=torch.bool)
     stale = torch.ones(theta.shape[0], dtype=torch.bool)  # whose Jacobian must be (re)computed
-    count, size = theta.shape
-    jtj, g = theta.new_zeros(count, size, size), theta.new_zeros(count, size)
+    jtj, g = torch.empty(0), torch.empty(0)  # [B, P, P], [B, P]: J^T J and J^T r of each problem's last Jacobian
     with torch.no_grad():
         r = values(theta, *args)
         cost = (r**2).sum(-1)
@@ -52,6 +51,8 @@ def solve(
             if len(fresh):
                 j = jacobian(theta[fresh], *(a[fresh] for a in args))  # [f, N, P]
                 jt = j.transpose(1, 2)
+                if not len(jtj):
+                    jtj, g = j.new_zeros(len(theta), j.shape[2], j.shape[2]), j.new_zeros(len(theta), j.shape[2])
                 jtj = jtj.index_copy(0, fresh, jt @ j)
                 g = g.index_copy(0, fresh, (jt @ r[fresh][..., None])[..., 0])
             diagonal = torch.diagonal(jtj[ids], dim1=1, dim2=2)
