@@ -23,6 +23,7 @@ from smplx.lbs import batch_rodrigues
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
 from ivlm_core.body import LoadedBodyModel
+from ivlm_core.fit.levenberg_marquardt import constant
 from ivlm_core.perceive.coco import COCO_WHOLEBODY_KEYPOINTS
 
 NUM_JOINTS = 55
@@ -223,7 +224,8 @@ class BodyKinematics:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Posed joints [B, 55, 3] and the posed `points` [B, M, 3] (None: no points)."""
         batch = rotations.shape[0]
-        joints = self.j_template + torch.einsum("jkl,bl->bjk", self.j_shapedirs, betas)
+        # The constants lifted (`constant`): the body fit differentiates this in forward mode.
+        joints = constant(betas, self.j_template) + torch.einsum("jkl,bl->bjk", self.j_shapedirs, betas)
         world = self._chain(rotations, joints)
         posed_joints = world[:, :, :3, 3] + transl[:, None]
         if points is None:
@@ -232,8 +234,9 @@ class BodyKinematics:
         rot = world[:, :, :3, :3]
         offset = world[:, :, :3, 3] - (rot @ joints[..., None])[..., 0]
         transforms = torch.cat([rot, offset[..., None]], -1).reshape(batch, NUM_JOINTS, 12)
+        # (the weights are not lifted: for a product this large the slow path's fixed cost is the smaller one)
         blended = (points.weights[..., None] * transforms[:, points.joints]).sum(-2).reshape(batch, -1, 3, 4)
-        rest = points.template + betas @ points.shapedirs
+        rest = constant(betas, points.template) + betas @ points.shapedirs
         if points.posedirs is not None:
             pose_feature = (rotations[:, 1:] - torch.eye(3, dtype=rotations.dtype)).reshape(batch, -1)
             rest = rest + pose_feature @ points.posedirs
@@ -303,6 +306,18 @@ class KeypointLayout:
         mix[:, :NUM_JOINTS] = self.mix[:, :NUM_JOINTS]
         mix[uses, NUM_JOINTS + torch.arange(len(uses))] = vertex_mix[uses].sum(1)
         return combine, mix
+
+
+def rodrigues(rot_vecs: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [N, 3, 3] of axis-angle vectors [N, 3]: smplx's `batch_rodrigues` (the same maths and
+    epsilon), with its constants lifted (`constant`) for the body fit's forward-mode Jacobians."""
+    angle = torch.norm(rot_vecs + constant(rot_vecs, 1e-8), dim=1, keepdim=True)
+    direction = rot_vecs / angle
+    cos, sin = torch.cos(angle)[:, None], torch.sin(angle)[:, None]
+    rx, ry, rz = torch.split(direction, 1, dim=1)
+    zeros = torch.zeros_like(rx)
+    cross = torch.cat([zeros, -rz, ry, rz, zeros, -rx, -ry, rx, zeros], dim=1).view(-1, 3, 3)
+    return constant(rot_vecs, torch.eye(3))[None] + sin * cross + (1 - cos) * torch.bmm(cross, cross)
 
 
 def _tree_levels(parents: torch.Tensor) -> list[torch.Tensor]:

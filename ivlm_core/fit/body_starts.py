@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from scipy.spatial.transform import Rotation
 from smplx.lbs import batch_rodrigues
 
 from ivlm_core.fit import levenberg_marquardt
-from ivlm_core.fit.body_kinematics import BodyKinematics, KeypointLayout, PoseParams
+from ivlm_core.fit.body_kinematics import BodyKinematics, KeypointLayout, PoseParams, rodrigues
 from ivlm_core.fit.image_terms import project
 
 TORSO_LENGTH_M = 0.5  # shoulders-to-hips of an average adult, to guess the first depth
@@ -164,8 +165,9 @@ def rigid_starts(
     theta0 = torch.cat([torch.zeros(count, 3), transl0], 1)
 
     def one(theta: torch.Tensor, rot0: torch.Tensor, points: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-        rotation = rot0 @ batch_rodrigues(theta[None, :3])[0]
-        uv, z = project(points @ rotation.T + origin + theta[3:], intrinsics)
+        lift = partial(levenberg_marquardt.constant, theta)  # (`solve` differentiates this in forward mode)
+        rotation = lift(rot0) @ rodrigues(theta[None, :3])[0]
+        uv, z = project(points @ rotation.T + lift(origin) + theta[3:], lift(intrinsics))
         return residual(uv[None], z[None])[0]
 
     theta, final = levenberg_marquardt.solve(one, theta0, (start_rot, local, root), steps)

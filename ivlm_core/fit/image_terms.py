@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt
 
+from ivlm_core.fit.levenberg_marquardt import constant
+
 
 def project(points: torch.Tensor, intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CV_CAMERA points [..., N, 3] -> pixel coordinates (u=col, v=row) [..., N, 2] and depth z [..., N]."""
@@ -59,14 +61,17 @@ def bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     v = uv[..., 1].clamp(0, h - 1)
     u0 = u.detach().floor().clamp(0, max(w - 2, 0))
     v0 = v.detach().floor().clamp(0, max(h - 2, 0))
-    fu, fv = u - u0, v - v0
     flat = image.reshape(-1)
     i0 = (v0 * w + u0).long()
-    c00, c01 = flat[i0], flat[(i0 + 1).clamp(max=h * w - 1)]
-    c10, c11 = flat[(i0 + w).clamp(max=h * w - 1)], flat[(i0 + w + 1).clamp(max=h * w - 1)]
+    corners = [flat[i0], flat[(i0 + 1).clamp(max=h * w - 1)], flat[(i0 + w).clamp(max=h * w - 1)]]
+    corners.append(flat[(i0 + w + 1).clamp(max=h * w - 1)])
+    # The samples and cell corners lifted (`levenberg_marquardt.constant`): the body fit's Jacobians are forward-mode.
+    c00, c01, c10, c11, u0, v0 = constant(u, torch.stack([*corners, u0, v0]))
+    fu, fv = u - u0, v - v0
     values = (1 - fv) * ((1 - fu) * c00 + fu * c01) + fv * ((1 - fu) * c10 + fu * c11)
-    over_u = (uv[..., 0] - (w - 1)).clamp_min(0) + (-uv[..., 0]).clamp_min(0)
-    over_v = (uv[..., 1] - (h - 1)).clamp_min(0) + (-uv[..., 1]).clamp_min(0)
+    # (a scalar minus a tensor keeps the fast path; a tensor minus a scalar does not)
+    over_u = (-((w - 1) - uv[..., 0])).clamp_min(0) + (-uv[..., 0]).clamp_min(0)
+    over_v = (-((h - 1) - uv[..., 1])).clamp_min(0) + (-uv[..., 1]).clamp_min(0)
     return values + over_u + over_v
 
 
