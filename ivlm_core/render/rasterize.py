@@ -202,7 +202,13 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 
 
 def _face_boxes(
-    coords: torch.Tensor, faces_t: torch.Tensor, height: int, width: int, znear: float, any_near: bool
+    coords: torch.Tensor,
+    faces_t: torch.Tensor,
+    height: int,
+    width: int,
+    znear: float,
+    any_near: bool,
+    cull: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The (view, face) pairs whose pixel box holds a pixel centre, and their corners.
 
@@ -212,7 +218,7 @@ def _face_boxes(
     Returns face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
     corners [4, P] = (x0, y0, x1, y1) as floats, pairs in view-major order. On meshes of sub-pixel faces many
     pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
-    closer than znear (else not tested).
+    closer than znear (else not tested). cull: see `rasterize`.
     """
     n_faces = faces_t.shape[1]
     u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
@@ -224,6 +230,12 @@ def _face_boxes(
     drawn = (x1 >= x0) & (y1 >= y0)  # [B, F]
     if any_near:
         drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
+    if cull is not None:
+        # Twice the signed screen area is p - q; a face is dropped only when its sign is the culled one by a
+        # margin far above float32 rounding (~3e-7 of |p| + |q|), so an edge-on face is always drawn.
+        p = (u[1] - u[0]) * (v[2] - v[0])
+        q = (u[2] - u[0]) * (v[1] - v[0])
+        drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
     view, face = drawn.nonzero(as_tuple=True)
     pair = view * n_faces + face
     box = torch.stack([x0, y0, x1, y1]).view(4, -1).index_select(1, pair)
@@ -321,6 +333,9 @@ def _grid_shapes(box: torch.Tensor, covered: torch.Tensor, tables: tuple[torch.T
     w, h = box[:, 2].clamp(max=index_of.shape[0] - 1), box[:, 3].clamp(max=index_of.shape[0] - 1)
     w_index, h_index = index_of[w], index_of[h]  # table look-ups: cheaper than bucketize on millions of boxes
     grid_area = side[w_index] * side[h_index]
+    # The spans test at most the box's pixels: a face mostly off-screen (a clipped wall seen from inside a room)
+    # has a screen area far above its box's, which once made even the sentinel tier look cheaper.
+    covered = torch.minimum(covered, (box[:, 2] * box[:, 3]).to(covered.dtype))
     cheaper = grid_area <= _ALWAYS_GRID_AREA + _ROW_COST * torch.minimum(w, h) + _PIXEL_COST * covered
     return torch.where(cheaper, w_index * n + h_index, n * n)
 
@@ -497,6 +512,7 @@ def rasterize(
     *,
     znear: float = 1e-3,
     max_candidates: int = 1 << 21,
+    cull: torch.Tensor | None = None,
 ) -> Fragments:
     """Rasterises one mesh seen by B cameras.
 
@@ -504,6 +520,10 @@ def rasterize(
     faces: [F, 3] vertex indices.
     image_size: (height, width).
     max_candidates: (face, pixel) tests in flight at once; bounds peak memory (roughly 100 bytes each).
+    cull: [B] per view +1, -1 or 0: skip the faces whose twice signed screen area (u_1 - u_0)(v_2 - v_0) -
+        (u_2 - u_0)(v_1 - v_0) has this sign (+1: the back faces of an outward-wound mesh, whose front faces
+        have a negative area in pixel coordinates); 0 or None draws both windings. Only exact where the
+        caller knows a back face is never the nearest (`renderer.back_face_culling`).
     """
     height, width = image_size
     n_views = screen.shape[0]
@@ -515,9 +535,12 @@ def rasterize(
     n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
     coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
     any_near = not bool((screen[..., 2] >= znear).all())
+    if cull is not None:
+        cull = cull.to(device=screen.device, dtype=screen.dtype)
+        cull = cull if bool((cull != 0).any()) else None
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
-        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near)
+        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
         if face.numel() == 0:
             continue
         planes, box, covered, keep = _face_planes(tri, corners)
