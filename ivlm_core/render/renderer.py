@@ -10,7 +10,6 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ivlm_core.mesh import closed_orientation
-
 from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, rasterize
 from ivlm_core.render.shading import PhongLighting, phong, unit_vectors, vertex_normals
