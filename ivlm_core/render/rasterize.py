@@ -209,14 +209,15 @@ def _face_boxes(
     znear: float,
     any_near: bool,
     cull: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners.
+) -> tuple[_Pairs, _Pairs]:
+    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners: those whose box holds
+    exactly one (most of a dense scan's, drawn by `_scatter_one_pixel` with no plane set-up), then the others.
 
     coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
     Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
     [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
-    Returns face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
-    corners [4, P] = (x0, y0, x1, y1) as floats, pairs in view-major order. On meshes of sub-pixel faces many
+    Each group is face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
+    corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for the one-pixel boxes), in view-major order. On meshes of sub-pixel faces many
     pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
     closer than znear (else not tested). cull: see `rasterize`.
     """
@@ -236,10 +237,46 @@ def _face_boxes(
         p = (u[1] - u[0]) * (v[2] - v[0])
         q = (u[2] - u[0]) * (v[1] - v[0])
         drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
-    view, face = drawn.nonzero(as_tuple=True)
-    pair = view * n_faces + face
-    box = torch.stack([x0, y0, x1, y1]).view(4, -1).index_select(1, pair)
-    return face, view, torch.stack(u + v + z).view(9, -1).index_select(1, pair), box
+    one = (x0 == x1) & (y0 == y1)
+    groups = []
+    for box_rows, which in (((x0, y0), drawn & one), ((x0, y0, x1, y1), drawn & ~one)):
+        view, face = which.nonzero(as_tuple=True)
+        pair = view * n_faces + face
+        # Row by row from the [B, F] rows: stacking them first would copy every pair, kept or not.
+        corners = torch.stack([row.view(-1).index_select(0, pair) for row in u + v + z])
+        groups.append((face, view, corners, torch.stack([row.view(-1).index_select(0, pair) for row in box_rows])))
+    return groups[0], groups[1]
+
+
+_Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, view, corners, box (`_face_boxes`)
+
+
+def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: int, width: int, znear: float) -> None:
+    """Pairs whose box holds one pixel centre: the one test, at the box corner, fused into the set-up.
+
+    The same arithmetic, in the same order, as `_face_planes` then `_scatter_pixel` at that corner (where the
+    barycentrics are the planes' constants), without the planes' other 9 columns, their transposition and
+    the sort by grid shape that the other pairs need.
+    """
+    face, view, tri, corner = pairs
+    u = tri[0:3] - corner[0]
+    v = tri[3:6] - corner[1]
+    nxt, far = [1, 2, 0], [2, 0, 1]
+    c = u[nxt] * v[far] - u[far] * v[nxt]
+    area = c[0] + c[1] + c[2]
+    bary = (c / area).to(torch.float32)
+    inv_z = (1.0 / tri[6:9]).to(torch.float32)
+    inv_z = bary[0] * inv_z[0] + bary[1] * inv_z[1] + bary[2] * inv_z[2]
+    # As `_face_planes`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
+    spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
+    hit = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    hit &= (area != 0) & torch.isfinite((spread / area).to(torch.float32))
+    hit = hit.nonzero()[:, 0]
+    pixel = (view.index_select(0, hit) * (height * width)).add_(
+        (corner[1].index_select(0, hit) * width + corner[0].index_select(0, hit)).to(torch.int64)
+    )
+    depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
+    zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
 
 
 def _face_planes(tri: torch.Tensor, box: torch.Tensor):
@@ -308,16 +345,6 @@ def _scatter_candidates(
     zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | face[rows, 0], reduce="amin")
 
 
-def _scatter_pixel(zbuf: torch.Tensor, planes: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor, znear: float):
-    """Faces whose box holds one pixel centre (most faces of a dense scan): the one test is at the box corner,
-    where the barycentrics are the planes' constants c_k, so the per-candidate products are skipped."""
-    l0, l1, l2 = planes[:, 6], planes[:, 7], planes[:, 8]
-    inv_z = l0 * planes[:, 9] + l1 * planes[:, 10] + l2 * planes[:, 11]
-    hit = ((l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)).nonzero()[:, 0]
-    depth_bits = (1.0 / inv_z[hit]).view(torch.int32).to(torch.int64)
-    zbuf.scatter_reduce_(0, pixel[hit], (depth_bits << 32) | face[hit], reduce="amin")
-
-
 def _grid_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Look-up tables for `_grid_shapes`: tier index of each box side 0..65 (65: any larger side, index T), and
     each tier's side (T: a side so large, 2^30, that no grid is ever cheaper than spans, whatever the area)."""
@@ -348,9 +375,6 @@ def _rasterize_grid(zbuf, planes, box, pixel_base, face, rows, grid_w, grid_h, w
     step = max(1, max_candidates // (grid_w * grid_h))
     for start in range(rows[0], rows[1], step):
         idx = slice(start, min(start + step, rows[1]))
-        if grid_w * grid_h == 1:
-            _scatter_pixel(zbuf, planes[idx], pixel_base[idx], face[idx], znear)
-            continue
         # Tiers up to 4 are exact sizes, so such a grid is the box itself.
         valid = None if max(grid_w, grid_h) <= 4 else (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
         _scatter_candidates(zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], (1, width), znear)
@@ -472,7 +496,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     view = pix // (height * width)
     bary = torch.empty(pix.shape[0], 3, dtype=dtype, device=device)
     depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
-    coords = screen.reshape(-1, 3).T.contiguous()  # [3, B * N]: rows u, v, z
+    coords = screen.permute(2, 0, 1).reshape(3, -1)  # [3, B * N]: rows u, v, z (no copy from `project`)
     faces_t = faces.T.contiguous()
     for first in range(0, pix.shape[0], chunk):
         part = slice(first, first + chunk)
@@ -540,7 +564,10 @@ def rasterize(
         cull = cull if bool((cull != 0).any()) else None
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
-        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
+        one_pixel, others = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
+        if one_pixel[0].numel():
+            _scatter_one_pixel(zbuf, one_pixel, first, height, width, znear)
+        face, view, tri, corners = others
         if face.numel() == 0:
             continue
         planes, box, covered, keep = _face_planes(tri, corners)
