@@ -57,15 +57,25 @@ class Fragments:
     """Per-pixel rasterisation result for B views of one mesh.
 
     pix_to_face: [B, H, W] int64 face index, -1 where no face covers the pixel centre.
-    bary: [B, H, W, 3] perspective-correct barycentric weights of the face's 3 corners (0 on background).
+    bary: [B, H, W, 3] perspective-correct barycentric weights of the face's 3 corners (0 on background);
+        `rasterize` leaves it to be scattered from `listed` on first use (shading and the object lift read the
+        covered pixels only, and at 4 x 1024^2 this image is 48 MB to fill).
     depth: [B, H, W] camera-space depth (CV_CAMERA z, metres) of the surface, +inf on background.
     """
 
     pix_to_face: torch.Tensor
-    bary: torch.Tensor
+    _bary: torch.Tensor | None
     depth: torch.Tensor
     # The covered pixels as `rasterize` found them (it has them at hand); None: listed from the images.
     listed: CoveredPixels | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bary(self) -> torch.Tensor:
+        if self._bary is None:
+            if self.listed is None:
+                raise ValueError("fragments without barycentrics need their covered pixels listed")
+            self._bary = self.listed.to_image(self.listed.bary)
+        return self._bary
 
     @property
     def mask(self) -> torch.Tensor:
@@ -521,7 +531,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width))
     return Fragments(
         torch.full((n,), -1, dtype=torch.int64, device=device).index_copy_(0, pix, winner).view(n_views, height, width),
-        torch.zeros(n, 3, dtype=dtype, device=device).index_copy_(0, pix, bary).view(n_views, height, width, 3),
+        None,
         torch.full((n,), float("inf"), dtype=dtype, device=device)
         .index_copy_(0, pix, depth)
         .view(n_views, height, width),
