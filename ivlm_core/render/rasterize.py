@@ -264,9 +264,8 @@ _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, 
 def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: int, width: int, znear: float) -> None:
     """Pairs whose box holds one pixel centre: the one test, at the box corner, fused into the set-up.
 
-    The same arithmetic, in the same order, as `_face_planes` then `_scatter_pixel` at that corner (where the
-    barycentrics are the planes' constants), without the planes' other 9 columns, their transposition and
-    the sort by grid shape that the other pairs need.
+    The same arithmetic, in the same order, as `_plane_rows` then a test at that corner (where the
+    barycentrics are the planes' constants c_k), without the planes' other 6 rows.
     """
     face, view, tri, corner = pairs
     u = tri[0:3] - corner[0]
@@ -277,7 +276,7 @@ def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: in
     bary = (c / area).to(torch.float32)
     inv_z = (1.0 / tri[6:9]).to(torch.float32)
     inv_z = bary[0] * inv_z[0] + bary[1] * inv_z[1] + bary[2] * inv_z[2]
-    # As `_face_planes`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
+    # As `_plane_rows`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
     spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
     hit = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
     hit &= (area != 0) & torch.isfinite((spread / area).to(torch.float32))
@@ -289,13 +288,13 @@ def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: in
     zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
 
 
-def _face_planes(tri: torch.Tensor, box: torch.Tensor):
-    """Barycentric plane equations of (face, view) pairs.
+def _plane_rows(tri: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Barycentric plane equations of (face, view) pairs, one row per quantity.
 
-    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [4, P] from `_face_boxes`. Returns planes [P, 12] =
+    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [>=2, P] from `_face_boxes`. Returns rows [12, P] float32 =
     (a_k, b_k, c_k, 1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is
-    a_k dx + b_k dy + c_k, the pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and
-    which pairs to keep [P] (zero area, and slivers whose planes overflow, cover nothing).
+    a_k dx + b_k dy + c_k, twice the signed screen area [P] in pixels, and which pairs to keep [P] (zero area,
+    and slivers whose planes overflow, cover nothing).
     Every quantity is built from coordinates relative to the box corner, so float32 keeps sub-pixel accuracy.
     """
     u = tri[0:3] - box[0]
@@ -304,11 +303,42 @@ def _face_planes(tri: torch.Tensor, box: torch.Tensor):
     c = u[nxt] * v[far] - u[far] * v[nxt]  # twice the signed area of (pixel, corner k + 1, corner k + 2)
     area = c[0] + c[1] + c[2]  # twice the face's signed area
     planes = torch.cat([v[nxt] - v[far], u[far] - u[nxt], c]).div_(area)
-    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)]).T.contiguous()
-    # NaN or inf in any column makes the row's sum non-finite (a matrix-vector product: one fast pass).
-    keep = (area != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
-    size = torch.cat([box[:2], box[2:] - box[:2] + 1]).T.to(torch.int64)
-    return planes, size, area.abs() / 2, keep
+    rows = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)])
+    return rows, area, (area != 0) & torch.isfinite(rows).all(0)
+
+
+def _scatter_small(
+    zbuf: torch.Tensor,
+    rows: torch.Tensor,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    side: int,
+    first: int,
+    height: int,
+    width: int,
+    znear: float,
+) -> None:
+    """Pairs whose box is at most side x side pixels (side <= 3: 97 % of a dense scan's others), tested at each
+    of the side^2 offsets with per-quantity rows: the same arithmetic, in the same order, as the dense grids of
+    `_scatter_candidates`, without the planes' transposition, the sort by grid shape and its gathers.
+    rows [12, P] from `_plane_rows` for these pairs (dropped pairs already left out); pairs: face, view, box
+    corners [4, P] (`_face_boxes`)."""
+    face, view, box = pairs
+    base = view * (height * width) + (box[1] * width + box[0]).to(torch.int64)
+    last_dx, last_dy = box[2] - box[0], box[3] - box[1]
+    a0, a1, a2, b0, b1, b2, c0, c1, c2, w0, w1, w2 = rows
+    for dy in range(side):
+        for dx in range(side):
+            l0 = a0 * dx + b0 * dy + c0
+            l1 = a1 * dx + b1 * dy + c1
+            l2 = a2 * dx + b2 * dy + c2
+            inv_z = l0 * w0 + l1 * w1 + l2 * w2
+            inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+            if dx or dy:
+                inside &= (last_dx >= dx) & (last_dy >= dy)
+            hit = inside.nonzero()[:, 0]
+            pixel = base.index_select(0, hit) + (dx + dy * width)
+            depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
+            zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
 
 
 def _scatter_candidates(
@@ -580,8 +610,20 @@ def rasterize(
         face, view, tri, corners = others
         if face.numel() == 0:
             continue
-        planes, box, covered, keep = _face_planes(tri, corners)
-        grid = torch.where(keep, _grid_shapes(box, covered, tables), n_shapes)
+        rows, area, keep = _plane_rows(tri, corners)
+        last = torch.maximum(corners[2] - corners[0], corners[3] - corners[1])  # the box's longer side - 1
+        for side in (2, 3):
+            sel = (keep & (last == side - 1) if side > 2 else keep & (last < 2)).nonzero()[:, 0]
+            if sel.numel():
+                small = tuple(t.index_select(-1, sel) for t in (face, view, corners))
+                _scatter_small(zbuf, rows.index_select(1, sel), small, side, first, height, width, znear)
+        sel = (keep & (last > 2)).nonzero()[:, 0]
+        if sel.numel() == 0:
+            continue
+        face, view, corners, area = (t.index_select(-1, sel) for t in (face, view, corners, area))
+        planes = rows.index_select(1, sel).T.contiguous()
+        box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
+        grid = _grid_shapes(box, area.abs() / 2, tables)
         # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
         order = torch.sort(grid.to(torch.int16)).indices
         counts = torch.bincount(grid, minlength=n_shapes + 1).tolist()
