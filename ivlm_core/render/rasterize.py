@@ -622,18 +622,18 @@ def rasterize(
         face, view, tri, corners = others
         if face.numel() == 0:
             continue
-        rows, area, keep = _plane_rows(tri, corners)
+        plane_rows, area, keep = _plane_rows(tri, corners)
         last = torch.maximum(corners[2] - corners[0], corners[3] - corners[1])  # the box's longer side - 1
         for side in (2, 3):
             sel = (keep & (last == side - 1) if side > 2 else keep & (last < 2)).nonzero()[:, 0]
             if sel.numel():
-                small = tuple(t.index_select(-1, sel) for t in (face, view, corners))
-                _scatter_small(zbuf, rows.index_select(1, sel), small, side, first, height, width, znear)
+                small = (face.index_select(0, sel), view.index_select(0, sel), corners.index_select(1, sel))
+                _scatter_small(zbuf, plane_rows.index_select(1, sel), small, side, first, height, width, znear)
         sel = (keep & (last > 2)).nonzero()[:, 0]
         if sel.numel() == 0:
             continue
         face, view, corners, area = (t.index_select(-1, sel) for t in (face, view, corners, area))
-        planes = rows.index_select(1, sel).T.contiguous()
+        planes = plane_rows.index_select(1, sel).T.contiguous()
         box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
         grid = _grid_shapes(box, area.abs() / 2, tables)
         # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
