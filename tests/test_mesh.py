@@ -184,3 +184,22 @@ def test_zero_area_and_coarse_faces_are_noted_with_the_fix():
     assert any("300 of" in n and "zero area" in n and "Degenerate Dissolve" in n for n in notes)
     coarse = review_object_mesh(scaled(cube(), 0.2), "box").notes  # 8 vertices: contact can only be that fine
     assert any("per vertex" in n and "Subdivide" in n for n in coarse)
+
+
+def test_closed_orientation_needs_a_closed_mesh_wound_one_way_in_every_part():
+    from ivlm_core.mesh import closed_orientation
+
+    box = cube(1.0)
+    assert closed_orientation(box.vertices, box.faces) == 1
+    assert closed_orientation(box.vertices, box.faces[:, ::-1]) == -1  # inside out: every face re-wound
+    sheet = plane()
+    assert closed_orientation(sheet.vertices, sheet.faces) == 0  # open: no inside
+    assert closed_orientation(box.vertices, box.faces[1:]) == 0  # a face missing
+    # Two parts wound opposite ways: neither side may be dropped everywhere.
+    other = box.vertices + [3.0, 0.0, 0.0]
+    vertices, faces = np.concatenate([box.vertices, other]), np.concatenate([box.faces, box.faces[:, ::-1] + 8])
+    assert closed_orientation(vertices, faces) == 0
+    assert closed_orientation(vertices, np.concatenate([box.faces, box.faces + 8])) == 1
+    # Flat and closed (a double-sided sheet): zero volume, so no winding to trust.
+    assert closed_orientation(sheet.vertices, np.concatenate([sheet.faces, sheet.faces[:, ::-1]])) == 0
+    assert TriangleMesh(box.vertices, box.faces).orientation == 1

@@ -317,3 +317,59 @@ def test_two_million_slivers_render_in_bounded_memory():
     assert int(out[0]) == 1_999_996
     assert float(out[1]) > 0.05
     assert float(out[2]) < 1500  # MB, whole process
+
+
+def _both_ways(vertices, faces, cameras):
+    """Our fragments with back faces culled where exact (the default) and with both windings drawn."""
+    v, f = torch.tensor(vertices, dtype=torch.float32), torch.tensor(faces)
+    return rasterize_mesh(v, f, cameras), rasterize_mesh(v, f, cameras, orientation=0)
+
+
+def _culls(vertices, faces, cameras) -> torch.Tensor:
+    """Per view: whether the renderer skips back faces there."""
+    from ivlm_core.mesh import closed_orientation
+    from ivlm_core.render.renderer import back_face_culling
+
+    v = torch.tensor(vertices, dtype=torch.float32)
+    cull = back_face_culling(
+        v, cameras.world_to_camera(v), cameras.to(dtype=torch.float32), closed_orientation(vertices, faces)
+    )
+    return torch.zeros(cameras.batch_size, dtype=torch.bool) if cull is None else cull != 0
+
+
+@pytest.mark.parametrize("winding", [1, -1])
+def test_back_face_culling_on_closed_meshes_changes_no_pixel(winding):
+    # Outward-wound (the faces turned away are skipped) and inside out (every face re-wound: the other side is
+    # skipped); seen from outside by the 4 object views, with the sub-pixel faces of a scan and long slivers.
+    for mesh in (primitives.scan_like(faces=60_000), primitives.cylinder(64), cube()):
+        vertices, _, _ = normalize_object_vertices(mesh.vertices)
+        faces = mesh.faces if winding == 1 else mesh.faces[:, ::-1].copy()
+        cameras = OBJECT_VIEWS.cameras(160)
+        assert _culls(vertices, faces, cameras).all()
+        culled, both = _both_ways(vertices, faces, cameras)
+        assert agreement(culled.pix_to_face.numpy(), both.pix_to_face.numpy()) >= 0.9999
+        same = culled.pix_to_face == both.pix_to_face
+        assert torch.allclose(culled.bary[same], both.bary[same]) and torch.equal(culled.depth[same], both.depth[same])
+        caster = EmbreeCaster(vertices, faces)
+        for view in range(len(OBJECT_VIEWS)):
+            assert agreement(culled.pix_to_face[view].numpy(), caster.cast(cameras, view).face) >= 0.995
+
+
+def test_open_meshes_and_cameras_inside_are_drawn_from_both_sides():
+    # An open sheet seen from above and below, and a closed box seen from inside: no culling, as Embree sees.
+    sheet, room = plane(2.0), cube(6.0)
+    sheet_cameras = _cameras([((0.3, 2.0, 0.5), (0, 0, 0)), ((0.3, -2.0, 0.5), (0, 0, 0))])
+    room_cameras = _cameras([((0.5, 0.2, 0.1), (0, 0, -3)), ((0.0, 0.0, 0.0), (1, 0.3, 0.2)), ((-1, -1, 1), (2, 1, 2))])
+    for mesh, cameras in ((sheet, sheet_cameras), (room, room_cameras)):
+        assert not _culls(mesh.vertices, mesh.faces, cameras).any()
+        fragments = _compare_with_embree(mesh.vertices, mesh.faces, cameras)
+        assert fragments.mask.float().mean(dim=(1, 2)).min() > 0.2  # seen from both sides / every wall seen
+
+
+def test_culling_stops_where_the_near_plane_cuts_a_closed_mesh():
+    # A camera outside a closed box whose near plane cuts into it: the cut opens the box, so its inside walls
+    # (faces turned away from the camera) show through the hole, as Embree's rays started on the near plane see.
+    box = cube(1.0)
+    cameras = _cameras([((0.05, 0.03, 0.8), (0.02, -0.01, 0)), ((3.0, 0.2, 0.1), (0, 0, 0))], znear=0.5)
+    assert _culls(box.vertices, box.faces, cameras).tolist() == [False, True]
+    _compare_with_embree(box.vertices, box.faces, cameras)

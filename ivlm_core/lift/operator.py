@@ -116,16 +116,19 @@ def lift_object_once(
             f"expected logits of shape {tuple(face.shape)} (views, height, width), got {tuple(logits.shape)}"
         )
     prob = torch.sigmoid(logits.to(torch.float32)).reshape(-1)
-    flat_face = face.reshape(-1)
-    # Flat pixel indices and 1-D index_select: several times faster on the CPU than [view, row, col] indexing.
-    pixel = ((prob > threshold) & (flat_face >= 0)).nonzero()[:, 0]
-    view = pixel // (face.shape[1] * face.shape[2])
-    face_ids = flat_face.index_select(0, pixel)
+    # The covered pixels as the rasteriser listed them (ascending flat index, as a scan of the images would
+    # give), then those above the threshold; flat 1-D index_select: several times faster on the CPU than
+    # [view, row, col] indexing, and no pass over the background.
+    covered = fragments.covered()
+    covered_prob = prob.index_select(0, covered.index.to(device))
+    above = (covered_prob > threshold).nonzero()[:, 0]
+    view = covered.view.to(device).index_select(0, above)
+    face_ids = covered.face.to(device).index_select(0, above)
     corners = torch.stack([column.index_select(0, face_ids) for column in faces.to(device).T.contiguous()], 1)
-    weights = fragments.bary.to(device).reshape(-1, 3).index_select(0, pixel).to(torch.float32)  # as PixelMaps
+    weights = covered.bary.to(device).index_select(0, above).to(torch.float32)  # as PixelMaps
     index = (view[:, None] * num_vertices + corners).reshape(-1)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)
-    sums[0].index_add_(0, index, (weights * prob.index_select(0, pixel)[:, None]).reshape(-1))
+    sums[0].index_add_(0, index, (weights * covered_prob.index_select(0, above)[:, None]).reshape(-1))
     sums[1].index_add_(0, index, weights.reshape(-1))
     sums = sums.view(2, face.shape[0], num_vertices)
     return _mean_over_views(sums[0], sums[1])

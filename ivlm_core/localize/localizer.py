@@ -180,10 +180,10 @@ class Localizer:
     def _view_embeddings(self, images: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """SAM image embeddings of a view stack, cached by content (the canonical body never changes)."""
         key = hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest() + str(images.shape)
-        pixels, input_size = sam.preprocess(images)
-        if key in self._embeddings:
+        if key in self._embeddings:  # before preprocessing: 4 views at 1024^2 take longer to normalise than to hash
             self._embeddings.move_to_end(key)
-            return self._embeddings[key], input_size
+            return self._embeddings[key], sam.resized_shape(images.shape[1], images.shape[2])
+        pixels, input_size = sam.preprocess(images)
         weights = next(self.network.sam.parameters())
         pixels = pixels.to(device=weights.device, dtype=weights.dtype)
         embeddings = torch.cat([sam.encode_images(self.network.sam, chunk) for chunk in pixels.split(self.sam_batch)])

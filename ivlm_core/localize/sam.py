@@ -443,8 +443,9 @@ def preprocess(images: np.ndarray | Tensor, image_size: int = SAM_IMAGE_SIZE) ->
     pixels = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float()
     mean = torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
-    pixels = (pixels - mean) / std
-    pixels = F.pad(pixels, (0, image_size - size[1], 0, image_size - size[0]))
+    pixels = pixels.sub_(mean).div_(std)  # in place: .float() made a fresh tensor
+    if size != (image_size, image_size):  # square renders at SAM's size need no padding (and no copy)
+        pixels = F.pad(pixels, (0, image_size - size[1], 0, image_size - size[0]))
     return pixels, size
 
 

@@ -142,14 +142,16 @@ class PinholeCameras:
         return points_world @ transform[:, :3, :3].transpose(-1, -2) + transform[:, None, :3, 3]
 
     def project(self, points_camera: torch.Tensor) -> torch.Tensor:
-        """CV_CAMERA points [B, N, 3] -> (u, v, z) [B, N, 3]: pixel coordinates and depth in metres."""
+        """CV_CAMERA points [B, N, 3] -> (u, v, z) [B, N, 3]: pixel coordinates and depth in metres.
+
+        The result is a view of [3, B, N] rows (u, v, z), so a reader of one coordinate reads contiguous memory."""
         k = self.intrinsics.to(points_camera.dtype)
         z = points_camera[..., 2]
         safe_z = torch.where(z.abs() > 1e-12, z, torch.full_like(z, 1e-12))
         x, y = points_camera[..., 0] / safe_z, points_camera[..., 1] / safe_z
         u = k[:, None, 0, 0] * x + k[:, None, 0, 1] * y + k[:, None, 0, 2]
         v = k[:, None, 1, 1] * y + k[:, None, 1, 2]
-        return torch.stack([u, v, z], dim=-1)
+        return torch.stack([u, v, z]).permute(1, 2, 0)
 
     def camera_centers(self) -> torch.Tensor:
         """Camera positions in world coordinates, [B, 3]."""

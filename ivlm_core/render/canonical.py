@@ -47,11 +47,17 @@ class ObjectViewRenders(ViewRenders):
 
 
 def _render_two_ways(
-    vertices: torch.Tensor, faces: torch.Tensor, view_set: ViewSet, sam_colors: torch.Tensor, overlay: tuple, size: int
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    view_set: ViewSet,
+    sam_colors: torch.Tensor,
+    overlay: tuple,
+    size: int,
+    orientation: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Fragments]:
     cameras = view_set.cameras(size, dtype=vertices.dtype)
     lights = view_set.light_positions(dtype=vertices.dtype)
-    fragments = rasterize_mesh(vertices, faces, cameras)
+    fragments = rasterize_mesh(vertices, faces, cameras, orientation=orientation)
     both = torch.cat([sam_colors, flat_colors(len(vertices), overlay, vertices)], -1)
     sam, flat = shade_pixels(fragments, vertices, faces, cameras, both, lights).uint8_images()  # one pass
     return sam, flat, fragments
@@ -80,6 +86,6 @@ def render_object_views(
     v = torch.as_tensor(normalised, dtype=torch.float32, device=device)
     f = torch.as_tensor(mesh.faces, dtype=torch.int64, device=device)
     sam, overlay, fragments = _render_two_ways(
-        v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size
+        v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size, mesh.orientation
     )
     return ObjectViewRenders(OBJECT_VIEWS, sam, overlay, fragments, f, mesh.num_vertices, center, scale)

@@ -3,13 +3,15 @@
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
 1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views;
-   pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2) are dropped before any
-   per-face setup. The kept pairs get screen-space barycentric plane equations (computed relative to the
-   box corner, so float32 evaluation stays accurate).
-2. Faces whose box fits in 16 x 16 pixels (the common case on dense meshes) are tested as dense
-   [faces, w*h] grids by broadcasting: at most 256 tests per face, and no per-pixel gathers. One sort
-   groups the pairs by grid shape; a face whose box holds one pixel centre (most of a dense scan's)
-   is tested there only, where its barycentrics are the planes' constants.
+   pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2), and back faces where
+   culling is exact (below), are dropped before any per-face setup. The kept pairs get screen-space
+   barycentric plane equations (computed relative to the box corner, so float32 evaluation stays accurate).
+2. A face whose box holds one pixel centre (a third of a dense scan's kept pairs) is tested there only, in a
+   set-up fused with its test (its barycentrics there are the planes' constants); boxes of at most 3 x 3
+   pixels (most of the rest on a scan) are tested offset by offset on per-quantity plane rows. Larger boxes
+   up to 64 x 64 are tested as dense [faces, w*h] grids by broadcasting when that is cheaper than spans:
+   no per-pixel gathers, and one sort groups the pairs by grid shape. All three evaluate the same plane
+   expressions in the same order, so which path a face takes never changes a result.
 3. Larger faces are walked row by row: on each pixel row of its box, the three edge functions give the
    span [x_left, x_right] inside the triangle in closed form, widened by one pixel on each side against
    rounding, and only the pixels of that span are tested. The work per face is its rows plus its covered
@@ -31,7 +33,17 @@ view, and `NearClip.restore` gives their pixels the original face id and barycen
 triangle (`renderer.rasterize_mesh` does both).
 
 Pixel (row i, col j) is sampled at its centre, which is (u=j, v=i) in the OpenCV pixel convention.
-No back-face culling (PyTorch3D's default): both windings are drawn.
+
+Back faces: by default both windings are drawn (PyTorch3D's default), which open meshes (a sheet, a mug
+without a bottom) need. `cull` skips one winding per view; `renderer.rasterize_mesh` asks for it only where it
+cannot change the nearest face: a closed mesh (every directed edge matched by its reverse) whose connected parts
+are all wound the same way (`mesh.closed_orientation`, worked out once per mesh), a camera outside its bounding
+box, and no vertex nearer than znear (a near-plane cut would open the mesh onto its inside). From outside such a
+surface a ray's first crossing enters it, through a face turned towards the camera, unless the mesh passes
+through itself inside out (a twisted sweep: the demo mug's handle, where 81 of 4.2M pixels differ, within
+the tests' Embree agreement). Culling halves the per-face work of a closed mesh and the pixel tests of its
+large faces. A face is skipped only when its screen area has the culled sign by a margin far above float32
+rounding, so edge-on faces are always drawn.
 """
 
 from __future__ import annotations
@@ -57,15 +69,25 @@ class Fragments:
     """Per-pixel rasterisation result for B views of one mesh.
 
     pix_to_face: [B, H, W] int64 face index, -1 where no face covers the pixel centre.
-    bary: [B, H, W, 3] perspective-correct barycentric weights of the face's 3 corners (0 on background).
+    bary: [B, H, W, 3] perspective-correct barycentric weights of the face's 3 corners (0 on background);
+        `rasterize` leaves it to be scattered from `listed` on first use (shading and the object lift read the
+        covered pixels only, and at 4 x 1024^2 this image is 48 MB to fill).
     depth: [B, H, W] camera-space depth (CV_CAMERA z, metres) of the surface, +inf on background.
     """
 
     pix_to_face: torch.Tensor
-    bary: torch.Tensor
+    _bary: torch.Tensor | None
     depth: torch.Tensor
     # The covered pixels as `rasterize` found them (it has them at hand); None: listed from the images.
     listed: CoveredPixels | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bary(self) -> torch.Tensor:
+        if self._bary is None:
+            if self.listed is None:
+                raise ValueError("fragments without barycentrics need their covered pixels listed")
+            self._bary = self.listed.to_image(self.listed.bary)
+        return self._bary
 
     @property
     def mask(self) -> torch.Tensor:
@@ -202,17 +224,24 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 
 
 def _face_boxes(
-    coords: torch.Tensor, faces_t: torch.Tensor, height: int, width: int, znear: float, any_near: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners.
+    coords: torch.Tensor,
+    faces_t: torch.Tensor,
+    height: int,
+    width: int,
+    znear: float,
+    any_near: bool,
+    cull: torch.Tensor | None = None,
+) -> tuple[_Pairs, _Pairs]:
+    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners: those whose box holds
+    exactly one (most of a dense scan's, drawn by `_scatter_one_pixel` with no plane set-up), then the others.
 
     coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
     Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
     [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
-    Returns face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
-    corners [4, P] = (x0, y0, x1, y1) as floats, pairs in view-major order. On meshes of sub-pixel faces many
+    Each group is face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
+    corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for the one-pixel boxes), in view-major order. On meshes of sub-pixel faces many
     pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
-    closer than znear (else not tested).
+    closer than znear (else not tested). cull: see `rasterize`.
     """
     n_faces = faces_t.shape[1]
     u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
@@ -224,19 +253,60 @@ def _face_boxes(
     drawn = (x1 >= x0) & (y1 >= y0)  # [B, F]
     if any_near:
         drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
-    view, face = drawn.nonzero(as_tuple=True)
-    pair = view * n_faces + face
-    box = torch.stack([x0, y0, x1, y1]).view(4, -1).index_select(1, pair)
-    return face, view, torch.stack(u + v + z).view(9, -1).index_select(1, pair), box
+    if cull is not None:
+        # Twice the signed screen area is p - q; a face is dropped only when its sign is the culled one by a
+        # margin far above float32 rounding (~3e-7 of |p| + |q|), so an edge-on face is always drawn.
+        p = (u[1] - u[0]) * (v[2] - v[0])
+        q = (u[2] - u[0]) * (v[1] - v[0])
+        drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
+    one = (x0 == x1) & (y0 == y1)
+    groups = []
+    for box_rows, which in (((x0, y0), drawn & one), ((x0, y0, x1, y1), drawn & ~one)):
+        view, face = which.nonzero(as_tuple=True)
+        pair = view * n_faces + face
+        # Row by row from the [B, F] rows: stacking them first would copy every pair, kept or not.
+        corners = torch.stack([row.view(-1).index_select(0, pair) for row in u + v + z])
+        groups.append((face, view, corners, torch.stack([row.view(-1).index_select(0, pair) for row in box_rows])))
+    return groups[0], groups[1]
 
 
-def _face_planes(tri: torch.Tensor, box: torch.Tensor):
-    """Barycentric plane equations of (face, view) pairs.
+_Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, view, corners, box (`_face_boxes`)
 
-    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [4, P] from `_face_boxes`. Returns planes [P, 12] =
+
+def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: int, width: int, znear: float) -> None:
+    """Pairs whose box holds one pixel centre: the one test, at the box corner, fused into the set-up.
+
+    The same arithmetic, in the same order, as `_plane_rows` then a test at that corner (where the
+    barycentrics are the planes' constants c_k), without the planes' other 6 rows.
+    """
+    face, view, tri, corner = pairs
+    u = tri[0:3] - corner[0]
+    v = tri[3:6] - corner[1]
+    nxt, far = [1, 2, 0], [2, 0, 1]
+    c = u[nxt] * v[far] - u[far] * v[nxt]
+    area = c[0] + c[1] + c[2]
+    bary = (c / area).to(torch.float32)
+    inv_z = (1.0 / tri[6:9]).to(torch.float32)
+    inv_z = bary[0] * inv_z[0] + bary[1] * inv_z[1] + bary[2] * inv_z[2]
+    # As `_plane_rows`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
+    spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
+    hit = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    hit &= (area != 0) & torch.isfinite((spread / area).to(torch.float32))
+    hit = hit.nonzero()[:, 0]
+    pixel = (view.index_select(0, hit) * (height * width)).add_(
+        (corner[1].index_select(0, hit) * width + corner[0].index_select(0, hit)).to(torch.int64)
+    )
+    depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
+    zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
+
+
+def _plane_rows(tri: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Barycentric plane equations of (face, view) pairs, one row per quantity.
+
+    tri [9, P] corners (u_0..2, v_0..2, z_0..2), box [>=2, P] from `_face_boxes`. Returns rows [12, P] float32 =
     (a_k, b_k, c_k, 1/z_k) such that corner k's screen barycentric at pixel (x0 + dx, y0 + dy) is
-    a_k dx + b_k dy + c_k, the pixel box [P, 4] = (x0, y0, w, h) as int64, the screen area [P] in pixels, and
-    which pairs to keep [P] (zero area, and slivers whose planes overflow, cover nothing).
+    a_k dx + b_k dy + c_k, twice the signed screen area [P] in pixels, and which pairs to keep [P] (zero area,
+    and slivers whose planes overflow, cover nothing).
     Every quantity is built from coordinates relative to the box corner, so float32 keeps sub-pixel accuracy.
     """
     u = tri[0:3] - box[0]
@@ -245,11 +315,42 @@ def _face_planes(tri: torch.Tensor, box: torch.Tensor):
     c = u[nxt] * v[far] - u[far] * v[nxt]  # twice the signed area of (pixel, corner k + 1, corner k + 2)
     area = c[0] + c[1] + c[2]  # twice the face's signed area
     planes = torch.cat([v[nxt] - v[far], u[far] - u[nxt], c]).div_(area)
-    planes = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)]).T.contiguous()
-    # NaN or inf in any column makes the row's sum non-finite (a matrix-vector product: one fast pass).
-    keep = (area != 0) & torch.isfinite(planes @ torch.ones(12, dtype=planes.dtype, device=planes.device))
-    size = torch.cat([box[:2], box[2:] - box[:2] + 1]).T.to(torch.int64)
-    return planes, size, area.abs() / 2, keep
+    rows = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)])
+    return rows, area, (area != 0) & torch.isfinite(rows).all(0)
+
+
+def _scatter_small(
+    zbuf: torch.Tensor,
+    rows: torch.Tensor,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    side: int,
+    first: int,
+    height: int,
+    width: int,
+    znear: float,
+) -> None:
+    """Pairs whose box is at most side x side pixels (side <= 3: 97 % of a dense scan's others), tested at each
+    of the side^2 offsets with per-quantity rows: the same arithmetic, in the same order, as the dense grids of
+    `_scatter_candidates`, without the planes' transposition, the sort by grid shape and its gathers.
+    rows [12, P] from `_plane_rows` for these pairs (dropped pairs already left out); pairs: face, view, box
+    corners [4, P] (`_face_boxes`)."""
+    face, view, box = pairs
+    base = view * (height * width) + (box[1] * width + box[0]).to(torch.int64)
+    last_dx, last_dy = box[2] - box[0], box[3] - box[1]
+    a0, a1, a2, b0, b1, b2, c0, c1, c2, w0, w1, w2 = rows
+    for dy in range(side):
+        for dx in range(side):
+            l0 = a0 * dx + b0 * dy + c0
+            l1 = a1 * dx + b1 * dy + c1
+            l2 = a2 * dx + b2 * dy + c2
+            inv_z = l0 * w0 + l1 * w1 + l2 * w2
+            inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+            if dx or dy:
+                inside &= (last_dx >= dx) & (last_dy >= dy)
+            hit = inside.nonzero()[:, 0]
+            pixel = base.index_select(0, hit) + (dx + dy * width)
+            depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
+            zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
 
 
 def _scatter_candidates(
@@ -296,16 +397,6 @@ def _scatter_candidates(
     zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | face[rows, 0], reduce="amin")
 
 
-def _scatter_pixel(zbuf: torch.Tensor, planes: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor, znear: float):
-    """Faces whose box holds one pixel centre (most faces of a dense scan): the one test is at the box corner,
-    where the barycentrics are the planes' constants c_k, so the per-candidate products are skipped."""
-    l0, l1, l2 = planes[:, 6], planes[:, 7], planes[:, 8]
-    inv_z = l0 * planes[:, 9] + l1 * planes[:, 10] + l2 * planes[:, 11]
-    hit = ((l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)).nonzero()[:, 0]
-    depth_bits = (1.0 / inv_z[hit]).view(torch.int32).to(torch.int64)
-    zbuf.scatter_reduce_(0, pixel[hit], (depth_bits << 32) | face[hit], reduce="amin")
-
-
 def _grid_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Look-up tables for `_grid_shapes`: tier index of each box side 0..65 (65: any larger side, index T), and
     each tier's side (T: a side so large, 2^30, that no grid is ever cheaper than spans, whatever the area)."""
@@ -321,6 +412,9 @@ def _grid_shapes(box: torch.Tensor, covered: torch.Tensor, tables: tuple[torch.T
     w, h = box[:, 2].clamp(max=index_of.shape[0] - 1), box[:, 3].clamp(max=index_of.shape[0] - 1)
     w_index, h_index = index_of[w], index_of[h]  # table look-ups: cheaper than bucketize on millions of boxes
     grid_area = side[w_index] * side[h_index]
+    # The spans test at most the box's pixels: a face mostly off-screen (a clipped wall seen from inside a room)
+    # has a screen area far above its box's, which once made even the sentinel tier look cheaper.
+    covered = torch.minimum(covered, (box[:, 2] * box[:, 3]).to(covered.dtype))
     cheaper = grid_area <= _ALWAYS_GRID_AREA + _ROW_COST * torch.minimum(w, h) + _PIXEL_COST * covered
     return torch.where(cheaper, w_index * n + h_index, n * n)
 
@@ -333,9 +427,6 @@ def _rasterize_grid(zbuf, planes, box, pixel_base, face, rows, grid_w, grid_h, w
     step = max(1, max_candidates // (grid_w * grid_h))
     for start in range(rows[0], rows[1], step):
         idx = slice(start, min(start + step, rows[1]))
-        if grid_w * grid_h == 1:
-            _scatter_pixel(zbuf, planes[idx], pixel_base[idx], face[idx], znear)
-            continue
         # Tiers up to 4 are exact sizes, so such a grid is the box itself.
         valid = None if max(grid_w, grid_h) <= 4 else (dx < box[idx, 2:3]) & (dy < box[idx, 3:4])
         _scatter_candidates(zbuf, planes[idx], dx, dy, valid, pixel_base[idx, None], face[idx, None], (1, width), znear)
@@ -457,7 +548,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     view = pix // (height * width)
     bary = torch.empty(pix.shape[0], 3, dtype=dtype, device=device)
     depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
-    coords = screen.reshape(-1, 3).T.contiguous()  # [3, B * N]: rows u, v, z
+    coords = screen.permute(2, 0, 1).reshape(3, -1)  # [3, B * N]: rows u, v, z (no copy from `project`)
     faces_t = faces.T.contiguous()
     for first in range(0, pix.shape[0], chunk):
         part = slice(first, first + chunk)
@@ -482,7 +573,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width))
     return Fragments(
         torch.full((n,), -1, dtype=torch.int64, device=device).index_copy_(0, pix, winner).view(n_views, height, width),
-        torch.zeros(n, 3, dtype=dtype, device=device).index_copy_(0, pix, bary).view(n_views, height, width, 3),
+        None,
         torch.full((n,), float("inf"), dtype=dtype, device=device)
         .index_copy_(0, pix, depth)
         .view(n_views, height, width),
@@ -497,6 +588,7 @@ def rasterize(
     *,
     znear: float = 1e-3,
     max_candidates: int = 1 << 21,
+    cull: torch.Tensor | None = None,
 ) -> Fragments:
     """Rasterises one mesh seen by B cameras.
 
@@ -504,6 +596,10 @@ def rasterize(
     faces: [F, 3] vertex indices.
     image_size: (height, width).
     max_candidates: (face, pixel) tests in flight at once; bounds peak memory (roughly 100 bytes each).
+    cull: [B] per view +1, -1 or 0: skip the faces whose twice signed screen area (u_1 - u_0)(v_2 - v_0) -
+        (u_2 - u_0)(v_1 - v_0) has this sign (+1: the back faces of an outward-wound mesh, whose front faces
+        have a negative area in pixel coordinates); 0 or None draws both windings. Only exact where the
+        caller knows a back face is never the nearest (`renderer.back_face_culling`).
     """
     height, width = image_size
     n_views = screen.shape[0]
@@ -515,13 +611,31 @@ def rasterize(
     n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
     coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
     any_near = not bool((screen[..., 2] >= znear).all())
+    if cull is not None:
+        cull = cull.to(device=screen.device, dtype=screen.dtype)
+        cull = cull if bool((cull != 0).any()) else None
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
-        face, view, tri, corners = _face_boxes(coords, chunk, height, width, znear, any_near)
+        one_pixel, others = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
+        if one_pixel[0].numel():
+            _scatter_one_pixel(zbuf, one_pixel, first, height, width, znear)
+        face, view, tri, corners = others
         if face.numel() == 0:
             continue
-        planes, box, covered, keep = _face_planes(tri, corners)
-        grid = torch.where(keep, _grid_shapes(box, covered, tables), n_shapes)
+        plane_rows, area, keep = _plane_rows(tri, corners)
+        last = torch.maximum(corners[2] - corners[0], corners[3] - corners[1])  # the box's longer side - 1
+        for side in (2, 3):
+            sel = (keep & (last == side - 1) if side > 2 else keep & (last < 2)).nonzero()[:, 0]
+            if sel.numel():
+                small = (face.index_select(0, sel), view.index_select(0, sel), corners.index_select(1, sel))
+                _scatter_small(zbuf, plane_rows.index_select(1, sel), small, side, first, height, width, znear)
+        sel = (keep & (last > 2)).nonzero()[:, 0]
+        if sel.numel() == 0:
+            continue
+        face, view, corners, area = (t.index_select(-1, sel) for t in (face, view, corners, area))
+        planes = plane_rows.index_select(1, sel).T.contiguous()
+        box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
+        grid = _grid_shapes(box, area.abs() / 2, tables)
         # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
         order = torch.sort(grid.to(torch.int16)).indices
         counts = torch.bincount(grid, minlength=n_shapes + 1).tolist()

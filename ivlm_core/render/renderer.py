@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
+from ivlm_core.mesh import closed_orientation
 from ivlm_core.render.cameras import PinholeCameras
 from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, rasterize
 from ivlm_core.render.shading import PhongLighting, phong, unit_vectors, vertex_normals
@@ -43,20 +46,34 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
 
 
 def rasterize_mesh(
-    vertices: torch.Tensor, faces: torch.Tensor, cameras: PinholeCameras, max_candidates: int = 1 << 21
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    cameras: PinholeCameras,
+    max_candidates: int = 1 << 21,
+    *,
+    orientation: int | None = None,
 ) -> Fragments:
     """Rasterises world-space vertices [N, 3] / faces [F, 3] in every camera of the batch.
 
     Faces crossing the cameras' near plane are clipped in camera space first (`clip_near`), so a floor that
-    runs behind the camera is drawn up to the near plane instead of vanishing.
+    runs behind the camera is drawn up to the near plane instead of vanishing. orientation: the mesh's
+    `closed_orientation` when the caller has it (`TriangleMesh.orientation`), else worked out here (once per
+    pair of tensors); back faces are skipped where that is exact (`back_face_culling`).
     """
     cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
     points = cameras.world_to_camera(vertices)
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     clipped = clip_near(points, faces, cameras.znear)
     if clipped is None:
+        if orientation is None:
+            orientation = _cached_orientation(vertices, faces)
         return rasterize(
-            cameras.project(points), faces, cameras.image_size, znear=cameras.znear, max_candidates=max_candidates
+            cameras.project(points),
+            faces,
+            cameras.image_size,
+            znear=cameras.znear,
+            max_candidates=max_candidates,
+            cull=back_face_culling(vertices, points, cameras, orientation),
         )
     screen = cameras.project(torch.cat([points, clipped.vertices], 1))
     fragments = rasterize(
@@ -67,6 +84,43 @@ def rasterize_mesh(
         max_candidates=max_candidates,
     )
     return clipped.restore(fragments)
+
+
+def back_face_culling(
+    vertices: torch.Tensor, points: torch.Tensor, cameras: PinholeCameras, orientation: int
+) -> torch.Tensor | None:
+    """Per view [B]: which faces `rasterize` may skip (its `cull`), or None to draw both windings everywhere.
+
+    On a closed mesh wound one way (orientation +1 or -1, `mesh.closed_orientation`), a ray from a point
+    outside it first meets a face turned towards that point, so the faces turned away are never the nearest
+    and are skipped (about half of them). A view culls only when that holds for it: its camera centre is
+    outside the mesh's bounding box (so outside the mesh), and no vertex is closer than znear (a face cut
+    away by the near plane would open a hole onto the faces behind). Open meshes, meshes whose parts are
+    wound both ways, and cameras inside the box draw both windings, as PyTorch3D does.
+    vertices [N, 3] world, points [B, N, 3] their camera-space positions.
+    """
+    if orientation == 0 or vertices.shape[0] == 0:
+        return None
+    centres = cameras.camera_centers().to(vertices)
+    lower, upper = vertices.amin(0), vertices.amax(0)
+    outside = ((centres < lower) | (centres > upper)).any(1)
+    clear = (points[..., 2] >= cameras.znear).all(1)
+    cull = (outside & clear).to(vertices.dtype) * orientation
+    return cull if bool((cull != 0).any()) else None
+
+
+# (faces tensor) -> (its _version, weak reference to the vertices, their _version, orientation)
+_ORIENTATIONS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _cached_orientation(vertices: torch.Tensor, faces: torch.Tensor) -> int:
+    """`closed_orientation` of these tensors, remembered while they live unchanged (it sorts all edges)."""
+    entry = _ORIENTATIONS.get(faces)
+    if entry is not None and entry[0] == faces._version and entry[1]() is vertices and entry[2] == vertices._version:
+        return entry[3]
+    orientation = closed_orientation(vertices.detach().cpu().numpy(), faces.cpu().numpy())
+    _ORIENTATIONS[faces] = (faces._version, weakref.ref(vertices), vertices._version, orientation)
+    return orientation
 
 
 @dataclass
