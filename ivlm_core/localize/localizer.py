@@ -192,6 +192,10 @@ class Localizer:
             self._embeddings.popitem(last=False)
         return embeddings, input_size
 
+    def clear_view_cache(self) -> None:
+        """Forgets the cached SAM embeddings of view stacks (the canonical body's are worked out again when next asked)."""
+        self._embeddings.clear()
+
     def localize(self, photo: np.ndarray, label: str, mode: str, *, views: np.ndarray | None = None) -> LocalizeResult:
         """photo: RGB uint8 [H, W, 3]; views: uint8 [V, 1024, 1024, 3] renders for 3D modes (canonical body
         for hcontact, `render_object_views(...).sam_images` for object modes); ignored for h2dcontact."""
