@@ -114,7 +114,10 @@ _ORIENTATIONS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _cached_orientation(vertices: torch.Tensor, faces: torch.Tensor) -> int:
-    """`closed_orientation` of these tensors, remembered while they live unchanged (it sorts all edges)."""
+    """`closed_orientation` of these tensors, remembered while they live unchanged (it builds a matrix of all
+    edges). Inference-mode tensors keep no version counter, so theirs is worked out every time."""
+    if vertices.is_inference() or faces.is_inference():
+        return closed_orientation(vertices.detach().cpu().numpy(), faces.cpu().numpy())
     entry = _ORIENTATIONS.get(faces)
     if entry is not None and entry[0] == faces._version and entry[1]() is vertices and entry[2] == vertices._version:
         return entry[3]
