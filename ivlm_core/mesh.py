@@ -67,8 +67,7 @@ def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
     parts that disagree, give 0. A closed mesh of one sign never has a negative (for -1: positive) winding
     number unless it passes through itself inside out, so a ray from a point outside it first meets a face
     turned towards it: the rasteriser may then skip the other faces (see `render.rasterize`).
-    vertices [N, 3], faces [F, 3]; costs about 0.3 s for 1.3M faces on one core (a sparse matrix of the directed
-    edges serves both the matching and the parts).
+    vertices [N, 3], faces [F, 3]. One sparse matrix of the directed edges serves both the matching and the parts.
     """
     from scipy.sparse.csgraph import connected_components  # here: the API process rarely needs scipy
 
@@ -79,11 +78,20 @@ def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
     if not _edges_matched(edges):
         return 0
     count, label = connected_components(edges, directed=False)
-    points = np.asarray(vertices, dtype=np.float64) - np.mean(vertices, axis=0)
-    a, b, c = (points[faces[:, k]] for k in range(3))
-    part = label[faces[:, 0]]
-    volume = np.bincount(part, np.einsum("ij,ij->i", a, np.cross(b, c)), minlength=count)[np.unique(part)]
-    scale = np.ptp(points, axis=0).max() ** 3 if len(points) else 0.0
+    # Coordinate rows [3, N] and corner rows [3, F]: 1-D gathers and element-wise passes, several times faster
+    # than gathering [F, 3] rows and np.cross.
+    columns = np.ascontiguousarray(np.asarray(vertices, dtype=np.float64).T)
+    points = columns - columns.mean(axis=1, keepdims=True)
+    a, b, c = ([row.take(corner) for row in points] for corner in np.ascontiguousarray(faces.T))
+    triple = (
+        a[0] * (b[1] * c[2] - b[2] * c[1]) + a[1] * (b[2] * c[0] - b[0] * c[2]) + a[2] * (b[0] * c[1] - b[1] * c[0])
+    )
+    if count == 1:
+        volume = np.array([triple.sum()])
+    else:
+        part = label[faces[:, 0]]
+        volume = np.bincount(part, triple, minlength=count)[np.bincount(part, minlength=count) > 0]
+    scale = (points.max(axis=1) - points.min(axis=1)).max() ** 3 if points.shape[1] else 0.0
     if (volume > 1e-9 * scale).all():
         return 1
     return -1 if (volume < -1e-9 * scale).all() else 0

@@ -137,8 +137,17 @@ class PinholeCameras:
         return PinholeCameras(self.cv_camera_from_world[sl], self.intrinsics[sl], self.image_size, self.znear)
 
     def world_to_camera(self, points_world: torch.Tensor) -> torch.Tensor:
-        """Points [N, 3] or [B, N, 3] in world -> [B, N, 3] in CV_CAMERA."""
+        """Points [N, 3] or [B, N, 3] in world -> [B, N, 3] in CV_CAMERA.
+
+        Shared points [N, 3] come back as a view of [B, 3, N] rows (x, y, z), so a reader of one coordinate
+        reads contiguous memory; R [3, 3] @ points [3, N] is one long product per view (on the CPU, [N, 3] @
+        [3, 3] runs several times slower on large meshes)."""
         transform = self.cv_camera_from_world.to(points_world.dtype)
+        if points_world.dim() == 2:
+            rows = torch.baddbmm(
+                transform[:, :3, 3:4], transform[:, :3, :3], points_world.T.expand(transform.shape[0], 3, -1)
+            )
+            return rows.transpose(1, 2)
         return points_world @ transform[:, :3, :3].transpose(-1, -2) + transform[:, None, :3, 3]
 
     def project(self, points_camera: torch.Tensor) -> torch.Tensor:

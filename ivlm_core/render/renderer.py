@@ -185,7 +185,7 @@ def shade_pixels(
     constant = (colors == colors[..., :1, :]).reshape(-1, colors.shape[-1]).all(0)  # [C]: one value everywhere
     varying = (~constant).nonzero()[:, 0]
     n_colors = colors.shape[-1]
-    shared = torch.cat([vertex_normals(vertices, faces), vertices], -1).T  # [6, N]
+    shared = torch.cat([vertex_normals(vertices, faces).T, vertices.T])  # [6, N]
     shared_table = torch.cat([shared, colors.T[varying]]).contiguous() if colors.dim() == 2 else None
     faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)

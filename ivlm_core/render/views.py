@@ -105,8 +105,9 @@ def normalize_object_vertices(vertices: np.ndarray) -> tuple[np.ndarray, np.ndar
     `original = normalised * scale + mean`.
     """
     vertices = np.asarray(vertices, dtype=np.float64)
-    mean = vertices.mean(axis=0)
-    extent = float((vertices.max(axis=0) - vertices.min(axis=0)).max())
+    columns = np.ascontiguousarray(vertices.T)  # reductions along contiguous rows: several times faster than axis 0
+    mean = columns.mean(axis=1)
+    extent = float((columns.max(axis=1) - columns.min(axis=1)).max())
     if not extent > 0:
         raise MeshError("cannot normalise a mesh whose vertices all coincide.", "Send a mesh with some extent.")
     return (vertices - mean) / extent, mean, extent
