@@ -148,3 +148,16 @@ def test_rigid_inverse_round_trip():
     assert np.allclose(frames.invert_rigid(transform) @ transform, np.eye(4))
     t = torch.tensor(transform)
     assert torch.allclose(frames.invert_rigid(t) @ t, torch.eye(4, dtype=torch.float64))
+
+
+def test_shared_points_and_per_view_points_transform_alike():
+    """world_to_camera of shared points [N, 3] (one product per view on coordinate rows) equals the per-view path
+    [B, N, 3] and a plain R p + t, to float64 rounding."""
+    cams = OBJECT_VIEWS.cameras(256)
+    points = torch.tensor(np.random.default_rng(0).normal(size=(500, 3)))
+    shared = cams.world_to_camera(points)
+    per_view = cams.world_to_camera(points.expand(len(cams.cv_camera_from_world), -1, -1))
+    transform = cams.cv_camera_from_world
+    plain = torch.einsum("bij,nj->bni", transform[:, :3, :3], points) + transform[:, None, :3, 3]
+    assert shared.shape == per_view.shape == plain.shape == (4, 500, 3)
+    assert torch.allclose(shared, plain, atol=1e-12) and torch.allclose(per_view, plain, atol=1e-12)

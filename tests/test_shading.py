@@ -123,3 +123,20 @@ def test_object_lift_by_flat_pixels_equals_the_lift_operator():
     differs = (once > 0) != (reference > 0)
     assert float(torch.where(differs, reference.abs(), torch.zeros_like(reference)).max()) <= 1e-4
     assert torch.allclose(once, reference.to(once.dtype), atol=1e-5)
+
+
+def test_vertex_normals_of_one_mesh_equal_the_batched_formula_and_keep_gradients():
+    """The [N, 3] path (1-D gathers on coordinate rows) against the batched [B, N, 3] path (row gathers and
+    torch.cross), on the demo mug; and the normals stay differentiable (the placement's contact normals need it)."""
+    from ivlm_core.render.shading import vertex_normals
+
+    mug = DEMO_OBJECTS["mug"]().mesh
+    v = torch.tensor(mug.vertices, dtype=torch.float64)
+    f = torch.tensor(mug.faces, dtype=torch.int64)
+    one = vertex_normals(v, f)
+    batched = vertex_normals(v[None], f)[0]
+    assert one.shape == (len(v), 3)
+    assert torch.allclose(one, batched, atol=1e-12)
+    leaf = v.clone().requires_grad_()
+    (vertex_normals(leaf, f)[:, 2] * leaf[:, 0]).sum().backward()
+    assert leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) and float(leaf.grad.abs().sum()) > 0
