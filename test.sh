@@ -14,7 +14,7 @@ ivlm_ensure_typecheck_env
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 # The suite starts hundreds of Python processes (servers, workers, Blender, benchmark steps): let them keep the
 # project's own compiled modules (in git-ignored __pycache__ folders) instead of compiling them again in every
-# process, which PYTHONDONTWRITEBYTECODE, when set, would make them do (about 2.5 s per process here).
+# process, which PYTHONDONTWRITEBYTECODE, when set, would make them do.
 unset PYTHONDONTWRITEBYTECODE
 # Tests never write into the user's home: caches and Blender's user folders go to a temp dir.
 scratch="$(mktemp -d)"

@@ -39,7 +39,7 @@ _ivlm_installer() {
     if python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==${UV_VERSION}" >/dev/null 2>&1; then
         # --compile-bytecode: uv leaves .pyc files to be written on first import, and where PYTHONDONTWRITEBYTECODE
         # is set (as on the project's CI machines) none ever are, so every process compiled torch and transformers
-        # again (19 s to import the server's stack, 8 s compiled; pip compiles at install by default).
+        # again (the README's suite time says what it cost; pip compiles at install by default).
         echo "python3 -m uv pip install --compile-bytecode --python"
     else
         echo "pip"
