@@ -273,6 +273,18 @@ def _face_boxes(
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, view, corners, box (`_face_boxes`)
 
 
+def _inside(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, inv_z: torch.Tensor, znear: float) -> torch.Tensor:
+    """The one coverage test every path makes: screen barycentrics l0..2 all >= 0 and 1/depth inv_z in front of
+    the near plane."""
+    return (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+
+
+def _depth_keys(inv_z: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """z-buffer keys `(depth bits << 32) | face` of candidates with 1/depth inv_z (float32): positive float32 bit
+    patterns sort like the floats, so a min-reduction keeps the nearest face (ties: the lower index)."""
+    return ((1.0 / inv_z).view(torch.int32).to(torch.int64) << 32) | face
+
+
 def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: int, width: int, znear: float) -> None:
     """Pairs whose box holds one pixel centre: the one test, at the box corner, fused into the set-up.
 
@@ -290,14 +302,14 @@ def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: in
     inv_z = bary[0] * inv_z[0] + bary[1] * inv_z[1] + bary[2] * inv_z[2]
     # As `_plane_rows`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
     spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
-    hit = (bary[0] >= 0) & (bary[1] >= 0) & (bary[2] >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    hit = _inside(bary[0], bary[1], bary[2], inv_z, znear)
     hit &= (area != 0) & torch.isfinite((spread / area).to(torch.float32))
     hit = hit.nonzero()[:, 0]
     pixel = (view.index_select(0, hit) * (height * width)).add_(
         (corner[1].index_select(0, hit) * width + corner[0].index_select(0, hit)).to(torch.int64)
     )
-    depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
-    zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
+    keys = _depth_keys(inv_z.index_select(0, hit), face.index_select(0, hit) + first)
+    zbuf.scatter_reduce_(0, pixel, keys, reduce="amin")
 
 
 def _plane_rows(tri: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -344,13 +356,13 @@ def _scatter_small(
             l1 = a1 * dx + b1 * dy + c1
             l2 = a2 * dx + b2 * dy + c2
             inv_z = l0 * w0 + l1 * w1 + l2 * w2
-            inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+            inside = _inside(l0, l1, l2, inv_z, znear)
             if dx or dy:
                 inside &= (last_dx >= dx) & (last_dy >= dy)
             hit = inside.nonzero()[:, 0]
             pixel = base.index_select(0, hit) + (dx + dy * width)
-            depth_bits = (1.0 / inv_z.index_select(0, hit)).view(torch.int32).to(torch.int64)
-            zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | (face.index_select(0, hit) + first), reduce="amin")
+            keys = _depth_keys(inv_z.index_select(0, hit), face.index_select(0, hit) + first)
+            zbuf.scatter_reduce_(0, pixel, keys, reduce="amin")
 
 
 def _scatter_candidates(
@@ -378,13 +390,12 @@ def _scatter_candidates(
     l1 = planes[:, 1:2] * dxf + planes[:, 4:5] * dyf + planes[:, 7:8]
     l2 = planes[:, 2:3] * dxf + planes[:, 5:6] * dyf + planes[:, 8:9]
     inv_z = l0 * planes[:, 9:10] + l1 * planes[:, 10:11] + l2 * planes[:, 11:12]
-    inside = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    inside = _inside(l0, l1, l2, inv_z, znear)
     if valid is not None:
         inside &= valid
     if not compact:
         pixel = torch.where(inside, pixel_base + dx * strides[0] + dy * strides[1], zbuf.numel() - 1)
-        depth_bits = (1.0 / inv_z).view(torch.int32).to(torch.int64)
-        key = torch.where(inside, (depth_bits << 32) | face, _EMPTY)
+        key = torch.where(inside, _depth_keys(inv_z, face), _EMPTY)
         zbuf.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amin")
         return
     if not bool(inside.any()):
@@ -393,8 +404,7 @@ def _scatter_candidates(
     dx_i = dx[cols] if dx.dim() == 1 else dx.expand_as(inside)[rows, cols]
     dy_i = dy[cols] if dy.dim() == 1 else dy.expand_as(inside)[rows, cols]
     pixel = pixel_base[rows, 0] + dx_i * strides[0] + dy_i * strides[1]
-    depth_bits = (1.0 / inv_z[rows, cols]).view(torch.int32).to(torch.int64)
-    zbuf.scatter_reduce_(0, pixel, (depth_bits << 32) | face[rows, 0], reduce="amin")
+    zbuf.scatter_reduce_(0, pixel, _depth_keys(inv_z[rows, cols], face[rows, 0]), reduce="amin")
 
 
 def _grid_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

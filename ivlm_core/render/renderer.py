@@ -116,13 +116,13 @@ _ORIENTATIONS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 def _cached_orientation(vertices: torch.Tensor, faces: torch.Tensor) -> int:
     """`closed_orientation` of these tensors, remembered while they live unchanged (it builds a matrix of all
     edges). Inference-mode tensors keep no version counter, so theirs is worked out every time."""
-    if vertices.is_inference() or faces.is_inference():
-        return closed_orientation(vertices.detach().cpu().numpy(), faces.cpu().numpy())
-    entry = _ORIENTATIONS.get(faces)
+    cacheable = not (vertices.is_inference() or faces.is_inference())
+    entry = _ORIENTATIONS.get(faces) if cacheable else None
     if entry is not None and entry[0] == faces._version and entry[1]() is vertices and entry[2] == vertices._version:
         return entry[3]
     orientation = closed_orientation(vertices.detach().cpu().numpy(), faces.cpu().numpy())
-    _ORIENTATIONS[faces] = (faces._version, weakref.ref(vertices), vertices._version, orientation)
+    if cacheable:
+        _ORIENTATIONS[faces] = (faces._version, weakref.ref(vertices), vertices._version, orientation)
     return orientation
 
 
