@@ -16,7 +16,7 @@ from ivlm_core.mesh import TriangleMesh, validate_mesh
 from ivlm_core.pipeline.reconstruct import check_object_label, check_photo_size
 from server import arrays
 from server.errors import ServerError
-from server.schemas import API_SCHEMA_VERSION, ArrayData, EstimateOptions, ObjectMeshIn
+from server.schemas import API_SCHEMA_VERSION, ArrayData, ClientBody, ObjectMeshIn
 from server.settings import ServerSettings
 
 PHOTO_FORMATS = ("PNG", "JPEG", "MPO")
@@ -135,17 +135,15 @@ def placement_options(threshold_body: float, threshold_object: float, optimise_s
     )
 
 
-def client_body(options: EstimateOptions) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
-    """The client's body as vertices or parameters (checked further by the pipeline), or (None, None)."""
-    if options.body is None:
+def client_body(body: ClientBody | None) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
+    """A request's options.body as vertices or parameters (checked further by the pipeline), or (None, None)."""
+    if body is None:
         return None, None
-    if options.body.vertices is not None:
-        vertices = arrays.decode(
-            options.body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3)
-        )
+    if body.vertices is not None:
+        vertices = arrays.decode(body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3))
         return vertices.astype(np.float64), None
-    if options.body.params is not None:
-        return None, {k: np.asarray(v, np.float32) for k, v in options.body.params.items()}
+    if body.params is not None:
+        return None, {k: np.asarray(v, np.float32) for k, v in body.params.items()}
     raise BadInputError(
         "options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters."
     )

@@ -109,6 +109,11 @@ class FitOptions(_Strict):
     body_contact_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     object_contact_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     optimise_scale: bool = False
+    body: ClientBody | None = Field(
+        default=None,
+        description="the body as the user has it now (posed in Blender, for example), in the source job's camera frame; "
+        "the objects are placed against it instead of the estimate's body",
+    )
 
 
 class FitRequest(_Strict):

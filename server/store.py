@@ -64,7 +64,8 @@ class FitRecord(BaseModel):
     kind: Literal["fit"] = "fit"
     source_job_id: str = Field(pattern=JOB_ID_PATTERN)
     labels: list[str]
-    options: FitOptions
+    options: FitOptions  # without the client body: its vertices are in inputs.npz, its parameters below
+    client_body_params: dict[str, list[float]] | None = None
 
 
 def storage_full(what: str) -> ServerError:

@@ -270,12 +270,11 @@ class JobRunner:
         photo = self.store.photo(job_id)
         options = record.options
         objects = [ObjectInput(label, _mesh(data, i)) for i, label in enumerate(record.labels)]
-        params = record.client_body_params
         box = options.person_box_xyxy  # four numbers (the schema checks the length)
         run_options = RunOptions(
             focal_px=options.focal_px,
-            body_vertices=data.get("client_body_vertices"),
-            body_params=None if params is None else {k: np.asarray(v, np.float32) for k, v in params.items()},
+            body_vertices=data.get(array_keys.CLIENT_BODY_VERTICES),
+            body_params=_client_params(record),
             placement=inputs.placement_options(
                 options.body_contact_threshold, options.object_contact_threshold, options.optimise_scale
             ),
@@ -305,11 +304,16 @@ class JobRunner:
         if not isinstance(source, EstimateRecord):
             raise ServerError("JOB_DAMAGED", f"source job {source_id} is not an estimate job", again)
         data = self.store.inputs(job_id)
+        notes = [DEMO_NOTE] if self.demo else []
         body = body_from_state(state)
+        client_vertices, params = data.get(array_keys.CLIENT_BODY_VERTICES), _client_params(record)
+        if client_vertices is not None or params is not None:  # the body as the user has it now (posed, moved)
+            body = self.pipeline.client_body(client_vertices, params)
+            notes.append("placed against the body you sent (as it is in your scene), not the estimate's")
         if body is None:
             raise BadInputError(
                 f"source job {source_id} has no body, so there is nothing to place objects against",
-                "Run Estimate Contact on a photo where the person is found, or supply the body.",
+                "Run Estimate Contact on a photo where the person is found, or send the body (options.body).",
             )
         camera = camera_from_state(state)
         objects, masks, poses = [], {}, {}
@@ -349,7 +353,6 @@ class JobRunner:
             sent_pose = array_keys.key(array_keys.OBJECT_POSE, source.labels.index(outcome.label)) in data
             if sent_pose and outcome.placement.placed:
                 outcome.notes.append(f"the search started from where '{outcome.label}' was in your scene")
-        notes = [DEMO_NOTE] if self.demo else []
         notes += [s.note() for s in self.pipeline.part_sources() if s.source == parts.STAND_IN]
         notes.append("placed from the contacts you painted or marked")
         result = ReconstructResult(self.demo, camera, body, outcomes, notes, {"fit": time.perf_counter() - start})
@@ -401,6 +404,12 @@ class _Photo:
         buffer = io.BytesIO()
         Image.fromarray(self.pixels).save(buffer, "JPEG", quality=UPRIGHT_JPEG_QUALITY)
         return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _client_params(record: EstimateRecord | FitRecord) -> dict[str, np.ndarray] | None:
+    """The SMPL-X parameters of a body the client sent with the job, as arrays; None when it sent none."""
+    params = record.client_body_params
+    return None if params is None else {k: np.asarray(v, np.float32) for k, v in params.items()}
 
 
 def _mesh(arrays: dict[str, np.ndarray], index: int) -> TriangleMesh:

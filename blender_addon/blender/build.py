@@ -166,12 +166,14 @@ def contact_strength(obj: bpy.types.Object, known: dict[str, array.array] | None
     return strength
 
 
-def place(obj: bpy.types.Object, camera_from_object: list[list[float]], scale: Vector) -> None:
+def place(
+    obj: bpy.types.Object, camera_from_object: list[list[float]], scale: Vector, frame: Matrix | None = None
+) -> None:
     """Sets the object's matrix_world from the server's placement, keeping the object's own scale (the server
-    placed the mesh as sent, i.e. already scaled)."""
-    obj.matrix_world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal(
-        (scale.x, scale.y, scale.z, 1.0)
-    )
+    placed the mesh as sent, i.e. already scaled). frame: where the estimate's world is now (the body's
+    matrix_world when a Refit was sent; the body moves with its rig), identity by default."""
+    world = Matrix(frames.world_from_object(camera_from_object)) @ Matrix.Diagonal((scale.x, scale.y, scale.z, 1.0))
+    obj.matrix_world = world if frame is None else frame @ world
 
 
 def _provenance(result: dict, photo_source: str) -> dict:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
+from mathutils import Matrix
 
 from ..core import codec, contact, frames
 from ..core.health import HealthChecker, HealthReport, failed, summarize
 from ..core.jobs import BackgroundJob, JobRunner
 from ..core.messages import join_sentences
-from ..core.protocol import API_SCHEMA_VERSION, InputError, UserError
+from ..core.protocol import API_SCHEMA_VERSION, SMPLX_VERTEX_COUNT, InputError, UserError
 from . import build, export, gather, prefs, props
 
 if TYPE_CHECKING:  # the stubs' name for what operator methods return ({'FINISHED'}, ...); no such module in Blender
@@ -194,7 +195,7 @@ def _finish(operator: bpy.types.Operator, context: bpy.types.Context) -> Status:
             demo = " These are DEMO results: they are not meaningful." if runner.result["demo"] else ""
             text = join_sentences(f"Estimate Contact built {collection.name}", *notes) + demo
         else:
-            text, complete = _apply_refit(info["collection"], runner.result)
+            text, complete = _apply_refit(info["collection"], info["frame"], runner.result)
             if not complete:
                 state.last_error = text  # the panel keeps it in view
                 operator.report({"WARNING"}, text)
@@ -439,6 +440,10 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             "Run Estimate Contact on a photo where the person can be seen.",
         )
     p = prefs.preferences(context)
+    # The estimate built the body in its own frame; a body moved with its rig carries that frame along, so the
+    # objects go to the server relative to it and come back into it.
+    frame = body.matrix_world.copy()
+    vertices = _body_as_shown(body)
     entries, unmarked = [], []
     for obj in objects:
         label = obj["ivlm_label"]
@@ -452,8 +457,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
             "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
         }
-        # Where the artist left it, relative to the body (the server's body stays where the Estimate put it)
-        relative = body.matrix_world.inverted_safe() @ obj.matrix_world
+        relative = frame.inverted_safe() @ obj.matrix_world  # where the artist left it, in the body's frame
         pose = frames.camera_from_object([[relative[i][j] for j in range(4)] for i in range(4)])
         if pose is not None:
             entry["camera_from_object"] = pose
@@ -470,9 +474,40 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         "schema_version": API_SCHEMA_VERSION,
         "source_job_id": run["ivlm_job_id"],
         "objects": entries,
-        "options": {"body_contact_threshold": p.body_threshold, "object_contact_threshold": p.object_threshold},
+        "options": {
+            "body_contact_threshold": p.body_threshold,
+            "object_contact_threshold": p.object_threshold,
+            "body": {"vertices": codec.encode(vertices, "float32", [SMPLX_VERTEX_COUNT, 3])},
+        },
     }
-    return request, {"collection": run.session_uid}
+    return request, {"collection": run.session_uid, "frame": frame}
+
+
+def _body_as_shown(body: bpy.types.Object) -> array.array:
+    """The body's vertices as the artist sees them (its armature's pose and shape keys applied) in its own frame,
+    as flat camera-frame coordinates: what Refit places the objects against. Raises InputError when a modifier
+    or an edit changed the vertex count, since the server needs SMPL-X's vertices in model order."""
+    evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        count = len(mesh.vertices)
+        points = array.array("f", bytes(12 * count))
+        mesh.vertices.foreach_get("co", points)
+    finally:
+        evaluated.to_mesh_clear()
+    if count != SMPLX_VERTEX_COUNT:
+        changing = [m.name for m in body.modifiers if m.type != "ARMATURE" and m.show_viewport]
+        if changing and len(gather.mesh_of(body).vertices) == SMPLX_VERTEX_COUNT:
+            raise InputError(
+                f"The body's modifiers ({', '.join(changing)}) give it {count} vertices, not SMPL-X's "
+                f"{SMPLX_VERTEX_COUNT}, so Refit cannot send the body as posed.",
+                "Turn those modifiers off in the viewport (keep the body's Armature modifier), then press Refit.",
+            )
+        raise InputError(
+            f"The body has {count} vertices, not SMPL-X's {SMPLX_VERTEX_COUNT}: its mesh was edited.",
+            "Undo the edit to the body's mesh (vertices added or deleted), or run Estimate Contact again.",
+        )
+    return array.array("f", frames.world_points_to_cv(points))
 
 
 def _names(labels: list[str]) -> str:
@@ -480,7 +515,7 @@ def _names(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def _apply_refit(collection_uid: int, result: dict) -> tuple[str, bool]:
+def _apply_refit(collection_uid: int, frame: Matrix, result: dict) -> tuple[str, bool]:
     """Moves the objects Refit placed; returns the report (what was placed, why others were not) and whether
     every object was placed."""
     collection = next((c for c in bpy.data.collections if c.session_uid == collection_uid), None)
@@ -498,7 +533,9 @@ def _apply_refit(collection_uid: int, result: dict) -> tuple[str, bool]:
         obj["ivlm_status"] = outcome["status"]
         obj["ivlm_reason"] = outcome["reason"]
         if outcome["camera_from_object"] is not None:
-            build.place(obj, outcome["camera_from_object"], obj.matrix_world.to_scale())
+            build.place(
+                obj, outcome["camera_from_object"], (frame.inverted_safe() @ obj.matrix_world).to_scale(), frame
+            )
             placed.append(outcome["label"])
         else:
             skipped.append(f"Refit did not place {outcome['label']}: {outcome['reason'] or 'no reason was given'}")

@@ -67,6 +67,15 @@ def camera_from_object(world_from_object: Sequence[Sequence[float]]) -> list[lis
     return [*pose, [0.0, 0.0, 0.0, 1.0]]
 
 
+def world_points_to_cv(flat_xyz: Sequence[float]) -> list[float]:
+    """Flat world coordinates -> flat [x0, y0, z0, ...] in the camera frame (x, -z, y): `cv_points_to_world` undone."""
+    out = [0.0] * len(flat_xyz)
+    out[0::3] = flat_xyz[0::3]
+    out[1::3] = [-v for v in flat_xyz[2::3]]
+    out[2::3] = flat_xyz[1::3]
+    return out
+
+
 def cv_points_to_world(flat_xyz: Sequence[float]) -> list[float]:
     """Flat [x0, y0, z0, x1, ...] in the camera frame -> flat world coordinates (x, z, -y)."""
     out = [0.0] * len(flat_xyz)

@@ -21,6 +21,7 @@ OBJECT_MASK = "object_mask"  # bool [H, W] the object's detected silhouette
 # left the object (a fit job's inputs, when the client sent it)
 OBJECT_POSE = "object_pose"
 BODY_PARAM = "body_param"  # an SMPL-X parameter of the fitted body, keyed by its name
+CLIENT_BODY_VERTICES = "client_body_vertices"  # float32 [10475, 3] a body the client sent (camera frame), not keyed
 
 
 def key(kind: str, which: int | str) -> str:

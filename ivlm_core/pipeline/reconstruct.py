@@ -503,7 +503,7 @@ class ContactPipeline:
         a standing stand-in for random-weight keypoints; `true_keypoints`: they came from a demo scene's truth."""
         if options.body_vertices is not None or options.body_params is not None:
             notes.append("body supplied by the client, used as is")
-            return body_from_client(self.body, vertices=options.body_vertices, params=options.body_params)
+            return self.client_body(options.body_vertices, options.body_params)
         if "body" not in options.stages:
             notes.append("the body stage was not requested: no body, so no object was placed")
             return None
@@ -615,6 +615,11 @@ class ContactPipeline:
         return placement
 
     # -- fit only ---------------------------------------------------------------------------------------
+
+    def client_body(self, vertices: np.ndarray | None = None, params: dict[str, np.ndarray] | None = None) -> BodyFit:
+        """A body the client sent, used as is: SMPL-X vertices [10475, 3] in the camera frame, or parameters
+        (`body_from_client`). Raises BadInputError when they do not make a body."""
+        return body_from_client(self.body, vertices=vertices, params=params)
 
     def refit(
         self,

@@ -44,6 +44,8 @@ def test_frames_agree_with_ivlm_core() -> None:
     assert np.allclose(np.array(frames.CV_CAMERA_FROM_GL_CAMERA), core_frames.CV_CAMERA_FROM_GL_CAMERA)
     # known points: 2 m in front of the camera is +Y in the world; "down" in the photo is -Z
     assert frames.cv_points_to_world([0.0, 0.0, 2.0, 0.0, 1.0, 0.0]) == [0.0, 2.0, 0.0, 0.0, 0.0, -1.0]
+    points = [0.3, -1.2, 2.5, -0.7, 0.4, 1.9]  # and back: what Refit sends of the body as shown
+    assert frames.world_points_to_cv(frames.cv_points_to_world(points)) == points
     move = [[1, 0, 0, 0.5], [0, 1, 0, 0.2], [0, 0, 1, 3.0], [0, 0, 0, 1]]
     world = np.array(frames.world_from_object(move))
     assert np.allclose(world @ [0, 0, 0, 1], [0.5, 3.0, -0.2, 1])

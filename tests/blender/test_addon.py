@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 bpy = pytest.importorskip("bpy")
-from mathutils import Quaternion, Vector
+from mathutils import Matrix, Quaternion, Vector
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -314,6 +314,52 @@ def test_manual_contact_marked_by_hand_then_refit(addon, tmp_path) -> None:
     assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
     assert len(run["ivlm_refit_job_id"]) == 32 and placed.matrix_world != before
     assert _members(body, group) == body_marks  # Refit moves the object; the marks stay as they were
+
+
+def test_refit_follows_the_body_moved_with_its_rig_and_sends_it_as_posed(addon, tmp_path) -> None:
+    """The artist moves the character by its armature, the object with it, and refits: the object comes back where
+    an unmoved Refit puts it, relative to the moved body (it used to land where the body had been). Refit sends the
+    body as shown: with an arm posed, the request's body is the deformed mesh in the body's own frame."""
+    _scene(tmp_path)
+    assert bpy.ops.ivlm.estimate_contact("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    run = bpy.data.collections["InteractVLM"].children[-1]
+    body = next(o for o in run.objects if o.get("ivlm_role") == "body")
+    placed = next(o for o in run.objects if o.get("ivlm_role") == "object")
+    armature = next(o for o in run.objects if o.get("ivlm_role") == "armature")
+    group = contact_group("sports ball")
+    placed.vertex_groups[group].remove(list(range(len(placed.data.vertices))))
+    placed.vertex_groups[group].add([v.index for v in placed.data.vertices if v.co.z > 0.08], 1.0, "REPLACE")
+    lowest = sorted(body.data.vertices, key=lambda v: v.co.z)[:200]
+    body.vertex_groups[group].add([v.index for v in lowest], 1.0, "REPLACE")
+    start = placed.matrix_world.copy()
+    assert bpy.ops.ivlm.refit("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    reference = body.matrix_world.inverted() @ placed.matrix_world
+
+    motion = Matrix.Translation((1.5, -0.5, 0.25)) @ Matrix.Rotation(0.6, 4, "Z")
+    armature.matrix_world = motion @ armature.matrix_world
+    placed.matrix_world = motion @ start  # back where it was before the first Refit, relative to the body
+    bpy.context.view_layer.update()
+    assert bpy.ops.ivlm.refit("EXEC_DEFAULT") == {"FINISHED"}, bpy.context.window_manager.ivlm.last_error
+    assert placed["ivlm_status"] == "placed", placed["ivlm_reason"]
+    relative = body.matrix_world.inverted() @ placed.matrix_world
+    assert max(abs(relative[i][j] - reference[i][j]) for i in range(4) for j in range(4)) < 1e-3
+
+    elbow = armature.pose.bones["left_elbow"]
+    elbow.rotation_mode = "QUATERNION"
+    elbow.rotation_quaternion = Quaternion((1.0, 0.0, 0.0), math.radians(60))
+    shown = _evaluated_points(body)  # in the body's own frame: the moved rig does not change it
+    request, _ = sys.modules[ADDON + ".blender.operators"]._refit_body(bpy.context)
+    values, shape = sys.modules[ADDON + ".core.codec"].decode(request["options"]["body"]["vertices"])
+    assert shape == [10475, 3]
+    expected = [c for p in shown for c in (p.x, -p.z, p.y)]  # the camera frame: x, -z, y
+    assert max(abs(a - b) for a, b in zip(values, expected, strict=True)) < 1e-6
+    assert max((p - v.co).length for p, v in zip(shown, body.data.vertices, strict=True)) > 0.05  # the arm moved
+
+    body.modifiers.new("Smooth view", "SUBSURF")  # changes the vertex count: the pose cannot be sent as SMPL-X
+    operators = sys.modules[ADDON + ".blender.operators"]
+    with pytest.raises(sys.modules[ADDON + ".core.protocol"].InputError, match=r"modifiers \(Smooth view\)") as error:
+        operators._refit_body(bpy.context)
+    assert "Turn those modifiers off in the viewport" in error.value.user_text()
 
 
 def contact_group(label: str) -> str:

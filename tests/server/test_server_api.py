@@ -181,6 +181,34 @@ def test_fit_only_job_starts_from_where_the_client_left_the_object(server, demo_
     assert obj["status"] == "placed" and started_there in obj["notes"], obj
 
 
+def test_fit_only_job_places_against_the_body_the_client_sent(server, demo_scene, finished_job) -> None:
+    """An artist who moved the rigged body (or posed it) refits against the body as it is in the scene: the objects
+    are placed against the body sent in options.body, not the estimate's, and the result says so."""
+    job_id, result, _, _ = finished_job
+    client = server.client()
+    vertices = demo_scene.vertices
+    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)
+    body = array_value(result["body"]["vertices"])
+    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)
+    contacts = {demo_scene.label: (object_contact, body_contact)}
+    first = client.wait(client.submit_fit(fit_request(job_id, contacts))["job_id"])
+    (obj,) = first["objects"]
+    shift = np.array([1.0, 0.0, 0.0])  # the body moved a metre to the side; the object with it
+    start = np.array(obj["camera_from_object"])
+    start[:3, 3] += shift
+    sent = (body + shift).astype(np.float32)
+    request = fit_request(job_id, contacts, {demo_scene.label: start}, body={"vertices": array_payload(sent)})
+    refit = client.wait(client.submit_fit(request)["job_id"])
+    assert any("the body you sent" in note for note in refit["notes"]), refit["notes"]
+    (obj,) = refit["objects"]
+    assert obj["status"] == "placed", obj["reason"]
+    placed = np.array(obj["camera_from_object"])
+    touching = (vertices @ placed[:3, :3].T + placed[:3, 3])[object_contact > 0.5]
+    for feet, near in ((sent[body_contact > 0.5], True), (body[body_contact > 0.5], False)):
+        gap = np.linalg.norm(touching[:, None] - feet[None], axis=2).min()
+        assert (gap < 0.05) if near else (gap > 0.5), f"the painted cap ends {gap:.3f} m from the feet (sent: {near})"
+
+
 def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
     job_id, _, _, _ = finished_job
     client = server.client()
@@ -199,6 +227,15 @@ def test_fit_only_job_bad_inputs(server, demo_scene, finished_job) -> None:
         cases.append((request, 400, "BAD_INPUT", words))
     cut = fit_request(job_id, {demo_scene.label: (ok_object, ok_body)}, {demo_scene.label: np.eye(4)[:3]})
     cases.append((cut, 400, "BAD_INPUT", "4x4"))
+    short = array_payload(np.zeros((100, 3), np.float32))
+    cases.append(
+        (
+            fit_request(job_id, {demo_scene.label: (ok_object, ok_body)}, body={"vertices": short}),
+            400,
+            "BAD_INPUT",
+            "options.body.vertices has shape",
+        )
+    )
     for body, status, code, words in cases:
         error = _error(lambda b=body: client.submit_fit(b))
         assert (error.status, error.code) == (status, code) and words in error.body["message"], error.body
