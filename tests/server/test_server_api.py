@@ -134,13 +134,17 @@ def test_health_answers_while_a_job_runs(finished_job) -> None:
     assert any(h["queue"]["running"] == job_id for h in healths)
 
 
+def _painted(vertices: np.ndarray, body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contacts a user painted: the object's top cap and the body's feet (y points down in the camera frame)."""
+    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)
+    return object_contact, (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)
+
+
 def test_fit_only_job_places_from_edited_contacts(server, demo_scene, finished_job) -> None:
     job_id, result, _, _ = finished_job
     client = server.client()
-    vertices = demo_scene.vertices
-    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)  # the user painted a cap
-    body = array_value(result["body"]["vertices"])
-    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)  # ...and the feet (y down)
+    vertices, body = demo_scene.vertices, array_value(result["body"]["vertices"])
+    object_contact, body_contact = _painted(vertices, body)
     fit = client.submit_fit(fit_request(job_id, {demo_scene.label: (object_contact, body_contact)}))
     assert fit["kind"] == "fit"
     refit = client.wait(fit["job_id"])
@@ -162,10 +166,8 @@ def test_fit_only_job_starts_from_where_the_client_left_the_object(server, demo_
     from it (from the last placement the server made otherwise), and the result says so."""
     job_id, result, _, _ = finished_job
     client = server.client()
-    vertices = demo_scene.vertices
-    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)
-    body = array_value(result["body"]["vertices"])
-    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)
+    vertices, body = demo_scene.vertices, array_value(result["body"]["vertices"])
+    object_contact, body_contact = _painted(vertices, body)
     contacts = {demo_scene.label: (object_contact, body_contact)}
     started_there = f"the search started from where '{demo_scene.label}' was in your scene"
 
@@ -186,10 +188,8 @@ def test_fit_only_job_places_against_the_body_the_client_sent(server, demo_scene
     are placed against the body sent in options.body, not the estimate's, and the result says so."""
     job_id, result, _, _ = finished_job
     client = server.client()
-    vertices = demo_scene.vertices
-    object_contact = (vertices[:, 1] > np.quantile(vertices[:, 1], 0.8)).astype(np.float32)
-    body = array_value(result["body"]["vertices"])
-    body_contact = (body[:, 1] > np.quantile(body[:, 1], 0.97)).astype(np.float32)
+    vertices, body = demo_scene.vertices, array_value(result["body"]["vertices"])
+    object_contact, body_contact = _painted(vertices, body)
     contacts = {demo_scene.label: (object_contact, body_contact)}
     first = client.wait(client.submit_fit(fit_request(job_id, contacts))["job_id"])
     (obj,) = first["objects"]
