@@ -28,6 +28,7 @@ PRED_PREFIX = "ivlm_pred_"  # float POINT attribute with the raw prediction, per
 COLOR_ATTRIBUTE = "ivlm_contact_color"
 RUNS_COLLECTION = "InteractVLM"
 PLACED_SUFFIX = " (IVLM)"
+BODY_VERTEX_COUNT = "ivlm_vertex_count"  # on the body: how many vertices it was built with
 
 
 class BuildError(UserError):
@@ -422,6 +423,7 @@ def _build_body(
     _stamp(body, provenance)
     body["ivlm_role"] = "body"
     body["ivlm_body_source"] = result["body"]["source"]
+    body[BODY_VERTEX_COUNT] = len(mesh.vertices)  # Refit checks that edits kept it (the server needs model order)
     if rig_body and result["body"].get("skeleton") is not None:
         rig.build_armature(collection, body, result["body"]["skeleton"])
     return body

@@ -21,7 +21,7 @@ from ..core import codec, contact, frames
 from ..core.health import HealthChecker, HealthReport, failed, summarize
 from ..core.jobs import BackgroundJob, JobRunner
 from ..core.messages import join_sentences
-from ..core.protocol import API_SCHEMA_VERSION, SMPLX_VERTEX_COUNT, InputError, UserError
+from ..core.protocol import API_SCHEMA_VERSION, InputError, UserError
 from . import build, export, gather, prefs, props
 
 if TYPE_CHECKING:  # the stubs' name for what operator methods return ({'FINISHED'}, ...); no such module in Blender
@@ -443,7 +443,6 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
     # The estimate built the body in its own frame; a body moved with its rig carries that frame along, so the
     # objects go to the server relative to it and come back into it.
     frame = body.matrix_world.copy()
-    vertices = _body_as_shown(body)
     entries, unmarked = [], []
     for obj in objects:
         label = obj["ivlm_label"]
@@ -470,6 +469,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             f"(body {p.body_threshold:.2f}, object {p.object_threshold:.2f}).",
             "Paint or mark where they touch, on the body and on the object, then press Refit.",
         )
+    vertices = _body_as_shown(body)
     request = {
         "schema_version": API_SCHEMA_VERSION,
         "source_job_id": run["ivlm_job_id"],
@@ -477,7 +477,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
         "options": {
             "body_contact_threshold": p.body_threshold,
             "object_contact_threshold": p.object_threshold,
-            "body": {"vertices": codec.encode(vertices, "float32", [SMPLX_VERTEX_COUNT, 3])},
+            "body": {"vertices": codec.encode(vertices, "float32", [len(vertices) // 3, 3])},
         },
     }
     return request, {"collection": run.session_uid, "frame": frame}
@@ -486,7 +486,14 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
 def _body_as_shown(body: bpy.types.Object) -> array.array:
     """The body's vertices as the artist sees them (its armature's pose and shape keys applied) in its own frame,
     as flat camera-frame coordinates: what Refit places the objects against. Raises InputError when a modifier
-    or an edit changed the vertex count, since the server needs SMPL-X's vertices in model order."""
+    or an edit changed the vertex count, since the server needs the model's vertices in its order."""
+    built = int(body.get(build.BODY_VERTEX_COUNT, len(gather.mesh_of(body).vertices)))  # runs before it: the mesh's
+    if len(gather.mesh_of(body).vertices) != built:
+        raise InputError(
+            f"The body has {len(gather.mesh_of(body).vertices)} vertices, not the {built} it was built with: its "
+            "mesh was edited, so Refit cannot send it.",
+            "Undo the edit to the body's mesh (vertices added or deleted), or run Estimate Contact again.",
+        )
     evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
     mesh = evaluated.to_mesh()
     try:
@@ -495,17 +502,12 @@ def _body_as_shown(body: bpy.types.Object) -> array.array:
         mesh.vertices.foreach_get("co", points)
     finally:
         evaluated.to_mesh_clear()
-    if count != SMPLX_VERTEX_COUNT:
+    if count != built:
         changing = [m.name for m in body.modifiers if m.type != "ARMATURE" and m.show_viewport]
-        if changing and len(gather.mesh_of(body).vertices) == SMPLX_VERTEX_COUNT:
-            raise InputError(
-                f"The body's modifiers ({', '.join(changing)}) give it {count} vertices, not SMPL-X's "
-                f"{SMPLX_VERTEX_COUNT}, so Refit cannot send the body as posed.",
-                "Turn those modifiers off in the viewport (keep the body's Armature modifier), then press Refit.",
-            )
         raise InputError(
-            f"The body has {count} vertices, not SMPL-X's {SMPLX_VERTEX_COUNT}: its mesh was edited.",
-            "Undo the edit to the body's mesh (vertices added or deleted), or run Estimate Contact again.",
+            f"The body's modifiers ({', '.join(changing) or 'in its stack'}) give it {count} vertices, not its "
+            f"{built}, so Refit cannot send the body as posed.",
+            "Turn those modifiers off in the viewport (keep the body's Armature modifier), then press Refit.",
         )
     return array.array("f", frames.world_points_to_cv(points))
 
