@@ -116,8 +116,6 @@ def bench_render(mesh: TriangleMesh, size: int, repeats: int, baseline: Triangle
     first, _ = timed(lambda: caster.intersect(*rays[0]))  # the BVH is built lazily by the first query
     ours = rasterize_mesh(v, f, cameras)  # warm-up, and the fragments compared below
     render_object_views(mesh, size)
-    if baseline is not None:
-        render_object_views(baseline, size)
     raster, render, embree, beside = [], [], [], []
     for _ in range(repeats):
         raster.append(timed(lambda: rasterize_mesh(v, f, cameras))[0])

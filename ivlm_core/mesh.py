@@ -86,11 +86,8 @@ def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
     triple = (
         a[0] * (b[1] * c[2] - b[2] * c[1]) + a[1] * (b[2] * c[0] - b[0] * c[2]) + a[2] * (b[0] * c[1] - b[1] * c[0])
     )
-    if count == 1:
-        volume = np.array([triple.sum()])
-    else:
-        part = label[faces[:, 0]]
-        volume = np.bincount(part, triple, minlength=count)[np.bincount(part, minlength=count) > 0]
+    part = label[faces[:, 0]]
+    volume = np.bincount(part, triple, minlength=count)[np.bincount(part, minlength=count) > 0]
     scale = (points.max(axis=1) - points.min(axis=1)).max() ** 3 if points.shape[1] else 0.0
     if (volume > 1e-9 * scale).all():
         return 1

@@ -88,6 +88,23 @@ def mesh_of(obj: bpy.types.Object) -> bpy.types.Mesh:
     return obj.data
 
 
+def shown_positions(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[array.array, bool]:
+    """The object's own vertices as shown, flat local (x, y, z) float32, and whether the evaluated mesh has the
+    same topology: then its positions (modifiers that only move vertices, a posed rig), else the mesh's own (a
+    Subdivision adds vertices, and vertex groups belong to the mesh's own)."""
+    own = mesh_of(obj)
+    evaluated = obj.evaluated_get(depsgraph)
+    shown = evaluated.to_mesh()
+    try:
+        same = len(shown.vertices) == len(own.vertices) and len(shown.polygons) == len(own.polygons)
+        vertices = shown.vertices if same else own.vertices
+        local = array.array("f", bytes(4 * 3 * len(vertices)))
+        vertices.foreach_get("co", local)
+    finally:
+        evaluated.to_mesh_clear()
+    return local, same
+
+
 def image_path(image: bpy.types.Image) -> str:
     """The image's file as an absolute path ("" when it has none)."""
     return bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""

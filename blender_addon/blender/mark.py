@@ -121,20 +121,9 @@ class _WorldPoints:
 
 
 def _world_positions(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[_WorldPoints, bool]:
-    """The world positions of the object's own vertices, and whether the evaluated mesh has the same topology.
-
-    As shown when modifiers only move vertices (a posed rig): the evaluated positions; otherwise (e.g. a
-    Subdivision adds vertices) the mesh's own, which the contact group belongs to."""
-    own = gather.mesh_of(obj)
-    evaluated = obj.evaluated_get(depsgraph)
-    shown = evaluated.to_mesh()
-    try:
-        same = len(shown.vertices) == len(own.vertices) and len(shown.polygons) == len(own.polygons)
-        vertices = shown.vertices if same else own.vertices
-        local = array.array("f", bytes(4 * 3 * len(vertices)))
-        vertices.foreach_get("co", local)
-    finally:
-        evaluated.to_mesh_clear()
+    """The world positions of the object's own vertices (`gather.shown_positions`), and whether the evaluated mesh
+    has the same topology."""
+    local, same = gather.shown_positions(obj, depsgraph)
     return _WorldPoints(local, obj.matrix_world), same
 
 

@@ -443,6 +443,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
     # The estimate built the body in its own frame; a body moved with its rig carries that frame along, so the
     # objects go to the server relative to it and come back into it.
     frame = body.matrix_world.copy()
+    into_frame = frame.inverted_safe()
     entries, unmarked = [], []
     for obj in objects:
         label = obj["ivlm_label"]
@@ -456,7 +457,7 @@ def _refit_body(context: bpy.types.Context) -> tuple[dict, dict]:
             "object_contact": codec.encode(object_weights, "float32", [len(object_weights)]),
             "body_contact": codec.encode(body_weights, "float32", [len(body_weights)]),
         }
-        relative = frame.inverted_safe() @ obj.matrix_world  # where the artist left it, in the body's frame
+        relative = into_frame @ obj.matrix_world  # where the artist left it, in the body's frame
         pose = frames.camera_from_object([[relative[i][j] for j in range(4)] for i in range(4)])
         if pose is not None:
             entry["camera_from_object"] = pose
@@ -487,26 +488,20 @@ def _body_as_shown(body: bpy.types.Object) -> array.array:
     """The body's vertices as the artist sees them (its armature's pose and shape keys applied) in its own frame,
     as flat camera-frame coordinates: what Refit places the objects against. Raises InputError when a modifier
     or an edit changed the vertex count, since the server needs the model's vertices in its order."""
-    built = int(body.get(build.BODY_VERTEX_COUNT, len(gather.mesh_of(body).vertices)))  # runs before it: the mesh's
-    if len(gather.mesh_of(body).vertices) != built:
+    own = len(gather.mesh_of(body).vertices)
+    built = int(body.get(build.BODY_VERTEX_COUNT, own))  # runs built before it was stored: the mesh's own count
+    if own != built:
         raise InputError(
-            f"The body has {len(gather.mesh_of(body).vertices)} vertices, not the {built} it was built with: its "
-            "mesh was edited, so Refit cannot send it.",
+            f"The body has {own} vertices, not the {built} it was built with: its mesh was edited, so Refit "
+            "cannot send it.",
             "Undo the edit to the body's mesh (vertices added or deleted), or run Estimate Contact again.",
         )
-    evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = evaluated.to_mesh()
-    try:
-        count = len(mesh.vertices)
-        points = array.array("f", bytes(12 * count))
-        mesh.vertices.foreach_get("co", points)
-    finally:
-        evaluated.to_mesh_clear()
-    if count != built:
+    points, same = gather.shown_positions(body, bpy.context.evaluated_depsgraph_get())
+    if not same:
         changing = [m.name for m in body.modifiers if m.type != "ARMATURE" and m.show_viewport]
         raise InputError(
-            f"The body's modifiers ({', '.join(changing) or 'in its stack'}) give it {count} vertices, not its "
-            f"{built}, so Refit cannot send the body as posed.",
+            f"The body's modifiers ({', '.join(changing) or 'in its stack'}) change its mesh, so Refit cannot send "
+            "the body as posed.",
             "Turn those modifiers off in the viewport (keep the body's Armature modifier), then press Refit.",
         )
     return array.array("f", frames.world_points_to_cv(points))
