@@ -44,6 +44,11 @@ PY
 if [ "$TINY" = 0 ]; then "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: run with --rehearse')"; fi
 
 step "1 rasteriser (ms per view)"
+# The lent GPU machines lack embreex (benchmarks/device_wheels.sh leaves it out, for size): then no Embree columns.
+if ! "$PY" -c "import embreex" 2>/dev/null; then
+    echo "embreex is not installed: the Embree columns are left out"
+    RENDER+=(--no-embree)
+fi
 "$PY" benchmarks/bench_render.py "${RENDER[@]}" --json "$OUT/render.json"
 
 step "2 Localize, language model bf16 (KV cache vs no cache)"

@@ -1,10 +1,13 @@
 """The GPU check (benchmarks/gpu_check.sh) rehearsed on the CPU with tiny sizes: every step's code path runs, so a
-run on a GPU cannot fail on a typo. No GPU figure comes from this; the GPU run prints them."""
+run on a GPU cannot fail on a typo. No GPU figure comes from this; the GPU run prints them. The rehearsal runs
+without the packages a lent GPU machine lacks and is not sent (benchmarks/device_packages.txt, "unused")."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,37 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # seven steps, each a fresh Python process with torch
 
 
+def _device_packages() -> dict[str, str]:
+    """benchmarks/device_packages.txt as {package: role}."""
+    lines = (ROOT / "benchmarks" / "device_packages.txt").read_text().splitlines()
+    return dict(line.split() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_device_packages_name_every_dependency_and_pin_what_is_carried() -> None:
+    packages = _device_packages()
+    assert set(packages.values()) == {"carried", "image", "unused"}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ;]", dependency, maxsplit=1)[0].lower() for dependency in project["dependencies"]}
+    assert names - set(packages) == set(), "a dependency the GPU machine may lack: add it to device_packages.txt"
+    lock = (ROOT / "requirements" / "ci-lock.txt").read_text().lower()
+    for name, role in packages.items():
+        if role == "carried":
+            assert re.search(rf"^{re.escape(name)}==", lock, re.MULTILINE), f"{name} is carried but not pinned"
+
+
 def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_perception, synthetic_body_files) -> None:
-    env = {**os.environ, "PYTHON": sys.executable, "IVLM_GPU_CHECK_OUT": str(tmp_path)}
+    # As on a lent GPU machine: the packages it lacks and is not sent cannot be imported.
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    unused = sorted(name for name, role in _device_packages().items() if role == "unused")
+    (blocker / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({unused!r}))\n")
+    out = tmp_path / "figures"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "IVLM_GPU_CHECK_OUT": str(out),
+        "PYTHONPATH": os.pathsep.join([str(blocker), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"],
         capture_output=True,
@@ -26,13 +58,14 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
     assert done.returncode == 0, output[-4000:]
     for step in range(8):
         assert f"== {step} " in done.stdout, output[-4000:]
+    assert "embreex is not installed: the Embree columns are left out" in done.stdout
     assert "KV cache is" in done.stdout and "static" in done.stdout
     assert "simulated 24 GB card: the plan chose joint-int8" in done.stdout
     assert "simulated 16 GB card: the plan chose joint-nf4" in done.stdout
     assert done.stdout.count("job COMPLETED") == 2 and "GB/s" in done.stdout
     # The whole NF4 job is rehearsed once, by the 16 GB card (step 5's NF4 run is the same job; GPU runs only).
-    figures = json.loads((tmp_path / "card_16gb.json").read_text())
+    figures = json.loads((out / "card_16gb.json").read_text())
     assert figures["contacts"] == {"body": True, "object": True} and figures["configuration"] == "joint-nf4"
-    assert not (tmp_path / "whole_nf4.json").exists()
+    assert not (out / "whole_nf4.json").exists()
     for name in ("render", "localize_bf16", "localize_nf4", "localize_static", "whole_bf16", "card_24gb"):
-        assert (tmp_path / f"{name}.json").is_file(), name
+        assert (out / f"{name}.json").is_file(), name
