@@ -59,13 +59,35 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
     for step in range(8):
         assert f"== {step} " in done.stdout, output[-4000:]
     assert "embreex is not installed: the Embree columns are left out" in done.stdout
+    assert "!! " not in done.stdout, output[-4000:]
     assert "KV cache is" in done.stdout and "static" in done.stdout
     assert "simulated 24 GB card: the plan chose joint-int8" in done.stdout
     assert "simulated 16 GB card: the plan chose joint-nf4" in done.stdout
     assert done.stdout.count("job COMPLETED") == 2 and "GB/s" in done.stdout
-    # The whole NF4 job is rehearsed once, by the 16 GB card (step 5's NF4 run is the same job; GPU runs only).
+    # The whole NF4 job is rehearsed once, by the 16 GB card (step 4's NF4 run is the same job; GPU runs only).
     figures = json.loads((out / "card_16gb.json").read_text())
     assert figures["contacts"] == {"body": True, "object": True} and figures["configuration"] == "joint-nf4"
     assert not (out / "whole_nf4.json").exists()
     for name in ("render", "localize_bf16", "localize_nf4", "localize_static", "whole_bf16", "card_24gb"):
         assert (out / f"{name}.json").is_file(), name
+
+
+def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -> None:
+    """One GPU session may be all there is: a step that fails must not cost the figures of the steps after it."""
+    fake = tmp_path / "python"
+    # Inline scripts (the device probe, the copy speed) succeed; every benchmark script fails.
+    fake.write_text('#!/usr/bin/env bash\ncase "$1" in -) cat >/dev/null; exit 0;; -c) exit 1;; *) exit 3;; esac\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "IVLM_GPU_CHECK_OUT": str(tmp_path / "figures")}
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "== 7 " in done.stdout and "!! step 4 whole pipeline per job, joint release bf16 and NF4 failed" in done.stdout
+    )
+    assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7")
