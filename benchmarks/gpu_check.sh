@@ -18,7 +18,8 @@
 #   5 simulated 24 GB and 16 GB cards (torch.cuda.set_per_process_memory_fraction): the plan's choice and a job
 #     that completes in it
 #   6 pinned host -> GPU copy speed, for the decision on swapping a release per request
-#   7 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
+#   7 the tests that compare CUDA results with the CPU's (rasteriser face ids and barycentrics; skipped on a CPU)
+#   8 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
 #     time on the 13B model is not known and a run stopped at its time limit keeps the steps before it
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -105,7 +106,10 @@ for p in plan.plan_all("cuda", nominal=True)[::2]:
 print(f"copy {rate:.1f} GB/s ({device})")
 PY
 
-step "7 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
+step "7 CUDA against CPU (tests)"
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 check "$PY" -m pytest -q -p no:cacheprovider tests/test_rasterize.py -k cuda
+
+step "8 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
 check "$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --decoder static "${LOCALIZE_STATIC[@]}" --json "$OUT/localize_static.json"
 
 printf '\nGPU check finished in %s s; figures in %s/\n' "$SECONDS" "$OUT"
