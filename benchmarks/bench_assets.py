@@ -23,7 +23,7 @@ Targets (issue 14): no asset's render > 2x the icosphere's, the rasteriser at le
 on every asset, the Contact stage <= 1.5 s per object on this CPU.
 
     .venv/bin/python benchmarks/bench_assets.py [--size 1024] [--repeats 3] [--threads 1] [--only NAME ...]
-        [--no-stages] [--json out.json]
+        [--no-stages] [--no-embree] [--json out.json]
 """
 
 from __future__ import annotations
@@ -102,47 +102,58 @@ def median(timings: list[Timing]) -> Timing:
     return Timing(statistics.median(t.wall_s for t in timings), statistics.median(t.cpu_s for t in timings))
 
 
-def bench_render(mesh: TriangleMesh, size: int, repeats: int, baseline: TriangleMesh | None = None) -> dict:
+def bench_render(
+    mesh: TriangleMesh, size: int, repeats: int, baseline: TriangleMesh | None = None, embree: bool = True
+) -> dict:
     """Our 4 views and Embree's, interleaved (and the baseline mesh's render beside them, when given); agreement
-    of face ids on every pixel."""
+    of face ids on every pixel. Without `embree` (a GPU machine without embreex) ours alone; with CUDA, the CUDA
+    rasteriser's face ids are compared with the CPU's too."""
     normalised, _, _ = normalize_object_vertices(mesh.vertices)
     cameras = OBJECT_VIEWS.cameras(size, dtype=torch.float32)
     v = torch.tensor(normalised, dtype=torch.float32)
     f = torch.tensor(mesh.faces, dtype=torch.int64)
-    rays = [EmbreeCaster.pixel_rays(cameras, b) for b in range(len(OBJECT_VIEWS))]
-    build, caster = timed(lambda: EmbreeCaster(normalised, mesh.faces))
+    caster = None
+    if embree:
+        rays = [EmbreeCaster.pixel_rays(cameras, b) for b in range(len(OBJECT_VIEWS))]
+        build, caster = timed(lambda: EmbreeCaster(normalised, mesh.faces))
     # Ours has a per-mesh set-up too, outside the render timing as the BVH build is: whether back faces may be skipped
     orientation, _ = timed(lambda: closed_orientation(mesh.vertices, mesh.faces))
-    first, _ = timed(lambda: caster.intersect(*rays[0]))  # the BVH is built lazily by the first query
+    if caster is not None:
+        first, _ = timed(lambda: caster.intersect(*rays[0]))  # the BVH is built lazily by the first query
     ours = rasterize_mesh(v, f, cameras)  # warm-up, and the fragments compared below
     render_object_views(mesh, size)
-    raster, render, embree, beside = [], [], [], []
+    raster, render, cast, beside = [], [], [], []
     for _ in range(repeats):
         raster.append(timed(lambda: rasterize_mesh(v, f, cameras))[0])
         render.append(timed(lambda: render_object_views(mesh, size))[0])
         if baseline is not None:
             beside.append(timed(lambda: render_object_views(baseline, size))[0])
-        embree.append(timed(lambda: [caster.intersect(*r) for r in rays])[0])
-        # Embree's worker threads spin for a while after a cast; measured, they added up to 15 % of process CPU
-        # to the next timing of ours. Let them park first.
-        time.sleep(0.2)
-    agreement = []
-    for view in range(len(OBJECT_VIEWS)):
-        hits = caster.cast(cameras, view)
-        agreement.append(float(np.mean(ours.pix_to_face[view].numpy() == hits.face)))
+        if caster is not None:
+            cast.append(timed(lambda: [caster.intersect(*r) for r in rays])[0])
+            # Embree's worker threads spin for a while after a cast; measured, they added up to 15 % of process CPU
+            # to the next timing of ours. Let them park first.
+            time.sleep(0.2)
     row = {
         "raster": median(raster).__dict__,
         "render": median(render).__dict__,
         "baseline_render": median(beside or render).__dict__,  # the icosphere's, timed beside this asset's
-        "embree_cast": median(embree).__dict__,
-        "embree_bvh_build_s": build.wall_s + first.wall_s,
         "orientation_s": orientation.wall_s,
-        "agreement_min": min(agreement),
-        "agreement_mean": float(np.mean(agreement)),
     }
+    if caster is not None:
+        agreement = []
+        for view in range(len(OBJECT_VIEWS)):
+            hits = caster.cast(cameras, view)
+            agreement.append(float(np.mean(ours.pix_to_face[view].numpy() == hits.face)))
+        row |= {
+            "embree_cast": median(cast).__dict__,
+            "embree_bvh_build_s": build.wall_s + first.wall_s,
+            "agreement_min": min(agreement),
+            "agreement_mean": float(np.mean(agreement)),
+        }
     if torch.cuda.is_available():
         vc, fc, cc = v.cuda(), f.cuda(), cameras.to("cuda")
-        rasterize_mesh(vc, fc, cc)
+        on_cuda = rasterize_mesh(vc, fc, cc)
+        row["agreement_cuda_vs_cpu"] = float((on_cuda.pix_to_face.cpu() == ours.pix_to_face).double().mean())
         row["raster_cuda_s"] = median(
             [timed(lambda: rasterize_mesh(vc, fc, cc), sync=True)[0] for _ in range(repeats)]
         ).wall_s
@@ -231,12 +242,18 @@ def print_table(rows: list[dict], size: int) -> None:
     )
     for r in rows:
         x, stage = r["render"], r.get("stages") or {}
-        ras, ren, emb, base = x["raster"], x["render"], x["embree_cast"], x["baseline_render"]
+        ras, ren, emb, base = x["raster"], x["render"], x.get("embree_cast"), x["baseline_render"]
         contact, fit = stage.get("contact"), stage.get("fit")
+        embree_columns = (
+            f"{emb['wall_s']:>6.2f}/{emb['cpu_s']:<6.2f} "
+            f"{emb['wall_s'] / ras['wall_s']:>4.1f}/{emb['cpu_s'] / ras['cpu_s']:<5.1f}x {100 * x['agreement_min']:>6.2f}% "
+            if emb
+            else f"{'-':>13} {'-':>11} {'-':>7} "
+        )
         print(
             f"{r['asset']:26} {r['faces']:>9,} {ras['wall_s']:>6.2f}/{ras['cpu_s']:<6.2f} {ren['wall_s']:>6.2f}/{ren['cpu_s']:<6.2f} "
-            f"{ren['wall_s'] / base['wall_s']:>4.2f}/{ren['cpu_s'] / base['cpu_s']:<5.2f}x {emb['wall_s']:>6.2f}/{emb['cpu_s']:<6.2f} "
-            f"{emb['wall_s'] / ras['wall_s']:>4.1f}/{emb['cpu_s'] / ras['cpu_s']:<5.1f}x {100 * x['agreement_min']:>6.2f}% "
+            f"{ren['wall_s'] / base['wall_s']:>4.2f}/{ren['cpu_s'] / base['cpu_s']:<5.2f}x "
+            + embree_columns
             + (f"{contact['wall_s']:>6.2f}/{contact['cpu_s']:<6.2f} " if contact else f"{'-':>13} ")
             + (
                 f"{fit['wall_s']:>7.2f} {stage['fit_status']:>8}"
@@ -245,21 +262,27 @@ def print_table(rows: list[dict], size: int) -> None:
             )
         )
         if "raster_cuda_s" in x:
-            print(f"{'':26} {'CUDA':>9} {x['raster_cuda_s']:>13.4f} {x['render_cuda_s']:>13.4f}")
+            print(
+                f"{'':26} {'CUDA':>9} {x['raster_cuda_s']:>13.4f} {x['render_cuda_s']:>13.4f}   face ids as the CPU's on "
+                f"{100 * x['agreement_cuda_vs_cpu']:.3f} % of pixels"
+            )
     slowest = max(rows, key=lambda r: r["render"]["orientation_s"])
+    bvh = slowest["render"].get("embree_bvh_build_s")
     print(
         f"per-mesh set-up outside the render timing: orientation check at most {slowest['render']['orientation_s']:.2f} s "
-        f"({slowest['asset']}; Embree's BVH build there {slowest['render']['embree_bvh_build_s']:.2f} s); "
+        f"({slowest['asset']}" + (f"; Embree's BVH build there {bvh:.2f} s" if bvh is not None else "") + "); "
         "the Contact stage includes it"
     )
     for clock in ("wall_s", "cpu_s"):
         worst = max(r["render"]["render"][clock] / r["render"]["baseline_render"][clock] for r in rows)
-        lowest = min(r["render"]["embree_cast"][clock] / r["render"]["raster"][clock] for r in rows)
         name = "wall" if clock == "wall_s" else "CPU"
-        print(
-            f"{name:4}: worst render vs icosphere {worst:.2f}x ({'met' if worst <= TARGET_VS_ICOSPHERE else 'MISSED'}); "
-            f"lowest Embree cast / rasterise {lowest:.2f}x ({'met' if lowest >= 1.0 else 'MISSED'})"
+        line = (
+            f"{name:4}: worst render vs icosphere {worst:.2f}x ({'met' if worst <= TARGET_VS_ICOSPHERE else 'MISSED'})"
         )
+        if all("embree_cast" in r["render"] for r in rows):
+            lowest = min(r["render"]["embree_cast"][clock] / r["render"]["raster"][clock] for r in rows)
+            line += f"; lowest Embree cast / rasterise {lowest:.2f}x ({'met' if lowest >= 1.0 else 'MISSED'})"
+        print(line)
         contacts = [r["stages"]["contact"][clock] for r in rows if r.get("stages")]
         if contacts:
             verdict = "met" if max(contacts) <= TARGET_CONTACT_S else "MISSED"
@@ -274,6 +297,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="asset names to run (substring match); the icosphere always runs")
     parser.add_argument("--no-stages", action="store_true", help="render and Embree only, no Contact / fit stages")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--no-embree", action="store_true", help="leave out Embree (a GPU machine without embreex: the CUDA rows)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -286,7 +312,7 @@ def main() -> None:
         row = {
             "asset": asset.name,
             "faces": mesh.num_faces,
-            "render": bench_render(mesh, args.size, args.repeats, baseline),
+            "render": bench_render(mesh, args.size, args.repeats, baseline, not args.no_embree),
         }
         baseline = baseline or mesh  # the first asset, the icosphere
         if stages is not None:

@@ -19,7 +19,9 @@
 #     that completes in it
 #   6 pinned host -> GPU copy speed, for the decision on swapping a release per request
 #   7 the tests that compare CUDA results with the CPU's (rasteriser face ids and barycentrics; skipped on a CPU)
-#   8 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
+#   8 the meshes artists bring (benchmarks/bench_assets.py, render only): CUDA seconds for the 4 object views beside
+#     the CPU's, and the CUDA face ids' agreement with the CPU's
+#   9 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
 #     time on the 13B model is not known and a run stopped at its time limit keeps the steps before it
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,12 +31,14 @@ mkdir -p "$OUT"
 if [ "${1:-}" = "--rehearse" ] || [ "${IVLM_GPU_CHECK_TINY:-0}" = "1" ]; then
     TINY=1; DEVICE=cpu
     RENDER=(--size 64 --repeats 1)
+    ASSETS=(--size 64 --repeats 1 --only cube --no-stages)
     LOCALIZE=(--model tiny --device cpu --repeats 1)
     LOCALIZE_STATIC=(--compile-backend aot_eager)
     WHOLE=(--tiny --device cpu --min-available-gb 0.5)
 else
     TINY=0; DEVICE=cuda
     RENDER=(--repeats 5)
+    ASSETS=(--repeats 3 --no-stages)
     LOCALIZE=(--model 13b --device cuda --dtype bfloat16 --repeats 3)
     LOCALIZE_STATIC=()
     WHOLE=(--device cuda --sam-batch 4 --min-available-gb 0)
@@ -65,6 +69,7 @@ step "1 rasteriser (ms per view)"
 if ! "$PY" -c "import embreex" 2>/dev/null; then
     echo "embreex is not installed: the Embree columns are left out"
     RENDER+=(--no-embree)
+    ASSETS+=(--no-embree)
 fi
 check "$PY" benchmarks/bench_render.py "${RENDER[@]}" --json "$OUT/render.json"
 
@@ -109,7 +114,10 @@ PY
 step "7 CUDA against CPU (tests)"
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 check "$PY" -m pytest -q -p no:cacheprovider tests/test_rasterize.py -k cuda
 
-step "8 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
+step "8 asset meshes (render only; CUDA beside the CPU)"
+check "$PY" benchmarks/bench_assets.py "${ASSETS[@]}" --json "$OUT/assets.json"
+
+step "9 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
 check "$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --decoder static "${LOCALIZE_STATIC[@]}" --json "$OUT/localize_static.json"
 
 printf '\nGPU check finished in %s s; figures in %s/\n' "$SECONDS" "$OUT"

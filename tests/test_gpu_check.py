@@ -56,7 +56,7 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    for step in range(9):
+    for step in range(10):
         assert f"== {step} " in done.stdout, output[-4000:]
     assert "embreex is not installed: the Embree columns are left out" in done.stdout
     assert "!! " not in done.stdout, output[-4000:]
@@ -68,7 +68,7 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
     figures = json.loads((out / "card_16gb.json").read_text())
     assert figures["contacts"] == {"body": True, "object": True} and figures["configuration"] == "joint-nf4"
     assert not (out / "whole_nf4.json").exists()
-    for name in ("render", "localize_bf16", "localize_nf4", "localize_static", "whole_bf16", "card_24gb"):
+    for name in ("render", "localize_bf16", "localize_nf4", "localize_static", "whole_bf16", "card_24gb", "assets"):
         assert (out / f"{name}.json").is_file(), name
 
 
@@ -90,4 +90,4 @@ def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -
     assert (
         "== 7 " in done.stdout and "!! step 4 whole pipeline per job, joint release bf16 and NF4 failed" in done.stdout
     )
-    assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8")
+    assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9")
