@@ -72,22 +72,35 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
         assert (out / f"{name}.json").is_file(), name
 
 
-def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -> None:
-    """One GPU session may be all there is: a step that fails must not cost the figures of the steps after it."""
+def _run_with_failing_benchmarks(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """The GPU check with a stand-in interpreter: inline scripts (the device probe, the copy speed) succeed, every
+    benchmark script and pytest fail. Seconds, not minutes."""
     fake = tmp_path / "python"
-    # Inline scripts (the device probe, the copy speed) succeed; every benchmark script fails.
     fake.write_text('#!/usr/bin/env bash\ncase "$1" in -) cat >/dev/null; exit 0;; -c) exit 1;; *) exit 3;; esac\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "IVLM_GPU_CHECK_OUT": str(tmp_path / "figures")}
-    done = subprocess.run(
+    return subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHON": str(fake), "IVLM_GPU_CHECK_OUT": str(tmp_path / "figures"), **env},
         timeout=60,
     )
+
+
+def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -> None:
+    """One GPU session may be all there is: a step that fails must not cost the figures of the steps after it."""
+    done = _run_with_failing_benchmarks(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert (
-        "== 7 " in done.stdout and "!! step 4 whole pipeline per job, joint release bf16 and NF4 failed" in done.stdout
-    )
+    assert "== 9 " in done.stdout
+    assert "!! step 4 whole pipeline per job, joint release bf16 and NF4 failed" in done.stdout
     assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9")
+
+
+def test_gpu_check_runs_only_the_steps_asked_for(tmp_path) -> None:
+    """To finish a run that a time limit stopped: the steps named run (and the device probe), the others do not."""
+    done = _run_with_failing_benchmarks(tmp_path, IVLM_GPU_CHECK_STEPS="4,8")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "== 0 device  (" in done.stdout and "== 9 Localize, static cache" in done.stdout
+    for left_out in (1, 2, 3, 5, 6, 7, 9):
+        assert re.search(rf"^== {left_out} .*: left out \(IVLM_GPU_CHECK_STEPS\)$", done.stdout, re.MULTILINE)
+    assert done.stdout.rstrip().endswith("!! failed steps: 4 8")
