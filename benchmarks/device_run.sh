@@ -10,8 +10,12 @@ OUT="${OUT:-device_out}"
 mkdir -p "$OUT"
 SITE="${IVLM_DEVICE_SITE:-/tmp/ivlm-site}"
 PYTHON="${PYTHON:-python3}"
+if ! compgen -G ".whl/*.whl" >/dev/null; then
+    echo "no wheels in .whl/: run benchmarks/device_wheels.sh where PyPI is reachable and carry .whl" >&2
+    exit 1
+fi
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl ||
-    { echo "the carried wheels did not install: run benchmarks/device_wheels.sh here and carry .whl" >&2; exit 1; }
+    { echo "the carried wheels did not install (see pip's message above)" >&2; exit 1; }
 export PYTHONPATH="$SITE:$PWD" PYTHON PYTHONUNBUFFERED=1 IVLM_GPU_CHECK_OUT="${IVLM_GPU_CHECK_OUT:-/tmp/gpu_check_out}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/nvidia_smi.csv" 2>&1 || true
 bash benchmarks/gpu_check.sh "$@" 2>&1 | tee "$OUT/gpu_check.log"

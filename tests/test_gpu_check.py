@@ -75,16 +75,25 @@ def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_percept
 def _run_with_failing_benchmarks(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """The GPU check with a stand-in interpreter: inline scripts (the device probe, the copy speed) succeed, every
     benchmark script and pytest fail. Seconds, not minutes."""
-    fake = tmp_path / "python"
-    fake.write_text('#!/usr/bin/env bash\ncase "$1" in -) cat >/dev/null; exit 0;; -c) exit 1;; *) exit 3;; esac\n')
-    fake.chmod(0o755)
     return subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--rehearse"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHON": str(fake), "IVLM_GPU_CHECK_OUT": str(tmp_path / "figures"), **env},
+        env={**os.environ, "PYTHON": _fake_python(tmp_path), "IVLM_GPU_CHECK_OUT": str(tmp_path / "figures"), **env},
         timeout=60,
     )
+
+
+def _fake_python(folder: Path) -> str:
+    """A stand-in interpreter: inline scripts and `-m pip` succeed, imports probed with -c fail, anything else
+    (benchmark scripts, `-m pytest`) exits 3."""
+    fake = folder / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'case "$1" in -) cat >/dev/null; exit 0;; -c) exit 1;; -m) [ "$2" = pip ] && exit 0; exit 3;; *) exit 3;; esac\n'
+    )
+    fake.chmod(0o755)
+    return str(fake)
 
 
 def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -> None:
@@ -104,3 +113,25 @@ def test_gpu_check_runs_only_the_steps_asked_for(tmp_path) -> None:
     for left_out in (1, 2, 3, 5, 6, 7, 9):
         assert re.search(rf"^== {left_out} .*: left out \(IVLM_GPU_CHECK_STEPS\)$", done.stdout, re.MULTILINE)
     assert done.stdout.rstrip().endswith("!! failed steps: 4 8")
+
+
+def test_device_run_returns_the_log_the_figures_and_the_gpu_reading_even_when_steps_fail(tmp_path) -> None:
+    """benchmarks/device_run.sh, as on a lent GPU machine (here with the stand-in interpreter and no GPU): what
+    comes back under $OUT is there although every benchmark failed; without carried wheels it stops and says what
+    to do."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    for script in ("device_run.sh", "gpu_check.sh"):
+        (repo / "benchmarks" / script).write_text((ROOT / "benchmarks" / script).read_text())
+    env = {**os.environ, "PYTHON": _fake_python(tmp_path), "OUT": str(tmp_path / "out")}
+    env |= {"IVLM_GPU_CHECK_OUT": str(tmp_path / "figures"), "IVLM_DEVICE_SITE": str(tmp_path / "site")}
+    command = ["bash", str(repo / "benchmarks" / "device_run.sh"), "--rehearse"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and "no wheels in .whl/" in done.stderr, done.stdout + done.stderr
+    (repo / ".whl").mkdir()
+    (repo / ".whl" / "stand_in-1.0-py3-none-any.whl").write_bytes(b"")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr  # the benchmarks failed, so the run says so
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    assert "== 9 " in log and log.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9")
+    assert (tmp_path / "out" / "nvidia_smi.csv").is_file() and (tmp_path / "out" / "gpu_check_json.tgz").is_file()
