@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # seven steps, each a fresh Python process with torch
 
 
 def _device_packages() -> dict[str, str]:
@@ -34,6 +33,7 @@ def test_device_packages_name_every_dependency_and_pin_what_is_carried() -> None
             assert re.search(rf"^{re.escape(name)}==", lock, re.MULTILINE), f"{name} is carried but not pinned"
 
 
+@pytest.mark.slow  # ten steps, most a fresh Python process with torch
 def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_perception, synthetic_body_files) -> None:
     # As on a lent GPU machine: the packages it lacks and is not sent cannot be imported.
     blocker = tmp_path / "site"
