@@ -13,6 +13,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from ivlm_core.errors import BadInputError
 from ivlm_core.fit.place_object import PlacementOptions
 from ivlm_core.mesh import TriangleMesh, validate_mesh
+from ivlm_core.pipeline import array_keys
 from ivlm_core.pipeline.reconstruct import check_object_label, check_photo_size
 from server import arrays
 from server.errors import ServerError
@@ -135,15 +136,17 @@ def placement_options(threshold_body: float, threshold_object: float, optimise_s
     )
 
 
-def client_body(body: ClientBody | None) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
-    """A request's options.body as vertices or parameters (checked further by the pipeline), or (None, None)."""
+def client_body(body: ClientBody | None) -> tuple[dict[str, np.ndarray], dict[str, list[float]] | None]:
+    """A request's options.body as a job keeps it (checked further by the pipeline): its vertices as an input array
+    (float32 [10475, 3] under `array_keys.CLIENT_BODY_VERTICES`) or its SMPL-X parameters for the job's record;
+    ({}, None) when there is none. Raises BadInputError when it has neither or its vertices are malformed."""
     if body is None:
-        return None, None
+        return {}, None
     if body.vertices is not None:
         vertices = arrays.decode(body.vertices, "options.body.vertices", dtype="float32", shape=(SMPLX_VERTICES, 3))
-        return vertices.astype(np.float64), None
+        return {array_keys.CLIENT_BODY_VERTICES: vertices}, None
     if body.params is not None:
-        return None, {k: np.asarray(v, np.float32) for k, v in body.params.items()}
+        return {}, {k: np.asarray(v, np.float32).tolist() for k, v in body.params.items()}
     raise BadInputError(
         "options.body has neither vertices nor params", "Send the body's vertices or its SMPL-X parameters."
     )

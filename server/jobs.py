@@ -180,17 +180,15 @@ class JobService:
         labels = inputs.check_labels([obj.label for obj in request.objects])
         photo = inputs.decode_photo(request.image, self.settings)
         meshes = [inputs.decode_mesh(obj, i, self.settings) for i, obj in enumerate(request.objects)]
-        body_vertices, body_params = inputs.client_body(request.options.body)
-        arrays: dict[str, np.ndarray] = {"image": photo.pixels}
+        body_arrays, body_params = inputs.client_body(request.options.body)
+        arrays: dict[str, np.ndarray] = {"image": photo.pixels, **body_arrays}
         for i, mesh in enumerate(meshes):
             arrays[array_keys.key(array_keys.VERTICES, i)] = mesh.vertices.astype(np.float32)
             arrays[array_keys.key(array_keys.FACES, i)] = mesh.faces.astype(np.int32)
-        if body_vertices is not None:
-            arrays[array_keys.CLIENT_BODY_VERTICES] = body_vertices.astype(np.float32)
         record = EstimateRecord(
             labels=labels,
             options=request.options.model_copy(update={"body": None}),
-            client_body_params=None if body_params is None else {k: v.tolist() for k, v in body_params.items()},
+            client_body_params=body_params,
             exif_orientation=photo.exif_orientation,
         )
         return self._enqueue(record, arrays, photo.raw)
@@ -211,10 +209,8 @@ class JobService:
                 "Wait until the estimate job is done (or run it again if it failed).",
             )
         labels, source_inputs = self._fit_source(source.job_id)
-        body_vertices, body_params = inputs.client_body(request.options.body)
-        arrays: dict[str, np.ndarray] = {}
-        if body_vertices is not None:
-            arrays[array_keys.CLIENT_BODY_VERTICES] = body_vertices.astype(np.float32)
+        body_arrays, body_params = inputs.client_body(request.options.body)
+        arrays: dict[str, np.ndarray] = dict(body_arrays)
         for obj, label in zip(
             request.objects, inputs.check_labels([obj.label for obj in request.objects]), strict=True
         ):
@@ -240,7 +236,7 @@ class JobService:
             source_job_id=source.job_id,
             labels=[obj.label.strip() for obj in request.objects],
             options=request.options.model_copy(update={"body": None}),
-            client_body_params=None if body_params is None else {k: v.tolist() for k, v in body_params.items()},
+            client_body_params=body_params,
         )
         return self._enqueue(record, arrays, None)
 

@@ -522,6 +522,7 @@ def _apply_refit(collection_uid: int, frame: Matrix, result: dict) -> tuple[str,
         )
     _, objects = build.run_objects(collection)
     by_label = {o["ivlm_label"]: o for o in objects}
+    into_frame = frame.inverted_safe()  # each object keeps its own scale, read in the body's frame
     placed, skipped = [], []
     for outcome in result["objects"]:
         obj = by_label.get(outcome["label"])
@@ -530,9 +531,7 @@ def _apply_refit(collection_uid: int, frame: Matrix, result: dict) -> tuple[str,
         obj["ivlm_status"] = outcome["status"]
         obj["ivlm_reason"] = outcome["reason"]
         if outcome["camera_from_object"] is not None:
-            build.place(
-                obj, outcome["camera_from_object"], (frame.inverted_safe() @ obj.matrix_world).to_scale(), frame
-            )
+            build.place(obj, outcome["camera_from_object"], (into_frame @ obj.matrix_world).to_scale(), frame)
             placed.append(outcome["label"])
         else:
             skipped.append(f"Refit did not place {outcome['label']}: {outcome['reason'] or 'no reason was given'}")
