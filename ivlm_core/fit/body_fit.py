@@ -91,6 +91,10 @@ FACE_CHECK = tuple(COCO_WHOLEBODY_KEYPOINTS.index(n) for n in ("nose", "left_eye
 @dataclass(frozen=True)
 class BodyFitOptions:
     yaw_starts_deg: tuple[float, ...] = (0.0, 60.0, -60.0, 120.0, -120.0, 180.0)
+    # The same starts pitched with their top towards the camera (a photo from eye height sees a body from above):
+    # the best of them is searched besides the `keep_starts` level ones. Without it a level start explains the
+    # pitch by swinging a leg or an arm in depth (reach_ball seed 3: 16.4 cm; 0.7 cm with it). 0: level only.
+    pitch_start_deg: float = 15.0
     postures: tuple[str, ...] = POSTURES
     keep_starts: int = 6  # how many rigidly placed starts go on to the full fit
     rigid_iterations: int = 8
@@ -385,15 +389,21 @@ class _Fitter:
 
     # ---- stages ----------------------------------------------------------------------------------------
 
-    def starts(self, init: BodyInit | None) -> _Batch:
-        """The first estimate alone when there is one; else canonical postures x facing directions placed rigidly,
-        the best `keep_starts` of them."""
+    def starts(self, init: BodyInit | None) -> tuple[_Batch, list[int]]:
+        """The first estimate alone when there is one; else canonical postures x facing directions placed rigidly:
+        the best `keep_starts` level ones, then the best pitched one (`pitch_start_deg`). Also returns the indices
+        of the starts to search whatever their rank (the pitched one: `_search`)."""
         if init is not None:
-            return self._from_init(init)
+            return self._from_init(init), []
         o = self.options
         kp = self.keypoints
         roll = torso_roll(kp.points, kp.weight, TORSO_INDEX)
+        yaws = len(o.yaw_starts_deg)
         rotations = orientation_starts(o.yaw_starts_deg, roll)
+        labels = [f"turn {r}" for r in range(yaws)]
+        if o.pitch_start_deg:
+            rotations = np.concatenate([rotations, orientation_starts(o.yaw_starts_deg, roll, o.pitch_start_deg)])
+            labels += [f"turn {r}, pitched" for r in range(yaws)]
         rigid = rigid_starts(
             self.kin,
             self.layout,
@@ -409,8 +419,14 @@ class _Fitter:
             ),
             self.k,
             o.rigid_iterations,
+            labels,
         )
-        best = rigid.best(o.keep_starts)
+        level = (torch.arange(len(rigid.names)) % len(rotations)) < yaws  # rigid_starts is posture-major
+        best = rigid.best(o.keep_starts, level)
+        always = []
+        if not bool(level.all()):
+            always = [len(best.names)]
+            best = best.concat(rigid.best(1, ~level))
         count = len(best.names)
         pose = best.body_pose if self.prior is None else self.prior.encode(best.body_pose)
         batch = _Batch(
@@ -422,7 +438,7 @@ class _Fitter:
             self.relaxed.expand(count, 2, 15, 3).clone(),
             list(best.names),
         )
-        return batch
+        return batch, always
 
     def _from_init(self, init: BodyInit) -> _Batch:
         """The first estimate as a batch of one (`BodyInit` has checked its sizes and values)."""
@@ -636,7 +652,7 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
     """Starts, the body searched with the hands held, limbs re-seeded, then the hands, then all together: the best
     fit as a batch of one and its losses."""
     o = fitter.options
-    batch = fitter.starts(init)
+    batch, always = fitter.starts(init)
     with fitter.body_only():
         # The starts' search on the keypoints alone (the silhouette's points cost more than the keypoints' and
         # matter once the body is near), then judged with every term.
@@ -645,10 +661,13 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
         terms = fitter.losses(batch)
         # The limbs of the best fit re-seeded, and of the one whose torso and head fit best among the others: a start
         # can be right in its torso and wrong in its limbs, which the re-seeding corrects (a wrong limb can cost more
-        # than a wrong torso), and a second basin searched finds what the first's neighbourhood lacks.
+        # than a wrong torso), and a second basin searched finds what the first's neighbourhood lacks. The pitched
+        # start is searched too, apart: early in the search it scores far worse than a level one that has swung a
+        # limb in depth to explain the pitch, and in the torso slot it would displace a level start that is needed.
         best, torso = int(_total(terms).argmin()), fitter.torso_loss(batch)
-        torso[best] = torch.inf
-        candidates = [best, int(torso.argmin())] if len(torso) > 1 else [best]
+        torso[[best, *always]] = torch.inf
+        candidates = [best, int(torso.argmin())] if bool(torso.isfinite().any()) else [best]
+        candidates += [index for index in always if index not in candidates]
         searched = []
         for index in candidates:
             refined, refined_terms, pick = _refine_limbs(fitter, batch, terms, index)

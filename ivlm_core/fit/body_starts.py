@@ -4,7 +4,9 @@ A keypoint fit from one standing start cannot reach a sitting or crouching body 
 through the depth direction, uphill all the way), and which way a limb points along the depth is what 2D
 keypoints do not say. So the fit starts from several postures (standing, sitting, crouching, kneeling, arms
 raised), each turned to several facing directions about the body's own vertical axis and rolled in the image
-plane to the torso's 2D direction (so a lying person starts lying). Every start is first placed rigidly
+plane to the torso's 2D direction (so a lying person starts lying), once level with the camera and once pitched
+with its top towards the camera, as a camera held above the person's middle sees a body (photos are taken from
+eye height: a standing person is seen from 5-20 degrees above). Every start is first placed rigidly
 (rotation and translation only, the posture fixed) on all keypoints, which costs almost nothing since the
 posture's keypoints are computed once; the best few go on to the full fit.
 """
@@ -69,14 +71,25 @@ class Starts:
     loss: torch.Tensor
     names: list[str]
 
-    def best(self, count: int) -> Starts:
-        order = torch.argsort(self.loss)[:count]
+    def best(self, count: int, among: torch.Tensor | None = None) -> Starts:
+        """The `count` lowest-loss starts (of those where the mask `among` [S] is true), best first."""
+        candidates = torch.arange(len(self.names)) if among is None else among.nonzero()[:, 0]
+        order = candidates[torch.argsort(self.loss[candidates])[:count]]
         return Starts(
             self.body_pose[order],
             self.rotation[order],
             self.transl[order],
             self.loss[order],
             [self.names[int(i)] for i in order],
+        )
+
+    def concat(self, other: Starts) -> Starts:
+        return Starts(
+            torch.cat([self.body_pose, other.body_pose]),
+            torch.cat([self.rotation, other.rotation]),
+            torch.cat([self.transl, other.transl]),
+            torch.cat([self.loss, other.loss]),
+            self.names + other.names,
         )
 
 
@@ -90,12 +103,13 @@ def torso_roll(points: np.ndarray, weight: np.ndarray, torso: dict[str, int]) ->
     return float(np.arctan2(axis[0], -axis[1]))  # 0 for an upright torso
 
 
-def orientation_starts(yaws_deg: tuple[float, ...], roll: float) -> np.ndarray:
+def orientation_starts(yaws_deg: tuple[float, ...], roll: float, pitch_deg: float = 0.0) -> np.ndarray:
     """Global rotations [Y, 3, 3]: facing the camera (BODY Y up, Z front -> CV camera), turned by each yaw about the
-    body's vertical axis, then rolled by `roll` about the camera's optical axis."""
+    body's vertical axis, pitched by `pitch_deg` about the camera's x axis (positive: the top towards the camera),
+    then rolled by `roll` about the camera's optical axis."""
     facing = Rotation.from_euler("x", 180, degrees=True)
-    rolled = Rotation.from_euler("z", roll)
-    return np.stack([(rolled * facing * Rotation.from_euler("y", yaw, degrees=True)).as_matrix() for yaw in yaws_deg])
+    tilted = Rotation.from_euler("z", roll) * Rotation.from_euler("x", pitch_deg, degrees=True)
+    return np.stack([(tilted * facing * Rotation.from_euler("y", yaw, degrees=True)).as_matrix() for yaw in yaws_deg])
 
 
 def first_translations(
@@ -137,13 +151,16 @@ def rigid_starts(
     residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],  # (uv [S, K, 2], depth [S, K]) -> residuals [S, N]
     intrinsics: torch.Tensor,
     steps: int,
+    labels: list[str] | None = None,
 ) -> Starts:
-    """Every posture at every starting rotation, placed rigidly on the keypoints (Levenberg-Marquardt on a rotation
-    offset and the translation); returns all of them with their final costs."""
+    """Every posture at every starting rotation [R, 3, 3], placed rigidly on the keypoints (Levenberg-Marquardt on a
+    rotation offset and the translation); returns all of them with their final costs, posture-major, named
+    "posture, label" (labels [R], default "turn r")."""
+    labels = labels or [f"turn {r}" for r in range(len(rotations))]
     names, poses, rots = [], [], []
     for name in postures:
-        for r, rotation in enumerate(rotations):
-            names.append(f"{name}, turn {r}")
+        for label, rotation in zip(labels, rotations, strict=True):
+            names.append(f"{name}, {label}")
             poses.append(posture(name).reshape(63))
             rots.append(rotation)
     body_pose = torch.tensor(np.stack(poses), dtype=torch.float32)
