@@ -6,9 +6,10 @@ share is a ratio on the same device. Random weights give the real model's comput
 shapes); they say nothing about accuracy. Published reference: about 126 ms per 896 px image on a V100.
 
     .venv/bin/python benchmarks/bench_multihmr.py [--device cuda] [--dtype float16] [--size 896] \
-        [--people 1 4] [--repeats 10] [--json out.json]
+        [--people 1 4] [--repeats 10] [--tiny] [--json out.json]
 
-On a CPU a 896 px forward takes minutes; `--size 448` gives a quicker sanity run (not the release's size).
+On a CPU a 896 px forward takes minutes; `--size 448` gives a quicker sanity run (not the release's size), and
+`--tiny` the demo's tiny random architecture (112 px, for rehearsing the GPU check; its times mean nothing).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from ivlm_core.demo.tiny_multihmr import TINY
 from ivlm_core.perceive.multihmr.configuration_multihmr import MultiHMRConfig
 from ivlm_core.perceive.multihmr.modeling_multihmr import MultiHMRModel
 
@@ -43,10 +45,21 @@ def median_ms(fn: Callable[[], object], repeats: int, cuda: bool) -> float:
     return statistics.median(times)
 
 
-def build(size: int, device: torch.device, dtype: torch.dtype) -> MultiHMRModel:
-    """The multiHMR_896_L architecture (at `size` px) with random weights."""
+def build(size: int, device: torch.device, dtype: torch.dtype, tiny: bool = False) -> MultiHMRModel:
+    """The multiHMR_896_L architecture (at `size` px) with random weights; `tiny`: the demo's tiny architecture."""
     torch.manual_seed(0)
     config = MultiHMRConfig(image_size=size)
+    if tiny:
+        config = MultiHMRConfig(
+            image_size=size,
+            backbone_hidden=TINY["hidden"],
+            backbone_layers=TINY["blocks"],
+            backbone_position_grid=TINY["position_grid"],
+            head_width=TINY["head_width"],
+            head_heads=TINY["head_heads"],
+            head_channels_per_head=TINY["head_channels"],
+            head_mlp=TINY["head_mlp"],
+        )
     model = MultiHMRModel(config)
     with torch.no_grad():  # mean pose: identity 6D pairs, so random heads give finite rotations
         model.head.mean_pose.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(53))
@@ -58,7 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     dtype = DTYPES[args.dtype]
-    model = build(args.size, device, dtype)
+    model = build(args.size, device, dtype, args.tiny)
     pixels = torch.randn(1, 3, args.size, args.size, device=device, dtype=dtype)
     focal = args.size / (2 * 0.5773502691896257)  # a 60 degree view, as upstream's demo assumes
     k = torch.tensor([[[focal, 0.0, args.size / 2], [0.0, focal, args.size / 2], [0.0, 0.0, 1.0]]], device=device)
@@ -66,6 +79,7 @@ def run(args: argparse.Namespace) -> dict:
         "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or platform.machine(),
         "dtype": args.dtype,
         "size": args.size,
+        "architecture": "tiny (demo)" if args.tiny else "multiHMR_896_L",
         "torch_threads": torch.get_num_threads(),
         "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
     }
@@ -91,8 +105,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=896, help="input side in pixels (the release: 896)")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="the demo's tiny architecture (rehearsals only)")
     parser.add_argument("--json", help="also write the row to this file")
     args = parser.parse_args()
+    if args.tiny and args.size == 896:
+        args.size = TINY["img_size"]
     args.dtype = args.dtype or ("float16" if args.device.startswith("cuda") else "float32")
     row = run(args)
     print(json.dumps(row, indent=2))

@@ -21,7 +21,9 @@
 #   7 the tests that compare CUDA results with the CPU's (rasteriser face ids and barycentrics; skipped on a CPU)
 #   8 the meshes artists bring (benchmarks/bench_assets.py, render only): CUDA seconds for the 4 object views beside
 #     the CPU's, and the CUDA face ids' agreement with the CPU's
-#   9 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
+#   9 Multi-HMR (DINOv2 ViT-L + head, 896 px, fp16), the body fit's learned start: ms per photo with 1 and 4 people,
+#     the backbone's share, peak memory (benchmarks/bench_multihmr.py)
+#  10 the static-cache compiled decoder (CUDA graphs) against the dynamic one, bf16: last, because its compile
 #     time on the 13B model is not known and a run stopped at its time limit keeps the steps before it
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,7 @@ if [ "${1:-}" = "--rehearse" ] || [ "${IVLM_GPU_CHECK_TINY:-0}" = "1" ]; then
     LOCALIZE=(--model tiny --device cpu --repeats 1)
     LOCALIZE_STATIC=(--compile-backend aot_eager)
     WHOLE=(--tiny --device cpu --min-available-gb 0.5)
+    MULTIHMR=(--tiny --device cpu --repeats 1)
 else
     TINY=0; DEVICE=cuda
     RENDER=(--repeats 5)
@@ -42,11 +45,12 @@ else
     LOCALIZE=(--model 13b --device cuda --dtype bfloat16 --repeats 3)
     LOCALIZE_STATIC=()
     WHOLE=(--device cuda --sam-batch 4 --min-available-gb 0)
+    MULTIHMR=(--device cuda --dtype float16 --repeats 10)
 fi
 failed=""  # the numbers of the steps that failed, once each
 CURRENT=""
 SKIP=0
-# IVLM_GPU_CHECK_STEPS="6 7 8 9" runs only those steps (and step 0): to finish a run stopped at a time limit.
+# IVLM_GPU_CHECK_STEPS="6 7 8 9 10" runs only those steps (and step 0): to finish a run stopped at a time limit.
 STEPS="${IVLM_GPU_CHECK_STEPS:-}"
 STEPS=" ${STEPS//,/ } "
 step() {
@@ -131,7 +135,10 @@ PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 check "$PY" -m pytest -q -p no:cacheprovider te
 step "8 asset meshes (render only; CUDA beside the CPU)"
 check "$PY" benchmarks/bench_assets.py "${ASSETS[@]}" --json "$OUT/assets.json"
 
-step "9 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
+step "9 Multi-HMR, the body's learned start (fp16, 896 px)"
+check "$PY" benchmarks/bench_multihmr.py "${MULTIHMR[@]}" --json "$OUT/multihmr.json"
+
+step "10 Localize, static cache + torch.compile (vs step 2's dynamic cache)"
 check "$PY" benchmarks/bench_localize.py "${LOCALIZE[@]}" --decoder static "${LOCALIZE_STATIC[@]}" --json "$OUT/localize_static.json"
 
 printf '\nGPU check finished in %s s; figures in %s/\n' "$SECONDS" "$OUT"

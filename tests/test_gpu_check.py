@@ -33,7 +33,7 @@ def test_device_packages_name_every_dependency_and_pin_what_is_carried() -> None
             assert re.search(rf"^{re.escape(name)}==", lock, re.MULTILINE), f"{name} is carried but not pinned"
 
 
-@pytest.mark.slow  # ten steps, most a fresh Python process with torch
+@pytest.mark.slow  # eleven steps, most a fresh Python process with torch
 def test_gpu_check_rehearsal_runs_every_step(tmp_path, tiny_models, tiny_perception, synthetic_body_files) -> None:
     # As on a lent GPU machine: the packages it lacks and is not sent cannot be imported.
     blocker = tmp_path / "site"
@@ -100,17 +100,17 @@ def test_gpu_check_goes_on_after_a_failed_step_and_says_which_failed(tmp_path) -
     """One GPU session may be all there is: a step that fails must not cost the figures of the steps after it."""
     done = _run_with_failing_benchmarks(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "== 9 " in done.stdout
+    assert "== 10 " in done.stdout
     assert "!! step 4 whole pipeline per job, joint release bf16 and NF4 failed" in done.stdout
-    assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9")
+    assert done.stdout.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9 10")
 
 
 def test_gpu_check_runs_only_the_steps_asked_for(tmp_path) -> None:
     """To finish a run that a time limit stopped: the steps named run (and the device probe), the others do not."""
     done = _run_with_failing_benchmarks(tmp_path, IVLM_GPU_CHECK_STEPS="4,8")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "== 0 device  (" in done.stdout and "== 9 Localize, static cache" in done.stdout
-    for left_out in (1, 2, 3, 5, 6, 7, 9):
+    assert "== 0 device  (" in done.stdout and "== 10 Localize, static cache" in done.stdout
+    for left_out in (1, 2, 3, 5, 6, 7, 9, 10):
         assert re.search(rf"^== {left_out} .*: left out \(IVLM_GPU_CHECK_STEPS\)$", done.stdout, re.MULTILINE)
     assert done.stdout.rstrip().endswith("!! failed steps: 4 8")
 
@@ -133,5 +133,5 @@ def test_device_run_returns_the_log_the_figures_and_the_gpu_reading_even_when_st
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr  # the benchmarks failed, so the run says so
     log = (tmp_path / "out" / "gpu_check.log").read_text()
-    assert "== 9 " in log and log.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9")
+    assert "== 10 " in log and log.rstrip().endswith("!! failed steps: 1 2 3 4 5 7 8 9 10")
     assert (tmp_path / "out" / "nvidia_smi.csv").is_file() and (tmp_path / "out" / "gpu_check_json.tgz").is_file()
