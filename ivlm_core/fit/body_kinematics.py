@@ -188,10 +188,13 @@ class BodyKinematics:
         1): pose P points that each mix these vertices' rest positions and skinning weights instead (a face
         landmark, a mix of three close vertices, then costs one point: the same up to the weights' variation
         across its triangle, a fraction of a millimetre; for the inner loop too)."""
-        weights = self.lbs_weights[vertex_ids]
-        template = self.v_template[vertex_ids]
-        shapedirs = self.shapedirs[vertex_ids]
-        posedirs = self.posedirs[:, vertex_ids] if correctives else None
+        # Every vertex in order (a result's whole mesh): views, not gathers; the pose correctives alone are 60 MB.
+        every = len(vertex_ids) == self.num_vertices and bool((vertex_ids == torch.arange(self.num_vertices)).all())
+        take = slice(None) if every else vertex_ids
+        weights = self.lbs_weights[take]
+        template = self.v_template[take]
+        shapedirs = self.shapedirs[take]
+        posedirs = self.posedirs[:, take] if correctives else None
         if combine is not None:
             weights, template = combine @ weights, combine @ template
             shapedirs = torch.einsum("pm,mkl->pkl", combine, shapedirs)
