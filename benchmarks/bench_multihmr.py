@@ -15,16 +15,19 @@ On a CPU a 896 px forward takes minutes; `--size 448` gives a quicker sanity run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from ivlm_core.demo.tiny_multihmr import TINY
+from ivlm_core.demo.tiny_multihmr import TINY, tiny_release
 from ivlm_core.perceive.multihmr.configuration_multihmr import MultiHMRConfig
+from ivlm_core.perceive.multihmr.convert_multihmr import ReleaseCheckpoint, config_from_release
 from ivlm_core.perceive.multihmr.modeling_multihmr import MultiHMRModel
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -49,17 +52,10 @@ def build(size: int, device: torch.device, dtype: torch.dtype, tiny: bool = Fals
     """The multiHMR_896_L architecture (at `size` px) with random weights; `tiny`: the demo's tiny architecture."""
     torch.manual_seed(0)
     config = MultiHMRConfig(image_size=size)
-    if tiny:
-        config = MultiHMRConfig(
-            image_size=size,
-            backbone_hidden=TINY["hidden"],
-            backbone_layers=TINY["blocks"],
-            backbone_position_grid=TINY["position_grid"],
-            head_width=TINY["head_width"],
-            head_heads=TINY["head_heads"],
-            head_channels_per_head=TINY["head_channels"],
-            head_mlp=TINY["head_mlp"],
-        )
+    if tiny:  # the configuration the loader reads from the demo's tiny release file
+        release = tiny_release()
+        checkpoint = ReleaseCheckpoint(Path("tiny"), vars(release["args"]), release["model_state_dict"])
+        config = dataclasses.replace(config_from_release(checkpoint), image_size=size)
     model = MultiHMRModel(config)
     with torch.no_grad():  # mean pose: identity 6D pairs, so random heads give finite rotations
         model.head.mean_pose.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(53))

@@ -93,7 +93,7 @@ class BodyFitOptions:
     yaw_starts_deg: tuple[float, ...] = (0.0, 60.0, -60.0, 120.0, -120.0, 180.0)
     # The same starts pitched with their top towards the camera (a photo from eye height sees a body from above):
     # the best of them is searched besides the `keep_starts` level ones. Without it a level start explains the
-    # pitch by swinging a leg or an arm in depth (reach_ball seed 3: 16.4 cm; 0.7 cm with it). 0: level only.
+    # pitch by swinging a leg or an arm in depth. 0: level only.
     pitch_start_deg: float = 15.0
     postures: tuple[str, ...] = POSTURES
     keep_starts: int = 6  # how many rigidly placed starts go on to the full fit
@@ -124,7 +124,7 @@ class BodyFitOptions:
     w_silhouette: float = 1.0
     silhouette_points: int = 150
     screen_iterations: int = 2  # limb variants, all of them, without the silhouette term
-    keep_variants: int = 2  # the best screened variants, optimised further (3 measured the same on 70 scenes)
+    keep_variants: int = 2  # the best screened variants, optimised further
     refine_iterations: int = 3
     torso_margin: float = (
         0.1  # how much lower (loss units) another fit's torso loss must be for its limbs to be searched
@@ -662,9 +662,9 @@ def _search(fitter: _Fitter, init: BodyInit | None) -> tuple[_Batch, dict[str, t
         # The limbs re-seeded of the best fit, of the one whose torso and head fit best among the others, and of the
         # runner-up: a start can be right in its torso and wrong in its limbs, which the re-seeding corrects (a wrong
         # limb can cost more than a wrong torso), and the basins searched besides the first find what its
-        # neighbourhood lacks (hold_mug seed 5: the runner-up, 7x the best's loss here, fits best once its limbs are
-        # re-seeded; the best ends 15.6 cm off). The pitched start is searched too, whatever its rank: early in the
-        # search it scores far worse than a level start that has swung a limb in depth to explain the pitch.
+        # neighbourhood lacks (a runner-up far behind here can fit best once its limbs are re-seeded). The pitched
+        # start is searched too, whatever its rank: early in the search it scores far worse than a level start that
+        # has swung a limb in depth to explain the pitch. (Measured effects: README, Benchmarks.)
         total = _total(terms)
         candidates = [int(total.argmin())]
         for ranking in (fitter.torso_loss(batch), total.clone()):
