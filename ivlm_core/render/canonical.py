@@ -58,7 +58,8 @@ def _render_two_ways(
     cameras = view_set.cameras(size, dtype=vertices.dtype)
     lights = view_set.light_positions(dtype=vertices.dtype)
     fragments = rasterize_mesh(vertices, faces, cameras, orientation=orientation)
-    both = torch.cat([sam_colors, flat_colors(len(vertices), overlay, vertices)], -1)
+    # [N, 6] as a view of channel rows: shading reads and checks colours channel by channel.
+    both = torch.cat([sam_colors.T, flat_colors(len(vertices), overlay, vertices).T]).T
     sam, flat = shade_pixels(fragments, vertices, faces, cameras, both, lights).uint8_images()  # one pass
     return sam, flat, fragments
 
@@ -83,7 +84,8 @@ def render_object_views(
 ) -> ObjectViewRenders:
     """Normalises an object mesh as InteractVLM does and renders it from the 4 object views."""
     normalised, center, scale = normalize_object_vertices(mesh.vertices)
-    v = torch.as_tensor(normalised, dtype=torch.float32, device=device)
+    # [N, 3] as a view of coordinate rows [3, N] (as normalised): bounds, normals and shading read rows.
+    v = torch.as_tensor(np.ascontiguousarray(normalised.T), dtype=torch.float32, device=device).T
     f = torch.as_tensor(mesh.faces, dtype=torch.int64, device=device)
     sam, overlay, fragments = _render_two_ways(
         v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size, mesh.orientation

@@ -61,7 +61,6 @@ _GRID_TIERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _ALWAYS_GRID_AREA = 64
 _ROW_COST = 8
 _PIXEL_COST = 1.5
-_COMPACT_FROM = 2  # grids of more pixels than this gather their hits before the scatter
 
 
 @dataclass
@@ -231,17 +230,18 @@ def _face_boxes(
     znear: float,
     any_near: bool,
     cull: torch.Tensor | None = None,
-) -> tuple[_Pairs, _Pairs]:
-    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners: those whose box holds
-    exactly one (most of a dense scan's, drawn by `_scatter_one_pixel` with no plane set-up), then the others.
+) -> list[_Pairs]:
+    """The (view, face) pairs whose pixel box holds a pixel centre, and their corners, in four groups by the
+    box's longer side: one pixel centre (most of a dense scan's, drawn by `_scatter_one_pixel` with no plane
+    set-up), at most 2 x 2 and 3 x 3 (`_scatter_small`), and larger.
 
     coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
     Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
     [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
     Each group is face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
-    corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for the one-pixel boxes), in view-major order. On meshes of sub-pixel faces many
-    pairs hold no pixel centre; they are dropped here, before any per-face setup. any_near: some vertex is
-    closer than znear (else not tested). cull: see `rasterize`.
+    corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for the one-pixel boxes), in view-major
+    order. On meshes of sub-pixel faces many pairs hold no pixel centre; they are dropped here, before any
+    per-face setup. any_near: some vertex is closer than znear (else not tested). cull: see `rasterize`.
     """
     n_faces = faces_t.shape[1]
     u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
@@ -259,15 +259,23 @@ def _face_boxes(
         p = (u[1] - u[0]) * (v[2] - v[0])
         q = (u[2] - u[0]) * (v[1] - v[0])
         drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
-    one = (x0 == x1) & (y0 == y1)
+    last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
     groups = []
-    for box_rows, which in (((x0, y0), drawn & one), ((x0, y0, x1, y1), drawn & ~one)):
+    for box_rows, which in (
+        ((x0, y0), drawn & (last == 0)),
+        ((x0, y0, x1, y1), drawn & (last == 1)),
+        ((x0, y0, x1, y1), drawn & (last == 2)),
+        ((x0, y0, x1, y1), drawn & (last > 2)),
+    ):
         view, face = which.nonzero(as_tuple=True)
         pair = view * n_faces + face
-        # Row by row from the [B, F] rows: stacking them first would copy every pair, kept or not.
-        corners = torch.stack([row.view(-1).index_select(0, pair) for row in u + v + z])
-        groups.append((face, view, corners, torch.stack([row.view(-1).index_select(0, pair) for row in box_rows])))
-    return groups[0], groups[1]
+        # Row by row from the [B, F] rows, straight into the group's tables (no stacked copies).
+        rows = u + v + z + list(box_rows)
+        table = torch.empty(len(rows), pair.shape[0], dtype=x0.dtype, device=x0.device)
+        for k, row in enumerate(rows):
+            torch.index_select(row.view(-1), 0, pair, out=table[k])
+        groups.append((face, view, table[:9], table[9:]))
+    return groups
 
 
 _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, view, corners, box (`_face_boxes`)
@@ -275,8 +283,13 @@ _Pairs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # face, 
 
 def _inside(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, inv_z: torch.Tensor, znear: float) -> torch.Tensor:
     """The one coverage test every path makes: screen barycentrics l0..2 all >= 0 and 1/depth inv_z in front of
-    the near plane."""
-    return (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (inv_z * znear <= 1) & (inv_z > 0)
+    the near plane (0 < inv_z, inv_z * znear <= 1).
+
+    Written as one comparison of a running minimum: on the CPU a comparison into bool costs several
+    multiplies. It is the same test: 1 - x >= 0 exactly when x <= 1 (a rounded difference keeps its sign), and
+    NaN fails both forms."""
+    low = torch.minimum(torch.minimum(l0, l1), torch.minimum(l2, 1 - inv_z * znear))
+    return (low >= 0) & (inv_z > 0)
 
 
 def _depth_keys(inv_z: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
@@ -301,9 +314,10 @@ def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: in
     inv_z = (1.0 / tri[6:9]).to(torch.float32)
     inv_z = bary[0] * inv_z[0] + bary[1] * inv_z[1] + bary[2] * inv_z[2]
     # As `_plane_rows`' keep: zero area, or planes that overflow (|du|, |dv| / area; a sliver), cover nothing.
+    # |x| < inf is isfinite(x) (NaN fails it), several times cheaper; zero area makes the ratio inf or NaN.
     spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
     hit = _inside(bary[0], bary[1], bary[2], inv_z, znear)
-    hit &= (area != 0) & torch.isfinite((spread / area).to(torch.float32))
+    hit &= (spread / area).to(torch.float32).abs() < float("inf")
     hit = hit.nonzero()[:, 0]
     pixel = (view.index_select(0, hit) * (height * width)).add_(
         (corner[1].index_select(0, hit) * width + corner[0].index_select(0, hit)).to(torch.int64)
@@ -323,17 +337,24 @@ def _plane_rows(tri: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, tor
     """
     u = tri[0:3] - box[0]
     v = tri[3:6] - box[1]
-    nxt, far = [1, 2, 0], [2, 0, 1]  # edge k runs from corner k + 1 to corner k + 2
-    c = u[nxt] * v[far] - u[far] * v[nxt]  # twice the signed area of (pixel, corner k + 1, corner k + 2)
-    area = c[0] + c[1] + c[2]  # twice the face's signed area
-    planes = torch.cat([v[nxt] - v[far], u[far] - u[nxt], c]).div_(area)
-    rows = torch.cat([planes.to(torch.float32), (1.0 / tri[6:9]).to(torch.float32)])
-    return rows, area, (area != 0) & torch.isfinite(rows).all(0)
+    rows = torch.empty(12, tri.shape[1], dtype=tri.dtype, device=tri.device)
+    for k, (nxt, far) in enumerate(((1, 2), (2, 0), (0, 1))):  # edge k runs from corner k + 1 to corner k + 2
+        torch.sub(v[nxt], v[far], out=rows[k])
+        torch.sub(u[far], u[nxt], out=rows[3 + k])
+        # Twice the signed area of (pixel, corner k + 1, corner k + 2).
+        torch.mul(u[nxt], v[far], out=rows[6 + k]).sub_(u[far] * v[nxt])
+    area = rows[6] + rows[7] + rows[8]  # twice the face's signed area
+    rows[:9].div_(area)
+    torch.reciprocal(tri[6:9], out=rows[9:])
+    rows = rows.to(torch.float32)
+    # Zero area makes the planes inf or NaN; |x| < inf is isfinite(x), several times cheaper.
+    return rows, area, rows.abs().amax(0) < float("inf")
 
 
 def _scatter_small(
     zbuf: torch.Tensor,
     rows: torch.Tensor,
+    keep: torch.Tensor,
     pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     side: int,
     first: int,
@@ -342,27 +363,37 @@ def _scatter_small(
     znear: float,
 ) -> None:
     """Pairs whose box is at most side x side pixels (side <= 3: 97 % of a dense scan's others), tested at each
-    of the side^2 offsets with per-quantity rows: the same arithmetic, in the same order, as the dense grids of
-    `_scatter_candidates`, without the planes' transposition, the sort by grid shape and its gathers.
-    rows [12, P] from `_plane_rows` for these pairs (dropped pairs already left out); pairs: face, view, box
-    corners [4, P] (`_face_boxes`)."""
+    of the side^2 offsets with per-quantity rows: the same arithmetic as the dense grids of `_scatter_candidates`,
+    without the planes' transposition, the sort by grid shape and its gathers. Terms whose offset is 0 are left
+    out: they add a zero, which can only change the sign of a zero result, and no test or depth reads that.
+    rows [12, P] and keep [P] from `_plane_rows` for these pairs; pairs: face, view, box corners [4, P]
+    (`_face_boxes`)."""
     face, view, box = pairs
     base = view * (height * width) + (box[1] * width + box[0]).to(torch.int64)
-    last_dx, last_dy = box[2] - box[0], box[3] - box[1]
+    # Which pairs reach each column / row offset, worked out once rather than at every offset.
+    reach_x = [keep] + [keep & (box[2] - box[0] >= dx) for dx in range(1, side)]
+    reach_y = [box[3] - box[1] >= dy for dy in range(1, side)]  # offsets 1 .. side - 1
     a0, a1, a2, b0, b1, b2, c0, c1, c2, w0, w1, w2 = rows
     for dy in range(side):
         for dx in range(side):
-            l0 = a0 * dx + b0 * dy + c0
-            l1 = a1 * dx + b1 * dy + c1
-            l2 = a2 * dx + b2 * dy + c2
+            l0, l1, l2 = (_offset_value(a, b, c, dx, dy) for a, b, c in ((a0, b0, c0), (a1, b1, c1), (a2, b2, c2)))
             inv_z = l0 * w0 + l1 * w1 + l2 * w2
-            inside = _inside(l0, l1, l2, inv_z, znear)
-            if dx or dy:
-                inside &= (last_dx >= dx) & (last_dy >= dy)
+            inside = _inside(l0, l1, l2, inv_z, znear) & reach_x[dx]
+            if dy:
+                inside &= reach_y[dy - 1]
             hit = inside.nonzero()[:, 0]
             pixel = base.index_select(0, hit) + (dx + dy * width)
             keys = _depth_keys(inv_z.index_select(0, hit), face.index_select(0, hit) + first)
             zbuf.scatter_reduce_(0, pixel, keys, reduce="amin")
+
+
+def _offset_value(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """a * dx + b * dy + c for integer offsets, without the terms whose offset is 0."""
+    if dx and dy:
+        return a * dx + b * dy + c
+    if dx:
+        return a * dx + c
+    return b * dy + c if dy else c
 
 
 def _scatter_candidates(
@@ -626,22 +657,18 @@ def rasterize(
         cull = cull if bool((cull != 0).any()) else None
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
-        one_pixel, others = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
+        one_pixel, *small, (face, view, tri, corners) = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
         if one_pixel[0].numel():
             _scatter_one_pixel(zbuf, one_pixel, first, height, width, znear)
-        face, view, tri, corners = others
+        for side, (small_face, small_view, small_tri, small_box) in zip((2, 3), small):
+            if small_face.numel():
+                small_rows, _, small_keep = _plane_rows(small_tri, small_box)
+                small_pairs = (small_face, small_view, small_box)
+                _scatter_small(zbuf, small_rows, small_keep, small_pairs, side, first, height, width, znear)
         if face.numel() == 0:
             continue
         plane_rows, area, keep = _plane_rows(tri, corners)
-        last = torch.maximum(corners[2] - corners[0], corners[3] - corners[1])  # the box's longer side - 1
-        for side in (2, 3):
-            sel = (keep & (last == side - 1) if side > 2 else keep & (last < 2)).nonzero()[:, 0]
-            if sel.numel():
-                small = (face.index_select(0, sel), view.index_select(0, sel), corners.index_select(1, sel))
-                _scatter_small(zbuf, plane_rows.index_select(1, sel), small, side, first, height, width, znear)
-        sel = (keep & (last > 2)).nonzero()[:, 0]
-        if sel.numel() == 0:
-            continue
+        sel = keep.nonzero()[:, 0]
         face, view, corners, area = (t.index_select(-1, sel) for t in (face, view, corners, area))
         planes = plane_rows.index_select(1, sel).T.contiguous()
         box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)

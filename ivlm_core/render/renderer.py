@@ -182,7 +182,9 @@ def shade_pixels(
     colors = vertex_colors.to(vertices)
     n_views = covered.shape[0]
     per_view = colors.expand(n_views, *colors.shape[-2:])  # [B, N, C] views, no copy for shared colours
-    constant = (colors == colors[..., :1, :]).reshape(-1, colors.shape[-1]).all(0)  # [C]: one value everywhere
+    # [C]: one value everywhere (min == max; NaN never counts as constant). Reduced along the vertex axis, which is
+    # contiguous for colours given as views of channel rows (the canonical renders).
+    constant = (colors.amin(-2) == colors.amax(-2)).reshape(-1, colors.shape[-1]).all(0)
     varying = (~constant).nonzero()[:, 0]
     n_colors = colors.shape[-1]
     shared = torch.cat([vertex_normals(vertices, faces).T, vertices.T])  # [6, N]

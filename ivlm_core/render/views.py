@@ -110,4 +110,5 @@ def normalize_object_vertices(vertices: np.ndarray) -> tuple[np.ndarray, np.ndar
     extent = float((columns.max(axis=1) - columns.min(axis=1)).max())
     if not extent > 0:
         raise MeshError("cannot normalise a mesh whose vertices all coincide.", "Send a mesh with some extent.")
-    return (vertices - mean) / extent, mean, extent
+    # Computed as coordinate rows and returned as their [N, 3] view: the renderer reads them row by row.
+    return ((columns - mean[:, None]) / extent).T, mean, extent
