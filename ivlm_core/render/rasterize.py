@@ -110,13 +110,23 @@ class Fragments:
 
 @dataclass
 class CoveredPixels:
-    """Covered pixels of a [B, H, W] image stack: flat index, view, face and barycentrics, each [K, ...]."""
+    """Covered pixels of a [B, H, W] image stack: flat index, view, face and barycentrics, each [K, ...].
+
+    corners: [3, K] vertex ids of each pixel's face, where the rasteriser had them at hand (else None)."""
 
     index: torch.Tensor
     view: torch.Tensor
     face: torch.Tensor
     bary: torch.Tensor
     shape: tuple[int, int, int]
+    corners: torch.Tensor | None = None
+
+    def corner_ids(self, faces_t: torch.Tensor, pixels: slice) -> torch.Tensor:
+        """[3, k] vertex ids of the faces at pixels (a slice of the K), given faces_t [3, F]."""
+        if self.corners is not None:
+            return self.corners[:, pixels]
+        face = self.face[pixels]
+        return torch.stack([row.index_select(0, face) for row in faces_t])
 
     def interpolate(self, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         """Per-vertex attributes [N, C] (or per view [B, N, C]) at these pixels: [K, C]."""
@@ -591,10 +601,11 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
     coords = screen.permute(2, 0, 1).reshape(3, -1)  # [3, B * N]: rows u, v, z (no copy from `project`)
     faces_t = faces.T.contiguous()
+    corners = torch.empty(3, pix.shape[0], dtype=torch.int64, device=device)  # kept for shading
     for first in range(0, pix.shape[0], chunk):
         part = slice(first, first + chunk)
         base = view[part] * screen.shape[1]
-        corner = [faces_t[k].index_select(0, winner[part]) + base for k in range(3)]
+        corner = [torch.index_select(faces_t[k], 0, winner[part], out=corners[k, part]) + base for k in range(3)]
         u, v, z = ([row.index_select(0, c) for c in corner] for row in coords)
         image_row = pix[part] // width  # view * height + row
         # Pixel and corners relative to corner 0, so the edge functions lose no precision.
@@ -611,7 +622,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
         total = weighted[0] + weighted[1] + weighted[2]
         bary[part] = (weighted / total).T
         depth[part] = area / total
-    covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width))
+    covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width), corners)
     return Fragments(
         torch.full((n,), -1, dtype=torch.int64, device=device).index_copy_(0, pix, winner).view(n_views, height, width),
         None,

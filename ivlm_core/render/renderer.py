@@ -202,7 +202,7 @@ def shade_pixels(
         flat = per_view[view, 0][constant][:, None]  # [constant channels, 1]
         for first in range(starts[view], starts[view + 1], chunk):
             pixels = slice(first, min(first + chunk, starts[view + 1]))
-            values = _interpolate_channels(table, faces_t, covered.face[pixels], covered.bary[pixels])
+            values = _interpolate_channels(table, covered.corner_ids(faces_t, pixels), covered.bary[pixels])
             unit = unit_vectors(values[:3], dim=0)
             albedo = torch.empty(n_colors, values.shape[1], dtype=values.dtype, device=values.device)
             albedo[varying], albedo[constant] = values[6:], flat
@@ -212,17 +212,15 @@ def shade_pixels(
     return ShadedPixels(covered, rgb, normals)
 
 
-def _interpolate_channels(
-    table: torch.Tensor, faces_t: torch.Tensor, face: torch.Tensor, bary: torch.Tensor
-) -> torch.Tensor:
-    """Per-vertex channels table [C, N] at pixels of faces face [k] with barycentrics bary [k, 3]: [C, k].
+def _interpolate_channels(table: torch.Tensor, corners: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+    """Per-vertex channels table [C, N] at pixels whose faces have vertex ids corners [3, k] and barycentrics
+    bary [k, 3]: [C, k].
 
     Every gather is 1-D (one channel of one corner): on the CPU that is several times faster per value than
     gathering rows of a [N, C] table.
     """
     weights = bary.T.to(table.dtype).contiguous()
-    out = torch.empty(table.shape[0], face.shape[0], dtype=table.dtype, device=table.device)
-    corners = [faces_t[k].index_select(0, face) for k in range(3)]
+    out = torch.empty(table.shape[0], corners.shape[1], dtype=table.dtype, device=table.device)
     for c in range(table.shape[0]):
         row = table[c]
         torch.mul(row.index_select(0, corners[0]), weights[0], out=out[c])
