@@ -270,21 +270,26 @@ def _face_boxes(
         q = (u[2] - u[0]) * (v[1] - v[0])
         drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
     last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
+    view, face = drawn.nonzero(as_tuple=True)
+    pair = view * n_faces + face
+    # Grouped among the drawn pairs (a third of them on a dense scan): a nonzero over [B, F] costs ~4 ns per
+    # pair at these densities, so one over all pairs and four over the drawn ones beat four over all pairs.
+    last = last.view(-1).index_select(0, pair)
     groups = []
-    for box_rows, which in (
-        ((x0, y0), drawn & (last == 0)),
-        ((x0, y0, x1, y1), drawn & (last == 1)),
-        ((x0, y0, x1, y1), drawn & (last == 2)),
-        ((x0, y0, x1, y1), drawn & (last > 2)),
+    for in_group, box_rows in (
+        (last == 0, (x0, y0)),
+        (last == 1, (x0, y0, x1, y1)),
+        (last == 2, (x0, y0, x1, y1)),
+        (last > 2, (x0, y0, x1, y1)),
     ):
-        view, face = which.nonzero(as_tuple=True)
-        pair = view * n_faces + face
+        sel = in_group.nonzero()[:, 0]
+        group_pair = pair.index_select(0, sel)
         # Row by row from the [B, F] rows, straight into the group's tables (no stacked copies).
         rows = u + v + z + list(box_rows)
-        table = torch.empty(len(rows), pair.shape[0], dtype=x0.dtype, device=x0.device)
+        table = torch.empty(len(rows), sel.shape[0], dtype=x0.dtype, device=x0.device)
         for k, row in enumerate(rows):
-            torch.index_select(row.view(-1), 0, pair, out=table[k])
-        groups.append((face, view, table[:9], table[9:]))
+            torch.index_select(row.view(-1), 0, group_pair, out=table[k])
+        groups.append((face.index_select(0, sel), view.index_select(0, sel), table[:9], table[9:]))
     return groups
 
 
@@ -633,6 +638,43 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     )
 
 
+def _rasterize_large(
+    zbuf: torch.Tensor,
+    rows: torch.Tensor,
+    corners: torch.Tensor,
+    area: torch.Tensor,
+    face: torch.Tensor,
+    view: torch.Tensor,
+    tables: tuple[torch.Tensor, torch.Tensor],
+    image_size: tuple[int, int],
+    znear: float,
+    max_candidates: int,
+) -> None:
+    """Pairs whose box is larger than 3 x 3 pixels: dense grids where they are cheaper, else row spans.
+
+    rows [12, P] from `_plane_rows` (kept pairs only), box corners [4, P] (`_face_boxes`), twice the signed
+    screen area [P], face ids [P] (of the whole mesh) and views [P]."""
+    height, width = image_size
+    n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans
+    box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
+    grid = _grid_shapes(box, area.abs() / 2, tables)
+    # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
+    order = torch.sort(grid.to(torch.int16)).indices
+    counts = torch.bincount(grid, minlength=n_shapes).tolist()
+    planes, box = rows.T.index_select(0, order), box.index_select(0, order)
+    face, view = face.index_select(0, order), view.index_select(0, order)
+    pixel_base = view * (height * width) + box[:, 1] * width + box[:, 0]
+    start = 0
+    for shape, count in enumerate(counts[: n_shapes - 1]):
+        if count:
+            grid_w, grid_h = _GRID_TIERS[shape // len(_GRID_TIERS)], _GRID_TIERS[shape % len(_GRID_TIERS)]
+            pairs = (start, start + count)
+            _rasterize_grid(zbuf, planes, box, pixel_base, face, pairs, grid_w, grid_h, width, znear, max_candidates)
+        start += count
+    spans = torch.arange(start, start + counts[n_shapes - 1], device=zbuf.device)
+    _rasterize_spans(zbuf, planes, box, pixel_base, face, spans, width, znear, max_candidates)
+
+
 def rasterize(
     screen: torch.Tensor,
     faces: torch.Tensor,
@@ -660,12 +702,16 @@ def rasterize(
     # Faces go through in chunks so the per-face tables stay bounded for meshes of millions of faces.
     face_chunk = max(1, max_candidates // (4 * n_views))
     tables = _grid_tables(screen.device)
-    n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans; dropped pairs sort after them
     coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
     any_near = not bool((screen[..., 2] >= znear).all())
     if cull is not None:
         cull = cull.to(device=screen.device, dtype=screen.dtype)
         cull = cull if bool((cull != 0).any()) else None
+    # Pairs with larger boxes are gathered over chunks and drawn together: their grids and spans cost a few
+    # dozen small operations per shape, which a dense scan (a few thousand such pairs per chunk) paid per chunk.
+    # The z-buffer's minimum does not depend on the order faces are drawn in.
+    large: list[tuple[torch.Tensor, ...]] = []
+    n_large = 0
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces[first : first + face_chunk].T.contiguous()  # [3, F]
         one_pixel, *small, (face, view, tri, corners) = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
@@ -676,27 +722,17 @@ def rasterize(
                 small_rows, _, small_keep = _plane_rows(small_tri, small_box)
                 small_pairs = (small_face, small_view, small_box)
                 _scatter_small(zbuf, small_rows, small_keep, small_pairs, side, first, height, width, znear)
-        if face.numel() == 0:
-            continue
-        plane_rows, area, keep = _plane_rows(tri, corners)
-        sel = keep.nonzero()[:, 0]
-        face, view, corners, area = (t.index_select(-1, sel) for t in (face, view, corners, area))
-        planes = plane_rows.index_select(1, sel).T.contiguous()
-        box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
-        grid = _grid_shapes(box, area.abs() / 2, tables)
-        # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
-        order = torch.sort(grid.to(torch.int16)).indices
-        counts = torch.bincount(grid, minlength=n_shapes + 1).tolist()
-        planes, box = planes.index_select(0, order), box.index_select(0, order)
-        face, view = face.index_select(0, order) + first, view.index_select(0, order)
-        pixel_base = view * (height * width) + box[:, 1] * width + box[:, 0]
-        start = 0
-        for shape, count in enumerate(counts[: n_shapes - 1]):
-            if count:
-                grid_w, grid_h = _GRID_TIERS[shape // len(_GRID_TIERS)], _GRID_TIERS[shape % len(_GRID_TIERS)]
-                rows = (start, start + count)
-                _rasterize_grid(zbuf, planes, box, pixel_base, face, rows, grid_w, grid_h, width, znear, max_candidates)
-            start += count
-        spans = torch.arange(start, start + counts[n_shapes - 1], device=screen.device)
-        _rasterize_spans(zbuf, planes, box, pixel_base, face, spans, width, znear, max_candidates)
+        if face.numel():
+            plane_rows, area, keep = _plane_rows(tri, corners)
+            sel = keep.nonzero()[:, 0]
+            large.append(
+                (plane_rows, corners, area, face + first, view)
+                if sel.numel() == keep.numel()
+                else tuple(t.index_select(-1, sel) for t in (plane_rows, corners, area, face + first, view))
+            )
+            n_large += sel.numel()
+        if large and (n_large >= face_chunk or first + face_chunk >= faces.shape[0]):
+            rows, corners, area, face, view = (torch.cat(parts, -1) for parts in zip(*large))
+            _rasterize_large(zbuf, rows, corners, area, face, view, tables, image_size, znear, max_candidates)
+            large, n_large = [], 0
     return _resolve(zbuf, screen, faces, n_views, height, width)
