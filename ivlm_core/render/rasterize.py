@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 _EMPTY = torch.iinfo(torch.int64).max
@@ -61,6 +62,18 @@ _GRID_TIERS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 _ALWAYS_GRID_AREA = 64
 _ROW_COST = 8
 _PIXEL_COST = 1.5
+
+
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices [K] (int64) of the true elements of a bool tensor, in row-major order of its flattened elements.
+
+    On the CPU this is numpy's flatnonzero: it does not branch per element, while torch.nonzero's cost grows with
+    how mixed the mask is (measured here on 0.5M elements: 0.3 ms against 1.1 ms at 10 % true and 3.3 ms at 50 %;
+    every compaction of the rasteriser goes through it). Elsewhere, torch.nonzero.
+    """
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.contiguous().numpy())).to(torch.int64)
+    return mask.reshape(-1).nonzero()[:, 0]
 
 
 @dataclass
@@ -97,7 +110,7 @@ class Fragments:
         if self.listed is not None:
             return self.listed
         flat_face = self.pix_to_face.reshape(-1)
-        index = (flat_face >= 0).nonzero()[:, 0]
+        index = flat_nonzero(flat_face >= 0)
         views, height, width = self.pix_to_face.shape
         return CoveredPixels(  # index_select, not [index]: several times faster on the CPU
             index=index,
@@ -270,8 +283,12 @@ def _face_boxes(
         q = (u[2] - u[0]) * (v[1] - v[0])
         drawn &= cull[:, None] * (p - q) <= 4e-6 * (p.abs() + q.abs())
     last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
-    view, face = drawn.nonzero(as_tuple=True)
-    pair = view * n_faces + face
+    pair = flat_nonzero(drawn)  # view * n_faces + face, view-major
+    # The views of the sorted pairs from where each view's run starts: cheaper than dividing by n_faces.
+    starts = torch.searchsorted(pair, torch.arange(1, drawn.shape[0], device=pair.device) * n_faces)
+    run = torch.diff(starts, prepend=starts.new_zeros(1), append=starts.new_full((1,), pair.shape[0]))
+    view = torch.repeat_interleave(torch.arange(drawn.shape[0], device=pair.device), run)
+    face = pair - view * n_faces
     # Grouped among the drawn pairs (a third of them on a dense scan): a nonzero over [B, F] costs ~4 ns per
     # pair at these densities, so one over all pairs and four over the drawn ones beat four over all pairs.
     last = last.view(-1).index_select(0, pair)
@@ -282,7 +299,7 @@ def _face_boxes(
         (last == 2, (x0, y0, x1, y1)),
         (last > 2, (x0, y0, x1, y1)),
     ):
-        sel = in_group.nonzero()[:, 0]
+        sel = flat_nonzero(in_group)
         group_pair = pair.index_select(0, sel)
         # Row by row from the [B, F] rows, straight into the group's tables (no stacked copies).
         rows = u + v + z + list(box_rows)
@@ -333,7 +350,7 @@ def _scatter_one_pixel(zbuf: torch.Tensor, pairs: _Pairs, first: int, height: in
     spread = (u.abs().amax(0) + v.abs().amax(0)) * 2
     hit = _inside(bary[0], bary[1], bary[2], inv_z, znear)
     hit &= (spread / area).to(torch.float32).abs() < float("inf")
-    hit = hit.nonzero()[:, 0]
+    hit = flat_nonzero(hit)
     pixel = (view.index_select(0, hit) * (height * width)).add_(
         (corner[1].index_select(0, hit) * width + corner[0].index_select(0, hit)).to(torch.int64)
     )
@@ -396,7 +413,7 @@ def _scatter_small(
             inside = _inside(l0, l1, l2, inv_z, znear) & reach_x[dx]
             if dy:
                 inside &= reach_y[dy - 1]
-            hit = inside.nonzero()[:, 0]
+            hit = flat_nonzero(inside)
             pixel = base.index_select(0, hit) + (dx + dy * width)
             keys = _depth_keys(inv_z.index_select(0, hit), face.index_select(0, hit) + first)
             zbuf.scatter_reduce_(0, pixel, keys, reduce="amin")
@@ -446,11 +463,14 @@ def _scatter_candidates(
         return
     if not bool(inside.any()):
         return
-    rows, cols = inside.nonzero(as_tuple=True)
-    dx_i = dx[cols] if dx.dim() == 1 else dx.expand_as(inside)[rows, cols]
-    dy_i = dy[cols] if dy.dim() == 1 else dy.expand_as(inside)[rows, cols]
-    pixel = pixel_base[rows, 0] + dx_i * strides[0] + dy_i * strides[1]
-    zbuf.scatter_reduce_(0, pixel, _depth_keys(inv_z[rows, cols], face[rows, 0]), reduce="amin")
+    flat = flat_nonzero(inside)
+    rows = torch.div(flat, inside.shape[1], rounding_mode="floor")
+    cols = flat - rows * inside.shape[1]
+    dx_i = dx.index_select(0, cols) if dx.dim() == 1 else dx.expand_as(inside).reshape(-1).index_select(0, flat)
+    dy_i = dy.index_select(0, cols) if dy.dim() == 1 else dy.expand_as(inside).reshape(-1).index_select(0, flat)
+    pixel = pixel_base[:, 0].index_select(0, rows) + dx_i * strides[0] + dy_i * strides[1]
+    keys = _depth_keys(inv_z.reshape(-1).index_select(0, flat), face[:, 0].index_select(0, rows))
+    zbuf.scatter_reduce_(0, pixel, keys, reduce="amin")
 
 
 def _grid_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -569,7 +589,7 @@ def _rasterize_lines(zbuf, planes, box, pixel_base, face, sel, strides, znear, m
         lo, count = _row_spans(row_planes, dy, box[:, 2].index_select(0, row_pair))
         lower, span = 0, 8
         while lower < int(count.max()):
-            rows = ((count > lower) & (count <= span)).nonzero()[:, 0]
+            rows = flat_nonzero((count > lower) & (count <= span))
             offsets = torch.arange(span, device=zbuf.device)
             for row_start in range(0, rows.numel(), max(1, max_candidates // span)):
                 r = rows[row_start : row_start + max(1, max_candidates // span)]
@@ -599,7 +619,7 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     device, dtype = screen.device, screen.dtype
     n = n_views * height * width
     zbuf = zbuf[:n]
-    pix = (zbuf != _EMPTY).nonzero()[:, 0]
+    pix = flat_nonzero(zbuf != _EMPTY)
     winner = zbuf.index_select(0, pix) & 0xFFFFFFFF
     view = pix // (height * width)
     bary = torch.empty(pix.shape[0], 3, dtype=dtype, device=device)
@@ -724,7 +744,7 @@ def rasterize(
                 _scatter_small(zbuf, small_rows, small_keep, small_pairs, side, first, height, width, znear)
         if face.numel():
             plane_rows, area, keep = _plane_rows(tri, corners)
-            sel = keep.nonzero()[:, 0]
+            sel = flat_nonzero(keep)
             large.append(
                 (plane_rows, corners, area, face + first, view)
                 if sel.numel() == keep.numel()
