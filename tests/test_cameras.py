@@ -161,3 +161,19 @@ def test_shared_points_and_per_view_points_transform_alike():
     plain = torch.einsum("bij,nj->bni", transform[:, :3, :3], points) + transform[:, None, :3, 3]
     assert shared.shape == per_view.shape == plain.shape == (4, 500, 3)
     assert torch.allclose(shared, plain, atol=1e-12) and torch.allclose(per_view, plain, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_world_to_screen_is_projecting_the_camera_space_points(dtype):
+    """The fused product K [R | t] then a division equals project(world_to_camera(.)) to float rounding (float32:
+    well under a thousandth of a pixel at 1024^2), and its result is a view of [3, B, N] coordinate rows."""
+    cams = OBJECT_VIEWS.cameras(1024, dtype=dtype)
+    rng = np.random.default_rng(1)
+    points = torch.tensor(rng.uniform(-0.5, 0.5, size=(2000, 3)), dtype=dtype)
+    fused = cams.world_to_screen(points)
+    separate = cams.project(cams.world_to_camera(points))
+    assert fused.shape == separate.shape == (4, 2000, 3) and fused.dtype == dtype
+    pixel_tol, depth_tol = (1e-9, 1e-12) if dtype == torch.float64 else (2e-4, 1e-6)
+    assert torch.allclose(fused[..., :2], separate[..., :2], atol=pixel_tol, rtol=0)
+    assert torch.allclose(fused[..., 2], separate[..., 2], atol=depth_tol, rtol=0)
+    assert fused.permute(2, 0, 1).is_contiguous()

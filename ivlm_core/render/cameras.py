@@ -164,6 +164,25 @@ class PinholeCameras:
         v = k[:, None, 1, 1] * y + k[:, None, 1, 2]
         return torch.stack([u, v, z]).permute(1, 2, 0)
 
+    def world_to_screen(self, points_world: torch.Tensor) -> torch.Tensor:
+        """Shared world points [N, 3] -> (u, v, z) [B, N, 3], as `project(world_to_camera(points))` up to float
+        rounding, in one product per coordinate with K [R | t] (3 x 4 per view) and two divisions.
+
+        The result is a view of [3, B, N] rows (u, v, z), filled in place: the rasteriser reads whole rows, and
+        the separate transform, projection and stack cost three times as many passes over B * N values."""
+        k = self.intrinsics.to(points_world.dtype)
+        transform = k @ self.cv_camera_from_world[:, :3, :].to(points_world.dtype)  # [B, 3, 4]
+        rows = points_world.T  # [3, N]
+        out = torch.empty(3, transform.shape[0], rows.shape[1], dtype=rows.dtype, device=rows.device)
+        for c in range(3):  # row c of K [R | t] for every view: [B, 3] @ [3, N] + [B, 1]
+            torch.addmm(transform[:, c, 3:4], transform[:, c, :3], rows, out=out[c])
+        z = out[2]
+        small = z.abs() <= 1e-12
+        safe_z = torch.where(small, torch.full_like(z, 1e-12), z) if bool(small.any()) else z
+        out[0].div_(safe_z)
+        out[1].div_(safe_z)
+        return out.permute(1, 2, 0)
+
     def camera_centers(self) -> torch.Tensor:
         """Camera positions in world coordinates, [B, 3]."""
         rotation = self.cv_camera_from_world[:, :3, :3]

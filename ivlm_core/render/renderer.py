@@ -61,8 +61,21 @@ def rasterize_mesh(
     pair of tensors); back faces are skipped where that is exact (`back_face_culling`).
     """
     cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
-    points = cameras.world_to_camera(vertices)
     faces = faces.to(device=vertices.device, dtype=torch.int64)
+    if vertices.dim() == 2:
+        screen = cameras.world_to_screen(vertices)
+        if bool((screen[..., 2] >= cameras.znear).all()):  # the usual case: nothing to clip
+            if orientation is None:
+                orientation = _cached_orientation(vertices, faces)
+            return rasterize(
+                screen,
+                faces,
+                cameras.image_size,
+                znear=cameras.znear,
+                max_candidates=max_candidates,
+                cull=back_face_culling(vertices, screen, cameras, orientation),
+            )
+    points = cameras.world_to_camera(vertices)
     clipped = clip_near(points, faces, cameras.znear)
     if clipped is None:
         if orientation is None:
@@ -97,7 +110,8 @@ def back_face_culling(
     outside the mesh's bounding box (so outside the mesh), and no vertex is closer than znear (a face cut
     away by the near plane would open a hole onto the faces behind). Open meshes, meshes whose parts are
     wound both ways, and cameras inside the box draw both windings, as PyTorch3D does.
-    vertices [N, 3] world, points [B, N, 3] their camera-space positions.
+    vertices [N, 3] world, points [B, N, 3] their camera-space positions (only their depth z is read, so screen
+    (u, v, z) will do).
     """
     if orientation == 0 or vertices.shape[0] == 0:
         return None
