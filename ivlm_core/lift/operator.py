@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ivlm_core.lift.pixel_maps import PixelMaps
-from ivlm_core.render.rasterize import Fragments
+from ivlm_core.render.rasterize import Fragments, compare, face_rows, flat_nonzero
 
 HUMAN_LOGIT_CLAMP = 20.0
 OBJECT_PIXEL_THRESHOLD = 0.3  # on probabilities, as upstream's object lifter (spec §4.4)
@@ -89,10 +89,11 @@ class LiftOperator:
 
 def _mean_over_views(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """The object lifter's last step: per (view, vertex) sums [V, N] -> the mean over views that saw it, [N]."""
-    hit = den > 0
-    per_view = torch.where(hit, num / torch.where(hit, den, torch.ones_like(den)), torch.zeros_like(num))
-    views_hit = hit.sum(0)
-    return torch.where(views_hit > 0, per_view.sum(0) / views_hit.clamp(min=1), torch.zeros_like(num[0]))
+    hit = compare(den, ">", 0)
+    # num / den where hit, else 0, by arithmetic (torch.where ran 4.5 ns per element here, a fifth of a 1.3M-vertex
+    # object's lift): where den is 0 so is num (its weights are den's), and dividing by den + 1 there gives 0.
+    per_view = (num / (den + ~hit)) * hit
+    return per_view.sum(0) / hit.sum(0).clamp(min=1)  # 0 where no view saw the vertex
 
 
 def lift_object_once(
@@ -115,20 +116,23 @@ def lift_object_once(
         raise ValueError(
             f"expected logits of shape {tuple(face.shape)} (views, height, width), got {tuple(logits.shape)}"
         )
-    prob = torch.sigmoid(logits.to(torch.float32)).reshape(-1)
     # The covered pixels as the rasteriser listed them (ascending flat index, as a scan of the images would
     # give), then those above the threshold; flat 1-D index_select: several times faster on the CPU than
     # [view, row, col] indexing, and no pass over the background.
     covered = fragments.covered()
-    covered_prob = prob.index_select(0, covered.index.to(device))
-    above = (covered_prob > threshold).nonzero()[:, 0]
+    covered_logits = logits.reshape(-1).index_select(0, covered.index.to(device))
+    covered_prob = torch.sigmoid(covered_logits.to(torch.float32))
+    above = flat_nonzero(compare(covered_prob, ">", threshold))
     view = covered.view.to(device).index_select(0, above)
-    face_ids = covered.face.to(device).index_select(0, above)
-    corners = torch.stack([column.index_select(0, face_ids) for column in faces.to(device).T.contiguous()], 1)
+    if covered.corners is not None:  # the rasteriser's resolve gathered the corner ids already
+        corners = covered.corners.to(device).index_select(1, above).T
+    else:
+        face_ids = covered.face.to(device).index_select(0, above)
+        corners = torch.stack([column.index_select(0, face_ids) for column in face_rows(faces.to(device))], 1)
     weights = covered.bary.to(device).index_select(0, above).to(torch.float32)  # as PixelMaps
     index = (view[:, None] * num_vertices + corners).reshape(-1)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)
-    sums[0].index_add_(0, index, (weights * covered_prob.index_select(0, above)[:, None]).reshape(-1))
-    sums[1].index_add_(0, index, weights.reshape(-1))
+    sums[0].scatter_add_(0, index, (weights * covered_prob.index_select(0, above)[:, None]).reshape(-1))
+    sums[1].scatter_add_(0, index, weights.reshape(-1))
     sums = sums.view(2, face.shape[0], num_vertices)
     return _mean_over_views(sums[0], sums[1])

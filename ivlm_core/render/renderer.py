@@ -11,7 +11,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ivlm_core.mesh import closed_orientation
 from ivlm_core.render.cameras import PinholeCameras
-from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, rasterize
+from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, face_rows, rasterize
 from ivlm_core.render.shading import PhongLighting, phong, unit_vectors, vertex_normals
 
 DEFAULT_LIGHTING = PhongLighting()  # InteractVLM's lights (frozen, so one shared default is safe)
@@ -203,7 +203,7 @@ def shade_pixels(
     n_colors = colors.shape[-1]
     shared = torch.cat([vertex_normals(vertices, faces).T, vertices.T])  # [6, N]
     shared_table = torch.cat([shared, colors.T[varying]]).contiguous() if colors.dim() == 2 else None
-    faces_t = faces.T.contiguous()  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
+    faces_t = face_rows(faces)  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     if chunk is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ivlm_core.render.rasterize import Fragments
+from ivlm_core.render.rasterize import Fragments, face_rows
 
 # Overlay colours (flat albedo, shaded like everything else). InteractVLM's "grey" object colour is
 # (1.0, 0.9, 0.3) * 0.8 + 0.1 (spec §3.3); the blue body matches its optimiser's overlay colour.
@@ -48,7 +48,7 @@ def _vertex_normal_rows(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Te
     """`vertex_normals` of vertices [N, 3] as coordinate rows [3, N], from 1-D gathers and sums of one coordinate
     of one corner at a time: on the CPU about twice as fast as gathering and summing [F, 3] rows."""
     rows = vertices.T.contiguous()
-    corners = faces.T.contiguous()
+    corners = face_rows(faces)
     p0, p1, p2 = ([row.index_select(0, corner) for row in rows] for corner in corners)
     e1 = [p1[c] - p0[c] for c in range(3)]
     e2 = [p2[c] - p0[c] for c in range(3)]
