@@ -194,7 +194,14 @@ class CoveredPixels:
             image = torch.full((n, values.shape[-1]), fill[0].item(), dtype=values.dtype, device=values.device)
         else:
             image = fill.repeat(n, 1)
-        return image.index_copy_(0, self.index, values.contiguous()).view(*self.shape, values.shape[-1])
+        if values.shape[-1] > 1 and values.stride(0) == 1:
+            # Values given as channel rows (shading's [C, K] transposed): one 1-D copy per channel into the
+            # image's strided column; a transposing copy of [K, C] first cost about twice as much here.
+            for c in range(values.shape[-1]):
+                image[:, c].index_copy_(0, self.index, values[:, c])
+        else:
+            image.index_copy_(0, self.index, values.contiguous())
+        return image.view(*self.shape, values.shape[-1])
 
 
 @dataclass
@@ -319,10 +326,7 @@ def _face_boxes(
         drawn &= compare(cull[:, None] * (p - q), "<=", 4e-6 * (p.abs() + q.abs()))
     last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
     pair = flat_nonzero(drawn)  # view * n_faces + face, view-major
-    # The views of the sorted pairs from where each view's run starts: cheaper than dividing by n_faces.
-    starts = torch.searchsorted(pair, torch.arange(1, drawn.shape[0], device=pair.device) * n_faces)
-    run = torch.diff(starts, prepend=starts.new_zeros(1), append=starts.new_full((1,), pair.shape[0]))
-    view = torch.repeat_interleave(torch.arange(drawn.shape[0], device=pair.device), run)
+    view = _runs(pair, drawn.shape[0], n_faces)
     face = pair - view * n_faces
     # Grouped among the drawn pairs (a third of them on a dense scan): a nonzero over [B, F] costs ~4 ns per
     # pair at these densities, so one over all pairs and four over the drawn ones beat four over all pairs.
@@ -647,6 +651,21 @@ def _rasterize_lines(zbuf, planes, box, pixel_base, face, sel, strides, znear, m
             lower, span = span, span * 2
 
 
+def _runs(flat: torch.Tensor, n_groups: int, group_size: int) -> torch.Tensor:
+    """For ascending flat indices into n_groups blocks of group_size: each one's block, flat // group_size, from
+    where each block's run starts (a search per block, no division per element)."""
+    starts = torch.searchsorted(flat, torch.arange(1, n_groups, device=flat.device) * group_size)
+    run = torch.diff(starts, prepend=starts.new_zeros(1), append=starts.new_full((1,), flat.shape[0]))
+    return torch.repeat_interleave(torch.arange(n_groups, device=flat.device), run)
+
+
+def _low_word(keys: torch.Tensor) -> torch.Tensor:
+    """The low 32 bits of int64 keys, sign-extended (on the CPU in numpy: torch's int64 shifts ran 4x slower)."""
+    if keys.device.type == "cpu":
+        return torch.from_numpy((keys.numpy() << 32) >> 32)
+    return (keys << 32) >> 32
+
+
 def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) -> Fragments:
     """Decodes the winning faces and computes their perspective-correct barycentrics and depth.
 
@@ -659,8 +678,8 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     zbuf = zbuf[:n]
     pix = flat_nonzero(compare(zbuf, "!=", _EMPTY))
     winner = zbuf.index_select(0, pix) & 0xFFFFFFFF
-    view = pix // (height * width)
-    bary = torch.empty(pix.shape[0], 3, dtype=dtype, device=device)
+    view = _runs(pix, n_views, height * width)
+    bary = torch.empty(3, pix.shape[0], dtype=dtype, device=device)  # rows: shading reads them so
     depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
     coords = screen.permute(2, 0, 1).reshape(3, -1)  # [3, B * N]: rows u, v, z (no copy from `project`)
     faces_t = face_rows(faces)
@@ -681,13 +700,18 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
         area = u1 * v2 - v1 * u2
         # Screen barycentrics are l / area; weighting each by 1/z_k and normalising gives the perspective-
         # correct ones, and area / sum(l_k / z_k) is the depth.
-        weighted = torch.stack([(area - l1 - l2) / z[0], l1 / z[1], l2 / z[2]])
+        weighted = bary[:, part]
+        torch.div(area - l1 - l2, z[0], out=weighted[0])
+        torch.div(l1, z[1], out=weighted[1])
+        torch.div(l2, z[2], out=weighted[2])
         total = weighted[0] + weighted[1] + weighted[2]
-        bary[part] = (weighted / total).T
+        weighted.div_(total)
         depth[part] = area / total
-    covered = CoveredPixels(pix, view, winner, bary, (n_views, height, width), corners)
+    covered = CoveredPixels(pix, view, winner, bary.T, (n_views, height, width), corners)
+    # The winners' ids straight from the keys: the low 32 bits, sign-extended, are the face id (ids < 2^31)
+    # and -1 where the key is empty (all ones).
     return Fragments(
-        torch.full((n,), -1, dtype=torch.int64, device=device).index_copy_(0, pix, winner).view(n_views, height, width),
+        _low_word(zbuf).view(n_views, height, width),
         None,
         torch.full((n,), float("inf"), dtype=dtype, device=device)
         .index_copy_(0, pix, depth)
