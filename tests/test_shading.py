@@ -140,3 +140,15 @@ def test_vertex_normals_of_one_mesh_equal_the_batched_formula_and_keep_gradients
     leaf = v.clone().requires_grad_()
     (vertex_normals(leaf, f)[:, 2] * leaf[:, 0]).sum().backward()
     assert leaf.grad is not None and bool(torch.isfinite(leaf.grad).all()) and float(leaf.grad.abs().sum()) > 0
+
+
+def test_specular_power_by_squaring_matches_pow():
+    """The specular exponent: powers of two by repeated squaring (within float32 ulps of torch.pow), any other
+    exponent through torch.pow itself."""
+    from ivlm_core.render.shading import _power
+
+    x = torch.linspace(0, 1, 10001)
+    assert torch.allclose(_power(x, 64.0), x.pow(64.0), rtol=1e-5, atol=1e-30)
+    assert torch.equal(_power(x, 1.0), x)
+    for exponent in (0.5, 3.0, 10.0):
+        assert torch.equal(_power(x, exponent), x.pow(exponent))
