@@ -738,12 +738,13 @@ def _rasterize_large(
     screen area [P], face ids [P] (of the whole mesh) and views [P]."""
     height, width = image_size
     n_shapes = len(_GRID_TIERS) ** 2 + 1  # the grids, then row spans
-    box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).T.to(torch.int64)
-    grid = _grid_shapes(box, area.abs() / 2, tables)
-    # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables.
+    box = torch.cat([corners[:2], corners[2:] - corners[:2] + 1]).to(torch.int64)  # [4, P]: x0, y0, w, h
+    grid = _grid_shapes(box.T, area.abs() / 2, tables)
+    # One sort groups the pairs by grid shape, so each shape is a contiguous slice of the tables. Reordered as
+    # rows, then transposed once: gathering rows of a [P, 12] table ran 3x slower here.
     order = torch.sort(grid.to(torch.int16)).indices
     counts = torch.bincount(grid, minlength=n_shapes).tolist()
-    planes, box = rows.T.index_select(0, order), box.index_select(0, order)
+    planes, box = rows.index_select(1, order).T.contiguous(), box.index_select(1, order).T.contiguous()
     face, view = face.index_select(0, order), view.index_select(0, order)
     pixel_base = view * (height * width) + box[:, 1] * width + box[:, 0]
     start = 0
