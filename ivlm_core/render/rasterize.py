@@ -10,8 +10,9 @@ Written by hand because pytorch3d and nvdiffrast cannot be installed here; it ru
    set-up fused with its test (its barycentrics there are the planes' constants); boxes of at most 3 x 3
    pixels (most of the rest on a scan) are tested offset by offset on per-quantity plane rows. Larger boxes
    up to 64 x 64 are tested as dense [faces, w*h] grids by broadcasting when that is cheaper than spans:
-   no per-pixel gathers, and one sort groups the pairs by grid shape. All three evaluate the same plane
-   expressions in the same order, so which path a face takes never changes a result.
+   no per-pixel gathers, and one sort groups the pairs by grid shape; these pairs are gathered over face chunks
+   and drawn together. All three evaluate the same plane expressions (the small boxes leave out terms that add
+   zero or multiply by one, which changes no value), so which path a face takes never changes a result.
 3. Larger faces are walked row by row: on each pixel row of its box, the three edge functions give the
    span [x_left, x_right] inside the triangle in closed form, widened by one pixel on each side against
    rounding, and only the pixels of that span are tested. The work per face is its rows plus its covered
@@ -31,6 +32,9 @@ a corner closer than `znear` is dropped there. Callers with camera-space points 
 cuts faces that cross `znear` (in camera space, before the perspective divide) into 1 or 2 triangles per
 view, and `NearClip.restore` gives their pixels the original face id and barycentrics w.r.t. the original
 triangle (`renderer.rasterize_mesh` does both).
+
+On the CPU, compactions and comparisons go through numpy (`flat_nonzero`, `compare`): torch's, in the CPU
+build this project pins, branched per element or ran unvectorised (figures in the README's benchmarks).
 
 Pixel (row i, col j) is sampled at its centre, which is (u=j, v=i) in the OpenCV pixel convention.
 
