@@ -67,16 +67,19 @@ def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
     parts that disagree, give 0. A closed mesh of one sign never has a negative (for -1: positive) winding
     number unless it passes through itself inside out, so a ray from a point outside it first meets a face
     turned towards it: the rasteriser may then skip the other faces (see `render.rasterize`).
-    vertices [N, 3], faces [F, 3]. One sparse matrix of the directed edges serves both the matching and the parts.
+    vertices [N, 3], faces [F, 3]. One sparse matrix of the edges serves both the matching and the parts.
     """
-    from scipy.sparse.csgraph import connected_components  # here: the API process rarely needs scipy
+    import scipy.sparse as sp  # here: the API process rarely needs scipy
+    from scipy.sparse.csgraph import connected_components
 
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return 0
-    edges = _directed_edges(faces, len(vertices))
-    if not _edges_matched(edges):
+    balance = _edge_balance(faces, len(vertices))
+    if balance.count_nonzero():
         return 0
+    # Every undirected edge, as the balance's structure (its entries are all zero here).
+    edges = sp.csr_matrix((np.ones(len(balance.indices), np.int8), balance.indices, balance.indptr), balance.shape)
     count, label = connected_components(edges, directed=False)
     # Coordinate rows [3, N] and corner rows [3, F]: 1-D gathers and element-wise passes, several times faster
     # than gathering [F, 3] rows and np.cross.
@@ -94,17 +97,18 @@ def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
     return -1 if (volume < -1e-9 * scale).all() else 0
 
 
-def _directed_edges(faces: np.ndarray, n: int) -> sp.csr_matrix:
-    """[n, n] sparse matrix counting the directed edges i -> j of faces [F, 3] (duplicates summed)."""
+def _edge_balance(faces: np.ndarray, n: int) -> sp.csr_matrix:
+    """[n, n] sparse matrix, one entry per undirected edge {i < j} of faces [F, 3]: how many faces run i -> j minus
+    how many run j -> i. All zero exactly when every directed edge is matched by its reverse, as multisets.
+
+    One matrix with signed entries instead of the directed edges and their transpose: half the sparse work (the
+    check runs on every new mesh the renderer culls for; 1.3M faces took 165 ms the other way)."""
     import scipy.sparse as sp  # here: the API process validates meshes and needs it only for an inside-out mesh
 
-    ones = np.ones(3 * len(faces), np.int32)
-    return sp.csr_matrix((ones, (faces.ravel(), np.roll(faces, -1, axis=1).ravel())), shape=(n, n))
-
-
-def _edges_matched(edges: sp.csr_matrix) -> bool:
-    """Whether every directed edge (`_directed_edges`) is matched by its reverse, as multisets: a symmetric matrix."""
-    return not (edges - edges.T.tocsr()).count_nonzero()
+    tail = faces.ravel()
+    head = np.roll(faces, -1, axis=1).ravel()
+    direction = np.sign(head - tail).astype(np.int32)  # a repeated corner's edge (i -> i) matches itself: 0
+    return sp.csr_matrix((direction, (np.minimum(tail, head), np.maximum(tail, head))), shape=(n, n))
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -362,4 +366,4 @@ def _inside_out(mesh: TriangleMesh, doubled_normals: np.ndarray, centroids: np.n
     flux = np.einsum("ij,ij->i", centroids - mesh.vertices.mean(0), doubled_normals)
     if not flux.sum() < -0.05 * np.abs(flux).sum():
         return False
-    return _edges_matched(_directed_edges(mesh.faces, mesh.num_vertices))
+    return not _edge_balance(np.asarray(mesh.faces, dtype=np.int64), mesh.num_vertices).count_nonzero()
