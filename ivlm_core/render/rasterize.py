@@ -332,8 +332,8 @@ def _face_boxes(
     pair = flat_nonzero(drawn)  # view * n_faces + face, view-major
     view = _runs(pair, drawn.shape[0], n_faces)
     face = pair - view * n_faces
-    # Grouped among the drawn pairs (a third of them on a dense scan): a nonzero over [B, F] costs ~4 ns per
-    # pair at these densities, so one over all pairs and four over the drawn ones beat four over all pairs.
+    # Grouped among the drawn pairs only (a third of them on a dense scan): one compaction over all [B, F] pairs,
+    # then four over the drawn ones.
     last = last.view(-1).index_select(0, pair)
     # The groups' members, one after the other; each [B, F] row is then gathered once for all of them (gathering
     # it once per group swept its 2 MB four times and cost half again as much on a dense scan).
@@ -364,8 +364,8 @@ def _inside(l0: torch.Tensor, l1: torch.Tensor, l2: torch.Tensor, inv_z: torch.T
     """The one coverage test every path makes: screen barycentrics l0..2 all >= 0 and 1/depth inv_z in front of
     the near plane (0 < inv_z, inv_z * znear <= 1).
 
-    Written as one comparison of a running minimum: on the CPU a comparison into bool costs several
-    multiplies. It is the same test: 1 - x >= 0 exactly when x <= 1 (a rounded difference keeps its sign), and
+    Written as one comparison of a running minimum (two comparisons into bool instead of five, each dearer than
+    a minimum). It is the same test: 1 - x >= 0 exactly when x <= 1 (a rounded difference keeps its sign), and
     NaN fails both forms."""
     low = torch.minimum(torch.minimum(l0, l1), torch.minimum(l2, 1 - inv_z * znear))
     return compare(low, ">=", 0) & compare(inv_z, ">", 0)
