@@ -388,3 +388,20 @@ def test_culling_stops_where_the_near_plane_cuts_a_closed_mesh():
     cameras = _cameras([((0.05, 0.03, 0.8), (0.02, -0.01, 0)), ((3.0, 0.2, 0.1), (0, 0, 0))], znear=0.5)
     assert _culls(box.vertices, box.faces, cameras).tolist() == [False, True]
     _compare_with_embree(box.vertices, box.faces, cameras)
+
+
+def test_depth_and_barycentrics_carry_gradients_to_the_vertices():
+    """Vertices that need gradients are rasterised to the same fragments, and depth and barycentrics are
+    differentiable with respect to them (the face search runs without gradients; the resolve keeps them)."""
+    mesh = primitives.uv_sphere()
+    cameras = OBJECT_VIEWS.cameras(64, dtype=torch.float32)
+    faces = torch.tensor(mesh.faces)
+    points = np.asarray(mesh.vertices) / np.abs(mesh.vertices).max() * 0.4
+    plain = rasterize_mesh(torch.tensor(points, dtype=torch.float32), faces, cameras)
+    vertices = torch.tensor(points, dtype=torch.float32).requires_grad_(True)
+    traced = rasterize_mesh(vertices, faces, cameras)
+    assert torch.equal(traced.pix_to_face, plain.pix_to_face)
+    assert torch.allclose(traced.depth, plain.depth, atol=1e-6) and traced.depth.requires_grad
+    covered = traced.mask
+    (traced.depth[covered].sum() + traced.bary[covered][:, 0].sum()).backward()
+    assert vertices.grad is not None and torch.isfinite(vertices.grad).all() and vertices.grad.abs().sum() > 0

@@ -169,7 +169,8 @@ class PinholeCameras:
         rounding, in one product per coordinate with K [R | t] (3 x 4 per view) and two divisions.
 
         The result is a view of [3, B, N] rows (u, v, z), filled in place: the rasteriser reads whole rows, and
-        the separate transform, projection and stack cost three times as many passes over B * N values."""
+        the separate transform, projection and stack cost three times as many passes over B * N values. Filled
+        with out=, so without gradients: for points that need them, project(world_to_camera(.))."""
         k = self.intrinsics.to(points_world.dtype)
         transform = k @ self.cv_camera_from_world[:, :3, :].to(points_world.dtype)  # [B, 3, 4]
         rows = points_world.T  # [3, N]

@@ -708,12 +708,10 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
         area = u1 * v2 - v1 * u2
         # Screen barycentrics are l / area; weighting each by 1/z_k and normalising gives the perspective-
         # correct ones, and area / sum(l_k / z_k) is the depth.
-        weighted = bary[:, part]
-        torch.div(area - l1 - l2, z[0], out=weighted[0])
-        torch.div(l1, z[1], out=weighted[1])
-        torch.div(l2, z[2], out=weighted[2])
+        weighted = ((area - l1 - l2) / z[0], l1 / z[1], l2 / z[2])
         total = weighted[0] + weighted[1] + weighted[2]
-        weighted.div_(total)
+        for k in range(3):  # assigned, not written with out=: gradients reach screen through these
+            bary[k, part] = weighted[k] / total
         depth[part] = area / total
     covered = CoveredPixels(pix, view, winner, bary.T, (n_views, height, width), corners)
     # The winners' ids straight from the keys: the low 32 bits, sign-extended, are the face id (ids < 2^31)
@@ -794,7 +792,9 @@ def rasterize(
     face_chunk = max(1, max_candidates // (4 * n_views))
     faces_t = face_rows(faces)  # [3, F]; chunks are views of it
     tables = _grid_tables(screen.device)
-    coords = screen.permute(2, 0, 1).contiguous()  # [3, B, N]: rows u, v, z of every view
+    # [3, B, N]: rows u, v, z of every view. Which face covers which pixel is found on values without gradients
+    # (written with out= into preallocated tables); the resolve computes barycentrics and depth from screen.
+    coords = screen.detach().permute(2, 0, 1).contiguous()
     any_near = not bool((screen[..., 2] >= znear).all())
     if cull is not None:
         cull = cull.to(device=screen.device, dtype=screen.dtype)

@@ -62,7 +62,7 @@ def rasterize_mesh(
     """
     cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
     faces = faces.to(device=vertices.device, dtype=torch.int64)
-    if vertices.dim() == 2:
+    if vertices.dim() == 2 and not (vertices.requires_grad and torch.is_grad_enabled()):
         screen = cameras.world_to_screen(vertices)
         if bool((screen[..., 2] >= cameras.znear).all()):  # the usual case: nothing to clip
             if orientation is None:
