@@ -124,11 +124,7 @@ def lift_object_once(
     covered_prob = torch.sigmoid(covered_logits.to(torch.float32))
     above = flat_nonzero(compare(covered_prob, ">", threshold))
     view = covered.view.to(device).index_select(0, above)
-    if covered.corners is not None:  # the rasteriser's resolve gathered the corner ids already
-        corners = covered.corners.to(device).index_select(1, above).T
-    else:
-        face_ids = covered.face.to(device).index_select(0, above)
-        corners = torch.stack([column.index_select(0, face_ids) for column in face_rows(faces.to(device))], 1)
+    corners = covered.corner_ids(face_rows(faces), above.to(covered.face.device)).to(device).T
     weights = covered.bary.to(device).index_select(0, above).to(torch.float32)  # as PixelMaps
     index = (view[:, None] * num_vertices + corners).reshape(-1)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)

@@ -92,6 +92,13 @@ def fov_focal_length(image_size: int, fov_degrees: float = 60.0) -> float:
     return image_size / (2.0 * math.tan(math.radians(fov_degrees) / 2.0))
 
 
+def _safe_depth(z: torch.Tensor) -> torch.Tensor:
+    """Depths to divide by: |z| <= 1e-12 (a point on the camera plane) replaced by 1e-12. torch.where runs several
+    times slower than arithmetic on the CPU, and most renders have no such point, so it runs only when one is."""
+    small = z.abs() <= 1e-12
+    return torch.where(small, torch.full_like(z, 1e-12), z) if bool(small.any()) else z
+
+
 @dataclass(frozen=True)
 class PinholeCameras:
     """A batch of B pinhole cameras sharing one image size.
@@ -156,9 +163,7 @@ class PinholeCameras:
         The result is a view of [3, B, N] rows (u, v, z), so a reader of one coordinate reads contiguous memory."""
         k = self.intrinsics.to(points_camera.dtype)
         z = points_camera[..., 2]
-        small = z.abs() <= 1e-12
-        # torch.where is several times slower than arithmetic on the CPU; most renders have no such point.
-        safe_z = torch.where(small, torch.full_like(z, 1e-12), z) if bool(small.any()) else z
+        safe_z = _safe_depth(z)
         x, y = points_camera[..., 0] / safe_z, points_camera[..., 1] / safe_z
         u = k[:, None, 0, 0] * x + k[:, None, 0, 1] * y + k[:, None, 0, 2]
         v = k[:, None, 1, 1] * y + k[:, None, 1, 2]
@@ -177,9 +182,7 @@ class PinholeCameras:
         out = torch.empty(3, transform.shape[0], rows.shape[1], dtype=rows.dtype, device=rows.device)
         for c in range(3):  # row c of K [R | t] for every view: [B, 3] @ [3, N] + [B, 1]
             torch.addmm(transform[:, c, 3:4], transform[:, c, :3], rows, out=out[c])
-        z = out[2]
-        small = z.abs() <= 1e-12
-        safe_z = torch.where(small, torch.full_like(z, 1e-12), z) if bool(small.any()) else z
+        safe_z = _safe_depth(out[2])
         out[0].div_(safe_z)
         out[1].div_(safe_z)
         return out.permute(1, 2, 0)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ivlm_core.mesh import TriangleMesh
-from ivlm_core.render.rasterize import Fragments
+from ivlm_core.render.rasterize import Fragments, face_rows
 from ivlm_core.render.renderer import rasterize_mesh, shade_pixels
 from ivlm_core.render.shading import (
     BODY_OVERLAY_BLUE,
@@ -86,8 +86,8 @@ def render_object_views(
     normalised, center, scale = normalize_object_vertices(mesh.vertices)
     # [N, 3] as a view of coordinate rows [3, N] (as normalised): bounds, normals and shading read rows.
     v = torch.as_tensor(np.ascontiguousarray(normalised.T), dtype=torch.float32, device=device).T
-    # [F, 3] as a view of corner rows [3, F] (numpy's transposing copy): the renderer reads faces row by row.
-    f = torch.as_tensor(np.ascontiguousarray(np.asarray(mesh.faces, dtype=np.int64).T), device=device).T
+    # [F, 3] as a view of corner rows [3, F]: the renderer reads faces row by row (`face_rows` is then free).
+    f = face_rows(torch.as_tensor(mesh.faces, dtype=torch.int64)).to(device).T
     sam, overlay, fragments = _render_two_ways(
         v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size, mesh.orientation
     )

@@ -173,11 +173,16 @@ class CoveredPixels:
     shape: tuple[int, int, int]
     corners: torch.Tensor | None = None
 
-    def corner_ids(self, faces_t: torch.Tensor, pixels: slice) -> torch.Tensor:
-        """[3, k] vertex ids of the faces at pixels (a slice of the K), given faces_t [3, F]."""
-        if self.corners is not None:
-            return self.corners[:, pixels]
-        face = self.face[pixels]
+    def corner_ids(self, faces_t: torch.Tensor, pixels: slice | torch.Tensor) -> torch.Tensor:
+        """[3, k] vertex ids of the faces at pixels (a slice of the K, or indices [k] into them), given faces_t
+        [3, F]: the resolve's, where it kept them, else gathered from faces_t."""
+        if isinstance(pixels, slice):
+            corners, face = (self.corners[:, pixels] if self.corners is not None else None), self.face[pixels]
+        else:
+            corners = self.corners.index_select(1, pixels) if self.corners is not None else None
+            face = self.face.index_select(0, pixels)
+        if corners is not None:
+            return corners
         return torch.stack([row.index_select(0, face) for row in faces_t])
 
     def interpolate(self, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
@@ -674,7 +679,7 @@ def _low_word(keys: torch.Tensor) -> torch.Tensor:
     return (keys << 32) >> 32
 
 
-def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) -> Fragments:
+def _resolve(zbuf, screen, faces_t, n_views, height, width, chunk: int = 1 << 16) -> Fragments:
     """Decodes the winning faces and computes their perspective-correct barycentrics and depth.
 
     Covered pixels go through in chunks with 1-D gathers of per-coordinate rows (u, v, z of every view's
@@ -690,7 +695,6 @@ def _resolve(zbuf, screen, faces, n_views, height, width, chunk: int = 1 << 16) 
     bary = torch.empty(3, pix.shape[0], dtype=dtype, device=device)  # rows: shading reads them so
     depth = torch.empty(pix.shape[0], dtype=dtype, device=device)
     coords = screen.permute(2, 0, 1).reshape(3, -1)  # [3, B * N]: rows u, v, z (no copy from `project`)
-    faces_t = face_rows(faces)
     corners = torch.empty(3, pix.shape[0], dtype=torch.int64, device=device)  # kept for shading
     for first in range(0, pix.shape[0], chunk):
         part = slice(first, first + chunk)
@@ -827,4 +831,4 @@ def rasterize(
             rows, corners, area, face, view = (torch.cat(parts, -1) for parts in zip(*large))
             _rasterize_large(zbuf, rows, corners, area, face, view, tables, image_size, znear, max_candidates)
             large, n_large = [], 0
-    return _resolve(zbuf, screen, faces, n_views, height, width)
+    return _resolve(zbuf, screen, faces_t, n_views, height, width)
