@@ -330,11 +330,10 @@ def _culls(vertices, faces, cameras) -> torch.Tensor:
     from ivlm_core.mesh import closed_orientation
     from ivlm_core.render.renderer import back_face_culling
 
-    v = torch.tensor(vertices, dtype=torch.float32)
-    cull = back_face_culling(
-        v, cameras.world_to_camera(v), cameras.to(dtype=torch.float32), closed_orientation(vertices, faces)
-    )
-    return torch.zeros(cameras.batch_size, dtype=torch.bool) if cull is None else cull != 0
+    v, f = torch.tensor(vertices, dtype=torch.float32), torch.tensor(faces)
+    cameras = cameras.to(dtype=torch.float32)
+    cull = back_face_culling(v, f, cameras.world_to_camera(v), cameras, closed_orientation(vertices, faces))
+    return torch.zeros(cameras.batch_size, dtype=torch.bool) if cull is None else cull.views
 
 
 @pytest.mark.parametrize("winding", [1, -1])

@@ -18,6 +18,7 @@ from ivlm_core.render.renderer import rasterize_mesh, shade_pixels
 from ivlm_core.render.shading import (
     BODY_OVERLAY_BLUE,
     OBJECT_OVERLAY_YELLOW,
+    face_planes,
     flat_colors,
     normal_colors,
     position_colors,
@@ -57,10 +58,14 @@ def _render_two_ways(
 ) -> tuple[np.ndarray, np.ndarray, Fragments]:
     cameras = view_set.cameras(size, dtype=vertices.dtype)
     lights = view_set.light_positions(dtype=vertices.dtype)
-    fragments = rasterize_mesh(vertices, faces, cameras, orientation=orientation)
+    planes = face_planes(vertices, faces)  # shared by back-face culling and the shading's vertex normals
+    fragments = rasterize_mesh(vertices, faces, cameras, orientation=orientation, planes=planes)
     # [N, 6] as a view of channel rows: shading reads and checks colours channel by channel.
     both = torch.cat([sam_colors.T, flat_colors(len(vertices), overlay, vertices).T]).T
-    sam, flat = shade_pixels(fragments, vertices, faces, cameras, both, lights).uint8_images()  # one pass
+    shaded = shade_pixels(
+        fragments, vertices, faces, cameras, both, lights, normals=vertex_normals(vertices, faces, planes)
+    )
+    sam, flat = shaded.uint8_images()  # one pass
     return sam, flat, fragments
 
 

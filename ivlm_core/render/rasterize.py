@@ -3,8 +3,8 @@
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
 1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views;
-   pairs whose box holds no pixel centre (a quarter of a 1.3M-face scan's at 1024^2), and back faces where
-   culling is exact (below), are dropped before any per-face setup. The kept pairs get screen-space
+   back faces where culling is exact (below) are dropped before their corners are gathered, and pairs whose box
+   holds no pixel centre (a fifth of a 1.3M-face scan's front faces at 1024^2) before any per-face setup. The kept pairs get screen-space
    barycentric plane equations (computed relative to the box corner, so float32 evaluation stays accurate).
 2. A face whose box holds one pixel centre (a third of a dense scan's kept pairs) is tested there only, in a
    set-up fused with its test (its barycentrics there are the planes' constants); boxes of at most 3 x 3
@@ -39,14 +39,16 @@ build this project pins, branched per element or ran unvectorised (figures in th
 Pixel (row i, col j) is sampled at its centre, which is (u=j, v=i) in the OpenCV pixel convention.
 
 Back faces: by default both windings are drawn (PyTorch3D's default), which open meshes (a sheet, a mug
-without a bottom) need. `cull` skips one winding per view; `renderer.rasterize_mesh` asks for it only where it
+without a bottom) need. `cull` (`BackFaces`) skips the faces whose plane has the camera behind it, tested in world
+space on each face's plane (shared with the vertex normals) before any screen-space work, so a skipped pair costs
+one multiply-add of 4 terms; `renderer.rasterize_mesh` asks for it only where it
 cannot change the nearest face: a closed mesh (every directed edge matched by its reverse) whose connected parts
 are all wound the same way (`mesh.closed_orientation`, worked out once per mesh), a camera outside its bounding
 box, and no vertex nearer than znear (a near-plane cut would open the mesh onto its inside). From outside such a
 surface a ray's first crossing enters it, through a face turned towards the camera, unless the mesh passes
 through itself inside out (a twisted sweep: the demo mug's handle, where 81 of 4.2M pixels differ, within
 the tests' Embree agreement). Culling halves the per-face work of a closed mesh and the pixel tests of its
-large faces. A face is skipped only when its screen area has the culled sign by a margin far above float32
+large faces. A face is skipped only when the camera is behind its plane by a margin far above float32
 rounding, so edge-on faces are always drawn.
 """
 
@@ -213,6 +215,33 @@ class CoveredPixels:
         return image.view(*self.shape, values.shape[-1])
 
 
+@dataclass(frozen=True)
+class BackFaces:
+    """The (view, face) pairs `rasterize` may skip as back faces, decided in world space before any corner is
+    gathered in screen space (`renderer.back_face_culling` says where that is exact).
+
+    planes: [4, F] per face (n, -n . p0): its normal n = (p1 - p0) x (p2 - p0), turned outwards, and first
+        corner p0, so planes^T (x, 1) is |n| times the signed distance of a point x from the face's plane.
+    eyes: [B, 4] per view (camera centre, 1), or zeros where the view draws both windings.
+    limit: [F] a face is skipped only when eyes . planes is below this (a negative margin far above float32
+        rounding), so edge-on faces are always drawn.
+    """
+
+    planes: torch.Tensor
+    eyes: torch.Tensor
+    limit: torch.Tensor
+
+    @property
+    def views(self) -> torch.Tensor:
+        """[B] bool: which views skip back faces."""
+        return self.eyes[:, 3] != 0
+
+    def drawn(self, faces: slice) -> torch.Tensor:
+        """[B, f] bool: which pairs of the faces faces (a slice of the F) to draw."""
+        behind = compare(self.eyes @ self.planes[:, faces], "<", self.limit[faces])
+        return ~behind  # NaN (a non-finite corner) is drawn: its box drops it as before
+
+
 @dataclass
 class NearClip:
     """Faces that cross the near plane, cut per view, to rasterise after the mesh's own faces.
@@ -299,49 +328,59 @@ def clip_near(points: torch.Tensor, faces: torch.Tensor, znear: float) -> NearCl
 def _face_boxes(
     coords: torch.Tensor,
     faces_t: torch.Tensor,
+    first: int,
     height: int,
     width: int,
     znear: float,
     any_near: bool,
-    cull: torch.Tensor | None = None,
+    cull: BackFaces | None = None,
 ) -> list[_Pairs]:
     """The (view, face) pairs whose pixel box holds a pixel centre, and their corners, in four groups by the
     box's longer side: one pixel centre (most of a dense scan's, drawn by `_scatter_one_pixel` with no plane
     set-up), at most 2 x 2 and 3 x 3 (`_scatter_small`), and larger.
 
-    coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids.
-    Corners come from gathers along the vertex axis and every box quantity is an element-wise pass over
-    [B, F] rows (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost several times more).
-    Each group is face [P] (column of `faces_t`), view [P], corners [9, P] = (u_0..2, v_0..2, z_0..2) and box
-    corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for the one-pixel boxes), in view-major
-    order. On meshes of sub-pixel faces many pairs hold no pixel centre; they are dropped here, before any
-    per-face setup. any_near: some vertex is closer than znear (else not tested). cull: see `rasterize`.
+    coords: [3, B, N] per-coordinate rows (u, v, z) of every view's vertices; faces_t: [3, F] corner ids of the
+    faces first .. first + F of the mesh. Corners come from 1-D gathers and every box quantity is an element-wise
+    pass over the candidate pairs (on the CPU, gathering [N, B, 3] rows and reducing over a corner axis cost
+    several times more). Candidates are all B x F pairs, or those `cull` draws (about half of a closed mesh's):
+    skipped before their corners are gathered. Each group is face [P] (column of `faces_t`), view [P], corners
+    [9, P] = (u_0..2, v_0..2, z_0..2) and box corners [4, P] = (x0, y0, x1, y1) as floats ([2, P] = (x0, y0) for
+    the one-pixel boxes), in view-major order. On meshes of sub-pixel faces many pairs hold no pixel centre; they
+    are dropped here, before any per-face setup. any_near: some vertex is closer than znear (else not tested).
     """
+    n_views, n_vertices = coords.shape[1:]
     n_faces = faces_t.shape[1]
-    u, v, z = ([coords[c].index_select(1, faces_t[k]) for k in range(3)] for c in range(3))  # [B, F] each
+    if cull is None:  # every pair, as [B, F] rows flattened view-major
+        u, v, z = ([coords[c].index_select(1, faces_t[k]).view(-1) for k in range(3)] for c in range(3))
+        candidate_face = candidate_view = None
+    else:
+        candidate = flat_nonzero(cull.drawn(slice(first, first + n_faces)))  # view * n_faces + face
+        candidate_view = _runs(candidate, n_views, n_faces)
+        candidate_face = candidate.sub_(candidate_view * n_faces)
+        offset = candidate_view * n_vertices
+        corner = [faces_t[k].index_select(0, candidate_face).add_(offset) for k in range(3)]
+        flat = coords.view(3, -1)
+        u, v, z = ([flat[c].index_select(0, corner[k]) for k in range(3)] for c in range(3))
     x0 = torch.ceil(torch.minimum(torch.minimum(u[0], u[1]), u[2])).clamp_(min=0)
     x1 = torch.floor(torch.maximum(torch.maximum(u[0], u[1]), u[2])).clamp_(max=width - 1)
     y0 = torch.ceil(torch.minimum(torch.minimum(v[0], v[1]), v[2])).clamp_(min=0)
     y1 = torch.floor(torch.maximum(torch.maximum(v[0], v[1]), v[2])).clamp_(max=height - 1)
     # NaN/inf coordinates fail these comparisons, so they are dropped here too.
-    drawn = compare(x1, ">=", x0) & compare(y1, ">=", y0)  # [B, F]
+    drawn = compare(x1, ">=", x0) & compare(y1, ">=", y0)
     if any_near:
         drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
-    if cull is not None:
-        # Twice the signed screen area is p - q; a face is dropped only when its sign is the culled one by a
-        # margin far above float32 rounding (~3e-7 of |p| + |q|), so an edge-on face is always drawn.
-        p = (u[1] - u[0]) * (v[2] - v[0])
-        q = (u[2] - u[0]) * (v[1] - v[0])
-        drawn &= compare(cull[:, None] * (p - q), "<=", 4e-6 * (p.abs() + q.abs()))
     last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
-    pair = flat_nonzero(drawn)  # view * n_faces + face, view-major
-    view = _runs(pair, drawn.shape[0], n_faces)
-    face = pair - view * n_faces
-    # Grouped among the drawn pairs only (a third of them on a dense scan): one compaction over all [B, F] pairs,
+    pair = flat_nonzero(drawn)  # into the candidates, view-major
+    if candidate_face is None or candidate_view is None:
+        view = _runs(pair, n_views, n_faces)
+        face = pair - view * n_faces
+    else:
+        face, view = candidate_face.index_select(0, pair), candidate_view.index_select(0, pair)
+    # Grouped among the drawn pairs only (a third of them on a dense scan): one compaction over all candidates,
     # then four over the drawn ones.
-    last = last.view(-1).index_select(0, pair)
-    # The groups' members, one after the other; each [B, F] row is then gathered once for all of them (gathering
-    # it once per group swept its 2 MB four times and cost half again as much on a dense scan).
+    last = last.index_select(0, pair)
+    # The groups' members, one after the other; each candidate row is then gathered once for all of them
+    # (gathering it once per group swept it four times and cost half again as much on a dense scan).
     members = [
         flat_nonzero(in_group)
         for in_group in (compare(last, "==", 0), compare(last, "==", 1), compare(last, "==", 2), compare(last, ">", 2))
@@ -351,7 +390,7 @@ def _face_boxes(
     rows = u + v + z + [x0, y0, x1, y1]
     table = torch.empty(len(rows), order.shape[0], dtype=x0.dtype, device=x0.device)
     for k, row in enumerate(rows):
-        torch.index_select(row.view(-1), 0, grouped_pair, out=table[k])
+        torch.index_select(row, 0, grouped_pair, out=table[k])
     face, view = face.index_select(0, order), view.index_select(0, order)
     groups, start = [], 0
     for group, sel in enumerate(members):
@@ -775,7 +814,7 @@ def rasterize(
     *,
     znear: float = 1e-3,
     max_candidates: int = 1 << 21,
-    cull: torch.Tensor | None = None,
+    cull: BackFaces | None = None,
 ) -> Fragments:
     """Rasterises one mesh seen by B cameras.
 
@@ -783,10 +822,8 @@ def rasterize(
     faces: [F, 3] vertex indices.
     image_size: (height, width).
     max_candidates: (face, pixel) tests in flight at once; bounds peak memory (roughly 100 bytes each).
-    cull: [B] per view +1, -1 or 0: skip the faces whose twice signed screen area (u_1 - u_0)(v_2 - v_0) -
-        (u_2 - u_0)(v_1 - v_0) has this sign (+1: the back faces of an outward-wound mesh, whose front faces
-        have a negative area in pixel coordinates); 0 or None draws both windings. Only exact where the
-        caller knows a back face is never the nearest (`renderer.back_face_culling`).
+    cull: back faces to skip (`BackFaces`); None draws both windings. Only exact where the caller knows a back face
+        is never the nearest (`renderer.back_face_culling`).
     """
     height, width = image_size
     n_views = screen.shape[0]
@@ -800,9 +837,6 @@ def rasterize(
     # (written with out= into preallocated tables); the resolve computes barycentrics and depth from screen.
     coords = screen.detach().permute(2, 0, 1).contiguous()
     any_near = not bool((screen[..., 2] >= znear).all())
-    if cull is not None:
-        cull = cull.to(device=screen.device, dtype=screen.dtype)
-        cull = cull if bool((cull != 0).any()) else None
     # Pairs with larger boxes are gathered over chunks and drawn together: their grids and spans cost a few
     # dozen small operations per shape, which a dense scan (a few thousand such pairs per chunk) paid per chunk.
     # The z-buffer's minimum does not depend on the order faces are drawn in.
@@ -810,7 +844,9 @@ def rasterize(
     n_large = 0
     for first in range(0, faces.shape[0], face_chunk):
         chunk = faces_t[:, first : first + face_chunk]  # [3, F] (each row contiguous)
-        one_pixel, *small, (face, view, tri, corners) = _face_boxes(coords, chunk, height, width, znear, any_near, cull)
+        one_pixel, *small, (face, view, tri, corners) = _face_boxes(
+            coords, chunk, first, height, width, znear, any_near, cull
+        )
         if one_pixel[0].numel():
             _scatter_one_pixel(zbuf, one_pixel, first, height, width, znear)
         for side, (small_face, small_view, small_tri, small_box) in zip((2, 3), small):

@@ -11,8 +11,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ivlm_core.mesh import closed_orientation
 from ivlm_core.render.cameras import PinholeCameras
-from ivlm_core.render.rasterize import CoveredPixels, Fragments, clip_near, face_rows, rasterize
-from ivlm_core.render.shading import PhongLighting, phong, unit_vectors, vertex_normals
+from ivlm_core.render.rasterize import BackFaces, CoveredPixels, Fragments, clip_near, face_rows, rasterize
+from ivlm_core.render.shading import PhongLighting, face_planes, phong, unit_vectors, vertex_normals
 
 DEFAULT_LIGHTING = PhongLighting()  # InteractVLM's lights (frozen, so one shared default is safe)
 # Pixels shaded per pass on the CPU: a chunk's ~20 channel vectors (about 5 MB) stay in its cache. A GPU shades
@@ -52,13 +52,15 @@ def rasterize_mesh(
     max_candidates: int = 1 << 21,
     *,
     orientation: int | None = None,
+    planes: torch.Tensor | None = None,
 ) -> Fragments:
     """Rasterises world-space vertices [N, 3] / faces [F, 3] in every camera of the batch.
 
     Faces crossing the cameras' near plane are clipped in camera space first (`clip_near`), so a floor that
     runs behind the camera is drawn up to the near plane instead of vanishing. orientation: the mesh's
     `closed_orientation` when the caller has it (`TriangleMesh.orientation`), else worked out here (once per
-    pair of tensors); back faces are skipped where that is exact (`back_face_culling`).
+    pair of tensors); back faces are skipped where that is exact (`back_face_culling`). planes: the vertices'
+    `face_planes` when the caller has them (else computed here if culling needs them).
     """
     cameras = cameras.to(device=vertices.device, dtype=vertices.dtype)
     faces = faces.to(device=vertices.device, dtype=torch.int64)
@@ -73,7 +75,7 @@ def rasterize_mesh(
                 cameras.image_size,
                 znear=cameras.znear,
                 max_candidates=max_candidates,
-                cull=back_face_culling(vertices, screen, cameras, orientation),
+                cull=back_face_culling(vertices, faces, screen, cameras, orientation, planes),
             )
     points = cameras.world_to_camera(vertices)
     clipped = clip_near(points, faces, cameras.znear)
@@ -86,7 +88,7 @@ def rasterize_mesh(
             cameras.image_size,
             znear=cameras.znear,
             max_candidates=max_candidates,
-            cull=back_face_culling(vertices, points, cameras, orientation),
+            cull=back_face_culling(vertices, faces, points, cameras, orientation, planes),
         )
     screen = cameras.project(torch.cat([points, clipped.vertices], 1))
     fragments = rasterize(
@@ -100,9 +102,14 @@ def rasterize_mesh(
 
 
 def back_face_culling(
-    vertices: torch.Tensor, points: torch.Tensor, cameras: PinholeCameras, orientation: int
-) -> torch.Tensor | None:
-    """Per view [B]: which faces `rasterize` may skip (its `cull`), or None to draw both windings everywhere.
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    points: torch.Tensor,
+    cameras: PinholeCameras,
+    orientation: int,
+    planes: torch.Tensor | None = None,
+) -> BackFaces | None:
+    """The back faces `rasterize` may skip (its `cull`), or None to draw both windings everywhere.
 
     On a closed mesh wound one way (orientation +1 or -1, `mesh.closed_orientation`), a ray from a point
     outside it first meets a face turned towards that point, so the faces turned away are never the nearest
@@ -110,8 +117,8 @@ def back_face_culling(
     outside the mesh's bounding box (so outside the mesh), and no vertex is closer than znear (a face cut
     away by the near plane would open a hole onto the faces behind). Open meshes, meshes whose parts are
     wound both ways, and cameras inside the box draw both windings, as PyTorch3D does.
-    vertices [N, 3] world, points [B, N, 3] their camera-space positions (only their depth z is read, so screen
-    (u, v, z) will do).
+    vertices [N, 3] world, faces [F, 3], points [B, N, 3] their camera-space positions (only their depth z is
+    read, so screen (u, v, z) will do); planes: their `face_planes` if the caller has them.
     """
     if orientation == 0 or vertices.shape[0] == 0:
         return None
@@ -119,8 +126,19 @@ def back_face_culling(
     lower, upper = vertices.amin(0), vertices.amax(0)
     outside = ((centres < lower) | (centres > upper)).any(1)
     clear = (points[..., 2] >= cameras.znear).all(1)
-    cull = (outside & clear).to(vertices.dtype) * orientation
-    return cull if bool((cull != 0).any()) else None
+    culls = outside & clear
+    if not bool(culls.any()):
+        return None
+    planes = face_planes(vertices.detach(), faces) if planes is None else planes.detach()  # a test, no gradient
+    # Turned by the orientation, a face's plane is positive on its outer side; views that draw both ways get 0.
+    eyes = torch.cat([centres, torch.ones_like(centres[:, :1])], 1) * (culls[:, None] * orientation)
+    # The plane's value at an eye sums terms up to |n| (|eye| + |p0|); 1e-4 of that is far above float32 rounding
+    # of all but slivers thinner than about 1e-3 rad (whose screen area is then a 1e-4 of their size).
+    size = centres[culls].norm(dim=1).max() + torch.maximum(lower.abs(), upper.abs()).norm()
+    # |n| row by row (vector_norm over the [3, F] rows' first axis took 140 ms on a 1.3M-face scan, this 3).
+    limit = (planes[0] * planes[0]).addcmul_(planes[1], planes[1]).addcmul_(planes[2], planes[2]).sqrt_()
+    limit.mul_(-1e-4 * size)
+    return BackFaces(planes, eyes, limit)
 
 
 # (faces tensor) -> (its _version, weak reference to the vertices, their _version, orientation)
@@ -176,6 +194,7 @@ def shade_pixels(
     *,
     lighting: PhongLighting | None = DEFAULT_LIGHTING,
     chunk: int | None = None,
+    normals: torch.Tensor | None = None,
 ) -> ShadedPixels:
     """Shades the covered pixels of rasterised views. vertex_colors: [N, C] or [B, N, C] albedo in [0, 1].
 
@@ -188,7 +207,7 @@ def shade_pixels(
     ([channels, pixels]): every temporary of a chunk is a contiguous vector that stays in the CPU's cache
     (whole-frame [K, 3] passes were memory-bound and the dim-3 reductions slow). A colour channel that is the
     same at every vertex (a flat overlay) is not interpolated: the barycentrics sum to 1, so its value is that
-    constant.
+    constant. normals: the vertices' `vertex_normals` [N, 3] when the caller has them.
     """
     lights = None  # per view: light position and camera centre, [B, 3, 1] each
     if lighting is not None:
@@ -206,11 +225,12 @@ def shade_pixels(
     constant = (colors.amin(-2) == colors.amax(-2)).reshape(-1, colors.shape[-1]).all(0)
     varying = (~constant).nonzero()[:, 0]
     n_colors = colors.shape[-1]
-    shared = torch.cat([vertex_normals(vertices, faces).T, vertices.T])  # [6, N]
+    normals = vertex_normals(vertices, faces) if normals is None else normals.to(vertices)
+    shared = torch.cat([normals.T, vertices.T])  # [6, N]
     shared_table = torch.cat([shared, colors.T[varying]]).contiguous() if colors.dim() == 2 else None
     faces_t = face_rows(faces)  # [3, F]: a corner's vertex ids of K pixels are one 1-D gather
     rgb = torch.empty(n_colors, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
-    normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
+    pixel_normals = torch.empty(3, covered.face.shape[0], dtype=vertices.dtype, device=vertices.device)
     if chunk is None:
         chunk = SHADE_CHUNK if vertices.device.type == "cpu" else max(1, covered.face.shape[0])
     starts = torch.searchsorted(covered.view, torch.arange(n_views + 1, device=covered.view.device)).tolist()
@@ -227,8 +247,8 @@ def shade_pixels(
             albedo[varying], albedo[constant] = values[6:], flat
             if lighting is not None and lights is not None:
                 albedo = phong(values[3:6], unit, albedo, lights[0][view], lights[1][view], lighting, dim=0)
-            rgb[:, pixels], normals[:, pixels] = albedo, unit
-    return ShadedPixels(covered, rgb, normals)
+            rgb[:, pixels], pixel_normals[:, pixels] = albedo, unit
+    return ShadedPixels(covered, rgb, pixel_normals)
 
 
 def _interpolate_channels(table: torch.Tensor, corners: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:

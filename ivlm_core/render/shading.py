@@ -30,12 +30,19 @@ class PhongLighting:
     shininess: float = 64.0
 
 
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor, planes: torch.Tensor | None = None) -> torch.Tensor:
     """Area-weighted unit vertex normals, [N, 3] (or [B, N, 3] for batched vertices), as PyTorch3D computes them.
 
-    For [N, 3] the result is a view of [3, N] coordinate rows (`.T` of it is contiguous)."""
+    For [N, 3] the result is a view of [3, N] coordinate rows (`.T` of it is contiguous). planes: these
+    vertices' `face_planes`, when the caller has them (the renders share them with back-face culling)."""
     if vertices.dim() == 2:
-        return _vertex_normal_rows(vertices, faces).T
+        corners = face_rows(faces)
+        face_normal = (face_planes(vertices, faces) if planes is None else planes)[:3]
+        summed = torch.zeros(3, vertices.shape[0], dtype=vertices.dtype, device=vertices.device)
+        for c in range(3):
+            for corner in corners:
+                summed[c].scatter_add_(0, corner, face_normal[c])  # as index_add_, 1.6x faster here on 1-D rows
+        return (summed / (summed * summed).sum(0, keepdim=True).sqrt().clamp_min(1e-6)).T
     v0, v1, v2 = (vertices[..., faces[:, k], :] for k in range(3))
     face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)  # length = twice the face area
     normals = torch.zeros_like(vertices)
@@ -44,24 +51,19 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(normals, dim=-1, eps=1e-6)
 
 
-def _vertex_normal_rows(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """`vertex_normals` of vertices [N, 3] as coordinate rows [3, N], from 1-D gathers and sums of one coordinate
-    of one corner at a time: on the CPU about twice as fast as gathering and summing [F, 3] rows."""
+def face_planes(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Per face [4, F]: its normal n = (p1 - p0) x (p2 - p0) (twice its area long; the winding decides its side)
+    and -n . p0, so planes^T (x, 1) is |n| times the signed distance of a point x from the face's plane.
+
+    vertices [N, 3], faces [F, 3]. Built from 1-D gathers of one coordinate of one corner at a time: on the CPU
+    about twice as fast as gathering [F, 3] rows."""
     rows = vertices.T.contiguous()
-    corners = face_rows(faces)
-    p0, p1, p2 = ([row.index_select(0, corner) for row in rows] for corner in corners)
+    p0, p1, p2 = ([row.index_select(0, corner) for row in rows] for corner in face_rows(faces))
     e1 = [p1[c] - p0[c] for c in range(3)]
     e2 = [p2[c] - p0[c] for c in range(3)]
-    face_normal = (  # e1 x e2: length = twice the face area
-        e1[1] * e2[2] - e1[2] * e2[1],
-        e1[2] * e2[0] - e1[0] * e2[2],
-        e1[0] * e2[1] - e1[1] * e2[0],
-    )
-    summed = torch.zeros_like(rows)
-    for c in range(3):
-        for corner in corners:
-            summed[c].scatter_add_(0, corner, face_normal[c])  # as index_add_, 1.6x faster here on 1-D rows
-    return summed / (summed * summed).sum(0, keepdim=True).sqrt().clamp_min(1e-6)
+    normal = [e1[a] * e2[b] - e1[b] * e2[a] for a, b in ((1, 2), (2, 0), (0, 1))]  # e1 x e2
+    offset = -(normal[0] * p0[0] + normal[1] * p0[1] + normal[2] * p0[2])
+    return torch.stack([*normal, offset])  # no out= writes: vertex normals stay differentiable
 
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
