@@ -370,28 +370,22 @@ def _face_boxes(
     if any_near:
         drawn &= (z[0] >= znear) & (z[1] >= znear) & (z[2] >= znear)
     last = torch.maximum(x1 - x0, y1 - y0)  # the box's longer side - 1 (where drawn)
-    pair = flat_nonzero(drawn)  # into the candidates, view-major
-    if candidate_face is None or candidate_view is None:
-        view = _runs(pair, n_views, n_faces)
-        face = pair - view * n_faces
-    else:
-        face, view = candidate_face.index_select(0, pair), candidate_view.index_select(0, pair)
-    # Grouped among the drawn pairs only (a third of them on a dense scan): one compaction over all candidates,
-    # then four over the drawn ones.
-    last = last.index_select(0, pair)
-    # The groups' members, one after the other; each candidate row is then gathered once for all of them
-    # (gathering it once per group swept it four times and cost half again as much on a dense scan).
+    # The groups' members among the candidates, one after the other; each candidate row is then gathered once for
+    # all of them (gathering it once per group swept it four times and cost half again as much on a dense scan).
     members = [
-        flat_nonzero(in_group)
+        flat_nonzero(drawn & in_group)
         for in_group in (compare(last, "==", 0), compare(last, "==", 1), compare(last, "==", 2), compare(last, ">", 2))
     ]
-    order = torch.cat(members)
-    grouped_pair = pair.index_select(0, order)
+    order = torch.cat(members)  # into the candidates
     rows = u + v + z + [x0, y0, x1, y1]
     table = torch.empty(len(rows), order.shape[0], dtype=x0.dtype, device=x0.device)
     for k, row in enumerate(rows):
-        torch.index_select(row, 0, grouped_pair, out=table[k])
-    face, view = face.index_select(0, order), view.index_select(0, order)
+        torch.index_select(row, 0, order, out=table[k])
+    if candidate_face is None or candidate_view is None:
+        view = torch.cat([_runs(sel, n_views, n_faces) for sel in members])  # each member ascends
+        face = order - view * n_faces
+    else:
+        face, view = candidate_face.index_select(0, order), candidate_view.index_select(0, order)
     groups, start = [], 0
     for group, sel in enumerate(members):
         part = slice(start, start + sel.shape[0])
