@@ -66,7 +66,7 @@ def rasterize_mesh(
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     if vertices.dim() == 2 and not (vertices.requires_grad and torch.is_grad_enabled()):
         screen = cameras.world_to_screen(vertices)
-        if bool((screen[..., 2] >= cameras.znear).all()):  # the usual case: nothing to clip
+        if vertices.shape[0] == 0 or bool(screen[..., 2].amin() >= cameras.znear):  # usual: nothing to clip
             if orientation is None:
                 orientation = _cached_orientation(vertices, faces)
             return rasterize(
@@ -125,7 +125,7 @@ def back_face_culling(
     centres = cameras.camera_centers().to(vertices)
     lower, upper = vertices.amin(0), vertices.amax(0)
     outside = ((centres < lower) | (centres > upper)).any(1)
-    clear = (points[..., 2] >= cameras.znear).all(1)
+    clear = points[..., 2].amin(1) >= cameras.znear
     culls = outside & clear
     if not bool(culls.any()):
         return None
