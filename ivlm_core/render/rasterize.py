@@ -181,7 +181,10 @@ class CoveredPixels:
         if isinstance(pixels, slice):
             corners, face = (self.corners[:, pixels] if self.corners is not None else None), self.face[pixels]
         else:
-            corners = self.corners.index_select(1, pixels) if self.corners is not None else None
+            # Row by row: 1-D gathers (a dim-1 gather of the [3, K] table ran at a third of their speed).
+            corners = (
+                torch.stack([row.index_select(0, pixels) for row in self.corners]) if self.corners is not None else None
+            )
             face = self.face.index_select(0, pixels)
         if corners is not None:
             return corners
