@@ -355,6 +355,26 @@ def test_back_face_culling_on_closed_meshes_changes_no_pixel(winding):
             assert agreement(culled.pix_to_face[view].numpy(), caster.cast(cameras, view).face) >= 0.995
 
 
+def test_back_faces_are_skipped_in_world_space_and_edge_on_faces_are_drawn():
+    # A closed box seen from outside, and from a point in the plane of two of its faces (edge-on there): exactly
+    # the faces turned away from the eye are skipped; edge-on faces are drawn.
+    from ivlm_core.mesh import closed_orientation
+    from ivlm_core.render.renderer import back_face_culling
+
+    box = cube(1.0)
+    v, f = torch.tensor(box.vertices, dtype=torch.float32), torch.tensor(box.faces)
+    eyes = np.array([(3.0, 0.2, 0.1), (0.5, 0.2, 3.0)])
+    cameras = _cameras([(tuple(eye), (0, 0, 0)) for eye in eyes]).to(dtype=torch.float32)
+    orientation = closed_orientation(box.vertices, box.faces)
+    cull = back_face_culling(v, f, cameras.world_to_camera(v), cameras, orientation)
+    assert cull is not None and cull.views.tolist() == [True, True]
+    corners = box.vertices[box.faces]  # [F, 3, 3]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) * orientation
+    facing = np.einsum("fc,bfc->bf", normals, eyes[:, None, :] - corners[None, :, 0])  # exact here: axis planes
+    assert (facing[1] == 0).sum() == 2 and (facing > 0).sum() == 4 and (facing < 0).sum() == 18  # 2 edge-on faces
+    assert torch.equal(cull.drawn(slice(None)), torch.from_numpy(facing >= 0))
+
+
 def test_a_mesh_made_in_inference_mode_is_drawn_as_any_other():
     # Inference-mode tensors keep no version counter, which the per-tensor orientation cache reads.
     mesh = cube()
