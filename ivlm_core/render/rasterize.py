@@ -2,10 +2,11 @@
 
 Written by hand because pytorch3d and nvdiffrast cannot be installed here; it runs on CPU and CUDA alike:
 
-1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views;
-   back faces where culling is exact (below) are dropped before their corners are gathered, and pairs whose box
-   holds no pixel centre (a fifth of a 1.3M-face scan's front faces at 1024^2) before any per-face setup. The kept pairs get screen-space
-   barycentric plane equations (computed relative to the box corner, so float32 evaluation stays accurate).
+1. Per (face, view): the pixel bounding box, from per-coordinate gathers of the corners in all views; back
+   faces where culling is exact (below) are dropped before their corners are gathered, and pairs whose box holds
+   no pixel centre (a fifth of a 1.3M-face scan's front faces at 1024^2) before any per-face setup. The kept
+   pairs get screen-space barycentric plane equations (computed relative to the box corner, so float32
+   evaluation stays accurate).
 2. A face whose box holds one pixel centre (a third of a dense scan's kept pairs) is tested there only, in a
    set-up fused with its test (its barycentrics there are the planes' constants); boxes of at most 3 x 3
    pixels (most of the rest on a scan) are tested offset by offset on per-quantity plane rows. Larger boxes
@@ -39,17 +40,16 @@ build this project pins, branched per element or ran unvectorised (figures in th
 Pixel (row i, col j) is sampled at its centre, which is (u=j, v=i) in the OpenCV pixel convention.
 
 Back faces: by default both windings are drawn (PyTorch3D's default), which open meshes (a sheet, a mug
-without a bottom) need. `cull` (`BackFaces`) skips the faces whose plane has the camera behind it, tested in world
-space on each face's plane (shared with the vertex normals) before any screen-space work, so a skipped pair costs
-one multiply-add of 4 terms; `renderer.rasterize_mesh` asks for it only where it
-cannot change the nearest face: a closed mesh (every directed edge matched by its reverse) whose connected parts
-are all wound the same way (`mesh.closed_orientation`, worked out once per mesh), a camera outside its bounding
-box, and no vertex nearer than znear (a near-plane cut would open the mesh onto its inside). From outside such a
-surface a ray's first crossing enters it, through a face turned towards the camera, unless the mesh passes
-through itself inside out (a twisted sweep: the demo mug's handle, where 81 of 4.2M pixels differ, within
-the tests' Embree agreement). Culling halves the per-face work of a closed mesh and the pixel tests of its
-large faces. A face is skipped only when the camera is behind its plane by a margin far above float32
-rounding, so edge-on faces are always drawn.
+without a bottom) need. `cull` (`BackFaces`) skips the faces whose plane has the camera behind it, tested in
+world space on each face's plane (shared with the vertex normals) before any screen-space work, so a skipped pair
+costs one 4-term dot product. `renderer.rasterize_mesh` asks for it only where it cannot change the nearest face:
+a closed mesh (every directed edge matched by its reverse) whose connected parts are all wound the same way
+(`mesh.closed_orientation`, worked out once per mesh), a camera outside its bounding box, and no vertex nearer
+than znear (a near-plane cut would open the mesh onto its inside). From outside such a surface a ray's first
+crossing enters it, through a face turned towards the camera, unless the mesh passes through itself inside out
+(a twisted sweep: the demo mug's handle, where 81 of 4.2M pixels differ, within the tests' Embree agreement).
+Culling halves the per-face work of a closed mesh and the pixel tests of its large faces. A face is skipped only
+when the camera is behind its plane by a margin far above float32 rounding, so edge-on faces are always drawn.
 """
 
 from __future__ import annotations

@@ -132,8 +132,8 @@ def back_face_culling(
     planes = face_planes(vertices.detach(), faces) if planes is None else planes.detach()  # a test, no gradient
     # Turned by the orientation, a face's plane is positive on its outer side; views that draw both ways get 0.
     eyes = torch.cat([centres, torch.ones_like(centres[:, :1])], 1) * (culls[:, None] * orientation)
-    # The plane's value at an eye sums terms up to |n| (|eye| + |p0|); 1e-4 of that is far above float32 rounding
-    # of all but slivers thinner than about 1e-3 rad (whose screen area is then a 1e-4 of their size).
+    # The margin: 1e-4 of |n| times the scene's size (the plane's terms at an eye are up to |n| (|eye| + |p0|)), far
+    # above their float32 rounding; so faces within about 1e-4 rad of edge-on are drawn both ways.
     size = centres[culls].norm(dim=1).max() + torch.maximum(lower.abs(), upper.abs()).norm()
     # |n| row by row (vector_norm over the [3, F] rows' first axis took 140 ms on a 1.3M-face scan, this 3).
     limit = (planes[0] * planes[0]).addcmul_(planes[1], planes[1]).addcmul_(planes[2], planes[2]).sqrt_()
