@@ -826,8 +826,9 @@ def rasterize(
     n_views = screen.shape[0]
     faces = faces.to(device=screen.device, dtype=torch.int64)
     zbuf = torch.full((n_views * height * width + 1,), _EMPTY, dtype=torch.int64, device=screen.device)
-    # Faces go through in chunks so the per-face tables stay bounded for meshes of millions of faces.
-    face_chunk = max(1, max_candidates // (4 * n_views))
+    # Faces go through in chunks so the per-face tables stay bounded for meshes of millions of faces; culling keeps
+    # about half of a chunk's pairs, so its chunks take twice the faces (the same tables, half the fixed costs).
+    face_chunk = max(1, max_candidates // ((4 if cull is None else 2) * n_views))
     faces_t = face_rows(faces)  # [3, F]; chunks are views of it
     tables = _grid_tables(screen.device)
     # [3, B, N]: rows u, v, z of every view. Which face covers which pixel is found on values without gradients
