@@ -372,7 +372,12 @@ def test_back_faces_are_skipped_in_world_space_and_edge_on_faces_are_drawn():
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) * orientation
     facing = np.einsum("fc,bfc->bf", normals, eyes[:, None, :] - corners[None, :, 0])  # exact here: axis planes
     assert (facing[1] == 0).sum() == 2 and (facing > 0).sum() == 4 and (facing < 0).sum() == 18  # 2 edge-on faces
-    assert torch.equal(cull.drawn(slice(None)), torch.from_numpy(facing >= 0))
+    drawn = cull.drawn(slice(None)).numpy()
+    # The decision comes from float32 planes and camera centres: faces more than 1e-3 (in |n| * distance) from
+    # edge-on must follow the exact side; edge-on ones (within it) must be drawn, whatever the rounding.
+    clear = np.abs(facing) > 1e-3
+    assert (drawn[clear] == (facing[clear] > 0)).all()
+    assert drawn[~clear].all()
 
 
 def test_a_mesh_made_in_inference_mode_is_drawn_as_any_other():

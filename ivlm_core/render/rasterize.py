@@ -240,7 +240,7 @@ class BackFaces:
         return self.eyes[:, 3] != 0
 
     def drawn(self, faces: slice) -> torch.Tensor:
-        """[B, f] bool: which pairs of the faces faces (a slice of the F) to draw."""
+        """[B, f] bool: which (view, face) pairs of the faces in `faces` (a slice of the F) to draw."""
         behind = compare(self.eyes @ self.planes[:, faces], "<", self.limit[faces])
         return ~behind  # NaN (a non-finite corner) is drawn: its box drops it as before
 
