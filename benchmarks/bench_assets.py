@@ -23,7 +23,10 @@ Targets (issue 14): no asset's render > 2x the icosphere's, the rasteriser at le
 on every asset, the Contact stage <= 1.5 s per object on this CPU.
 
     .venv/bin/python benchmarks/bench_assets.py [--size 1024] [--repeats 3] [--threads 1] [--only NAME ...]
-        [--no-stages] [--no-embree] [--json out.json]
+        [--no-stages] [--no-embree] [--default-malloc] [--json out.json]
+
+Like the server's worker, the benchmark keeps freed memory for reuse (`ivlm_core.allocator`) unless
+`--default-malloc` is given.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 import torch
 import trimesh
 
+from ivlm_core.allocator import keep_freed_memory
 from ivlm_core.demo import objects, primitives
 from ivlm_core.mesh import TriangleMesh, closed_orientation, validate_mesh
 from ivlm_core.render.canonical import render_object_views
@@ -300,7 +304,13 @@ def main() -> None:
     parser.add_argument(
         "--no-embree", action="store_true", help="leave out Embree (a GPU machine without embreex: the CUDA rows)"
     )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is instead of setting it as the server's worker does (ivlm_core.allocator)",
+    )
     args = parser.parse_args()
+    malloc = "default" if args.default_malloc else f"worker's setting {'applied' if keep_freed_memory() else 'n/a'}"
     if args.threads:
         torch.set_num_threads(args.threads)
     assets = [a for i, a in enumerate(ASSETS) if i == 0 or not args.only or any(o in a.name for o in args.only)]
@@ -323,13 +333,16 @@ def main() -> None:
     load = os.getloadavg()
     print(
         f"asset benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{torch.get_num_threads()} torch threads, {device}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        f"{torch.get_num_threads()} torch threads, {device}; malloc: {malloc}; "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     print_table(rows, args.size)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(
-                {"device": device, "threads": torch.get_num_threads(), "load": load, "rows": rows}, handle, indent=2
+                {"device": device, "threads": torch.get_num_threads(), "malloc": malloc, "load": load, "rows": rows},
+                handle,
+                indent=2,
             )
 
 

@@ -122,6 +122,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image, ImageOps
 
+    from ivlm_core.allocator import keep_freed_memory
     from ivlm_core.errors import BadInputError
     from ivlm_core.frames import transform_points
     from ivlm_core.pipeline.outputs import save_result
@@ -167,6 +168,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> None:
             jobs.append((path.stem, np.asarray(upright.convert("RGB")), pil, base, objects))
 
     pipeline = _reconstruct_pipeline(args)
+    keep_freed_memory()  # as the server's worker: the images and stages reuse the memory freed
     for name, image, photo, options, objs in jobs:
         print(f"{name}:")
         result = pipeline.run(

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ivlm_core.allocator import keep_freed_memory
 from ivlm_core.body.skeleton import Skeleton, body_skeleton
 from ivlm_core.errors import BadInputError, IVLMError
 from ivlm_core.localize.convert import convert_releases_once
@@ -144,6 +145,9 @@ def worker_main(spec: ModelSpec, settings: ServerSettings, inbox: Connection, ou
         log.exception("could not load the models")
         send(LoadFailed(Failure("INTERNAL", f"loading the models failed: {exc}", "See the server log.")))
         return
+    # From here on, the large arrays each job frees are kept for the next job instead of being unmapped and faulted
+    # in again (set after loading, so the loaders' temporary buffers go back to the system).
+    keep_freed_memory()
     sources = tuple((source.part, source.source) for source in pipeline.part_sources())
     send(Loaded(tuple(loaded_model_names(pipeline)), tuple(pipeline.demo_parts()), sources))
     log.info("models loaded; %s", "DEMO mode" if pipeline.demo else "real models")
