@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-# In a fresh process, with the setting or without: whether it took effect and the page faults of the third 4-view
-# render of a cube at 1024^2.
+# In a fresh process, with the setting or without: whether it took effect and the fewest page faults of the third to
+# fifth 4-view renders of a cube at 1024^2 (the heap may still grow once in a while as it settles).
 _SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch
@@ -23,14 +23,17 @@ _SCRIPT = textwrap.dedent(
     cube = primitives.cube()
     render_object_views(cube)
     render_object_views(cube)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    render_object_views(cube)
-    print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        render_object_views(cube)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(applied, min(faults))
     """
 )
 
 
-def _third_render(mode: str) -> tuple[str, int]:
+def _later_render_faults(mode: str) -> tuple[str, int]:
     command = [sys.executable, "-c", _SCRIPT, mode]
     applied, faults = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout.split()
     return applied, int(faults)
@@ -38,8 +41,8 @@ def _third_render(mode: str) -> tuple[str, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_a_render_reuses_the_memory_the_previous_render_freed():
-    _, default = _third_render("default")
-    applied, kept = _third_render("set")
+    _, default = _later_render_faults("default")
+    applied, kept = _later_render_faults("set")
     assert applied == "True"
     # By default each array above glibc's mmap threshold (32 MiB at most) is a fresh mapping, and freed heap above
     # twice that is given back: the z-buffer alone (4 x 1024^2 int64, 33.5 MB) is 8k pages of 4 kB.
