@@ -1,12 +1,11 @@
 """Process-wide memory allocator setting for the processes that run the pipeline (the server's worker, the CLI, the
 benchmarks).
 
-The renderer, the lift and the fit allocate and free many arrays of 10-100 MB per call (a 1024^2 z-buffer of four
-views is 33.5 MB, a 1.3M-face mesh's per-pair tables 40 MB). glibc's malloc serves blocks above its mmap threshold
-(dynamic, at most 32 MiB) with fresh mmap pages and gives them back on free, so every such array is faulted in
-page by page again on each call: measured on a dense scan, 6k-38k page faults and up to 90 ms of system time per
-4-view render, varying from call to call. Raising the mmap and trim thresholds keeps freed blocks in the heap for
-reuse. PyTorch's CPU build has no caching allocator of its own, so this is the one place to do it.
+The renderer, the lift and the fit allocate and free many arrays of tens of MB per call (a four-view 1024^2 z-buffer
+is 33.5 MB). glibc's malloc serves blocks above its mmap threshold (dynamic, at most 32 MiB) with fresh mappings and
+returns freed heap above its trim threshold to the system, so such arrays are faulted in again page by page on
+every call (figures in the README's benchmarks). Raising both thresholds keeps freed blocks in the heap for reuse.
+PyTorch's CPU build has no caching allocator of its own, so this is the one place to do it.
 """
 
 from __future__ import annotations
