@@ -126,14 +126,14 @@ def lift_object_once(
     # Corner by corner, with 1-D gathers: the resolve keeps barycentrics as rows, and gathering [K, 3] rows of that
     # transposed view, with the arithmetic on them, took 0.36 s of a cube's 2.4M covered pixels (now 0.13 s). The
     # sums add in another order than the lift operator's: float-level differences, tested with a tolerance.
-    corners = covered.corner_ids(face_rows(faces), above.to(covered.face.device)).to(device)
+    above_there = above.to(covered.face.device)  # the fragments' device
+    corners = covered.corner_ids(face_rows(faces), above_there).to(device)
     offset = covered.view.to(device).index_select(0, above) * num_vertices
-    rows = covered.bary.T
     prob = covered_prob.index_select(0, above)
     sums = torch.zeros(2, face.shape[0] * num_vertices, dtype=torch.float32, device=device)
-    for corner, row in zip(corners, rows):
+    for corner, row in zip(corners, covered.bary.T):
         index = corner + offset
-        weights = row.index_select(0, above.to(rows.device)).to(device, torch.float32)
+        weights = row.index_select(0, above_there).to(device, torch.float32)
         sums[0].scatter_add_(0, index, weights * prob)
         sums[1].scatter_add_(0, index, weights)
     sums = sums.view(2, face.shape[0], num_vertices)

@@ -7,6 +7,7 @@ Both use the view sets of `views.py` at 1024 x 1024 on a white background.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,20 +52,21 @@ def _render_two_ways(
     vertices: torch.Tensor,
     faces: torch.Tensor,
     view_set: ViewSet,
-    sam_colors: torch.Tensor,
+    sam_colors: Callable[[torch.Tensor], torch.Tensor],
     overlay: tuple,
     size: int,
     orientation: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Fragments]:
+    """The SAM and overlay renders of one mesh in a view set, and its fragments. sam_colors: the SAM render's vertex
+    colours [N, 3] from the vertex normals [N, 3] (which the shading computes anyway)."""
     cameras = view_set.cameras(size, dtype=vertices.dtype)
     lights = view_set.light_positions(dtype=vertices.dtype)
     planes = face_planes(vertices, faces)  # shared by back-face culling and the shading's vertex normals
+    normals = vertex_normals(vertices, faces, planes)
     fragments = rasterize_mesh(vertices, faces, cameras, orientation=orientation, planes=planes)
     # [N, 6] as a view of channel rows: shading reads and checks colours channel by channel.
-    both = torch.cat([sam_colors.T, flat_colors(len(vertices), overlay, vertices).T]).T
-    shaded = shade_pixels(
-        fragments, vertices, faces, cameras, both, lights, normals=vertex_normals(vertices, faces, planes)
-    )
+    both = torch.cat([sam_colors(normals).T, flat_colors(len(vertices), overlay, vertices).T]).T
+    shaded = shade_pixels(fragments, vertices, faces, cameras, both, lights, normals=normals)
     sam, flat = shaded.uint8_images()  # one pass
     return sam, flat, fragments
 
@@ -78,9 +80,7 @@ def render_body_views(
     """Renders the canonical body (vertices [N, 3] in the BODY frame, metres) from the 4 human views."""
     v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
     f = torch.as_tensor(faces, dtype=torch.int64, device=device)
-    sam, overlay, fragments = _render_two_ways(
-        v, f, HUMAN_VIEWS, normal_colors(vertex_normals(v, f)), BODY_OVERLAY_BLUE, image_size
-    )
+    sam, overlay, fragments = _render_two_ways(v, f, HUMAN_VIEWS, normal_colors, BODY_OVERLAY_BLUE, image_size)
     return ViewRenders(HUMAN_VIEWS, sam, overlay, fragments, f, len(vertices))
 
 
@@ -93,7 +93,8 @@ def render_object_views(
     v = torch.as_tensor(np.ascontiguousarray(normalised.T), dtype=torch.float32, device=device).T
     # [F, 3] as a view of corner rows [3, F]: the renderer reads faces row by row (`face_rows` is then free).
     f = face_rows(torch.as_tensor(mesh.faces, dtype=torch.int64)).to(device).T
+    colors = position_colors(v)
     sam, overlay, fragments = _render_two_ways(
-        v, f, OBJECT_VIEWS, position_colors(v), OBJECT_OVERLAY_YELLOW, image_size, mesh.orientation
+        v, f, OBJECT_VIEWS, lambda _normals: colors, OBJECT_OVERLAY_YELLOW, image_size, mesh.orientation
     )
     return ObjectViewRenders(OBJECT_VIEWS, sam, overlay, fragments, f, mesh.num_vertices, center, scale)
